@@ -1,0 +1,115 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Threading;
+using DirtyLog.Internal;
+
+namespace DirtyLog.Bitmaps;
+
+/// <summary>Marking single pages and page ranges.</summary>
+public sealed unsafe partial class SparseDirtyBitmap
+{
+    private const ulong LeafPageMask = (1UL << LeafPageShift) - 1;
+
+    /// <summary>Marks one page dirty.</summary>
+    /// <param name="page">The page number, below <see cref="PageCount"/>.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="page"/> is not below <see cref="PageCount"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The bitmap was disposed.</exception>
+    /// <exception cref="OutOfMemoryException">A new leaf was needed and could not be allocated; nothing changed.</exception>
+    /// <remarks>Lock-free: at most one atomic OR on the word (none when the bit is already set) and one per clear summary bit on the path.</remarks>
+    public void Mark(ulong page)
+    {
+        TreeNode* root = Root;
+        if (page >= _pageCount)
+        {
+            ThrowHelper.ThrowPageOutOfRange(nameof(page), page, _pageCount);
+        }
+
+        NodePath path = default;
+        ulong* leaf = GetOrCreateLeaf(root, page, ref path);
+        SetBits(ref leaf[(page >> WordShift) & (LeafWords - 1)], 1UL << (int)(page & 63));
+        PublishPath(ref path, page, 1UL << (int)((page >> LinePageShift) & (NodeFanout - 1)));
+    }
+
+    /// <summary>Marks <paramref name="pageCount"/> pages dirty, starting at <paramref name="firstPage"/>.</summary>
+    /// <param name="firstPage">The first page of the range.</param>
+    /// <param name="pageCount">The number of pages; 0 marks nothing.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The range overflows or ends past <see cref="PageCount"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The bitmap was disposed.</exception>
+    /// <exception cref="OutOfMemoryException">A new leaf was needed and could not be allocated; the pages before it were marked.</exception>
+    /// <remarks>
+    /// Works a word at a time, never a page at a time: an atomic OR for each partially covered word, a plain
+    /// store of all ones for each fully covered word that is not already all ones (followed by one fence),
+    /// then one summary update per leaf. A plain store is safe because all ones is the result any racing OR
+    /// would produce, and a racing harvest's exchange either returns the bits or leaves them for the next round.
+    /// </remarks>
+    public void MarkRange(ulong firstPage, ulong pageCount)
+    {
+        TreeNode* root = Root;
+        CheckRange(firstPage, pageCount, nameof(pageCount));
+        MarkRangeUnchecked(root, firstPage, firstPage + pageCount);
+    }
+
+    private void MarkRangeUnchecked(TreeNode* root, ulong page, ulong end)
+    {
+        while (page < end)
+        {
+            ulong leafFirst = page & ~LeafPageMask;
+            ulong stop = Math.Min(end, leafFirst + (1UL << LeafPageShift));
+            NodePath path = default;
+            ulong* leaf = GetOrCreateLeaf(root, page, ref path);
+            ulong lineMask = SetLeafRange(leaf, (int)(page - leafFirst), (int)(stop - leafFirst));
+            PublishPath(ref path, page, lineMask);
+            page = stop;
+        }
+    }
+
+    /// <summary>Sets the pages [<paramref name="first"/>, <paramref name="end"/>) of one leaf and returns the mask of lines touched.</summary>
+    private static ulong SetLeafRange(ulong* leaf, int first, int end)
+    {
+        int firstWord = first >> WordShift;
+        int lastWord = (end - 1) >> WordShift;
+        bool needFence = false;
+        for (int w = firstWord; w <= lastWord; w++)
+        {
+            ulong mask = ~0UL;
+            if (w == firstWord)
+            {
+                mask &= ~0UL << (first & 63);
+            }
+
+            if (w == lastWord)
+            {
+                mask &= ~0UL >> (63 - ((end - 1) & 63));
+            }
+
+            ref ulong word = ref leaf[w];
+            if (mask == ~0UL)
+            {
+                if (Volatile.Read(ref word) != ~0UL)
+                {
+                    word = ~0UL;
+                    needFence = true;
+                }
+            }
+            else if ((Volatile.Read(ref word) & mask) != mask)
+            {
+                // A full fence: also orders every plain store before it.
+                Interlocked.Or(ref word, mask);
+                needFence = false;
+            }
+        }
+
+        if (needFence)
+        {
+            // The words must be visible before the summaries are read or set, or a harvest could
+            // take the summary, miss the still-buffered word, and leave it under a clear summary.
+            Interlocked.MemoryBarrier();
+        }
+
+        return RangeMask(firstWord / LineWords, lastWord / LineWords);
+    }
+
+    /// <summary>The mask with bits <paramref name="low"/> to <paramref name="high"/> set, both included.</summary>
+    internal static ulong RangeMask(int low, int high) => (~0UL << low) & (~0UL >> (63 - high));
+}

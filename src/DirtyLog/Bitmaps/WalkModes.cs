@@ -1,0 +1,36 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+namespace DirtyLog.Bitmaps;
+
+/// <summary>Whether a walk of the bitmap clears what it returns. The JIT specialises each walk per mode.</summary>
+internal interface IWalkMode
+{
+    static abstract bool Clears { get; }
+
+    /// <summary>Test hook: a harvest that loses the first non-zero word it takes, to prove the stress test can fail.</summary>
+    static abstract bool DropsOneWord { get; }
+}
+
+/// <summary>Read and clear: summary bits and words are taken with atomic exchanges.</summary>
+internal readonly struct HarvestWalk : IWalkMode
+{
+    public static bool Clears => true;
+
+    public static bool DropsOneWord => false;
+}
+
+/// <summary>A deliberately broken harvest that throws away the first non-zero word it exchanges (tests only).</summary>
+internal readonly struct LossyHarvestWalk : IWalkMode
+{
+    public static bool Clears => true;
+
+    public static bool DropsOneWord => true;
+}
+
+/// <summary>Read only: nothing is written.</summary>
+internal readonly struct PeekWalk : IWalkMode
+{
+    public static bool Clears => false;
+
+    public static bool DropsOneWord => false;
+}
