@@ -11,7 +11,8 @@ grep -oE "RS0016: Symbol '.*' is not part of the declared public API.*\[[^]]*\.c
     printf '%s\n' "$symbol" >>"$dir/PublicAPI.Unshipped.txt"
   done
 for f in src/*/PublicAPI.Unshipped.txt; do
-  { echo '#nullable enable'; grep -v '^#nullable enable$' "$f" | sort -u; } >"$f.tmp" && mv "$f.tmp" "$f"
+  { echo '#nullable enable'; grep -v '^#nullable enable$' "$f" | sort -u || true; } >"$f.tmp"
+  mv "$f.tmp" "$f"
 done
 rm -f "$log"
 git --no-pager diff --stat -- 'src/*/PublicAPI.*.txt' || true

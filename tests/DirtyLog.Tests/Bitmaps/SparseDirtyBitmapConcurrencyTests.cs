@@ -1,0 +1,302 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using DirtyLog.Bitmaps;
+using NUnit.Framework;
+
+namespace DirtyLog.Tests.Bitmaps;
+
+/// <summary>
+/// Writers mark (single pages, ranges, merged bitmaps) while a harvester runs every kind of harvest in a loop.
+/// The schedule is deterministic in its phases (barriers, no sleeps) and its operations (seeded); each round
+/// ends with a harvest that starts after every writer finished, so per round and per page:
+/// marked ⇒ returned at least once; returned ≤ times marked; never marked ⇒ never returned.
+/// </summary>
+[TestFixture]
+[Category("Unit")]
+[Category("Concurrency")]
+public class SparseDirtyBitmapConcurrencyTests
+{
+    private const int WindowPages = 1 << 18;
+
+    [TestCase(1, 2)]
+    [TestCase(2, 2)]
+    [TestCase(3, 3)]
+    [TestCase(4, 2)]
+    public void EveryMarkIsHarvestedOnceAndNothingElseIsReturned(int seed, int writers)
+    {
+        var violations = StressTest.Run(seed, writers, rounds: 40, opsPerRound: 4000, lossyFinalHarvest: false);
+        Assert.That(violations, Is.Empty);
+    }
+
+    [Test]
+    public void AHarvestThatDropsOneClearedWordIsCaught()
+    {
+        var violations = StressTest.Run(seed: 5, writers: 2, rounds: 10, opsPerRound: 2000, lossyFinalHarvest: true);
+        Assert.That(violations, Has.Some.Contains("lost"));
+    }
+
+    private sealed class StressTest
+    {
+        private readonly SparseDirtyBitmap _bitmap = new(48);
+        private readonly int[][] _marks;
+        private readonly int[] _returned = new int[WindowPages];
+        private readonly List<string> _violations = new();
+        private readonly ulong _base;
+        private readonly int _seed;
+        private int _remaining;
+        private long _outside;
+
+        private StressTest(int seed, int writers)
+        {
+            _seed = seed;
+            _marks = new int[writers][];
+            for (int i = 0; i < writers; i++)
+            {
+                _marks[i] = new int[WindowPages];
+            }
+
+            // A window at a random, unaligned place of a 48-bit space: several tree levels above it.
+            _base = (ulong)new Random(seed).NextInt64(1L << 35) + 77;
+        }
+
+        public static List<string> Run(int seed, int writers, int rounds, int opsPerRound, bool lossyFinalHarvest)
+        {
+            var test = new StressTest(seed, writers);
+            using (test._bitmap)
+            {
+                test.Execute(writers, rounds, opsPerRound, lossyFinalHarvest);
+            }
+
+            return test._violations;
+        }
+
+        private void Execute(int writers, int rounds, int opsPerRound, bool lossy)
+        {
+            using var start = new Barrier(writers + 1);
+            var failures = new List<Exception>();
+            var threads = new Thread[writers];
+            for (int w = 0; w < writers; w++)
+            {
+                int id = w;
+                threads[w] = new Thread(() =>
+                {
+                    var random = new Random((_seed * 1000) + id);
+                    for (int round = 0; round < rounds; round++)
+                    {
+                        start.SignalAndWait();
+                        try
+                        {
+                            for (int op = 0; op < opsPerRound; op++)
+                            {
+                                WriteOne(random, _marks[id]);
+                            }
+                        }
+                        catch (Exception e)
+                        {
+                            lock (failures)
+                            {
+                                failures.Add(e);
+                            }
+                        }
+
+                        Interlocked.Decrement(ref _remaining);
+                    }
+                })
+                { IsBackground = true, Name = $"writer {id}" };
+            }
+
+            foreach (Thread t in threads)
+            {
+                t.Start();
+            }
+
+            var harvestRandom = new Random(-_seed);
+            for (int round = 0; round < rounds; round++)
+            {
+                Volatile.Write(ref _remaining, writers);
+                start.SignalAndWait();
+                while (Volatile.Read(ref _remaining) > 0)
+                {
+                    HarvestOne(harvestRandom, lossy);
+                }
+
+                // Every mark of this round completed before this harvest started: it must return the rest.
+                var sink = new Counter(this);
+                HarvestResult final = lossy ? _bitmap.HarvestDroppingOneWord(ref sink) : _bitmap.Harvest(ref sink);
+                if (!final.Completed)
+                {
+                    _violations.Add($"round {round}: the final harvest did not complete");
+                }
+
+                Verify(round);
+            }
+
+            foreach (Thread t in threads)
+            {
+                t.Join();
+            }
+
+            foreach (Exception e in failures)
+            {
+                _violations.Add($"writer threw {e}");
+            }
+        }
+
+        private void WriteOne(Random random, int[] marks)
+        {
+            // Half the operations hit a hot 8,192-page zone, so writers share words, lines and leaves.
+            int zone = random.Next(2) == 0 ? 8192 : WindowPages;
+            int kind = random.Next(10);
+            if (kind < 6)
+            {
+                int offset = random.Next(zone);
+                _bitmap.Mark(_base + (ulong)offset);
+                marks[offset]++;
+            }
+            else if (kind < 8)
+            {
+                int count = random.Next(1, 700);
+                int offset = random.Next(zone - count);
+                _bitmap.MarkRange(_base + (ulong)offset, (ulong)count);
+                for (int i = 0; i < count; i++)
+                {
+                    marks[offset + i]++;
+                }
+            }
+            else
+            {
+                int count = random.Next(1, 16 * 64);
+                int offset = random.Next(zone - count);
+                Span<ulong> words = stackalloc ulong[(count + 63) / 64];
+                for (int i = 0; i < words.Length; i++)
+                {
+                    words[i] = (ulong)random.NextInt64() & (ulong)random.NextInt64();
+                }
+
+                _bitmap.MergeBitmap(words, _base + (ulong)offset, (ulong)count);
+                for (int i = 0; i < count; i++)
+                {
+                    if ((words[i / 64] & (1UL << (i % 64))) != 0)
+                    {
+                        marks[offset + i]++;
+                    }
+                }
+            }
+        }
+
+        private void HarvestOne(Random random, bool lossy)
+        {
+            switch (random.Next(3))
+            {
+                case 0:
+                {
+                    var sink = new Counter(this);
+                    _ = lossy ? _bitmap.HarvestDroppingOneWord(ref sink) : _bitmap.Harvest(ref sink);
+                    break;
+                }
+
+                case 1:
+                {
+                    // A tiny buffer: refusals and put-backs under concurrent marks.
+                    Span<DirtyRun> buffer = stackalloc DirtyRun[3];
+                    HarvestResult result;
+                    do
+                    {
+                        result = _bitmap.Harvest(buffer);
+                        for (int i = 0; i < (int)result.Runs; i++)
+                        {
+                            Count(buffer[i]);
+                        }
+                    }
+                    while (!result.Completed && random.Next(4) != 0);
+                    break;
+                }
+
+                default:
+                {
+                    ulong first = _base + (ulong)random.Next(WindowPages);
+                    ulong count = (ulong)random.Next(1, 20000);
+                    var sink = new Counter(this);
+                    _bitmap.HarvestRange(first, count, ref sink);
+                    break;
+                }
+            }
+        }
+
+        private void Count(DirtyRun run)
+        {
+            for (ulong p = run.FirstPage; p < run.EndPage; p++)
+            {
+                ulong offset = p - _base;
+                if (p < _base || offset >= WindowPages)
+                {
+                    _outside++;
+                    continue;
+                }
+
+                _returned[offset]++;
+            }
+        }
+
+        private void Verify(int round)
+        {
+            int lost = 0, twice = 0, phantom = 0;
+            for (int i = 0; i < WindowPages; i++)
+            {
+                int marked = 0;
+                foreach (int[] m in _marks)
+                {
+                    marked += m[i];
+                    m[i] = 0;
+                }
+
+                int returned = _returned[i];
+                _returned[i] = 0;
+                if (marked > 0 && returned == 0)
+                {
+                    lost++;
+                }
+                else if (returned > marked && marked > 0)
+                {
+                    twice++;
+                }
+                else if (marked == 0 && returned > 0)
+                {
+                    phantom++;
+                }
+            }
+
+            if (lost > 0)
+            {
+                _violations.Add($"round {round}: {lost} marked pages lost");
+            }
+
+            if (twice > 0)
+            {
+                _violations.Add($"round {round}: {twice} pages returned more often than marked");
+            }
+
+            if (phantom > 0 || _outside > 0)
+            {
+                _violations.Add($"round {round}: {phantom + _outside} pages returned that were never marked");
+                _outside = 0;
+            }
+        }
+
+        private readonly struct Counter : IDirtyRunSink
+        {
+            private readonly StressTest _test;
+
+            public Counter(StressTest test) => _test = test;
+
+            public bool TryAccept(DirtyRun run)
+            {
+                _test.Count(run);
+                return true;
+            }
+        }
+    }
+}
