@@ -1,5 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
+using System.Linq;
+using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
 
 namespace DirtyLog.Benchmarks;
@@ -7,6 +9,17 @@ namespace DirtyLog.Benchmarks;
 /// <summary>Entry point: <c>dotnet run -c Release --project benchmarks/DirtyLog.Benchmarks -- --filter '*'</c>.</summary>
 internal static class Program
 {
-    private static void Main(string[] args) =>
-        BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, new BenchmarkConfig());
+    /// <returns>0 when every selected benchmark ran; 1 when one failed to build or run, or none was selected.</returns>
+    private static int Main(string[] args)
+    {
+        Summary[] summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, new BenchmarkConfig()).ToArray();
+        if (args.Contains("--list") || args.Contains("--help") || args.Contains("--info"))
+        {
+            return 0;
+        }
+
+        bool failed = summaries.Length == 0
+            || summaries.Any(s => s.HasCriticalValidationErrors || s.Reports.Length == 0 || s.Reports.Any(r => !r.Success));
+        return failed ? 1 : 0;
+    }
 }

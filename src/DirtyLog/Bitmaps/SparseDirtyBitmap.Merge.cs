@@ -120,7 +120,7 @@ public sealed unsafe partial class SparseDirtyBitmap
     {
         private readonly SparseDirtyBitmap _owner;
         private readonly TreeNode* _root;
-        private NodePath _path;
+        private TreeNode* _bottom;
         private ulong* _leaf;
         private ulong _leafIndex;
         private ulong _lineMask;
@@ -138,8 +138,7 @@ public sealed unsafe partial class SparseDirtyBitmap
             if (leafIndex != _leafIndex)
             {
                 Finish();
-                _path = default;
-                _leaf = _owner.GetOrCreateLeaf(_root, leafIndex << LeafPageShift, ref _path);
+                _leaf = _owner.GetOrCreateLeaf(_root, leafIndex << LeafPageShift, out _bottom);
                 _leafIndex = leafIndex;
             }
 
@@ -152,7 +151,7 @@ public sealed unsafe partial class SparseDirtyBitmap
         {
             if (_lineMask != 0)
             {
-                _owner.PublishPath(ref _path, _leafIndex << LeafPageShift, _lineMask);
+                _owner.PublishPath(_bottom, _leafIndex << LeafPageShift, _lineMask);
                 _lineMask = 0;
             }
         }

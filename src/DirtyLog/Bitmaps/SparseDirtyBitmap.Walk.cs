@@ -175,10 +175,10 @@ public sealed unsafe partial class SparseDirtyBitmap
             todo &= todo - 1;
 
             // A set summary bit implies the child was published (it is created before any of its bits are set).
-            ulong child = Volatile.Read(ref node->Children[c]);
+            ulong child = Volatile.Read(ref TreeNode.ChildSlot(node, c));
             ulong childFirst = first + ((ulong)c << childShift);
             bool ok = level == 1
-                ? WalkLeaf<TMode, TSink>(ref node->LineSummary[c], (ulong*)child, childFirst, lo, hi, ref acc)
+                ? WalkLeaf<TMode, TSink>(ref TreeNode.LineSummaryOf(node, c), (ulong*)child, childFirst, lo, hi, ref acc)
                 : WalkNode<TMode, TSink>((TreeNode*)child, level - 1, childFirst, lo, hi, ref acc);
             if (!ok)
             {

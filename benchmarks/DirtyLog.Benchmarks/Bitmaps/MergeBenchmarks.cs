@@ -1,0 +1,65 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using BenchmarkDotNet.Attributes;
+using DirtyLog.Benchmarks.Baselines;
+using DirtyLog.Benchmarks.Infrastructure;
+using DirtyLog.Bitmaps;
+
+namespace DirtyLog.Benchmarks.Bitmaps;
+
+/// <summary>
+/// Merge of a 1 GiB slot's kernel bitmap (2^18 pages, 32 KiB) into a 1 TiB guest's bitmap. Each invocation
+/// merges into the next of the 1,024 slots, all cleared before the iteration, so no merge finds its bits set.
+/// </summary>
+[InvocationCount(Slots)]
+public class MergeBenchmarks
+{
+    private const int Slots = 1024;
+    private const int SlotPages = 1 << 18;
+    private ulong[] _slotBitmap = [];
+    private SparseDirtyBitmap _sparse = null!;
+    private DenseAtomicBitmap _dense = null!;
+    private int _next;
+
+    /// <summary>Percentage of the slot's pages dirty.</summary>
+    [Params(0.1, 100)]
+    public double DirtyPercent { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _slotBitmap = new ulong[SlotPages / 64];
+        var random = new XorShift(3);
+        for (int i = 0; i < (int)(SlotPages * DirtyPercent / 100); i++)
+        {
+            ulong page = random.Below(SlotPages);
+            _slotBitmap[page >> 6] |= 1UL << (int)(page & 63);
+        }
+
+        _sparse = new SparseDirtyBitmap(40);
+        _sparse.MarkRange(0, DirtyPatterns.GuestPages);
+        _dense = new DenseAtomicBitmap(DirtyPatterns.GuestPages);
+    }
+
+    [IterationSetup]
+    public void Clear()
+    {
+        var sink = default(CountingSink);
+        _sparse.Harvest(ref sink);
+        _dense.Clear();
+        _next = 0;
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _sparse.Dispose();
+        _dense.Dispose();
+    }
+
+    [Benchmark(Baseline = true)]
+    public void Dense() => _dense.Merge(_slotBitmap, (ulong)(_next++ % Slots) * (SlotPages / 64));
+
+    [Benchmark]
+    public void Sparse() => _sparse.MergeBitmap(_slotBitmap, (ulong)(_next++ % Slots) * SlotPages, SlotPages);
+}
