@@ -3,6 +3,7 @@
 using System;
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 using System.Threading;
 using DirtyLog.Internal;
 
@@ -176,6 +177,11 @@ public sealed unsafe partial class SparseDirtyBitmap
 
             // A set summary bit implies the child was published (it is created before any of its bits are set).
             ulong child = Volatile.Read(ref TreeNode.ChildSlot(node, c));
+            if (level == 1 && todo != 0)
+            {
+                PrefetchLeafStart(node, BitOperations.TrailingZeroCount(todo));
+            }
+
             ulong childFirst = first + ((ulong)c << childShift);
             bool ok = level == 1
                 ? WalkLeaf<TMode, TSink>(ref TreeNode.LineSummaryOf(node, c), (ulong*)child, childFirst, lo, hi, ref acc)
@@ -203,11 +209,26 @@ public sealed unsafe partial class SparseDirtyBitmap
         SplitChildren(first, LinePageShift, lo, hi, out ulong full, out ulong partial);
         ulong taken = TakeSummary<TMode>(ref lineSummary, full);
         ulong todo = taken | (partial & Volatile.Read(ref lineSummary));
+
+        // Each atomic exchange waits for the misses before it, so a scattered dirty line would cost a whole
+        // memory latency; the summary tells which lines come next, so fetch them ahead of the exchanges.
+        ulong ahead = todo;
+        for (int k = 0; k < PrefetchLines && ahead != 0; k++)
+        {
+            Prefetch(leaf + (BitOperations.TrailingZeroCount(ahead) * LineWords));
+            ahead &= ahead - 1;
+        }
+
         while (todo != 0)
         {
             int l = BitOperations.TrailingZeroCount(todo);
             ulong bit = 1UL << l;
             todo &= todo - 1;
+            if (ahead != 0)
+            {
+                Prefetch(leaf + (BitOperations.TrailingZeroCount(ahead) * LineWords));
+                ahead &= ahead - 1;
+            }
             ulong* line = leaf + (l * LineWords);
             ulong lineFirst = first + ((ulong)l << LinePageShift);
             bool ok = (full & bit) != 0
@@ -290,6 +311,31 @@ public sealed unsafe partial class SparseDirtyBitmap
         }
 
         return true;
+    }
+
+    /// <summary>How many dirty lines ahead of the current one a walk asks the memory system for.</summary>
+    private const int PrefetchLines = 8;
+
+    /// <summary>Asks for the first dirty lines of the leaf the walk visits next, so that entering it does not stall.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PrefetchLeafStart(TreeNode* bottom, int leafIndex)
+    {
+        ulong* leaf = (ulong*)Volatile.Read(ref TreeNode.ChildSlot(bottom, leafIndex));
+        ulong lines = Volatile.Read(ref TreeNode.LineSummaryOf(bottom, leafIndex));
+        for (int k = 0; k < PrefetchLines / 2 && lines != 0; k++)
+        {
+            Prefetch(leaf + (BitOperations.TrailingZeroCount(lines) * LineWords));
+            lines &= lines - 1;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Prefetch(void* address)
+    {
+        if (Sse.IsSupported)
+        {
+            Sse.Prefetch0(address);
+        }
     }
 
     /// <summary>Hands the runs of one word to the accumulator; on refusal a harvest ORs back what was not handed over.</summary>
