@@ -1,6 +1,8 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using System.Threading;
 using DirtyLog.Internal;
 
@@ -79,38 +81,67 @@ public sealed unsafe partial class SparseDirtyBitmap
     {
         int firstWord = first >> WordShift;
         int lastWord = (end - 1) >> WordShift;
-        bool plain = false;
-        for (int w = firstWord; w <= lastWord; w++)
+        ulong headMask = ~0UL << (first & 63);
+        ulong tailMask = ~0UL >> (63 - ((end - 1) & 63));
+        ulong lineMask = RangeMask(firstWord / LineWords, lastWord / LineWords);
+        storedPlainly = false;
+        if (firstWord == lastWord)
         {
-            ulong mask = ~0UL;
-            if (w == firstWord)
-            {
-                mask &= ~0UL << (first & 63);
-            }
+            SetBits(ref leaf[firstWord], headMask & tailMask);
+            return lineMask;
+        }
 
-            if (w == lastWord)
-            {
-                mask &= ~0UL >> (63 - ((end - 1) & 63));
-            }
+        int w = firstWord;
+        if (headMask != ~0UL)
+        {
+            SetBits(ref leaf[w++], headMask);
+        }
 
-            ref ulong word = ref leaf[w];
-            if (mask == ~0UL)
+        int fullEnd = tailMask == ~0UL ? lastWord + 1 : lastWord;
+        if (fullEnd > w)
+        {
+            // No read first: a store goes into the store buffer while the line is fetched, where a read
+            // would wait for it (measured: reading first cost three times as much).
+            StoreAllOnes(leaf + w, fullEnd - w);
+            storedPlainly = true;
+        }
+
+        if (tailMask != ~0UL && (Volatile.Read(ref leaf[lastWord]) & tailMask) != tailMask)
+        {
+            // A full fence: it also publishes the plain stores before it.
+            Interlocked.Or(ref leaf[lastWord], tailMask);
+            storedPlainly = false;
+        }
+
+        return lineMask;
+    }
+
+    /// <summary>Stores all ones into <paramref name="count"/> words, a whole 64-byte line per vector store where aligned.</summary>
+    /// <remarks>
+    /// A vector store need not be atomic as a whole: each byte ends up all ones whatever a racing OR or exchange
+    /// does, and an exchange that sees part of it returns pages this range marked, leaving the rest set.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreAllOnes(ulong* words, int count)
+    {
+        ulong* end = words + count;
+        while (words < end && ((nuint)words & 63) != 0)
+        {
+            *words++ = ~0UL;
+        }
+
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; words + LineWords <= end; words += LineWords)
             {
-                // No read first: a store goes into the store buffer while the line is fetched, where a
-                // read would wait for it (measured: the read-first version cost 3 times as much).
-                word = ~0UL;
-                plain = true;
-            }
-            else if ((Volatile.Read(ref word) & mask) != mask)
-            {
-                // A full fence: also orders every plain store before it.
-                Interlocked.Or(ref word, mask);
-                plain = false;
+                Vector512.StoreAligned(Vector512<ulong>.AllBitsSet, words);
             }
         }
 
-        storedPlainly = plain;
-        return RangeMask(firstWord / LineWords, lastWord / LineWords);
+        while (words < end)
+        {
+            *words++ = ~0UL;
+        }
     }
 
     /// <summary>The mask with bits <paramref name="low"/> to <paramref name="high"/> set, both included.</summary>
