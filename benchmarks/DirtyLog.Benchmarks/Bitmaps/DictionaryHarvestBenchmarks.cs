@@ -3,7 +3,6 @@
 using System;
 using System.Collections.Concurrent;
 using BenchmarkDotNet.Attributes;
-using DirtyLog.Benchmarks.Baselines;
 using DirtyLog.Benchmarks.Infrastructure;
 
 namespace DirtyLog.Benchmarks.Bitmaps;
@@ -18,7 +17,7 @@ public class DictionaryHarvestBenchmarks
     private ulong[] _pattern = [];
     private ulong[] _keys = [];
     private ConcurrentDictionary<ulong, byte> _dictionary = null!;
-    private DenseAtomicBitmap _dense = null!;
+    private GuestBitmaps _bitmaps = null!;
 
     /// <summary>Which pages are dirty.</summary>
     [Params(DirtyPattern.Random0_01, DirtyPattern.Random0_1, DirtyPattern.Random1)]
@@ -29,19 +28,15 @@ public class DictionaryHarvestBenchmarks
     {
         _pattern = DirtyPatterns.Build(Pattern);
         _dictionary = new ConcurrentDictionary<ulong, byte>();
-        _dense = new DenseAtomicBitmap(DirtyPatterns.GuestPages);
+        _bitmaps = new GuestBitmaps();
         _keys = new ulong[(int)(DirtyPatterns.GuestPages / 50)];
     }
 
     [GlobalCleanup]
-    public void Cleanup() => _dense.Dispose();
+    public void Cleanup() => _bitmaps.Dispose();
 
     [IterationSetup(Target = nameof(Dense))]
-    public void FillDense()
-    {
-        _pattern.AsSpan().CopyTo(_dense.Words);
-        CacheEvictor.Evict();
-    }
+    public void FillDense() => _bitmaps.FillDense(_pattern);
 
     [IterationSetup(Target = nameof(ConcurrentDictionary))]
     public void FillDictionary()
@@ -60,12 +55,7 @@ public class DictionaryHarvestBenchmarks
     }
 
     [Benchmark(Baseline = true)]
-    public ulong Dense()
-    {
-        var sink = default(CountingSink);
-        _dense.Harvest(ref sink);
-        return sink.Pages;
-    }
+    public ulong Dense() => _bitmaps.HarvestDense();
 
     [Benchmark]
     public ulong ConcurrentDictionary()

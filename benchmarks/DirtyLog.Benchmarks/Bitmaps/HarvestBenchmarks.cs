@@ -1,10 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
-using System;
 using BenchmarkDotNet.Attributes;
-using DirtyLog.Benchmarks.Baselines;
 using DirtyLog.Benchmarks.Infrastructure;
-using DirtyLog.Bitmaps;
 
 namespace DirtyLog.Benchmarks.Bitmaps;
 
@@ -16,8 +13,7 @@ namespace DirtyLog.Benchmarks.Bitmaps;
 public class HarvestBenchmarks
 {
     private ulong[] _pattern = [];
-    private SparseDirtyBitmap _sparse = null!;
-    private DenseAtomicBitmap _dense = null!;
+    private GuestBitmaps _bitmaps = null!;
 
     /// <summary>Which pages are dirty.</summary>
     [Params(DirtyPattern.Clean, DirtyPattern.Random0_01, DirtyPattern.Random0_1, DirtyPattern.Random1,
@@ -28,46 +24,21 @@ public class HarvestBenchmarks
     public void Setup()
     {
         _pattern = DirtyPatterns.Build(Pattern);
-        _sparse = new SparseDirtyBitmap(40);
-        _dense = new DenseAtomicBitmap(DirtyPatterns.GuestPages);
+        _bitmaps = new GuestBitmaps();
     }
 
     [GlobalCleanup]
-    public void Cleanup()
-    {
-        _sparse.Dispose();
-        _dense.Dispose();
-    }
+    public void Cleanup() => _bitmaps.Dispose();
 
     [IterationSetup(Target = nameof(Dense))]
-    public void FillDense()
-    {
-        _pattern.AsSpan().CopyTo(_dense.Words);
-        CacheEvictor.Evict();
-    }
+    public void FillDense() => _bitmaps.FillDense(_pattern);
 
     [IterationSetup(Target = nameof(Sparse))]
-    public void FillSparse()
-    {
-        var sink = default(CountingSink);
-        _sparse.Harvest(ref sink);
-        _sparse.MergeBitmap(_pattern, 0, DirtyPatterns.GuestPages);
-        CacheEvictor.Evict();
-    }
+    public void FillSparse() => _bitmaps.FillSparse(_pattern);
 
     [Benchmark(Baseline = true)]
-    public ulong Dense()
-    {
-        var sink = default(CountingSink);
-        _dense.Harvest(ref sink);
-        return sink.Pages;
-    }
+    public ulong Dense() => _bitmaps.HarvestDense();
 
     [Benchmark]
-    public ulong Sparse()
-    {
-        var sink = default(CountingSink);
-        _sparse.Harvest(ref sink);
-        return sink.Pages;
-    }
+    public ulong Sparse() => _bitmaps.HarvestSparse();
 }

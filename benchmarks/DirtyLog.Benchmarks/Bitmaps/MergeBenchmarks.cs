@@ -1,9 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using BenchmarkDotNet.Attributes;
-using DirtyLog.Benchmarks.Baselines;
 using DirtyLog.Benchmarks.Infrastructure;
-using DirtyLog.Bitmaps;
 
 namespace DirtyLog.Benchmarks.Bitmaps;
 
@@ -17,8 +15,7 @@ public class MergeBenchmarks
     private const int Slots = 1024;
     private const int SlotPages = 1 << 18;
     private ulong[] _slotBitmap = [];
-    private SparseDirtyBitmap _sparse = null!;
-    private DenseAtomicBitmap _dense = null!;
+    private GuestBitmaps _bitmaps = null!;
     private int _next;
 
     /// <summary>Percentage of the slot's pages dirty.</summary>
@@ -36,30 +33,25 @@ public class MergeBenchmarks
             _slotBitmap[page >> 6] |= 1UL << (int)(page & 63);
         }
 
-        _sparse = new SparseDirtyBitmap(40);
-        _sparse.MarkRange(0, DirtyPatterns.GuestPages);
-        _dense = new DenseAtomicBitmap(DirtyPatterns.GuestPages);
+        _bitmaps = new GuestBitmaps();
     }
 
     [IterationSetup]
     public void Clear()
     {
-        var sink = default(CountingSink);
-        _sparse.Harvest(ref sink);
-        _dense.Clear();
+        _bitmaps.Clear();
         _next = 0;
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
-        _sparse.Dispose();
-        _dense.Dispose();
+        _bitmaps.Dispose();
     }
 
     [Benchmark(Baseline = true)]
-    public void Dense() => _dense.Merge(_slotBitmap, (ulong)(_next++ % Slots) * (SlotPages / 64));
+    public void Dense() => _bitmaps.Dense.Merge(_slotBitmap, (ulong)(_next++ % Slots) * (SlotPages / 64));
 
     [Benchmark]
-    public void Sparse() => _sparse.MergeBitmap(_slotBitmap, (ulong)(_next++ % Slots) * SlotPages, SlotPages);
+    public void Sparse() => _bitmaps.Sparse.MergeBitmap(_slotBitmap, (ulong)(_next++ % Slots) * SlotPages, SlotPages);
 }

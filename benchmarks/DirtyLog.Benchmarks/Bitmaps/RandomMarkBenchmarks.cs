@@ -2,9 +2,7 @@
 
 using System.Collections.Concurrent;
 using BenchmarkDotNet.Attributes;
-using DirtyLog.Benchmarks.Baselines;
 using DirtyLog.Benchmarks.Infrastructure;
-using DirtyLog.Bitmaps;
 
 namespace DirtyLog.Benchmarks.Bitmaps;
 
@@ -17,8 +15,7 @@ public class RandomMarkBenchmarks
 {
     private const int Marks = 1 << 20;
     private ulong[] _pages = [];
-    private SparseDirtyBitmap _sparse = null!;
-    private DenseAtomicBitmap _dense = null!;
+    private GuestBitmaps _bitmaps = null!;
     private ConcurrentDictionary<ulong, byte> _dictionary = null!;
     private PairedWorker _pair = null!;
 
@@ -36,9 +33,7 @@ public class RandomMarkBenchmarks
             _pages[i] = random.Below(DirtyPatterns.GuestPages);
         }
 
-        _sparse = new SparseDirtyBitmap(40);
-        _sparse.MarkRange(0, DirtyPatterns.GuestPages); // steady state: every leaf exists, as after the first round
-        _dense = new DenseAtomicBitmap(DirtyPatterns.GuestPages);
+        _bitmaps = new GuestBitmaps();
         _dictionary = new ConcurrentDictionary<ulong, byte>();
         _pair = new PairedWorker();
     }
@@ -46,17 +41,14 @@ public class RandomMarkBenchmarks
     [IterationSetup]
     public void Clear()
     {
-        var sink = default(CountingSink);
-        _sparse.Harvest(ref sink);
-        _dense.Clear();
+        _bitmaps.Clear();
         _dictionary.Clear();
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
-        _sparse.Dispose();
-        _dense.Dispose();
+        _bitmaps.Dispose();
         _pair.Dispose();
     }
 
@@ -65,7 +57,7 @@ public class RandomMarkBenchmarks
     {
         for (int i = from; i < to; i++)
         {
-            self._dense.Mark(self._pages[i]);
+            self._bitmaps.Dense.Mark(self._pages[i]);
         }
     });
 
@@ -74,7 +66,7 @@ public class RandomMarkBenchmarks
     {
         for (int i = from; i < to; i++)
         {
-            self._sparse.Mark(self._pages[i]);
+            self._bitmaps.Sparse.Mark(self._pages[i]);
         }
     });
 

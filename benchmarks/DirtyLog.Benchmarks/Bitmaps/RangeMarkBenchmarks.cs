@@ -1,9 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using BenchmarkDotNet.Attributes;
-using DirtyLog.Benchmarks.Baselines;
 using DirtyLog.Benchmarks.Infrastructure;
-using DirtyLog.Bitmaps;
 
 namespace DirtyLog.Benchmarks.Bitmaps;
 
@@ -14,8 +12,7 @@ public class RangeMarkBenchmarks
     private const int Ranges = 1 << 16;
     private const ulong RangePages = 512;
     private ulong[] _starts = [];
-    private SparseDirtyBitmap _sparse = null!;
-    private DenseAtomicBitmap _dense = null!;
+    private GuestBitmaps _bitmaps = null!;
 
     /// <summary>Whether ranges start on a 2 MiB boundary.</summary>
     [Params(true, false)]
@@ -33,24 +30,19 @@ public class RangeMarkBenchmarks
                 : random.Below(DirtyPatterns.GuestPages / 2) + 1 + (random.Below(64) * 7);
         }
 
-        _sparse = new SparseDirtyBitmap(40);
-        _sparse.MarkRange(0, DirtyPatterns.GuestPages);
-        _dense = new DenseAtomicBitmap(DirtyPatterns.GuestPages);
+        _bitmaps = new GuestBitmaps();
     }
 
     [IterationSetup]
     public void Clear()
     {
-        var sink = default(CountingSink);
-        _sparse.Harvest(ref sink);
-        _dense.Clear();
+        _bitmaps.Clear();
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
-        _sparse.Dispose();
-        _dense.Dispose();
+        _bitmaps.Dispose();
     }
 
     [Benchmark(Baseline = true, OperationsPerInvoke = Ranges)]
@@ -58,7 +50,7 @@ public class RangeMarkBenchmarks
     {
         foreach (ulong start in _starts)
         {
-            _dense.MarkRange(start, RangePages);
+            _bitmaps.Dense.MarkRange(start, RangePages);
         }
     }
 
@@ -67,7 +59,7 @@ public class RangeMarkBenchmarks
     {
         foreach (ulong start in _starts)
         {
-            _sparse.MarkRange(start, RangePages);
+            _bitmaps.Sparse.MarkRange(start, RangePages);
         }
     }
 }
