@@ -21,6 +21,9 @@ public class SparseDirtyBitmapConcurrencyTests
 {
     private const int WindowPages = 1 << 18;
 
+    // A bound on every wait, so that a bug that stalls a thread fails the test instead of hanging it.
+    private static readonly TimeSpan s_deadline = TimeSpan.FromMinutes(2);
+
     [TestCase(1, 2)]
     [TestCase(2, 2)]
     [TestCase(3, 3)]
@@ -86,7 +89,11 @@ public class SparseDirtyBitmapConcurrencyTests
                     var random = new Random((_seed * 1000) + id);
                     for (int round = 0; round < rounds; round++)
                     {
-                        start.SignalAndWait();
+                        if (!start.SignalAndWait(s_deadline))
+                        {
+                            return;
+                        }
+
                         try
                         {
                             for (int op = 0; op < opsPerRound; op++)
@@ -117,10 +124,21 @@ public class SparseDirtyBitmapConcurrencyTests
             for (int round = 0; round < rounds; round++)
             {
                 Volatile.Write(ref _remaining, writers);
-                start.SignalAndWait();
+                if (!start.SignalAndWait(s_deadline))
+                {
+                    _violations.Add($"round {round}: writers did not reach the start barrier in {s_deadline}");
+                    break;
+                }
+
+                var clock = System.Diagnostics.Stopwatch.StartNew();
                 while (Volatile.Read(ref _remaining) > 0)
                 {
                     HarvestOne(harvestRandom, lossy);
+                    if (clock.Elapsed > s_deadline)
+                    {
+                        _violations.Add($"round {round}: writers did not finish in {s_deadline}");
+                        return;
+                    }
                 }
 
                 // Every mark of this round completed before this harvest started: it must return the rest.
@@ -136,7 +154,10 @@ public class SparseDirtyBitmapConcurrencyTests
 
             foreach (Thread t in threads)
             {
-                t.Join();
+                if (!t.Join(s_deadline))
+                {
+                    _violations.Add($"{t.Name} did not finish in {s_deadline}");
+                }
             }
 
             foreach (Exception e in failures)
