@@ -131,14 +131,16 @@ public class SparseDirtyBitmapConcurrencyTests
                 }
 
                 var clock = System.Diagnostics.Stopwatch.StartNew();
-                while (Volatile.Read(ref _remaining) > 0)
+                while (Volatile.Read(ref _remaining) > 0 && clock.Elapsed < s_deadline)
                 {
                     HarvestOne(harvestRandom, lossy);
-                    if (clock.Elapsed > s_deadline)
-                    {
-                        _violations.Add($"round {round}: writers did not finish in {s_deadline}");
-                        return;
-                    }
+                }
+
+                if (Volatile.Read(ref _remaining) > 0)
+                {
+                    // The writers time out at the next barrier and leave; the joins below wait for them.
+                    _violations.Add($"round {round}: writers did not finish in {s_deadline}");
+                    break;
                 }
 
                 // Every mark of this round completed before this harvest started: it must return the rest.
