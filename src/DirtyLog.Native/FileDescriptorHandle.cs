@@ -1,0 +1,79 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace DirtyLog.Native;
+
+/// <summary>A Linux file descriptor owned by DirtyLog, closed exactly once when released.</summary>
+/// <remarks>Calls through it take a reference for their duration, so a concurrent dispose cannot close a descriptor in use.</remarks>
+public sealed class FileDescriptorHandle : SafeHandle
+{
+    /// <summary>Creates an invalid handle; <see cref="Open"/> is the way to get a valid one.</summary>
+    public FileDescriptorHandle()
+        : base(new IntPtr(-1), ownsHandle: true)
+    {
+    }
+
+    /// <summary>The device or file this descriptor was opened on, for error messages.</summary>
+    public string Path { get; private set; } = "";
+
+    /// <inheritdoc/>
+    public override bool IsInvalid => handle.ToInt64() < 0;
+
+    /// <summary>Opens <paramref name="path"/> read-write, close-on-exec.</summary>
+    /// <param name="path">The device node, such as <c>/dev/iommu</c>.</param>
+    /// <returns>The open descriptor.</returns>
+    /// <exception cref="KernelException"><c>open</c> failed; the errno tells why (ENOENT when the node is missing).</exception>
+    public static unsafe FileDescriptorHandle Open(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        byte[] bytes = Encoding.UTF8.GetBytes(path + "\0");
+        int fd;
+        fixed (byte* p = bytes)
+        {
+            fd = Interop.open(p, Interop.O_RDWR | Interop.O_CLOEXEC);
+        }
+
+        if (fd < 0)
+        {
+            throw new KernelException("open", path, Marshal.GetLastPInvokeError());
+        }
+
+        var handle = new FileDescriptorHandle { Path = path };
+        handle.SetHandle(new IntPtr(fd));
+        return handle;
+    }
+
+    /// <summary>
+    /// Issues <c>ioctl(fd, request, arg)</c>, holding a reference on the descriptor for the call, and turns a
+    /// failure into a <see cref="KernelException"/> naming <paramref name="requestName"/>, this path and the errno.
+    /// </summary>
+    /// <returns>The ioctl's non-negative result.</returns>
+    internal unsafe int Ioctl(uint request, string requestName, void* arg)
+    {
+        bool added = false;
+        try
+        {
+            DangerousAddRef(ref added);
+            int result = Interop.ioctl((int)handle.ToInt64(), request, arg);
+            if (result < 0)
+            {
+                throw new KernelException("ioctl", $"{requestName} on {Path}", Marshal.GetLastPInvokeError());
+            }
+
+            return result;
+        }
+        finally
+        {
+            if (added)
+            {
+                DangerousRelease();
+            }
+        }
+    }
+
+    /// <inheritdoc/>
+    protected override bool ReleaseHandle() => Interop.close((int)handle.ToInt64()) == 0;
+}
