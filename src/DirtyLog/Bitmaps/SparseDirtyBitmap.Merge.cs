@@ -76,6 +76,88 @@ public sealed unsafe partial class SparseDirtyBitmap
         merger.Finish();
     }
 
+    /// <summary>
+    /// ORs a bitmap whose bits each stand for 2^<paramref name="pagesPerBitShift"/> pages, as a tracker with a coarser
+    /// granule than this bitmap's pages reports (a device that granted 2 MiB pages, a 2 MiB IOMMU entry).
+    /// </summary>
+    /// <param name="bitmap">Kernel-format words: bit <c>i</c> marks pages <paramref name="firstPage"/> + (i &lt;&lt; shift) onward.</param>
+    /// <param name="firstPage">The first page of bit 0.</param>
+    /// <param name="bitCount">How many bits count.</param>
+    /// <param name="pagesPerBitShift">log2 of the pages per bit; 0 is <see cref="MergeBitmap(ReadOnlySpan{ulong}, ulong, ulong)"/>.</param>
+    /// <exception cref="ArgumentException"><paramref name="bitmap"/> is too short.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The shift is negative or above 63, or the pages covered overflow or end past <see cref="PageCount"/>.</exception>
+    /// <exception cref="ObjectDisposedException">The bitmap was disposed.</exception>
+    /// <remarks>Consecutive set bits become one range mark, so a fully dirty coarse bitmap costs one word pass.</remarks>
+    public void MergeBitmap(ReadOnlySpan<ulong> bitmap, ulong firstPage, ulong bitCount, int pagesPerBitShift)
+    {
+        if (pagesPerBitShift == 0)
+        {
+            MergeBitmap(bitmap, firstPage, bitCount);
+            return;
+        }
+
+        TreeNode* root = Root;
+        ArgumentOutOfRangeException.ThrowIfNegative(pagesPerBitShift);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(pagesPerBitShift, 63);
+        if (bitCount > (ulong.MaxValue >> pagesPerBitShift))
+        {
+            ThrowHelper.ThrowRangeOutOfRange(nameof(bitCount), firstPage, ulong.MaxValue, _pageCount);
+        }
+
+        CheckRange(firstPage, bitCount << pagesPerBitShift, nameof(bitCount));
+        if ((ulong)bitmap.Length < (bitCount + 63) / 64)
+        {
+            ThrowHelper.ThrowBitmapTooShort(nameof(bitmap), bitmap.Length, bitCount);
+        }
+
+        ulong runStart = 0, runLength = 0;
+        ref ulong src = ref MemoryMarshal.GetReference(bitmap);
+        int words = (int)((bitCount + 63) / 64);
+        for (int w = 0; w < words; w++)
+        {
+            if ((w & 7) == 0 && w + 8 <= words && WordScan.NonZeroMask8(ref Unsafe.Add(ref src, w)) == 0)
+            {
+                w += 7;
+                continue;
+            }
+
+            ulong bits = Unsafe.Add(ref src, w);
+            if (w == words - 1 && (bitCount & 63) != 0)
+            {
+                bits &= (1UL << (int)(bitCount & 63)) - 1;
+            }
+
+            while (bits != 0)
+            {
+                int start = System.Numerics.BitOperations.TrailingZeroCount(bits);
+                int length = System.Numerics.BitOperations.TrailingZeroCount(~(bits >> start));
+                ulong bit = ((ulong)w * 64) + (ulong)start;
+                if (runLength != 0 && runStart + runLength == bit)
+                {
+                    runLength += (ulong)length;
+                }
+                else
+                {
+                    if (runLength != 0)
+                    {
+                        MarkRangeUnchecked(root, firstPage + (runStart << pagesPerBitShift), firstPage + ((runStart + runLength) << pagesPerBitShift));
+                    }
+
+                    runStart = bit;
+                    runLength = (ulong)length;
+                }
+
+                int end = start + length;
+                bits = end >= 64 ? 0 : bits & (~0UL << end);
+            }
+        }
+
+        if (runLength != 0)
+        {
+            MarkRangeUnchecked(root, firstPage + (runStart << pagesPerBitShift), firstPage + ((runStart + runLength) << pagesPerBitShift));
+        }
+    }
+
     /// <summary>The source bitmap seen as destination-aligned words.</summary>
     private readonly ref struct SourceWords
     {

@@ -154,4 +154,41 @@ public class SparseDirtyBitmapMergeTests
 
         Assert.That(bitmap.HarvestRuns(), Is.EqualTo(model.ToRuns()));
     }
+
+    [TestCase(0UL, 9)]
+    [TestCase(77UL, 9)]
+    [TestCase(1000UL, 1)]
+    [TestCase(0UL, 18)]
+    public void ACoarseBitmapMarksEveryPageOfEachDirtyGranule(ulong first, int shift)
+    {
+        var random = new Random(shift);
+        ulong[] words = RandomWords(random, 3, 0.3);
+        ulong bits = 150;
+        using var bitmap = new SparseDirtyBitmap(44);
+        bitmap.MergeBitmap(words, first, bits, shift);
+        var expected = new List<ulong>();
+        foreach (ulong granule in PagesOf(words, 0, bits))
+        {
+            for (ulong p = 0; p < 1UL << shift; p++)
+            {
+                expected.Add(first + (granule << shift) + p);
+            }
+        }
+
+        Assert.That(bitmap.HarvestRuns(), Is.EqualTo(expected.ToRuns()));
+    }
+
+    [Test]
+    public void ACoarseMergePastTheSpaceOrWithABadShiftIsRejected()
+    {
+        using var bitmap = new SparseDirtyBitmap(40);
+        Assert.Multiple(() =>
+        {
+            Assert.That(() => bitmap.MergeBitmap(new[] { 1UL }, 0, 64, -1), Throws.TypeOf<ArgumentOutOfRangeException>());
+            Assert.That(() => bitmap.MergeBitmap(new[] { 1UL }, 0, 64, 64), Throws.TypeOf<ArgumentOutOfRangeException>());
+            Assert.That(() => bitmap.MergeBitmap(new[] { 1UL }, 0, 64, 23), Throws.TypeOf<ArgumentOutOfRangeException>());
+            Assert.That(() => bitmap.MergeBitmap(new[] { 1UL }, 0, 65, 9), Throws.ArgumentException);
+            Assert.That(bitmap.Count(), Is.Zero);
+        });
+    }
 }
