@@ -1,0 +1,9 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+namespace DirtyLog.Emulation;
+
+/// <summary>One IOAS_MAP of the emulated IOMMU (the kernel's "area"): unmaps must remove whole areas.</summary>
+internal readonly record struct IommuMapping(ulong Iova, ulong Length, ulong GuestAddress, ulong MaxEntrySize)
+{
+    public ulong End => Iova + Length;
+}

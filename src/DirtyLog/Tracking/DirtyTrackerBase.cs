@@ -1,0 +1,222 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Threading;
+using DirtyLog.Bitmaps;
+
+namespace DirtyLog.Tracking;
+
+/// <summary>
+/// The common part of every tracker: the life cycle, the serialisation promised by <see cref="IDirtyTracker"/>
+/// (one lock per tracker), and the checks on every read. A tracker supplies the start, stop and read of its facility.
+/// </summary>
+public abstract class DirtyTrackerBase : IDirtyTracker
+{
+    private readonly Lock _gate = new();
+    private DirtyTrackerState _state;
+    private bool _disposed;
+
+    /// <summary>Creates a tracker.</summary>
+    /// <param name="name">The name for diagnostics.</param>
+    /// <param name="addressSpace">The address space it reports in.</param>
+    /// <param name="pageSize">The requested granule in bytes: a power of two of at least 4096.</param>
+    protected DirtyTrackerBase(string name, DirtyAddressSpace addressSpace, long pageSize)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        if (pageSize < 4096 || !BitOperations.IsPow2(pageSize))
+        {
+            throw new ArgumentOutOfRangeException(nameof(pageSize), pageSize, "The page size must be a power of two of at least 4096 bytes.");
+        }
+
+        Name = name;
+        AddressSpace = addressSpace;
+        PageSize = pageSize;
+    }
+
+    /// <inheritdoc/>
+    public string Name { get; }
+
+    /// <inheritdoc/>
+    public DirtyAddressSpace AddressSpace { get; }
+
+    /// <inheritdoc/>
+    public long PageSize { get; protected set; }
+
+    /// <inheritdoc/>
+    public abstract IReadOnlyList<AddressRange> Coverage { get; }
+
+    /// <inheritdoc/>
+    public abstract bool CanReadWithoutClear { get; }
+
+    /// <inheritdoc/>
+    public DirtyTrackerState State => (DirtyTrackerState)Volatile.Read(ref Unsafe.As<DirtyTrackerState, int>(ref _state));
+
+    /// <inheritdoc/>
+    public void StartTracking()
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_state == DirtyTrackerState.Started)
+            {
+                return;
+            }
+
+            if (_state == DirtyTrackerState.Faulted)
+            {
+                throw new InvalidOperationException($"{Name} faulted: stop it before starting it again.");
+            }
+
+            try
+            {
+                OnStart();
+            }
+            catch (Exception e) when (e is not DirtyTrackerException)
+            {
+                throw new DirtyTrackerException(Name, $"could not start: {e.Message}", e);
+            }
+
+            _state = DirtyTrackerState.Started;
+        }
+    }
+
+    /// <inheritdoc/>
+    public void StopTracking()
+    {
+        lock (_gate)
+        {
+            if (_state == DirtyTrackerState.Stopped)
+            {
+                return;
+            }
+
+            try
+            {
+                OnStop();
+            }
+            catch (Exception e) when (e is not DirtyTrackerException)
+            {
+                _state = DirtyTrackerState.Faulted;
+                throw new DirtyTrackerException(Name, $"could not stop (call StopTracking again to retry): {e.Message}", e);
+            }
+
+            _state = DirtyTrackerState.Stopped;
+        }
+    }
+
+    /// <inheritdoc/>
+    public ulong ReadDirty(AddressRange range, SparseDirtyBitmap target, DirtyReadMode mode = DirtyReadMode.Clear)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        if (target.PageSize > PageSize)
+        {
+            throw new ArgumentException($"The target's pages ({target.PageSize} bytes) are larger than {Name}'s granule ({PageSize} bytes).", nameof(target));
+        }
+
+        if (!range.IsAlignedTo((ulong)PageSize))
+        {
+            throw new ArgumentException($"{range} is not aligned to {Name}'s granule of {PageSize} bytes.", nameof(range));
+        }
+
+        if (mode == DirtyReadMode.NoClear && !CanReadWithoutClear)
+        {
+            throw new NotSupportedException($"{Name} cannot read without clearing.");
+        }
+
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_state != DirtyTrackerState.Started)
+            {
+                throw new InvalidOperationException($"{Name} is {_state}, not started.");
+            }
+
+            try
+            {
+                return ReadCore(range, target, mode);
+            }
+            catch (Exception e) when (e is not DirtyTrackerException and not ArgumentException)
+            {
+                _state = DirtyTrackerState.Faulted;
+                throw new DirtyTrackerException(Name, $"read of {range} failed; treat its coverage as dirty: {e.Message}", e);
+            }
+        }
+    }
+
+    /// <summary>Stops the tracker if needed, then releases what it holds.</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            if (_state != DirtyTrackerState.Stopped)
+            {
+                try
+                {
+                    OnStop();
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    // Disposal must not throw; a tracker that could not stop was already reported by StopTracking.
+                }
+
+                _state = DirtyTrackerState.Stopped;
+            }
+
+            _disposed = true;
+            Dispose(true);
+        }
+
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Starts the facility; called under the tracker's lock, only from <see cref="DirtyTrackerState.Stopped"/>.</summary>
+    protected abstract void OnStart();
+
+    /// <summary>Stops the facility; called under the tracker's lock, from a started or faulted state. Must be safe to repeat.</summary>
+    protected abstract void OnStop();
+
+    /// <summary>Reads a checked range into the target; called under the tracker's lock while started.</summary>
+    /// <param name="range">The range, aligned to <see cref="PageSize"/>.</param>
+    /// <param name="target">The target, with pages no larger than <see cref="PageSize"/>.</param>
+    /// <param name="mode">The mode, supported by the tracker.</param>
+    /// <returns>The number of dirty granules.</returns>
+    protected abstract ulong ReadCore(AddressRange range, SparseDirtyBitmap target, DirtyReadMode mode);
+
+    /// <summary>Releases resources; called once, under the lock, after the tracker stopped.</summary>
+    /// <param name="disposing">Always <see langword="true"/>.</param>
+    protected virtual void Dispose(bool disposing)
+    {
+    }
+
+    /// <summary>Merges a granule bitmap read for <paramref name="start"/> into <paramref name="target"/> and counts its bits.</summary>
+    /// <param name="bitmap">Bit k: granule at <paramref name="start"/> + k × <see cref="PageSize"/>.</param>
+    /// <param name="bits">How many bits count.</param>
+    /// <param name="start">The address of bit 0.</param>
+    /// <param name="target">The target bitmap.</param>
+    /// <returns>The number of set bits.</returns>
+    protected ulong MergeGranules(ReadOnlySpan<ulong> bitmap, ulong bits, ulong start, SparseDirtyBitmap target)
+    {
+        ArgumentNullException.ThrowIfNull(target);
+        ulong count = 0;
+        for (int i = 0; i < bitmap.Length; i++)
+        {
+            count += (ulong)BitOperations.PopCount(bitmap[i]);
+        }
+
+        if (count != 0)
+        {
+            int shift = BitOperations.Log2((ulong)PageSize) - target.PageShift;
+            target.MergeBitmap(bitmap, start >> target.PageShift, bits, shift);
+        }
+
+        return count;
+    }
+}
