@@ -1,0 +1,172 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using DirtyLog.Bitmaps;
+using DirtyLog.Emulation;
+using DirtyLog.Tests.Infrastructure;
+using DirtyLog.Tracking;
+using NUnit.Framework;
+
+namespace DirtyLog.Tests.Tracking;
+
+[TestFixture]
+[Category("Unit")]
+public class IommuTrackerTests
+{
+    private const ulong KiB = 1024, MiB = 1024 * KiB;
+
+    private EmulatedGuestMemory _memory = null!;
+    private EmulatedIommu _iommu = null!;
+    private uint _ioas;
+    private EmulatedHwpt _hwpt = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _memory = new EmulatedGuestMemory(64 * MiB);
+        _iommu = new EmulatedIommu(_memory);
+        _ioas = _iommu.AllocateIoas();
+        _hwpt = _iommu.AllocateHwpt(_ioas, dirtyTracking: true);
+    }
+
+    [TearDown]
+    public void TearDown() => _memory.Dispose();
+
+    private IommuTracker Started(params AddressRange[] mapped)
+    {
+        var tracker = new IommuTracker(_hwpt);
+        tracker.SetMappedRanges(mapped);
+        tracker.StartTracking();
+        return tracker;
+    }
+
+    [Test]
+    public void ItReadsEachMappedRangeSoAHoleLosesNothing()
+    {
+        _iommu.Map(_ioas, 0, 0, 64 * KiB, 4 * KiB);
+        _iommu.Map(_ioas, 1 * MiB, 1 * MiB, 64 * KiB, 4 * KiB);
+        using IommuTracker tracker = Started(new AddressRange(0, 64 * KiB), new AddressRange(1 * MiB, 64 * KiB));
+        _hwpt.DmaWriteUInt64(8 * KiB, 1);
+        _hwpt.DmaWriteUInt64((1 * MiB) + (12 * KiB), 2);
+        using var iovaPages = new SparseDirtyBitmap(48);
+        ulong granules = tracker.ReadDirty(new AddressRange(0, 2 * MiB), iovaPages);
+        Assert.Multiple(() =>
+        {
+            Assert.That(granules, Is.EqualTo(2));
+            Assert.That(iovaPages.HarvestRuns(), Is.EqualTo(new[] { new DirtyRun(2, 1), new DirtyRun(256 + 3, 1) }));
+        });
+    }
+
+    [Test]
+    public void ANoClearReadLeavesThePagesForTheNextRead()
+    {
+        _iommu.Map(_ioas, 0, 0, 1 * MiB, 4 * KiB);
+        using IommuTracker tracker = Started(new AddressRange(0, 1 * MiB));
+        _hwpt.DmaWriteUInt64(40 * KiB, 1);
+        using var pages = new SparseDirtyBitmap(48);
+        Assert.Multiple(() =>
+        {
+            Assert.That(tracker.ReadDirty(new AddressRange(0, 1 * MiB), pages, DirtyReadMode.NoClear), Is.EqualTo(1));
+            Assert.That(tracker.ReadDirty(new AddressRange(0, 1 * MiB), pages, DirtyReadMode.Clear), Is.EqualTo(1));
+            Assert.That(tracker.ReadDirty(new AddressRange(0, 1 * MiB), pages, DirtyReadMode.Clear), Is.Zero);
+            Assert.That(pages.HarvestRuns(), Is.EqualTo(new[] { new DirtyRun(10, 1) }));
+        });
+    }
+
+    [Test]
+    public void ACoarseGranuleMarksEveryTargetPageItCovers()
+    {
+        _iommu.Map(_ioas, 0, 0, 4 * MiB, 2 * MiB);
+        var tracker = new IommuTracker(_hwpt, pageSize: (long)(64 * KiB));
+        using (tracker)
+        {
+            tracker.SetMappedRanges([new AddressRange(0, 4 * MiB)]);
+            tracker.StartTracking();
+            _hwpt.DmaWriteUInt64(3 * MiB, 7); // dirties the second 2 MiB entry
+            using var pages = new SparseDirtyBitmap(48);
+            Assert.Multiple(() =>
+            {
+                Assert.That(tracker.ReadDirty(new AddressRange(0, 4 * MiB), pages), Is.EqualTo(32), "32 granules of 64 KiB");
+                Assert.That(pages.HarvestRuns(), Is.EqualTo(new[] { new DirtyRun(512, 512) }));
+            });
+        }
+    }
+
+    [Test]
+    public void StartAndStopAreIdempotentAndReadsNeedAStartedTracker()
+    {
+        _iommu.Map(_ioas, 0, 0, 64 * KiB, 4 * KiB);
+        using var tracker = new IommuTracker(_hwpt);
+        using var pages = new SparseDirtyBitmap(48);
+        Assert.That(() => tracker.ReadDirty(new AddressRange(0, 4096), pages), Throws.InvalidOperationException);
+        tracker.StartTracking();
+        tracker.StartTracking();
+        Assert.That(_hwpt.DirtyTrackingEnabled, Is.True);
+        tracker.StopTracking();
+        tracker.StopTracking();
+        Assert.Multiple(() =>
+        {
+            Assert.That(_hwpt.DirtyTrackingEnabled, Is.False);
+            Assert.That(tracker.State, Is.EqualTo(DirtyTrackerState.Stopped));
+        });
+    }
+
+    [Test]
+    public void AFailedStartLeavesNothingStartedAndSaysWhy()
+    {
+        EmulatedHwpt plain = _iommu.AllocateHwpt(_ioas, dirtyTracking: false);
+        using var tracker = new IommuTracker(plain);
+        var error = Assert.Throws<DirtyTrackerException>(() => tracker.StartTracking())!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(error.Message, Does.Contain("could not start").And.Contain("EOPNOTSUPP"));
+            Assert.That(error.Tracker, Is.EqualTo(tracker.Name));
+            Assert.That(tracker.State, Is.EqualTo(DirtyTrackerState.Stopped));
+        });
+    }
+
+    [Test]
+    public void AFailedReadFaultsTheTrackerUntilItIsStopped()
+    {
+        _iommu.Map(_ioas, 0, 0, 64 * KiB, 4 * KiB);
+        using IommuTracker tracker = Started(new AddressRange(0, 64 * KiB));
+        using var pages = new SparseDirtyBitmap(48);
+        _hwpt.FailNextReports(DirtyLog.Native.Errno.EIO);
+        var error = Assert.Throws<DirtyTrackerException>(() => tracker.ReadDirty(new AddressRange(0, 64 * KiB), pages))!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(error.Message, Does.Contain("treat its coverage as dirty").And.Contain("EIO"));
+            Assert.That(tracker.State, Is.EqualTo(DirtyTrackerState.Faulted));
+            Assert.That(() => tracker.StartTracking(), Throws.InvalidOperationException, "a faulted tracker must be stopped first");
+        });
+        tracker.StopTracking();
+        tracker.StartTracking();
+        Assert.That(tracker.ReadDirty(new AddressRange(0, 64 * KiB), pages), Is.Zero);
+    }
+
+    [Test]
+    public void BadArgumentsAreRejectedWithoutTouchingTheTracker()
+    {
+        _iommu.Map(_ioas, 0, 0, 64 * KiB, 4 * KiB);
+        using IommuTracker tracker = Started(new AddressRange(0, 64 * KiB));
+        using var hugePages = new SparseDirtyBitmap(48, 2 * 1024 * 1024);
+        using var pages = new SparseDirtyBitmap(48);
+        Assert.Multiple(() =>
+        {
+            Assert.That(() => tracker.ReadDirty(new AddressRange(0, 4096), hugePages), Throws.ArgumentException.With.Message.Contains("larger"));
+            Assert.That(() => tracker.ReadDirty(new AddressRange(100, 4096), pages), Throws.ArgumentException.With.Message.Contains("aligned"));
+            Assert.That(() => tracker.SetMappedRanges([new AddressRange(0, 8192), new AddressRange(4096, 8192)]), Throws.ArgumentException.With.Message.Contains("overlaps"));
+            Assert.That(() => tracker.SetMappedRanges([new AddressRange(100, 4096)]), Throws.ArgumentException.With.Message.Contains("aligned"));
+            Assert.That(tracker.Coverage, Is.EqualTo(new[] { new AddressRange(0, 64 * KiB) }), "a refused update keeps the ranges in force");
+            Assert.That(tracker.State, Is.EqualTo(DirtyTrackerState.Started));
+        });
+    }
+
+    [Test]
+    public void AdjacentMappedRangesAreJoined()
+    {
+        using var tracker = new IommuTracker(_hwpt);
+        tracker.SetMappedRanges([new AddressRange(8192, 4096), new AddressRange(0, 8192), new AddressRange(1 * MiB, 4096)]);
+        Assert.That(tracker.Coverage, Is.EqualTo(new[] { new AddressRange(0, 12288), new AddressRange(1 * MiB, 4096) }));
+    }
+}
