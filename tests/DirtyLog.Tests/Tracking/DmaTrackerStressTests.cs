@@ -11,14 +11,16 @@ using NUnit.Framework;
 namespace DirtyLog.Tests.Tracking;
 
 /// <summary>
-/// DMA engines write an iteration number into pages through the emulated IOMMU while the tracker is read in a loop,
-/// as the kernel's dirty_log_test does with vCPUs. Ground truth is guest memory: every page holding a write must have
-/// been reported by some read, and every page reported must share an IOMMU entry with a written page.
+/// DMA engines write an iteration number into pages through an emulated device and the emulated IOMMU behind it, while
+/// the device's tracker and the IOMMU's tracker are read in a loop, as the kernel's dirty_log_test does with vCPUs.
+/// Ground truth is guest memory: every page holding a write must have been reported by both trackers, every page the
+/// IOMMU tracker reported must share an IOMMU entry with a written page, and the device (4 KiB granules) reports
+/// written pages only.
 /// </summary>
 [TestFixture]
 [Category("Unit")]
 [Category("Concurrency")]
-public class IommuTrackerStressTests
+public class DmaTrackerStressTests
 {
     private const ulong MiB = 1024 * 1024;
     private const ulong IovaBase = 1UL << 32;
@@ -38,12 +40,18 @@ public class IommuTrackerStressTests
         // Region 0 in 4 KiB entries, region 1 in 2 MiB entries, with a 16 MiB hole between them in IOVA.
         iommu.Map(ioas, IovaBase, 0, RegionBytes, maxEntrySize: 4096);
         iommu.Map(ioas, IovaBase + (2 * RegionBytes), RegionBytes, RegionBytes, maxEntrySize: 2 * MiB);
+        AddressRange[] mapped = [new AddressRange(IovaBase, RegionBytes), new AddressRange(IovaBase + (2 * RegionBytes), RegionBytes)];
         using var tracker = new IommuTracker(hwpt);
-        tracker.SetMappedRanges([new AddressRange(IovaBase, RegionBytes), new AddressRange(IovaBase + (2 * RegionBytes), RegionBytes)]);
+        tracker.SetMappedRanges(mapped);
         tracker.StartTracking();
+        var device = new EmulatedDmaDevice(hwpt);
+        using var deviceTracker = new DeviceTracker(device);
+        deviceTracker.SetMappedRanges(mapped);
+        deviceTracker.StartTracking();
 
         using var reported = new SparseDirtyBitmap(48);
         var everReported = new HashSet<ulong>();
+        var deviceReported = new HashSet<ulong>();
         const int Rounds = 30;
         const int WritesPerRound = 60;
         using var start = new Barrier(engines + 1);
@@ -71,7 +79,7 @@ public class IommuTrackerStressTests
                             ? (ulong)random.NextInt64((long)(RegionBytes / 4096))
                             : (RegionBytes / 4096) + (ulong)random.Next((int)(3 * 2 * MiB / 4096));
                         ulong iova = IovaBase + (page * 4096) + (page >= RegionBytes / 4096 ? RegionBytes : 0) + (ulong)(8 * id);
-                        if (!hwpt.DmaWriteUInt64(iova, (ulong)round))
+                        if (!device.DmaWriteUInt64(iova, (ulong)round))
                         {
                             lock (failures)
                             {
@@ -98,11 +106,15 @@ public class IommuTrackerStressTests
             {
                 tracker.ReadDirty(all, reported, harvestRandom.Next(4) == 0 ? DirtyReadMode.NoClear : DirtyReadMode.Clear);
                 Collect(reported, everReported);
+                deviceTracker.ReadDirty(all, reported);
+                Collect(reported, deviceReported);
             }
 
-            // Every write of this round completed before this read started.
+            // Every write of this round completed before these reads started.
             tracker.ReadDirty(all, reported);
             Collect(reported, everReported);
+            deviceTracker.ReadDirty(all, reported);
+            Collect(reported, deviceReported);
         }
 
         foreach (Thread t in threads)
@@ -111,8 +123,10 @@ public class IommuTrackerStressTests
         }
 
         tracker.StopTracking();
+        deviceTracker.StopTracking();
         Assert.That(failures, Is.Empty);
-        Verify(memory, everReported, engines);
+        Verify(memory, everReported, engines, EntryOf, "IOMMU tracker");
+        Verify(memory, deviceReported, engines, iovaPage => iovaPage << 12, "device tracker");
     }
 
     private static void Collect(SparseDirtyBitmap reported, HashSet<ulong> everReported)
@@ -121,7 +135,7 @@ public class IommuTrackerStressTests
         reported.Harvest(ref sink);
     }
 
-    private static void Verify(EmulatedGuestMemory memory, HashSet<ulong> everReported, int engines)
+    private static void Verify(EmulatedGuestMemory memory, HashSet<ulong> everReported, int engines, Func<ulong, ulong> entryOf, string who)
     {
         int written = 0, missed = 0, overReported = 0;
         var writtenEntries = new HashSet<ulong>();
@@ -137,7 +151,7 @@ public class IommuTrackerStressTests
             if (isWritten)
             {
                 written++;
-                writtenEntries.Add(EntryOf(iovaPage));
+                writtenEntries.Add(entryOf(iovaPage));
                 if (!everReported.Contains(iovaPage))
                 {
                     missed++;
@@ -147,18 +161,18 @@ public class IommuTrackerStressTests
 
         foreach (ulong iovaPage in everReported)
         {
-            if (!writtenEntries.Contains(EntryOf(iovaPage)))
+            if (!writtenEntries.Contains(entryOf(iovaPage)))
             {
                 overReported++;
             }
         }
 
-        TestContext.Out.WriteLine($"{written} pages written, {everReported.Count} reported, {missed} missed, {overReported} outside any written entry");
+        TestContext.Out.WriteLine($"{who}: {written} pages written, {everReported.Count} reported, {missed} missed, {overReported} outside any written granule");
         Assert.Multiple(() =>
         {
             Assert.That(written, Is.InRange(1000, 6000), "the engines wrote some pages, not all");
-            Assert.That(missed, Is.Zero, "written pages never reported");
-            Assert.That(overReported, Is.Zero, "reported pages outside every written entry");
+            Assert.That(missed, Is.Zero, $"{who}: written pages never reported");
+            Assert.That(overReported, Is.Zero, $"{who}: reported pages outside every written granule");
         });
     }
 
