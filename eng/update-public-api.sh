@@ -10,6 +10,13 @@ grep -oE "RS0016: Symbol '.*' is not part of the declared public API.*\[[^]]*\.c
   sort -u | while IFS=$'\t' read -r dir symbol; do
     printf '%s\n' "$symbol" >>"$dir/PublicAPI.Unshipped.txt"
   done
+# Lines for symbols that no longer exist (RS0017) are removed.
+grep -oE "RS0017: Symbol '.*' is part of the declared API.*\[[^]]*\.csproj\]" "$log" |
+  sed -E "s/RS0017: Symbol '(.*)' is part of the declared API.*\[(.*)\/[^/]*\.csproj\]/\2\t\1/" |
+  sort -u | while IFS=$'\t' read -r dir symbol; do
+    grep -vxF -- "$symbol" "$dir/PublicAPI.Unshipped.txt" >"$dir/PublicAPI.Unshipped.txt.tmp" || true
+    mv "$dir/PublicAPI.Unshipped.txt.tmp" "$dir/PublicAPI.Unshipped.txt"
+  done
 for f in src/*/PublicAPI.Unshipped.txt; do
   { echo '#nullable enable'; grep -v '^#nullable enable$' "$f" | sort -u || true; } >"$f.tmp"
   mv "$f.tmp" "$f"

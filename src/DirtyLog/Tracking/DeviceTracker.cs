@@ -5,7 +5,6 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Numerics;
 using System.Threading;
-using DirtyLog.Bitmaps;
 using DirtyLog.Tracking.Ports;
 
 namespace DirtyLog.Tracking;
@@ -108,7 +107,7 @@ public sealed class DeviceTracker : DirtyTrackerBase
     }
 
     /// <inheritdoc/>
-    protected override ulong ReadCore(AddressRange range, SparseDirtyBitmap target, DirtyReadMode mode)
+    protected override ulong ReadCore(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode)
     {
         ulong granule = (ulong)PageSize;
         ulong chunkBytes = (ulong)ChunkWords * 64 * granule;
@@ -123,7 +122,7 @@ public sealed class DeviceTracker : DirtyTrackerBase
                 Span<ulong> words = _scratch.AsSpan(0, (int)((bits + 63) / 64));
                 words.Clear();
                 _port.Report(start, length, granule, words);
-                count += MergeGranules(words, bits, start, target);
+                count += Deliver(words, bits, start, sink);
             }
         }
 

@@ -108,7 +108,7 @@ public abstract class DirtyTrackerBase : IDirtyTracker
     }
 
     /// <inheritdoc/>
-    public ulong ReadDirty(AddressRange range, SparseDirtyBitmap target, DirtyReadMode mode = DirtyReadMode.Clear)
+    public ulong ReadDirty(AddressRange range, SparseDirtyBitmap target, DirtyReadMode mode)
     {
         ArgumentNullException.ThrowIfNull(target);
         if (target.PageSize > PageSize)
@@ -116,6 +116,13 @@ public abstract class DirtyTrackerBase : IDirtyTracker
             throw new ArgumentException($"The target's pages ({target.PageSize} bytes) are larger than {Name}'s granule ({PageSize} bytes).", nameof(target));
         }
 
+        return ReadDirty(range, new BitmapGranuleSink(target), mode);
+    }
+
+    /// <inheritdoc/>
+    public ulong ReadDirty(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode)
+    {
+        ArgumentNullException.ThrowIfNull(sink);
         if (!range.IsAlignedTo((ulong)PageSize))
         {
             throw new ArgumentException($"{range} is not aligned to {Name}'s granule of {PageSize} bytes.", nameof(range));
@@ -136,7 +143,7 @@ public abstract class DirtyTrackerBase : IDirtyTracker
 
             try
             {
-                return ReadCore(range, target, mode);
+                return ReadCore(range, sink, mode);
             }
             catch (Exception e) when (e is not DirtyTrackerException and not ArgumentException)
             {
@@ -183,12 +190,12 @@ public abstract class DirtyTrackerBase : IDirtyTracker
     /// <summary>Stops the facility; called under the tracker's lock, from a started or faulted state. Must be safe to repeat.</summary>
     protected abstract void OnStop();
 
-    /// <summary>Reads a checked range into the target; called under the tracker's lock while started.</summary>
+    /// <summary>Reads a checked range into the sink; called under the tracker's lock while started.</summary>
     /// <param name="range">The range, aligned to <see cref="PageSize"/>.</param>
-    /// <param name="target">The target, with pages no larger than <see cref="PageSize"/>.</param>
+    /// <param name="sink">The sink.</param>
     /// <param name="mode">The mode, supported by the tracker.</param>
     /// <returns>The number of dirty granules.</returns>
-    protected abstract ulong ReadCore(AddressRange range, SparseDirtyBitmap target, DirtyReadMode mode);
+    protected abstract ulong ReadCore(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode);
 
     /// <summary>Releases resources; called once, under the lock, after the tracker stopped.</summary>
     /// <param name="disposing">Always <see langword="true"/>.</param>
@@ -196,15 +203,15 @@ public abstract class DirtyTrackerBase : IDirtyTracker
     {
     }
 
-    /// <summary>Merges a granule bitmap read for <paramref name="start"/> into <paramref name="target"/> and counts its bits.</summary>
+    /// <summary>Hands one chunk to <paramref name="sink"/> when it has a dirty bit, and counts its bits.</summary>
     /// <param name="bitmap">Bit k: granule at <paramref name="start"/> + k × <see cref="PageSize"/>.</param>
     /// <param name="bits">How many bits count.</param>
     /// <param name="start">The address of bit 0.</param>
-    /// <param name="target">The target bitmap.</param>
+    /// <param name="sink">The sink.</param>
     /// <returns>The number of set bits.</returns>
-    protected ulong MergeGranules(ReadOnlySpan<ulong> bitmap, ulong bits, ulong start, SparseDirtyBitmap target)
+    protected ulong Deliver(ReadOnlySpan<ulong> bitmap, ulong bits, ulong start, IDirtyGranuleSink sink)
     {
-        ArgumentNullException.ThrowIfNull(target);
+        ArgumentNullException.ThrowIfNull(sink);
         ulong count = 0;
         for (int i = 0; i < bitmap.Length; i++)
         {
@@ -213,8 +220,7 @@ public abstract class DirtyTrackerBase : IDirtyTracker
 
         if (count != 0)
         {
-            int shift = BitOperations.Log2((ulong)PageSize) - target.PageShift;
-            target.MergeBitmap(bitmap, start >> target.PageShift, bits, shift);
+            sink.Accept(start, PageSize, bitmap, bits);
         }
 
         return count;

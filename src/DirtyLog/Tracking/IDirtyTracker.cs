@@ -64,5 +64,16 @@ public interface IDirtyTracker : IDisposable
     /// <exception cref="NotSupportedException"><paramref name="mode"/> is <see cref="DirtyReadMode.NoClear"/> and the tracker cannot read without clearing.</exception>
     /// <exception cref="ArgumentException">The target's page size is larger than the tracker's, or the range is not aligned to <see cref="PageSize"/>.</exception>
     /// <exception cref="DirtyTrackerException">The read failed; the tracker is <see cref="DirtyTrackerState.Faulted"/>.</exception>
-    ulong ReadDirty(AddressRange range, SparseDirtyBitmap target, DirtyReadMode mode = DirtyReadMode.Clear);
+    ulong ReadDirty(AddressRange range, SparseDirtyBitmap target, DirtyReadMode mode);
+
+    /// <summary>Reads the dirty granules of <paramref name="range"/>, handing them to <paramref name="sink"/> chunk by chunk.</summary>
+    /// <param name="range">The bytes to read, in <see cref="AddressSpace"/>, aligned to <see cref="PageSize"/>.</param>
+    /// <param name="sink">Receives the chunks (for instance, the correlator translating IOVA to guest pages).</param>
+    /// <param name="mode">Whether to clear what is read.</param>
+    /// <returns>The number of dirty granules reported.</returns>
+    /// <exception cref="InvalidOperationException">The tracker is not started.</exception>
+    /// <exception cref="NotSupportedException"><paramref name="mode"/> is <see cref="DirtyReadMode.NoClear"/> and the tracker cannot read without clearing.</exception>
+    /// <exception cref="ArgumentException">The range is not aligned to <see cref="PageSize"/>.</exception>
+    /// <exception cref="DirtyTrackerException">The read failed; the tracker is <see cref="DirtyTrackerState.Faulted"/>.</exception>
+    ulong ReadDirty(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode);
 }

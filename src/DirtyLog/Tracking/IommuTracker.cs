@@ -4,7 +4,6 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
-using DirtyLog.Bitmaps;
 using DirtyLog.Tracking.Ports;
 
 namespace DirtyLog.Tracking;
@@ -92,7 +91,7 @@ public sealed class IommuTracker : DirtyTrackerBase
     protected override void OnStop() => _port.SetDirtyTracking(false);
 
     /// <inheritdoc/>
-    protected override ulong ReadCore(AddressRange range, SparseDirtyBitmap target, DirtyReadMode mode)
+    protected override ulong ReadCore(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode)
     {
         AddressRange[] mapped = Volatile.Read(ref _mapped);
         ulong granule = (ulong)PageSize;
@@ -108,7 +107,7 @@ public sealed class IommuTracker : DirtyTrackerBase
                 Span<ulong> words = _scratch.AsSpan(0, (int)((bits + 63) / 64));
                 words.Clear();
                 _port.GetDirtyBitmap(start, length, granule, words, mode == DirtyReadMode.NoClear);
-                count += MergeGranules(words, bits, start, target);
+                count += Deliver(words, bits, start, sink);
             }
         }
 

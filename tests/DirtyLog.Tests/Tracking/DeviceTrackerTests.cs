@@ -46,8 +46,8 @@ public class DeviceTrackerTests
         Assert.Multiple(() =>
         {
             Assert.That(tracker.PageSize, Is.EqualTo(16 * 1024), "the granted size");
-            Assert.That(tracker.ReadDirty(new AddressRange(0, 8 * MiB), pages), Is.EqualTo(2));
-            Assert.That(tracker.ReadDirty(new AddressRange(0, 8 * MiB), pages), Is.Zero, "REPORT cleared");
+            Assert.That(tracker.ReadDirty(new AddressRange(0, 8 * MiB), pages, DirtyReadMode.Clear), Is.EqualTo(2));
+            Assert.That(tracker.ReadDirty(new AddressRange(0, 8 * MiB), pages, DirtyReadMode.Clear), Is.Zero, "REPORT cleared");
             Assert.That(pages.HarvestRuns(), Is.EqualTo(new[] { new DirtyRun(4, 4), new DirtyRun(1024, 4) }), "whole 16 KiB granules in 4 KiB pages");
         });
     }
@@ -106,7 +106,7 @@ public class DeviceTrackerTests
         Assert.Multiple(() =>
         {
             Assert.That(device.TrackedRanges, Has.Count.LessThanOrEqualTo(4));
-            Assert.That(tracker.ReadDirty(new AddressRange(0, 8 * MiB), pages), Is.EqualTo(40));
+            Assert.That(tracker.ReadDirty(new AddressRange(0, 8 * MiB), pages, DirtyReadMode.Clear), Is.EqualTo(40));
         });
     }
 
@@ -119,13 +119,13 @@ public class DeviceTrackerTests
         tracker.StartTracking();
         device.InjectDeviceError();
         using var pages = new SparseDirtyBitmap(48);
-        Assert.That(() => tracker.ReadDirty(new AddressRange(0, 1 * MiB), pages),
+        Assert.That(() => tracker.ReadDirty(new AddressRange(0, 1 * MiB), pages, DirtyReadMode.Clear),
             Throws.TypeOf<DirtyTrackerException>().With.Message.Contains("EIO"));
         Assert.That(tracker.State, Is.EqualTo(DirtyTrackerState.Faulted));
         tracker.StopTracking();
         Assert.That(device.IsLogging, Is.False, "stop after a failure stops the device");
         tracker.StartTracking();
-        Assert.That(tracker.ReadDirty(new AddressRange(0, 1 * MiB), pages), Is.Zero);
+        Assert.That(tracker.ReadDirty(new AddressRange(0, 1 * MiB), pages, DirtyReadMode.Clear), Is.Zero);
     }
 
     [Test]

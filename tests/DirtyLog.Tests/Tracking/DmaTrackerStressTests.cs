@@ -106,14 +106,14 @@ public class DmaTrackerStressTests
             {
                 tracker.ReadDirty(all, reported, harvestRandom.Next(4) == 0 ? DirtyReadMode.NoClear : DirtyReadMode.Clear);
                 Collect(reported, everReported);
-                deviceTracker.ReadDirty(all, reported);
+                deviceTracker.ReadDirty(all, reported, DirtyReadMode.Clear);
                 Collect(reported, deviceReported);
             }
 
             // Every write of this round completed before these reads started.
-            tracker.ReadDirty(all, reported);
+            tracker.ReadDirty(all, reported, DirtyReadMode.Clear);
             Collect(reported, everReported);
-            deviceTracker.ReadDirty(all, reported);
+            deviceTracker.ReadDirty(all, reported, DirtyReadMode.Clear);
             Collect(reported, deviceReported);
         }
 

@@ -49,7 +49,7 @@ public class IommuTrackerTests
         _hwpt.DmaWriteUInt64(8 * KiB, 1);
         _hwpt.DmaWriteUInt64((1 * MiB) + (12 * KiB), 2);
         using var iovaPages = new SparseDirtyBitmap(48);
-        ulong granules = tracker.ReadDirty(new AddressRange(0, 2 * MiB), iovaPages);
+        ulong granules = tracker.ReadDirty(new AddressRange(0, 2 * MiB), iovaPages, DirtyReadMode.Clear);
         Assert.Multiple(() =>
         {
             Assert.That(granules, Is.EqualTo(2));
@@ -86,7 +86,7 @@ public class IommuTrackerTests
             using var pages = new SparseDirtyBitmap(48);
             Assert.Multiple(() =>
             {
-                Assert.That(tracker.ReadDirty(new AddressRange(0, 4 * MiB), pages), Is.EqualTo(32), "32 granules of 64 KiB");
+                Assert.That(tracker.ReadDirty(new AddressRange(0, 4 * MiB), pages, DirtyReadMode.Clear), Is.EqualTo(32), "32 granules of 64 KiB");
                 Assert.That(pages.HarvestRuns(), Is.EqualTo(new[] { new DirtyRun(512, 512) }));
             });
         }
@@ -98,7 +98,7 @@ public class IommuTrackerTests
         _iommu.Map(_ioas, 0, 0, 64 * KiB, 4 * KiB);
         using var tracker = new IommuTracker(_hwpt);
         using var pages = new SparseDirtyBitmap(48);
-        Assert.That(() => tracker.ReadDirty(new AddressRange(0, 4096), pages), Throws.InvalidOperationException);
+        Assert.That(() => tracker.ReadDirty(new AddressRange(0, 4096), pages, DirtyReadMode.Clear), Throws.InvalidOperationException);
         tracker.StartTracking();
         tracker.StartTracking();
         Assert.That(_hwpt.DirtyTrackingEnabled, Is.True);
@@ -132,7 +132,7 @@ public class IommuTrackerTests
         using IommuTracker tracker = Started(new AddressRange(0, 64 * KiB));
         using var pages = new SparseDirtyBitmap(48);
         _hwpt.FailNextReports(DirtyLog.Native.Errno.EIO);
-        var error = Assert.Throws<DirtyTrackerException>(() => tracker.ReadDirty(new AddressRange(0, 64 * KiB), pages))!;
+        var error = Assert.Throws<DirtyTrackerException>(() => tracker.ReadDirty(new AddressRange(0, 64 * KiB), pages, DirtyReadMode.Clear))!;
         Assert.Multiple(() =>
         {
             Assert.That(error.Message, Does.Contain("treat its coverage as dirty").And.Contain("EIO"));
@@ -141,7 +141,7 @@ public class IommuTrackerTests
         });
         tracker.StopTracking();
         tracker.StartTracking();
-        Assert.That(tracker.ReadDirty(new AddressRange(0, 64 * KiB), pages), Is.Zero);
+        Assert.That(tracker.ReadDirty(new AddressRange(0, 64 * KiB), pages, DirtyReadMode.Clear), Is.Zero);
     }
 
     [Test]
@@ -153,8 +153,8 @@ public class IommuTrackerTests
         using var pages = new SparseDirtyBitmap(48);
         Assert.Multiple(() =>
         {
-            Assert.That(() => tracker.ReadDirty(new AddressRange(0, 4096), hugePages), Throws.ArgumentException.With.Message.Contains("larger"));
-            Assert.That(() => tracker.ReadDirty(new AddressRange(100, 4096), pages), Throws.ArgumentException.With.Message.Contains("aligned"));
+            Assert.That(() => tracker.ReadDirty(new AddressRange(0, 4096), hugePages, DirtyReadMode.Clear), Throws.ArgumentException.With.Message.Contains("larger"));
+            Assert.That(() => tracker.ReadDirty(new AddressRange(100, 4096), pages, DirtyReadMode.Clear), Throws.ArgumentException.With.Message.Contains("aligned"));
             Assert.That(() => tracker.SetMappedRanges([new AddressRange(0, 8192), new AddressRange(4096, 8192)]), Throws.ArgumentException.With.Message.Contains("overlaps"));
             Assert.That(() => tracker.SetMappedRanges([new AddressRange(100, 4096)]), Throws.ArgumentException.With.Message.Contains("aligned"));
             Assert.That(tracker.Coverage, Is.EqualTo(new[] { new AddressRange(0, 64 * KiB) }), "a refused update keeps the ranges in force");
@@ -168,5 +168,30 @@ public class IommuTrackerTests
         using var tracker = new IommuTracker(_hwpt);
         tracker.SetMappedRanges([new AddressRange(8192, 4096), new AddressRange(0, 8192), new AddressRange(1 * MiB, 4096)]);
         Assert.That(tracker.Coverage, Is.EqualTo(new[] { new AddressRange(0, 12288), new AddressRange(1 * MiB, 4096) }));
+    }
+
+    [Test]
+    public void ASinkReceivesEachChunkWithItsAddressAndGranule()
+    {
+        _iommu.Map(_ioas, 0, 0, 64 * KiB, 4 * KiB);
+        _iommu.Map(_ioas, 1 * MiB, 1 * MiB, 64 * KiB, 4 * KiB);
+        using IommuTracker tracker = Started(new AddressRange(0, 64 * KiB), new AddressRange(1 * MiB, 64 * KiB));
+        _hwpt.DmaWriteUInt64(8 * KiB, 1);
+        _hwpt.DmaWriteUInt64((1 * MiB) + (12 * KiB), 2);
+        var sink = new RecordingSink();
+        ulong granules = tracker.ReadDirty(new AddressRange(0, 2 * MiB), sink, DirtyReadMode.Clear);
+        Assert.Multiple(() =>
+        {
+            Assert.That(granules, Is.EqualTo(2));
+            Assert.That(sink.Chunks, Is.EqualTo(new[] { (0UL, 4096L, 1UL << 2, 16UL), (1 * MiB, 4096L, 1UL << 3, 16UL) }));
+        });
+    }
+
+    private sealed class RecordingSink : IDirtyGranuleSink
+    {
+        public System.Collections.Generic.List<(ulong Address, long Granule, ulong FirstWord, ulong Bits)> Chunks { get; } = new();
+
+        public void Accept(ulong address, long granuleSize, ReadOnlySpan<ulong> bitmap, ulong bitCount) =>
+            Chunks.Add((address, granuleSize, bitmap[0], bitCount));
     }
 }
