@@ -4,8 +4,10 @@ using System;
 using System.Collections.Generic;
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Threading;
 using DirtyLog.Bitmaps;
+using DirtyLog.Internal;
 
 namespace DirtyLog.Tracking;
 
@@ -213,7 +215,20 @@ public abstract class DirtyTrackerBase : IDirtyTracker
     {
         ArgumentNullException.ThrowIfNull(sink);
         ulong count = 0;
-        for (int i = 0; i < bitmap.Length; i++)
+        ref ulong words = ref MemoryMarshal.GetReference(bitmap);
+        int i = 0;
+        for (; i + 8 <= bitmap.Length; i += 8)
+        {
+            // Most words of a sparse read are zero: test a line of them at once and count only the rest.
+            uint nonZero = WordScan.NonZeroMask8(ref Unsafe.Add(ref words, i));
+            while (nonZero != 0)
+            {
+                count += (ulong)BitOperations.PopCount(Unsafe.Add(ref words, i + BitOperations.TrailingZeroCount(nonZero)));
+                nonZero &= nonZero - 1;
+            }
+        }
+
+        for (; i < bitmap.Length; i++)
         {
             count += (ulong)BitOperations.PopCount(bitmap[i]);
         }
