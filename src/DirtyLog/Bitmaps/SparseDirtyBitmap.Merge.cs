@@ -3,6 +3,7 @@
 using System;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Threading;
 using DirtyLog.Internal;
 
 namespace DirtyLog.Bitmaps;
@@ -22,8 +23,9 @@ public sealed unsafe partial class SparseDirtyBitmap
     /// <exception cref="ObjectDisposedException">The bitmap was disposed.</exception>
     /// <remarks>
     /// Zero words are skipped eight at a time with SIMD and cost no write and no allocation: merging a clean
-    /// slot's bitmap allocates nothing. Each destination word gets at most one atomic OR, none when it already
-    /// holds the bits; then one summary update per leaf touched.
+    /// slot's bitmap allocates nothing. Each partial destination word gets at most one atomic OR, none when it
+    /// already holds the bits; a full word gets a plain store; then one summary update per leaf touched (an atomic
+    /// OR that also fences the plain stores).
     /// </remarks>
     public void MergeBitmap(ReadOnlySpan<ulong> bitmap, ulong firstPage, ulong pageCount)
     {
@@ -206,6 +208,7 @@ public sealed unsafe partial class SparseDirtyBitmap
         private ulong* _leaf;
         private ulong _leafIndex;
         private ulong _lineMask;
+        private bool _storedPlainly;
 
         public LeafCursor(SparseDirtyBitmap owner, TreeNode* root)
         {
@@ -225,7 +228,18 @@ public sealed unsafe partial class SparseDirtyBitmap
             }
 
             int w = (int)(globalWord & (LeafWords - 1));
-            SetBits(ref _leaf[w], value);
+            if (value == ~0UL)
+            {
+                // A full word: a plain store, as MarkRange does (all ones is what any racing OR would give);
+                // the fence comes once per leaf, in Finish.
+                _leaf[w] = ~0UL;
+                _storedPlainly = true;
+            }
+            else
+            {
+                SetBits(ref _leaf[w], value);
+            }
+
             _lineMask |= 1UL << (w / LineWords);
         }
 
@@ -233,7 +247,15 @@ public sealed unsafe partial class SparseDirtyBitmap
         {
             if (_lineMask != 0)
             {
-                _owner.PublishPath(_bottom, _leafIndex << LeafPageShift, _lineMask);
+                ulong page = _leafIndex << LeafPageShift;
+                if (_storedPlainly)
+                {
+                    // The fence that publishes the plain stores before any summary is read, and the line summary update.
+                    Interlocked.Or(ref TreeNode.LineSummaryOf(_bottom, ChildIndex(page, 1)), _lineMask);
+                    _storedPlainly = false;
+                }
+
+                _owner.PublishPath(_bottom, page, _lineMask);
                 _lineMask = 0;
             }
         }

@@ -224,7 +224,7 @@ public sealed class EmulatedDmaDevice : IDeviceDirtyLogPort, IDisposable
     private static KernelException Error(string request, int errno) => new("ioctl", $"{request} on the emulated device", errno);
 
     /// <summary>The kernel's <c>vfio_combine_iova_ranges</c>: merge the pair with the smallest gap until few enough remain.</summary>
-    private static AddressRange[] Combine(AddressRange[] sorted, int maxRanges)
+    internal static AddressRange[] Combine(AddressRange[] sorted, int maxRanges)
     {
         var ranges = new List<AddressRange>(sorted);
         while (ranges.Count > maxRanges)

@@ -5,40 +5,26 @@ using System.Linq;
 using DirtyLog.Emulation;
 using DirtyLog.Native;
 using DirtyLog.Tracking;
+using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;
 
 namespace DirtyLog.Tests.Emulation;
 
 [TestFixture]
 [Category("Unit")]
-public class EmulatedDmaDeviceTests
+public class EmulatedDmaDeviceTests : EmulatedIommuFixture
 {
-    private const ulong KiB = 1024, MiB = 1024 * KiB;
-
-    private EmulatedGuestMemory _memory = null!;
-    private EmulatedIommu _iommu = null!;
-    private uint _ioas;
-    private EmulatedHwpt _hwpt = null!;
+    protected override ulong GuestBytes => 16 * MiB;
 
     [SetUp]
-    public void SetUp()
-    {
-        _memory = new EmulatedGuestMemory(16 * MiB);
-        _iommu = new EmulatedIommu(_memory);
-        _ioas = _iommu.AllocateIoas();
-        _hwpt = _iommu.AllocateHwpt(_ioas, dirtyTracking: true);
-        _iommu.Map(_ioas, 0, 0, 8 * MiB, 4 * KiB);
-    }
-
-    [TearDown]
-    public void TearDown() => _memory.Dispose();
+    public void MapTheFirst8MiB() => Iommu.Map(Ioas, 0, 0, 8 * MiB, 4 * KiB);
 
     private static int Errno(Action call) => Assert.Throws<KernelException>(() => call())!.Errno;
 
     [Test]
     public void StartRejectsWhatTheKernelRejects()
     {
-        var device = new EmulatedDmaDevice(_hwpt);
+        var device = new EmulatedDmaDevice(Hwpt);
         AddressRange[] tooMany = Enumerable.Range(0, 257).Select(i => new AddressRange((ulong)i * 8192, 4096)).ToArray();
         Assert.Multiple(() =>
         {
@@ -55,7 +41,7 @@ public class EmulatedDmaDeviceTests
     [Test]
     public void TheDeviceRoundsThePageSizeFoldsRangesAndEnforcesItsAddressWidth()
     {
-        var device = new EmulatedDmaDevice(_hwpt, new DeviceDirtyLogLimits { MaxRanges = 2, MinPageSize = 16 * 1024, AddressWidth = 30 });
+        var device = new EmulatedDmaDevice(Hwpt, new DeviceDirtyLogLimits { MaxRanges = 2, MinPageSize = 16 * 1024, AddressWidth = 30 });
         ulong granted = device.StartLogging([new AddressRange(0, 64 * KiB), new AddressRange(128 * KiB, 64 * KiB), new AddressRange(4 * MiB, 64 * KiB)], 4096);
         Assert.Multiple(() =>
         {
@@ -69,11 +55,11 @@ public class EmulatedDmaDeviceTests
     [Test]
     public void ReportIsReadAndClearWithinTheStartedRangesOnlyAndTheLogSurvivesAnUnmap()
     {
-        var device = new EmulatedDmaDevice(_hwpt);
+        var device = new EmulatedDmaDevice(Hwpt);
         device.StartLogging([new AddressRange(0, 1 * MiB)], 4096);
         device.DmaWriteUInt64(12 * KiB, 1);
         device.DmaWriteUInt64(2 * MiB, 2); // outside the started ranges: not logged
-        _iommu.Unmap(_ioas, 0, 8 * MiB);
+        Iommu.Unmap(Ioas, 0, 8 * MiB);
         ulong[] bitmap = new ulong[16], again = new ulong[16], outside = new ulong[1];
         device.Report(0, 1 * MiB, 4096, bitmap);
         device.Report(0, 1 * MiB, 4096, again);
@@ -89,7 +75,7 @@ public class EmulatedDmaDeviceTests
     [Test]
     public void ACoarseDeviceGranuleSetsEveryReportBitItCovers()
     {
-        var device = new EmulatedDmaDevice(_hwpt, new DeviceDirtyLogLimits { MinPageSize = 64 * 1024 });
+        var device = new EmulatedDmaDevice(Hwpt, new DeviceDirtyLogLimits { MinPageSize = 64 * 1024 });
         device.StartLogging([new AddressRange(0, 1 * MiB)], 4096);
         device.DmaWriteUInt64(70 * KiB, 1);
         ulong[] bitmap = new ulong[4];
@@ -104,7 +90,7 @@ public class EmulatedDmaDeviceTests
     [Test]
     public void ADeviceErrorIsStickyUntilStopAndStart()
     {
-        var device = new EmulatedDmaDevice(_hwpt);
+        var device = new EmulatedDmaDevice(Hwpt);
         device.StartLogging([new AddressRange(0, 1 * MiB)], 4096);
         device.InjectDeviceError();
         ulong[] bitmap = new ulong[4];
@@ -121,7 +107,7 @@ public class EmulatedDmaDeviceTests
     [Test]
     public void ReportRejectsBadPageSizesAndAStoppedLog()
     {
-        var device = new EmulatedDmaDevice(_hwpt);
+        var device = new EmulatedDmaDevice(Hwpt);
         ulong[] bitmap = new ulong[4];
         Assert.That(Errno(() => device.Report(0, 64 * KiB, 4096, bitmap)), Is.EqualTo(DirtyLog.Native.Errno.EINVAL), "not started");
         device.StartLogging([new AddressRange(0, 1 * MiB)], 4096);
@@ -136,7 +122,7 @@ public class EmulatedDmaDeviceTests
     [Test]
     public void ADeviceWithoutLoggingAnswersEnotty()
     {
-        var device = new EmulatedDmaDevice(_hwpt, supportsLogging: false);
+        var device = new EmulatedDmaDevice(Hwpt, supportsLogging: false);
         Assert.Multiple(() =>
         {
             Assert.That(device.IsSupported, Is.False);

@@ -11,32 +11,17 @@ namespace DirtyLog.Tests.Tracking;
 
 [TestFixture]
 [Category("Unit")]
-public class DeviceTrackerTests
+public class DeviceTrackerTests : EmulatedIommuFixture
 {
-    private const ulong KiB = 1024, MiB = 1024 * KiB;
-
-    private EmulatedGuestMemory _memory = null!;
-    private EmulatedIommu _iommu = null!;
-    private uint _ioas;
-    private EmulatedHwpt _hwpt = null!;
+    protected override ulong GuestBytes => 16 * MiB;
 
     [SetUp]
-    public void SetUp()
-    {
-        _memory = new EmulatedGuestMemory(16 * MiB);
-        _iommu = new EmulatedIommu(_memory);
-        _ioas = _iommu.AllocateIoas();
-        _hwpt = _iommu.AllocateHwpt(_ioas, dirtyTracking: true);
-        _iommu.Map(_ioas, 0, 0, 8 * MiB, 4 * KiB);
-    }
-
-    [TearDown]
-    public void TearDown() => _memory.Dispose();
+    public void MapTheFirst8MiB() => Iommu.Map(Ioas, 0, 0, 8 * MiB, 4 * KiB);
 
     [Test]
     public void ItStartsWithItsPlanReadsAtTheGrantedPageSizeAndClears()
     {
-        var device = new EmulatedDmaDevice(_hwpt, new DeviceDirtyLogLimits { MinPageSize = 16 * 1024 });
+        var device = new EmulatedDmaDevice(Hwpt, new DeviceDirtyLogLimits { MinPageSize = 16 * 1024 });
         using var tracker = new DeviceTracker(device);
         tracker.SetMappedRanges([new AddressRange(0, 1 * MiB), new AddressRange(4 * MiB, 1 * MiB)]);
         tracker.StartTracking();
@@ -55,7 +40,7 @@ public class DeviceTrackerTests
     [Test]
     public void ItCannotReadWithoutClearing()
     {
-        var device = new EmulatedDmaDevice(_hwpt);
+        var device = new EmulatedDmaDevice(Hwpt);
         using var tracker = new DeviceTracker(device);
         tracker.SetMappedRanges([new AddressRange(0, 1 * MiB)]);
         tracker.StartTracking();
@@ -70,7 +55,7 @@ public class DeviceTrackerTests
     [Test]
     public void APlanTheDeviceCannotFollowIsRefusedBeforeAnythingStarts()
     {
-        var device = new EmulatedDmaDevice(_hwpt, DeviceDirtyLogLimits.Mlx5);
+        var device = new EmulatedDmaDevice(Hwpt, DeviceDirtyLogLimits.Mlx5);
         using var tracker = new DeviceTracker(device);
         tracker.SetMappedRanges([new AddressRange(0, 1 * MiB), new AddressRange(1UL << 45, 1 * MiB)]);
         Assert.That(() => tracker.Plan(), Throws.TypeOf<DeviceTrackingPlanException>().With.Message.Contains("42-bit"));
@@ -87,7 +72,7 @@ public class DeviceTrackerTests
     [Test]
     public void ManyMappingsAreFoldedToTheDeviceLimitAndNothingWrittenIsLost()
     {
-        var device = new EmulatedDmaDevice(_hwpt, new DeviceDirtyLogLimits { MaxRanges = 4 });
+        var device = new EmulatedDmaDevice(Hwpt, new DeviceDirtyLogLimits { MaxRanges = 4 });
         using var tracker = new DeviceTracker(device);
         var mapped = new AddressRange[40];
         for (int i = 0; i < mapped.Length; i++)
@@ -113,7 +98,7 @@ public class DeviceTrackerTests
     [Test]
     public void ASickDeviceFaultsTheTrackerWithTheCauseAndStopRecoversIt()
     {
-        var device = new EmulatedDmaDevice(_hwpt);
+        var device = new EmulatedDmaDevice(Hwpt);
         using var tracker = new DeviceTracker(device);
         tracker.SetMappedRanges([new AddressRange(0, 1 * MiB)]);
         tracker.StartTracking();
@@ -131,7 +116,7 @@ public class DeviceTrackerTests
     [Test]
     public void ADeviceWithoutLoggingIsRefusedAtStart()
     {
-        var device = new EmulatedDmaDevice(_hwpt, supportsLogging: false);
+        var device = new EmulatedDmaDevice(Hwpt, supportsLogging: false);
         using var tracker = new DeviceTracker(device);
         tracker.SetMappedRanges([new AddressRange(0, 1 * MiB)]);
         Assert.That(() => tracker.StartTracking(), Throws.TypeOf<DirtyTrackerException>().With.Message.Contains("no DMA dirty logging"));

@@ -11,30 +11,12 @@ namespace DirtyLog.Tests.Tracking;
 
 [TestFixture]
 [Category("Unit")]
-public class IommuTrackerTests
+public class IommuTrackerTests : EmulatedIommuFixture
 {
-    private const ulong KiB = 1024, MiB = 1024 * KiB;
-
-    private EmulatedGuestMemory _memory = null!;
-    private EmulatedIommu _iommu = null!;
-    private uint _ioas;
-    private EmulatedHwpt _hwpt = null!;
-
-    [SetUp]
-    public void SetUp()
-    {
-        _memory = new EmulatedGuestMemory(64 * MiB);
-        _iommu = new EmulatedIommu(_memory);
-        _ioas = _iommu.AllocateIoas();
-        _hwpt = _iommu.AllocateHwpt(_ioas, dirtyTracking: true);
-    }
-
-    [TearDown]
-    public void TearDown() => _memory.Dispose();
 
     private IommuTracker Started(params AddressRange[] mapped)
     {
-        var tracker = new IommuTracker(_hwpt);
+        var tracker = new IommuTracker(Hwpt);
         tracker.SetMappedRanges(mapped);
         tracker.StartTracking();
         return tracker;
@@ -43,11 +25,11 @@ public class IommuTrackerTests
     [Test]
     public void ItReadsEachMappedRangeSoAHoleLosesNothing()
     {
-        _iommu.Map(_ioas, 0, 0, 64 * KiB, 4 * KiB);
-        _iommu.Map(_ioas, 1 * MiB, 1 * MiB, 64 * KiB, 4 * KiB);
+        Iommu.Map(Ioas, 0, 0, 64 * KiB, 4 * KiB);
+        Iommu.Map(Ioas, 1 * MiB, 1 * MiB, 64 * KiB, 4 * KiB);
         using IommuTracker tracker = Started(new AddressRange(0, 64 * KiB), new AddressRange(1 * MiB, 64 * KiB));
-        _hwpt.DmaWriteUInt64(8 * KiB, 1);
-        _hwpt.DmaWriteUInt64((1 * MiB) + (12 * KiB), 2);
+        Hwpt.DmaWriteUInt64(8 * KiB, 1);
+        Hwpt.DmaWriteUInt64((1 * MiB) + (12 * KiB), 2);
         using var iovaPages = new SparseDirtyBitmap(48);
         ulong granules = tracker.ReadDirty(new AddressRange(0, 2 * MiB), iovaPages, DirtyReadMode.Clear);
         Assert.Multiple(() =>
@@ -60,9 +42,9 @@ public class IommuTrackerTests
     [Test]
     public void ANoClearReadLeavesThePagesForTheNextRead()
     {
-        _iommu.Map(_ioas, 0, 0, 1 * MiB, 4 * KiB);
+        Iommu.Map(Ioas, 0, 0, 1 * MiB, 4 * KiB);
         using IommuTracker tracker = Started(new AddressRange(0, 1 * MiB));
-        _hwpt.DmaWriteUInt64(40 * KiB, 1);
+        Hwpt.DmaWriteUInt64(40 * KiB, 1);
         using var pages = new SparseDirtyBitmap(48);
         Assert.Multiple(() =>
         {
@@ -76,13 +58,13 @@ public class IommuTrackerTests
     [Test]
     public void ACoarseGranuleMarksEveryTargetPageItCovers()
     {
-        _iommu.Map(_ioas, 0, 0, 4 * MiB, 2 * MiB);
-        var tracker = new IommuTracker(_hwpt, pageSize: (long)(64 * KiB));
+        Iommu.Map(Ioas, 0, 0, 4 * MiB, 2 * MiB);
+        var tracker = new IommuTracker(Hwpt, pageSize: (long)(64 * KiB));
         using (tracker)
         {
             tracker.SetMappedRanges([new AddressRange(0, 4 * MiB)]);
             tracker.StartTracking();
-            _hwpt.DmaWriteUInt64(3 * MiB, 7); // dirties the second 2 MiB entry
+            Hwpt.DmaWriteUInt64(3 * MiB, 7); // dirties the second 2 MiB entry
             using var pages = new SparseDirtyBitmap(48);
             Assert.Multiple(() =>
             {
@@ -95,18 +77,18 @@ public class IommuTrackerTests
     [Test]
     public void StartAndStopAreIdempotentAndReadsNeedAStartedTracker()
     {
-        _iommu.Map(_ioas, 0, 0, 64 * KiB, 4 * KiB);
-        using var tracker = new IommuTracker(_hwpt);
+        Iommu.Map(Ioas, 0, 0, 64 * KiB, 4 * KiB);
+        using var tracker = new IommuTracker(Hwpt);
         using var pages = new SparseDirtyBitmap(48);
         Assert.That(() => tracker.ReadDirty(new AddressRange(0, 4096), pages, DirtyReadMode.Clear), Throws.InvalidOperationException);
         tracker.StartTracking();
         tracker.StartTracking();
-        Assert.That(_hwpt.DirtyTrackingEnabled, Is.True);
+        Assert.That(Hwpt.DirtyTrackingEnabled, Is.True);
         tracker.StopTracking();
         tracker.StopTracking();
         Assert.Multiple(() =>
         {
-            Assert.That(_hwpt.DirtyTrackingEnabled, Is.False);
+            Assert.That(Hwpt.DirtyTrackingEnabled, Is.False);
             Assert.That(tracker.State, Is.EqualTo(DirtyTrackerState.Stopped));
         });
     }
@@ -114,7 +96,7 @@ public class IommuTrackerTests
     [Test]
     public void AFailedStartLeavesNothingStartedAndSaysWhy()
     {
-        EmulatedHwpt plain = _iommu.AllocateHwpt(_ioas, dirtyTracking: false);
+        EmulatedHwpt plain = Iommu.AllocateHwpt(Ioas, dirtyTracking: false);
         using var tracker = new IommuTracker(plain);
         var error = Assert.Throws<DirtyTrackerException>(() => tracker.StartTracking())!;
         Assert.Multiple(() =>
@@ -128,10 +110,10 @@ public class IommuTrackerTests
     [Test]
     public void AFailedReadFaultsTheTrackerUntilItIsStopped()
     {
-        _iommu.Map(_ioas, 0, 0, 64 * KiB, 4 * KiB);
+        Iommu.Map(Ioas, 0, 0, 64 * KiB, 4 * KiB);
         using IommuTracker tracker = Started(new AddressRange(0, 64 * KiB));
         using var pages = new SparseDirtyBitmap(48);
-        _hwpt.FailNextReports(DirtyLog.Native.Errno.EIO);
+        Hwpt.FailNextReports(DirtyLog.Native.Errno.EIO);
         var error = Assert.Throws<DirtyTrackerException>(() => tracker.ReadDirty(new AddressRange(0, 64 * KiB), pages, DirtyReadMode.Clear))!;
         Assert.Multiple(() =>
         {
@@ -147,7 +129,7 @@ public class IommuTrackerTests
     [Test]
     public void BadArgumentsAreRejectedWithoutTouchingTheTracker()
     {
-        _iommu.Map(_ioas, 0, 0, 64 * KiB, 4 * KiB);
+        Iommu.Map(Ioas, 0, 0, 64 * KiB, 4 * KiB);
         using IommuTracker tracker = Started(new AddressRange(0, 64 * KiB));
         using var hugePages = new SparseDirtyBitmap(48, 2 * 1024 * 1024);
         using var pages = new SparseDirtyBitmap(48);
@@ -165,7 +147,7 @@ public class IommuTrackerTests
     [Test]
     public void AdjacentMappedRangesAreJoined()
     {
-        using var tracker = new IommuTracker(_hwpt);
+        using var tracker = new IommuTracker(Hwpt);
         tracker.SetMappedRanges([new AddressRange(8192, 4096), new AddressRange(0, 8192), new AddressRange(1 * MiB, 4096)]);
         Assert.That(tracker.Coverage, Is.EqualTo(new[] { new AddressRange(0, 12288), new AddressRange(1 * MiB, 4096) }));
     }
@@ -173,11 +155,11 @@ public class IommuTrackerTests
     [Test]
     public void ASinkReceivesEachChunkWithItsAddressAndGranule()
     {
-        _iommu.Map(_ioas, 0, 0, 64 * KiB, 4 * KiB);
-        _iommu.Map(_ioas, 1 * MiB, 1 * MiB, 64 * KiB, 4 * KiB);
+        Iommu.Map(Ioas, 0, 0, 64 * KiB, 4 * KiB);
+        Iommu.Map(Ioas, 1 * MiB, 1 * MiB, 64 * KiB, 4 * KiB);
         using IommuTracker tracker = Started(new AddressRange(0, 64 * KiB), new AddressRange(1 * MiB, 64 * KiB));
-        _hwpt.DmaWriteUInt64(8 * KiB, 1);
-        _hwpt.DmaWriteUInt64((1 * MiB) + (12 * KiB), 2);
+        Hwpt.DmaWriteUInt64(8 * KiB, 1);
+        Hwpt.DmaWriteUInt64((1 * MiB) + (12 * KiB), 2);
         var sink = new RecordingSink();
         ulong granules = tracker.ReadDirty(new AddressRange(0, 2 * MiB), sink, DirtyReadMode.Clear);
         Assert.Multiple(() =>
