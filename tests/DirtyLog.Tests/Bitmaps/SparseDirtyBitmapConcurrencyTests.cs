@@ -194,9 +194,10 @@ public class SparseDirtyBitmapConcurrencyTests
                 int count = random.Next(1, 16 * 64);
                 int offset = random.Next(zone - count);
                 Span<ulong> words = stackalloc ulong[(count + 63) / 64];
+                bool full = random.Next(4) == 0; // full words take the merge's plain-store path
                 for (int i = 0; i < words.Length; i++)
                 {
-                    words[i] = (ulong)random.NextInt64() & (ulong)random.NextInt64();
+                    words[i] = full ? ~0UL : (ulong)random.NextInt64() & (ulong)random.NextInt64();
                 }
 
                 _bitmap.MergeBitmap(words, _base + (ulong)offset, (ulong)count);
