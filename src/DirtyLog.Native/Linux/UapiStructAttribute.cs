@@ -15,4 +15,7 @@ internal sealed class UapiStructAttribute : Attribute
 
     /// <summary>The header that declares the struct, such as <c>linux/iommufd.h</c>.</summary>
     public string Header { get; }
+
+    /// <summary>Only a leading part of the kernel struct is bound (such as <c>kvm_run</c>'s head): offsets are checked, not the size.</summary>
+    public bool Partial { get; init; }
 }

@@ -33,15 +33,21 @@ internal static class UapiCheckGenerator
         foreach ((Type type, _) in s)
         {
             string name = type.Name;
-            text.AppendLine(CultureInfo.InvariantCulture, $"CHECK(sizeof(struct {name}) == {Marshal.SizeOf(type)}, \"sizeof(struct {name}) == {Marshal.SizeOf(type)}\");");
+            bool partial = type.GetCustomAttributes().Any(a => a.GetType().Name == "UapiStructAttribute" && (bool)(a.GetType().GetProperty("Partial")?.GetValue(a) ?? false));
+            if (!partial)
+            {
+                text.AppendLine(CultureInfo.InvariantCulture, $"CHECK(sizeof(struct {name}) == {Marshal.SizeOf(type)}, \"sizeof(struct {name}) == {Marshal.SizeOf(type)}\");");
+            }
+
             foreach (FieldInfo field in type.GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic))
             {
+                string cName = field.Name.TrimStart('@');
                 long offset = Marshal.OffsetOf(type, field.Name).ToInt64();
                 int size = FieldSize(field);
                 text.AppendLine(CultureInfo.InvariantCulture,
-                    $"CHECK(offsetof(struct {name}, {field.Name}) == {offset}, \"offsetof({name}.{field.Name}) == {offset}\");");
+                    $"CHECK(offsetof(struct {name}, {cName}) == {offset}, \"offsetof({name}.{cName}) == {offset}\");");
                 text.AppendLine(CultureInfo.InvariantCulture,
-                    $"CHECK(sizeof(((struct {name} *)0)->{field.Name}) == {size}, \"sizeof({name}.{field.Name}) == {size}\");");
+                    $"CHECK(sizeof(((struct {name} *)0)->{cName}) == {size}, \"sizeof({name}.{cName}) == {size}\");");
             }
         }
 

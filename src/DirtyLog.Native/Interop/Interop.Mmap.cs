@@ -1,0 +1,23 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Runtime.InteropServices;
+
+namespace DirtyLog.Native;
+
+internal static partial class Interop
+{
+    internal const int PROT_READ = 1;
+    internal const int PROT_WRITE = 2;
+    internal const int MAP_SHARED = 0x01;
+    internal const int MAP_PRIVATE = 0x02;
+    internal const int MAP_ANONYMOUS = 0x20;
+    internal const int MAP_NORESERVE = 0x4000;
+
+    /// <summary><c>void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)</c>; MAP_FAILED is -1.</summary>
+    [LibraryImport(Libc, EntryPoint = "mmap", SetLastError = true)]
+    internal static unsafe partial void* mmap(void* addr, nuint length, int prot, int flags, int fd, long offset);
+
+    /// <summary><c>int munmap(void *addr, size_t length)</c>.</summary>
+    [LibraryImport(Libc, EntryPoint = "munmap", SetLastError = true)]
+    internal static unsafe partial int munmap(void* addr, nuint length);
+}
