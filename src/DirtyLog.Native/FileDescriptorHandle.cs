@@ -46,6 +46,17 @@ public sealed class FileDescriptorHandle : SafeHandle
         return handle;
     }
 
+    /// <summary>Takes ownership of a descriptor a kernel call returned (a VM or vCPU fd).</summary>
+    /// <param name="fd">The descriptor.</param>
+    /// <param name="path">What it is, for error messages.</param>
+    /// <returns>The owning handle.</returns>
+    internal static FileDescriptorHandle Adopt(int fd, string path)
+    {
+        var handle = new FileDescriptorHandle { Path = path };
+        handle.SetHandle(new IntPtr(fd));
+        return handle;
+    }
+
     /// <summary>
     /// Issues <c>ioctl(fd, request, arg)</c>, holding a reference on the descriptor for the call, and turns a
     /// failure into a <see cref="KernelException"/> naming <paramref name="requestName"/>, this path and the errno.
@@ -63,6 +74,26 @@ public sealed class FileDescriptorHandle : SafeHandle
                 throw new KernelException("ioctl", $"{requestName} on {Path}", Marshal.GetLastPInvokeError());
             }
 
+            return result;
+        }
+        finally
+        {
+            if (added)
+            {
+                DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>Like <see cref="Ioctl"/>, but returns the errno instead of throwing (for calls where EINTR is an answer).</summary>
+    internal unsafe int TryIoctl(uint request, void* arg, out int errno)
+    {
+        bool added = false;
+        try
+        {
+            DangerousAddRef(ref added);
+            int result = Interop.ioctl((int)handle.ToInt64(), request, arg);
+            errno = result < 0 ? Marshal.GetLastPInvokeError() : 0;
             return result;
         }
         finally

@@ -1,0 +1,140 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using DirtyLog.Native.Linux.Kvm;
+using static DirtyLog.Native.Linux.Kvm.KvmConstants;
+
+namespace DirtyLog.Native;
+
+/// <summary>A KVM virtual machine: memory slots, capabilities, vCPUs, and the dirty log.</summary>
+/// <remarks>Calls may come from any thread; the kernel serialises what must be. The slot table is kept here so that dirty-log calls can be checked.</remarks>
+public sealed unsafe class KvmVm : IDisposable
+{
+    private readonly Kvm _kvm;
+    private readonly Dictionary<uint, KvmMemorySlot> _slots = new();
+
+    internal KvmVm(Kvm kvm, FileDescriptorHandle handle)
+    {
+        _kvm = kvm;
+        Handle = handle;
+    }
+
+    /// <summary>The VM descriptor.</summary>
+    public FileDescriptorHandle Handle { get; }
+
+    /// <summary>Whether manual dirty-log protection was enabled (<see cref="EnableManualDirtyLogProtect"/>).</summary>
+    public bool ManualDirtyLogProtect { get; private set; }
+
+    /// <summary><c>KVM_CHECK_EXTENSION</c> on the VM fd (preferred over the system fd).</summary>
+    /// <param name="capability">The capability number.</param>
+    /// <returns>0 when absent; otherwise a capability-specific value.</returns>
+    public int CheckExtension(uint capability) => Handle.Ioctl(KVM_CHECK_EXTENSION, nameof(KVM_CHECK_EXTENSION), (void*)capability);
+
+    /// <summary><c>KVM_ENABLE_CAP</c> with one argument.</summary>
+    /// <param name="capability">The capability.</param>
+    /// <param name="argument">args[0].</param>
+    public void EnableCapability(uint capability, ulong argument)
+    {
+        var cap = new kvm_enable_cap { cap = capability };
+        cap.args[0] = argument;
+        Handle.Ioctl(KVM_ENABLE_CAP, $"{nameof(KVM_ENABLE_CAP)}({capability})", &cap);
+    }
+
+    /// <summary>Enables <c>KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2</c> (without INITIALLY_SET): GET only copies, CLEAR re-protects.</summary>
+    public void EnableManualDirtyLogProtect()
+    {
+        EnableCapability(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE);
+        ManualDirtyLogProtect = true;
+    }
+
+    /// <summary><c>KVM_SET_USER_MEMORY_REGION</c>: creates or changes a slot (flags toggle dirty logging on an existing slot).</summary>
+    /// <param name="slot">The slot.</param>
+    public void SetMemorySlot(KvmMemorySlot slot)
+    {
+        ArgumentNullException.ThrowIfNull(slot);
+        var region = new kvm_userspace_memory_region
+        {
+            slot = slot.Id,
+            flags = slot.LogDirtyPages ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+            guest_phys_addr = slot.GuestPhysicalAddress,
+            memory_size = slot.Size,
+            userspace_addr = slot.HostAddress,
+        };
+        Handle.Ioctl(KVM_SET_USER_MEMORY_REGION, nameof(KVM_SET_USER_MEMORY_REGION), &region);
+        lock (_slots)
+        {
+            _slots[slot.Id] = slot;
+        }
+    }
+
+    /// <summary>The slot registered under <paramref name="slotId"/>.</summary>
+    /// <param name="slotId">The slot id.</param>
+    /// <returns>The slot.</returns>
+    /// <exception cref="ArgumentException">No such slot.</exception>
+    public KvmMemorySlot GetSlot(uint slotId)
+    {
+        lock (_slots)
+        {
+            return _slots.TryGetValue(slotId, out KvmMemorySlot? slot) ? slot : throw new ArgumentException($"Memory slot {slotId} does not exist.", nameof(slotId));
+        }
+    }
+
+    /// <summary><c>KVM_SET_TSS_ADDR</c>, which x86 guests need before the first run on some hosts.</summary>
+    /// <param name="address">A guest-physical address of three free pages.</param>
+    public void SetTssAddress(ulong address) => Handle.TryIoctl(KVM_SET_TSS_ADDR, (void*)address, out _);
+
+    /// <summary><c>KVM_CREATE_VCPU</c>, and the mapping of its <c>kvm_run</c>.</summary>
+    /// <param name="id">The vCPU id.</param>
+    /// <returns>The vCPU.</returns>
+    public KvmVcpu CreateVcpu(uint id)
+    {
+        int fd = Handle.Ioctl(KVM_CREATE_VCPU, nameof(KVM_CREATE_VCPU), (void*)id);
+        return new KvmVcpu(FileDescriptorHandle.Adopt(fd, $"kvm-vcpu{id}"), _kvm.VcpuMmapSize);
+    }
+
+    /// <summary><c>KVM_GET_DIRTY_LOG</c>: the slot's dirty bitmap (classic: fetched and re-protected; manual: only copied).</summary>
+    /// <param name="slotId">The slot.</param>
+    /// <param name="bitmap">At least ceil(pages / 64) words; bit i = page i of the slot.</param>
+    public void GetDirtyLog(uint slotId, Span<ulong> bitmap)
+    {
+        KvmMemorySlot slot = GetSlot(slotId);
+        CheckBitmap(slot, bitmap.Length, nameof(bitmap));
+        fixed (ulong* p = bitmap)
+        {
+            var log = new kvm_dirty_log { slot = slotId, dirty_bitmap = (ulong)p };
+            Handle.Ioctl(KVM_GET_DIRTY_LOG, nameof(KVM_GET_DIRTY_LOG), &log);
+        }
+    }
+
+    /// <summary><c>KVM_CLEAR_DIRTY_LOG</c>: clears and re-protects the pages whose bits are set (manual mode).</summary>
+    /// <param name="slotId">The slot.</param>
+    /// <param name="firstPage">A multiple of 64.</param>
+    /// <param name="pageCount">A multiple of 64, unless the range ends at the slot's end.</param>
+    /// <param name="bitmap">Bit i: page <paramref name="firstPage"/> + i.</param>
+    public void ClearDirtyLog(uint slotId, ulong firstPage, uint pageCount, ReadOnlySpan<ulong> bitmap)
+    {
+        if ((ulong)bitmap.Length * 64 < pageCount)
+        {
+            throw new ArgumentException($"The bitmap has {bitmap.Length} words for {pageCount} pages.", nameof(bitmap));
+        }
+
+        fixed (ulong* p = bitmap)
+        {
+            var clear = new kvm_clear_dirty_log { slot = slotId, num_pages = pageCount, first_page = firstPage, dirty_bitmap = (ulong)p };
+            Handle.Ioctl(KVM_CLEAR_DIRTY_LOG, nameof(KVM_CLEAR_DIRTY_LOG), &clear);
+        }
+    }
+
+    /// <summary>Closes the VM.</summary>
+    public void Dispose() => Handle.Dispose();
+
+    private static void CheckBitmap(KvmMemorySlot slot, int words, string paramName)
+    {
+        ulong needed = (slot.Pages + 63) / 64;
+        if ((ulong)words < needed)
+        {
+            throw new ArgumentException($"Slot {slot.Id} has {slot.Pages} pages: the bitmap needs {needed} words, not {words}.", paramName);
+        }
+    }
+}

@@ -1,0 +1,181 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using DirtyLog.Native.Linux.Kvm;
+using static DirtyLog.Native.Linux.Kvm.KvmConstants;
+
+namespace DirtyLog.Native;
+
+/// <summary>
+/// A tiny real guest on <c>/dev/kvm</c> for tests, benchmarks and samples: one vCPU in flat 32-bit protected mode (set
+/// through <c>KVM_SET_SREGS</c>, no paging) running a 39-byte loop at GPA 0x1000 that writes an iteration number into the
+/// first 8 bytes of pseudo-random pages of one memory slot, then halts.
+/// </summary>
+/// <remarks>
+/// <para>The loop, with esi the generator state, edi the page mask, eax:edx the value and ecx the count:</para>
+/// <code>
+/// loop: imul esi, esi, 1103515245 ; add esi, 12345     ; a linear congruential generator
+///       mov ebx, esi ; shr ebx, 8 ; and ebx, edi        ; a page number from its upper bits
+///       cmp ebx, 2 ; jae ok ; add ebx, 2                ; never pages 0 and 1 (1 holds the code)
+/// ok:   shl ebx, 12 ; mov [ebx], eax ; mov [ebx+4], edx ; the 64-bit value, at the start of the page
+///       dec ecx ; jnz loop ; hlt
+/// </code>
+/// <para><see cref="PagesWrittenBy"/> replays the generator on the host, so tests know exactly which pages a run wrote.
+/// The vCPU must be run from one thread at a time.</para>
+/// </remarks>
+public sealed unsafe class TinyGuest : IDisposable
+{
+    /// <summary>The guest-physical address of the code.</summary>
+    public const ulong CodeAddress = 0x1000;
+
+    private static readonly byte[] s_code =
+    [
+        0x69, 0xF6, 0x6D, 0x4E, 0xC6, 0x41, // imul esi, esi, 0x41C64E6D
+        0x81, 0xC6, 0x39, 0x30, 0x00, 0x00, // add esi, 12345
+        0x89, 0xF3,                         // mov ebx, esi
+        0xC1, 0xEB, 0x08,                   // shr ebx, 8
+        0x21, 0xFB,                         // and ebx, edi
+        0x83, 0xFB, 0x02,                   // cmp ebx, 2
+        0x73, 0x03,                         // jae +3
+        0x83, 0xC3, 0x02,                   // add ebx, 2
+        0xC1, 0xE3, 0x0C,                   // shl ebx, 12
+        0x89, 0x03,                         // mov [ebx], eax
+        0x89, 0x53, 0x04,                   // mov [ebx+4], edx
+        0x49,                               // dec ecx
+        0x75, 0xDA,                         // jnz loop (-38)
+        0xF4,                               // hlt
+    ];
+
+    private readonly Kvm _kvm;
+    private uint _state;
+
+    /// <summary>Creates the VM, its memory slot (slot 0 at GPA 0) and its vCPU.</summary>
+    /// <param name="memoryBytes">The slot's size: a power of two from 64 KiB to 2 GiB (64 MiB or more for the tests).</param>
+    /// <param name="seed">The generator's first state.</param>
+    /// <param name="manualDirtyLogProtect">Enable <c>KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2</c> before the slot exists.</param>
+    /// <exception cref="KernelException">A KVM call failed (no /dev/kvm: ENOENT).</exception>
+    public TinyGuest(ulong memoryBytes = 64UL << 20, uint seed = 1, bool manualDirtyLogProtect = false)
+    {
+        if (memoryBytes < (64UL << 10) || memoryBytes > (2UL << 30) || (memoryBytes & (memoryBytes - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(memoryBytes), memoryBytes, "The slot must be a power of two from 64 KiB to 2 GiB.");
+        }
+
+        _state = seed;
+        _kvm = Kvm.Open();
+        try
+        {
+            Vm = _kvm.CreateVm();
+            Vm.SetTssAddress(0xfffbd000);
+            if (manualDirtyLogProtect)
+            {
+                Vm.EnableManualDirtyLogProtect();
+            }
+
+            Memory = new AnonymousMapping(memoryBytes);
+            Memory.Write(CodeAddress, s_code);
+            Slot = new KvmMemorySlot(0, 0, memoryBytes, (ulong)Memory.Address, LogDirtyPages: false);
+            Vm.SetMemorySlot(Slot);
+            Vcpu = Vm.CreateVcpu(0);
+            EnterProtectedMode();
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The VM.</summary>
+    public KvmVm Vm { get; } = null!;
+
+    /// <summary>The vCPU.</summary>
+    public KvmVcpu Vcpu { get; } = null!;
+
+    /// <summary>The guest's RAM, as this process sees it.</summary>
+    public AnonymousMapping Memory { get; } = null!;
+
+    /// <summary>The memory slot (as last set; dirty logging is off until a tracker turns it on).</summary>
+    public KvmMemorySlot Slot { get; }
+
+    /// <summary>Pages in the slot.</summary>
+    public ulong Pages => Slot.Size / 4096;
+
+    /// <summary>The generator's state before the next run.</summary>
+    public uint State => _state;
+
+    /// <summary>Runs the guest until it has written <paramref name="writes"/> pages with <paramref name="value"/>, and halted.</summary>
+    /// <param name="writes">How many writes (pages may repeat), at least 1.</param>
+    /// <param name="value">The value written into each page's first 8 bytes.</param>
+    /// <exception cref="InvalidOperationException">The guest exited for another reason than HLT.</exception>
+    public void Write(uint writes, ulong value)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(writes);
+        var regs = new kvm_regs
+        {
+            rip = CodeAddress,
+            rflags = 2,
+            rax = (uint)value,
+            rdx = value >> 32,
+            rcx = writes,
+            rsi = _state,
+            rdi = Pages - 1,
+        };
+        Vcpu.SetRegisters(regs);
+        while (true)
+        {
+            uint exit = Vcpu.Run();
+            if (exit == KVM_EXIT_HLT)
+            {
+                break;
+            }
+
+            if (exit != KVM_EXIT_INTR)
+            {
+                throw new InvalidOperationException($"The tiny guest exited with KVM exit reason {exit}, not HLT.");
+            }
+        }
+
+        _state = (uint)Vcpu.GetRegisters().rsi;
+    }
+
+    /// <summary>The pages a run of <paramref name="writes"/> from generator state <paramref name="state"/> writes, in order.</summary>
+    /// <param name="state">The state before the run (<see cref="State"/>).</param>
+    /// <param name="writes">The number of writes.</param>
+    /// <param name="pages">The slot's page count (a power of two).</param>
+    /// <returns>The page numbers, with repeats.</returns>
+    public static ulong[] PagesWrittenBy(uint state, uint writes, ulong pages)
+    {
+        var result = new ulong[writes];
+        for (int i = 0; i < writes; i++)
+        {
+            state = unchecked((state * 1103515245u) + 12345u);
+            ulong page = (state >> 8) & (pages - 1);
+            result[i] = page < 2 ? page + 2 : page;
+        }
+
+        return result;
+    }
+
+    /// <summary>Closes the vCPU, the VM and the memory.</summary>
+    public void Dispose()
+    {
+        Vcpu?.Dispose();
+        Vm?.Dispose();
+        Memory?.Dispose();
+        _kvm.Dispose();
+    }
+
+    private void EnterProtectedMode()
+    {
+        kvm_sregs sregs = Vcpu.GetSpecialRegisters();
+        var code = new kvm_segment { @base = 0, limit = 0xffffffff, selector = 8, type = 11, present = 1, dpl = 0, db = 1, s = 1, l = 0, g = 1 };
+        kvm_segment data = code;
+        data.type = 3;
+        data.selector = 16;
+        sregs.cs = code;
+        sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
+        sregs.cr0 |= 1; // protection on, paging off
+        Vcpu.SetSpecialRegisters(sregs);
+    }
+}
