@@ -14,7 +14,7 @@ public sealed unsafe class KvmVcpu : IDisposable
     private readonly int _runSize;
     private kvm_run* _run;
 
-    internal KvmVcpu(FileDescriptorHandle handle, int runSize)
+    internal KvmVcpu(FileDescriptorHandle handle, int runSize, uint ringEntries)
     {
         Handle = handle;
         _runSize = runSize;
@@ -27,7 +27,22 @@ public sealed unsafe class KvmVcpu : IDisposable
         }
 
         _run = (kvm_run*)run;
+        if (ringEntries != 0)
+        {
+            try
+            {
+                DirtyRing = new KvmDirtyRing(handle, ringEntries);
+            }
+            catch
+            {
+                Dispose();
+                throw;
+            }
+        }
     }
+
+    /// <summary>The vCPU's dirty ring, when the VM enabled one before creating it.</summary>
+    public KvmDirtyRing? DirtyRing { get; }
 
     /// <summary>The vCPU descriptor.</summary>
     public FileDescriptorHandle Handle { get; }
@@ -75,6 +90,7 @@ public sealed unsafe class KvmVcpu : IDisposable
     /// <summary>Unmaps <c>kvm_run</c> and closes the vCPU.</summary>
     public void Dispose()
     {
+        DirtyRing?.Dispose();
         if (_run != null)
         {
             Interop.munmap(_run, (nuint)_runSize);

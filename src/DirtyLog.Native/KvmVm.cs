@@ -48,6 +48,61 @@ public sealed unsafe class KvmVm : IDisposable
         ManualDirtyLogProtect = true;
     }
 
+    /// <summary>The dirty ring's entries per vCPU, 0 when the VM logs with bitmaps.</summary>
+    public uint DirtyRingEntries { get; private set; }
+
+    /// <summary>
+    /// Enables the per-vCPU dirty ring (<c>KVM_CAP_DIRTY_LOG_RING_ACQ_REL</c> where offered, else <c>KVM_CAP_DIRTY_LOG_RING</c>).
+    /// Must come before any vCPU is created.
+    /// </summary>
+    /// <param name="entries">Entries per vCPU: a power of two, 256 to 65,536 (16 bytes each).</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="entries"/> is not a power of two in range.</exception>
+    /// <exception cref="NotSupportedException">KVM offers no dirty ring.</exception>
+    /// <exception cref="KernelException">KVM refused (EINVAL: vCPUs exist or the size was set; E2BIG: too large).</exception>
+    public void EnableDirtyRing(uint entries)
+    {
+        if (entries < 256 || entries > 65536 || (entries & (entries - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(entries), entries, "The ring must hold a power of two of 256 to 65,536 entries.");
+        }
+
+        uint cap = CheckExtension(KVM_CAP_DIRTY_LOG_RING_ACQ_REL) > 0 ? KVM_CAP_DIRTY_LOG_RING_ACQ_REL
+            : CheckExtension(KVM_CAP_DIRTY_LOG_RING) > 0 ? KVM_CAP_DIRTY_LOG_RING
+            : throw new NotSupportedException("KVM offers no dirty ring on this host.");
+        EnableCapability(cap, entries * (ulong)sizeof(kvm_dirty_gfn));
+        DirtyRingEntries = entries;
+    }
+
+    /// <summary><c>KVM_RESET_DIRTY_RINGS</c>: re-protects the harvested entries of every vCPU's ring and returns them to KVM.</summary>
+    /// <returns>The number of entries reset.</returns>
+    public int ResetDirtyRings()
+    {
+        while (true)
+        {
+            int result = Handle.TryIoctl(KVM_RESET_DIRTY_RINGS, null, out int errno);
+            if (result >= 0)
+            {
+                return result;
+            }
+
+            // Newer kernels stop part way on a pending signal: call again.
+            if (errno != Errno.EINTR)
+            {
+                throw new KernelException("ioctl", $"{nameof(KVM_RESET_DIRTY_RINGS)} on {Handle.Path}", errno);
+            }
+        }
+    }
+
+    /// <summary>The slots registered so far.</summary>
+    /// <returns>A snapshot.</returns>
+    public KvmMemorySlot[] GetSlots()
+    {
+        lock (_slots)
+        {
+            return [.. _slots.Values];
+        }
+    }
+
     /// <summary><c>KVM_SET_USER_MEMORY_REGION</c>: creates or changes a slot (flags toggle dirty logging on an existing slot).</summary>
     /// <param name="slot">The slot.</param>
     public void SetMemorySlot(KvmMemorySlot slot)
@@ -90,7 +145,7 @@ public sealed unsafe class KvmVm : IDisposable
     public KvmVcpu CreateVcpu(uint id)
     {
         int fd = Handle.Ioctl(KVM_CREATE_VCPU, nameof(KVM_CREATE_VCPU), (void*)id);
-        return new KvmVcpu(FileDescriptorHandle.Adopt(fd, $"kvm-vcpu{id}"), _kvm.VcpuMmapSize);
+        return new KvmVcpu(FileDescriptorHandle.Adopt(fd, $"kvm-vcpu{id}"), _kvm.VcpuMmapSize, DirtyRingEntries);
     }
 
     /// <summary><c>KVM_GET_DIRTY_LOG</c>: the slot's dirty bitmap (classic: fetched and re-protected; manual: only copied).</summary>

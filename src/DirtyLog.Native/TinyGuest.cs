@@ -46,6 +46,9 @@ public sealed unsafe class TinyGuest : IDisposable
         0xF4,                               // hlt
     ];
 
+    // A guest that keeps exiting (a wedged dirty ring) must fail a test, not hang it.
+    private const int MaxExitsPerWrite = 100_000;
+
     private readonly Kvm _kvm;
     private uint _state;
 
@@ -53,8 +56,9 @@ public sealed unsafe class TinyGuest : IDisposable
     /// <param name="memoryBytes">The slot's size: a power of two from 64 KiB to 2 GiB (64 MiB or more for the tests).</param>
     /// <param name="seed">The generator's first state.</param>
     /// <param name="manualDirtyLogProtect">Enable <c>KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2</c> before the slot exists.</param>
+    /// <param name="dirtyRingEntries">Enable a dirty ring of this many entries per vCPU (0: bitmaps), before the vCPU exists.</param>
     /// <exception cref="KernelException">A KVM call failed (no /dev/kvm: ENOENT).</exception>
-    public TinyGuest(ulong memoryBytes = 64UL << 20, uint seed = 1, bool manualDirtyLogProtect = false)
+    public TinyGuest(ulong memoryBytes = 64UL << 20, uint seed = 1, bool manualDirtyLogProtect = false, uint dirtyRingEntries = 0)
     {
         if (memoryBytes < (64UL << 10) || memoryBytes > (2UL << 30) || (memoryBytes & (memoryBytes - 1)) != 0)
         {
@@ -70,6 +74,11 @@ public sealed unsafe class TinyGuest : IDisposable
             if (manualDirtyLogProtect)
             {
                 Vm.EnableManualDirtyLogProtect();
+            }
+
+            if (dirtyRingEntries != 0)
+            {
+                Vm.EnableDirtyRing(dirtyRingEntries);
             }
 
             Memory = new AnonymousMapping(memoryBytes);
@@ -107,8 +116,12 @@ public sealed unsafe class TinyGuest : IDisposable
     /// <summary>Runs the guest until it has written <paramref name="writes"/> pages with <paramref name="value"/>, and halted.</summary>
     /// <param name="writes">How many writes (pages may repeat), at least 1.</param>
     /// <param name="value">The value written into each page's first 8 bytes.</param>
-    /// <exception cref="InvalidOperationException">The guest exited for another reason than HLT.</exception>
-    public void Write(uint writes, ulong value)
+    /// <param name="onExit">
+    /// Called for an exit other than HLT (such as <c>KVM_EXIT_DIRTY_RING_FULL</c>, 31): return <see langword="true"/> to
+    /// run on (after harvesting the ring), <see langword="false"/> to fail.
+    /// </param>
+    /// <exception cref="InvalidOperationException">The guest exited for a reason <paramref name="onExit"/> did not accept.</exception>
+    public void Write(uint writes, ulong value, Func<uint, bool>? onExit = null)
     {
         ArgumentOutOfRangeException.ThrowIfZero(writes);
         var regs = new kvm_regs
@@ -122,7 +135,7 @@ public sealed unsafe class TinyGuest : IDisposable
             rdi = Pages - 1,
         };
         Vcpu.SetRegisters(regs);
-        while (true)
+        for (int exits = 0; ; exits++)
         {
             uint exit = Vcpu.Run();
             if (exit == KVM_EXIT_HLT)
@@ -130,7 +143,12 @@ public sealed unsafe class TinyGuest : IDisposable
                 break;
             }
 
-            if (exit != KVM_EXIT_INTR)
+            if (exits == MaxExitsPerWrite)
+            {
+                throw new InvalidOperationException($"The tiny guest exited {MaxExitsPerWrite} times (last reason {exit}) without halting.");
+            }
+
+            if (exit != KVM_EXIT_INTR && !(onExit?.Invoke(exit) ?? false))
             {
                 throw new InvalidOperationException($"The tiny guest exited with KVM exit reason {exit}, not HLT.");
             }

@@ -1,0 +1,80 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Runtime.InteropServices;
+using System.Threading;
+using DirtyLog.Native.Linux.Kvm;
+using static DirtyLog.Native.Linux.Kvm.KvmConstants;
+
+namespace DirtyLog.Native;
+
+/// <summary>
+/// One vCPU's dirty ring, mapped from the vCPU fd at <c>KVM_DIRTY_LOG_PAGE_OFFSET</c>: entries KVM pushes as the vCPU
+/// dirties pages, which user space harvests strictly in ring order and hands back with <c>KVM_RESET_DIRTY_RINGS</c>.
+/// </summary>
+/// <remarks>
+/// One harvester at a time per ring (the fetch index is ours: KVM exports none); it may run on any thread while the
+/// vCPU runs. Flags are read with acquire loads and written with release stores, as <c>KVM_CAP_DIRTY_LOG_RING_ACQ_REL</c>
+/// requires.
+/// </remarks>
+public sealed unsafe class KvmDirtyRing : IDisposable
+{
+    private readonly nuint _bytes;
+    private kvm_dirty_gfn* _entries;
+    private uint _fetch;
+
+    internal KvmDirtyRing(FileDescriptorHandle vcpu, uint entries)
+    {
+        Entries = entries;
+        _bytes = (nuint)(entries * (ulong)sizeof(kvm_dirty_gfn));
+        long offset = KVM_DIRTY_LOG_PAGE_OFFSET * (long)Environment.SystemPageSize;
+        void* ring = Interop.mmap(null, _bytes, Interop.PROT_READ | Interop.PROT_WRITE, Interop.MAP_SHARED, (int)vcpu.DangerousGetHandle(), offset);
+        if (ring == (void*)-1)
+        {
+            throw new KernelException("mmap", $"dirty ring of {vcpu.Path}", Marshal.GetLastPInvokeError());
+        }
+
+        _entries = (kvm_dirty_gfn*)ring;
+    }
+
+    /// <summary>Entries in the ring.</summary>
+    public uint Entries { get; }
+
+    /// <summary>
+    /// Harvests every entry KVM has pushed, in order, marking each for reset; stops at the first entry not dirty.
+    /// Call <see cref="KvmVm.ResetDirtyRings"/> afterwards, and read page contents only after that.
+    /// </summary>
+    /// <param name="onEntry">Receives (slot, page offset in the slot) per entry.</param>
+    /// <returns>The number of entries harvested.</returns>
+    public int Harvest(Action<uint, ulong> onEntry)
+    {
+        ArgumentNullException.ThrowIfNull(onEntry);
+        ObjectDisposedException.ThrowIf(_entries == null, this);
+        int count = 0;
+        while (count < Entries)
+        {
+            kvm_dirty_gfn* entry = _entries + (_fetch & (Entries - 1));
+            if ((Volatile.Read(ref entry->flags) & KVM_DIRTY_GFN_F_DIRTY) == 0)
+            {
+                break;
+            }
+
+            onEntry(entry->slot, entry->offset);
+            Volatile.Write(ref entry->flags, KVM_DIRTY_GFN_F_RESET);
+            _fetch++;
+            count++;
+        }
+
+        return count;
+    }
+
+    /// <summary>Unmaps the ring.</summary>
+    public void Dispose()
+    {
+        if (_entries != null)
+        {
+            Interop.munmap(_entries, _bytes);
+            _entries = null;
+        }
+    }
+}
