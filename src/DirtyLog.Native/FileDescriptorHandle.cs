@@ -10,7 +10,7 @@ namespace DirtyLog.Native;
 /// <remarks>Calls through it take a reference for their duration, so a concurrent dispose cannot close a descriptor in use.</remarks>
 public sealed class FileDescriptorHandle : SafeHandle
 {
-    /// <summary>Creates an invalid handle; <see cref="Open"/> is the way to get a valid one.</summary>
+    /// <summary>Creates an invalid handle; <see cref="Open(string)"/> is the way to get a valid one.</summary>
     public FileDescriptorHandle()
         : base(new IntPtr(-1), ownsHandle: true)
     {
@@ -26,14 +26,17 @@ public sealed class FileDescriptorHandle : SafeHandle
     /// <param name="path">The device node, such as <c>/dev/iommu</c>.</param>
     /// <returns>The open descriptor.</returns>
     /// <exception cref="KernelException"><c>open</c> failed; the errno tells why (ENOENT when the node is missing).</exception>
-    public static unsafe FileDescriptorHandle Open(string path)
+    public static FileDescriptorHandle Open(string path) => Open(path, Interop.O_RDWR);
+
+    /// <summary>Opens <paramref name="path"/> with <paramref name="flags"/> (O_CLOEXEC is added).</summary>
+    internal static unsafe FileDescriptorHandle Open(string path, int flags)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         byte[] bytes = Encoding.UTF8.GetBytes(path + "\0");
         int fd;
         fixed (byte* p = bytes)
         {
-            fd = Interop.open(p, Interop.O_RDWR | Interop.O_CLOEXEC);
+            fd = Interop.open(p, flags | Interop.O_CLOEXEC);
         }
 
         if (fd < 0)

@@ -1,0 +1,15 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Runtime.InteropServices;
+
+namespace DirtyLog.Native;
+
+internal static partial class Interop
+{
+    internal const int O_RDONLY = 0;
+    internal const int O_NONBLOCK = 0x800;
+
+    /// <summary><c>long syscall(long number, long arg)</c>, for system calls glibc does not wrap (userfaultfd).</summary>
+    [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
+    internal static partial long syscall(long number, long arg);
+}

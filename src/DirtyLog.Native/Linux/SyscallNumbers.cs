@@ -1,0 +1,10 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+namespace DirtyLog.Native.Linux;
+
+/// <summary>The x86-64 system call numbers DirtyLog calls directly, named as in <c>asm/unistd.h</c>.</summary>
+[UapiConstants("asm/unistd.h")]
+internal static class SyscallNumbers
+{
+    public const long __NR_userfaultfd = 323;
+}
