@@ -1,0 +1,23 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Runtime.InteropServices;
+
+namespace DirtyLog.Native;
+
+/// <summary>One region PAGEMAP_SCAN reports: pages [<see cref="Start"/>, <see cref="End"/>) sharing <see cref="Categories"/> (layout of <c>struct page_region</c>).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public readonly struct PageRegion
+{
+    private readonly ulong _start;
+    private readonly ulong _end;
+    private readonly ulong _categories;
+
+    /// <summary>The first byte.</summary>
+    public ulong Start => _start;
+
+    /// <summary>The byte past the region.</summary>
+    public ulong End => _end;
+
+    /// <summary>The page categories masked by the scan's return mask (<c>PAGE_IS_WRITTEN</c> = 2).</summary>
+    public ulong Categories => _categories;
+}
