@@ -60,4 +60,28 @@ internal static class BitmapExtensions
 
         return runs;
     }
+
+    /// <summary>Harvests every dirty page into <paramref name="pages"/> (the ground-truth checks compare page sets).</summary>
+    public static void HarvestInto(this SparseDirtyBitmap bitmap, HashSet<ulong> pages)
+    {
+        var sink = new PageSetSink(pages);
+        bitmap.Harvest(ref sink);
+    }
+
+    private readonly struct PageSetSink : IDirtyRunSink
+    {
+        private readonly HashSet<ulong> _pages;
+
+        public PageSetSink(HashSet<ulong> pages) => _pages = pages;
+
+        public bool TryAccept(DirtyRun run)
+        {
+            for (ulong p = run.FirstPage; p < run.EndPage; p++)
+            {
+                _pages.Add(p);
+            }
+
+            return true;
+        }
+    }
 }

@@ -5,6 +5,7 @@ using System.Collections.Generic;
 using DirtyLog.Bitmaps;
 using DirtyLog.Native;
 using DirtyLog.Tracking;
+using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;
 
 namespace DirtyLog.Tests.Kvm;
@@ -39,8 +40,7 @@ public class KvmDirtyLogTrackerTests
             guest.Write(writes: 3000, value: iteration);
             tracker.ReadDirty(tracker.Coverage[0], reported, DirtyReadMode.Clear);
             var pages = new HashSet<ulong>();
-            var sink = new PageSet(pages);
-            reported.Harvest(ref sink);
+            reported.HarvestInto(pages);
             int missed = 0;
             for (ulong page = 2; page < guest.Pages; page++)
             {
@@ -90,22 +90,5 @@ public class KvmDirtyLogTrackerTests
             Assert.That(error.Errno, Is.EqualTo(Errno.ENOENT));
             Assert.That(error.Message, Does.Contain("KVM_GET_DIRTY_LOG"));
         });
-    }
-
-    private readonly struct PageSet : IDirtyRunSink
-    {
-        private readonly HashSet<ulong> _pages;
-
-        public PageSet(HashSet<ulong> pages) => _pages = pages;
-
-        public bool TryAccept(DirtyRun run)
-        {
-            for (ulong p = run.FirstPage; p < run.EndPage; p++)
-            {
-                _pages.Add(p);
-            }
-
-            return true;
-        }
     }
 }

@@ -5,6 +5,7 @@ using System.Collections.Generic;
 using DirtyLog.Bitmaps;
 using DirtyLog.Native;
 using DirtyLog.Tracking;
+using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;
 
 namespace DirtyLog.Tests.Kvm;
@@ -30,8 +31,7 @@ public class KvmDirtyRingTrackerTests
     {
         tracker.ReadDirty(tracker.Coverage[0], reported, DirtyReadMode.Clear);
         var pages = new HashSet<ulong>();
-        var sink = new PageSet(pages);
-        reported.Harvest(ref sink);
+        reported.HarvestInto(pages);
         int missed = 0;
         for (ulong page = 2; page < guest.Pages; page++)
         {
@@ -131,22 +131,5 @@ public class KvmDirtyRingTrackerTests
     {
         using var guest = new TinyGuest(1UL << 20);
         Assert.That(() => new KvmDirtyRingTracker(guest.Vm, []), Throws.ArgumentException.With.Message.Contains("no dirty ring"));
-    }
-
-    private readonly struct PageSet : IDirtyRunSink
-    {
-        private readonly HashSet<ulong> _pages;
-
-        public PageSet(HashSet<ulong> pages) => _pages = pages;
-
-        public bool TryAccept(DirtyRun run)
-        {
-            for (ulong p = run.FirstPage; p < run.EndPage; p++)
-            {
-                _pages.Add(p);
-            }
-
-            return true;
-        }
     }
 }

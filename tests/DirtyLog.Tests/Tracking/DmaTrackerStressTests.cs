@@ -6,6 +6,7 @@ using System.Threading;
 using DirtyLog.Bitmaps;
 using DirtyLog.Emulation;
 using DirtyLog.Tracking;
+using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;
 
 namespace DirtyLog.Tests.Tracking;
@@ -131,8 +132,7 @@ public class DmaTrackerStressTests
 
     private static void Collect(SparseDirtyBitmap reported, HashSet<ulong> everReported)
     {
-        var sink = new Collector(everReported);
-        reported.Harvest(ref sink);
+        reported.HarvestInto(everReported);
     }
 
     private static void Verify(EmulatedGuestMemory memory, HashSet<ulong> everReported, int engines, Func<ulong, ulong> entryOf, string who)
@@ -179,21 +179,4 @@ public class DmaTrackerStressTests
     /// <summary>The IOMMU entry of an IOVA page: 4 KiB in the first region, 2 MiB in the second.</summary>
     private static ulong EntryOf(ulong iovaPage) =>
         (iovaPage << 12) >= IovaBase + (2 * RegionBytes) ? ((iovaPage << 12) & ~((2 * MiB) - 1)) : iovaPage << 12;
-
-    private readonly struct Collector : IDirtyRunSink
-    {
-        private readonly HashSet<ulong> _pages;
-
-        public Collector(HashSet<ulong> pages) => _pages = pages;
-
-        public bool TryAccept(DirtyRun run)
-        {
-            for (ulong p = run.FirstPage; p < run.EndPage; p++)
-            {
-                _pages.Add(p);
-            }
-
-            return true;
-        }
-    }
 }

@@ -6,6 +6,7 @@ using System.Threading;
 using DirtyLog.Bitmaps;
 using DirtyLog.Native;
 using DirtyLog.Tracking;
+using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;
 
 namespace DirtyLog.Tests.Userfaultfd;
@@ -137,24 +138,6 @@ public class UserfaultfdTrackerTests
 
     private static void Collect(SparseDirtyBitmap reported, HashSet<ulong> seen)
     {
-        var sink = new PageSet(seen);
-        reported.Harvest(ref sink);
-    }
-
-    private readonly struct PageSet : IDirtyRunSink
-    {
-        private readonly HashSet<ulong> _pages;
-
-        public PageSet(HashSet<ulong> pages) => _pages = pages;
-
-        public bool TryAccept(DirtyRun run)
-        {
-            for (ulong p = run.FirstPage; p < run.EndPage; p++)
-            {
-                _pages.Add(p);
-            }
-
-            return true;
-        }
+        reported.HarvestInto(seen);
     }
 }
