@@ -42,7 +42,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     private long _overflows;
     private long _entries;
     private long _unknownEntries;
-    private int _unknownSinceReap;
+    private bool _unknownSinceReap; // touched only under _ringGate
     private Dictionary<uint, KvmMemorySlot> _reapSlots = new();
 
     /// <summary>Creates a tracker over the rings of a VM's vCPUs.</summary>
@@ -112,8 +112,9 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
 
             LastResetCount = _vm.ResetDirtyRings();
 
-            if (markAll || Interlocked.Exchange(ref _unknownSinceReap, 0) != 0)
+            if (markAll || _unknownSinceReap)
             {
+                _unknownSinceReap = false;
                 MarkEverySlot();
             }
 
@@ -181,7 +182,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
         if (asId != 0 || !_reapSlots.TryGetValue(slotField & 0xFFFF, out KvmMemorySlot? slot) || offset >= slot.Pages)
         {
             Interlocked.Increment(ref _unknownEntries);
-            _unknownSinceReap = 1;
+            _unknownSinceReap = true;
             return;
         }
 

@@ -16,13 +16,8 @@ namespace DirtyLog.Tests.Kvm;
 /// holding the current iteration was reported. Pages reported but not written are allowed, and counted.
 /// </summary>
 [TestFixture]
-[Category("Kernel")]
-[Category("Kvm")]
-public class KvmDirtyLogTrackerTests
+public class KvmDirtyLogTrackerTests : KvmFixture
 {
-    [SetUp]
-    public void RequireKvm() => Assume.That(DirtyLog.Native.Kvm.IsAvailable, $"{DirtyLog.Native.Kvm.DevicePath} is missing: no KVM on this machine");
-
     [TestCase(false, 1u)]
     [TestCase(false, 2u)]
     [TestCase(true, 1u)]

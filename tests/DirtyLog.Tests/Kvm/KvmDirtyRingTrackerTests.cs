@@ -12,16 +12,13 @@ namespace DirtyLog.Tests.Kvm;
 
 /// <summary>The dirty ring on the real /dev/kvm, judged like the kernel's dirty_log_test: from the memory contents.</summary>
 [TestFixture]
-[Category("Kernel")]
-[Category("Kvm")]
-public class KvmDirtyRingTrackerTests
+public class KvmDirtyRingTrackerTests : KvmFixture
 {
     private const uint KvmExitDirtyRingFull = 31;
 
     [SetUp]
-    public void RequireKvmWithARing()
+    public void RequireARing()
     {
-        Assume.That(DirtyLog.Native.Kvm.IsAvailable, $"{DirtyLog.Native.Kvm.DevicePath} is missing: no KVM on this machine");
         using var kvm = DirtyLog.Native.Kvm.Open();
         Assume.That(kvm.CheckExtension(DirtyLog.Native.Linux.Kvm.KvmConstants.KVM_CAP_DIRTY_LOG_RING) > 0
             || kvm.CheckExtension(DirtyLog.Native.Linux.Kvm.KvmConstants.KVM_CAP_DIRTY_LOG_RING_ACQ_REL) > 0, "KVM offers no dirty ring");

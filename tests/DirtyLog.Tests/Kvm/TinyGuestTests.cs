@@ -2,19 +2,15 @@
 
 using System.Collections.Generic;
 using DirtyLog.Native;
+using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;
 
 namespace DirtyLog.Tests.Kvm;
 
 /// <summary>The tiny guest on the real /dev/kvm: what it writes is exactly what the host-side replay of its generator says.</summary>
 [TestFixture]
-[Category("Kernel")]
-[Category("Kvm")]
-public class TinyGuestTests
+public class TinyGuestTests : KvmFixture
 {
-    [SetUp]
-    public void RequireKvm() => Assume.That(DirtyLog.Native.Kvm.IsAvailable, $"{DirtyLog.Native.Kvm.DevicePath} is missing: no KVM on this machine");
-
     [TestCase(1u, 1u)]
     [TestCase(7u, 1000u)]
     [TestCase(99u, 20000u)]
