@@ -2,17 +2,36 @@
 
 using System;
 using System.Runtime.InteropServices;
+using System.Threading;
+using DirtyLog.Native.Linux;
 using DirtyLog.Native.Linux.Kvm;
 using static DirtyLog.Native.Linux.Kvm.KvmConstants;
 
 namespace DirtyLog.Native;
 
 /// <summary>A KVM vCPU and its <c>kvm_run</c> mapping.</summary>
-/// <remarks>Run it from one thread; <see cref="RequestImmediateExit"/> may be set from another.</remarks>
+/// <remarks>
+/// <para>Run it from one thread at a time. <see cref="Kick"/> and <see cref="RequestImmediateExit"/> may be called from
+/// any thread.</para>
+/// <para><b>Pausing a running vCPU.</b> <c>kvm_run.immediate_exit</c> alone only stops the <i>next</i> entry: a vCPU
+/// already inside <c>KVM_RUN</c> keeps running until the guest exits by itself. So, as QEMU does, the thread that runs
+/// the vCPU first calls <see cref="BindKickToCurrentThread"/>: the kick signal is blocked in that thread and KVM is told
+/// (<c>KVM_SET_SIGNAL_MASK</c>) to unblock it only inside <c>KVM_RUN</c>. <see cref="Kick"/> sets
+/// <c>immediate_exit</c> and sends the signal to that thread with <c>tgkill</c>: a vCPU inside the guest leaves it at
+/// once, a vCPU about to enter does not enter, and either way <see cref="Run"/> returns <c>KVM_EXIT_INTR</c>. No signal
+/// handler ever runs: outside <c>KVM_RUN</c> the signal stays blocked, and <see cref="Run"/> consumes it
+/// (<c>rt_sigtimedwait</c>) before returning.</para>
+/// </remarks>
 public sealed unsafe class KvmVcpu : IDisposable
 {
+    /// <summary>The signal <see cref="BindKickToCurrentThread"/> uses unless told otherwise: <c>SIGUSR2</c>, which .NET leaves alone.</summary>
+    public const int DefaultKickSignal = SignalConstants.SIGUSR2;
+
     private readonly int _runSize;
+    private readonly Lock _kickGate = new();
     private kvm_run* _run;
+    private int _kickThreadId; // 0: no thread bound; guarded by _kickGate
+    private int _kickSignal;
 
     internal KvmVcpu(FileDescriptorHandle handle, int runSize, uint ringEntries)
     {
@@ -47,12 +66,88 @@ public sealed unsafe class KvmVcpu : IDisposable
     /// <summary>The vCPU descriptor.</summary>
     public FileDescriptorHandle Handle { get; }
 
-    /// <summary>Sets <c>kvm_run.immediate_exit</c>: the next (or a signalled current) <c>KVM_RUN</c> returns at once with EINTR.</summary>
+    /// <summary>
+    /// Sets <c>kvm_run.immediate_exit</c>: the next <c>KVM_RUN</c> returns at once with EINTR (a running one is not
+    /// stopped: see <see cref="Kick"/>). <see cref="Run"/> clears it when it returns <c>KVM_EXIT_INTR</c>.
+    /// </summary>
     /// <param name="exit">Whether to exit immediately.</param>
-    public void RequestImmediateExit(bool exit) => _run->immediate_exit = exit ? (byte)1 : (byte)0;
+    public void RequestImmediateExit(bool exit) => Volatile.Write(ref _run->immediate_exit, exit ? (byte)1 : (byte)0);
+
+    /// <summary>The thread <see cref="Kick"/> signals, 0 when none is bound.</summary>
+    public int KickThreadId
+    {
+        get
+        {
+            lock (_kickGate)
+            {
+                return _kickThreadId;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Makes the calling thread the one that runs this vCPU and that <see cref="Kick"/> interrupts: blocks
+    /// <paramref name="signal"/> in this thread and has KVM unblock it only inside <c>KVM_RUN</c>
+    /// (<c>KVM_SET_SIGNAL_MASK</c>). Binding again from another thread moves the kick there.
+    /// </summary>
+    /// <param name="signal">A signal nothing else in the process handles; <see cref="DefaultKickSignal"/> by default.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="signal"/> is not 1 to 64.</exception>
+    /// <exception cref="KernelException">The kernel refused the mask.</exception>
+    /// <remarks>The signal stays blocked in this thread afterwards (a blocked signal is harmless).</remarks>
+    public void BindKickToCurrentThread(int signal = DefaultKickSignal)
+    {
+        if (signal is < 1 or > 64)
+        {
+            throw new ArgumentOutOfRangeException(nameof(signal), signal, "A Linux signal number is 1 to 64.");
+        }
+
+        ulong kick = 1UL << (signal - 1);
+        ulong old;
+        if (Interop.syscall(SyscallNumbers.__NR_rt_sigprocmask, SignalConstants.SIG_BLOCK, (long)&kick, (long)&old, sizeof(ulong)) < 0)
+        {
+            throw new KernelException("rt_sigprocmask", $"blocking signal {signal} for {Handle.Path}", Marshal.GetLastPInvokeError());
+        }
+
+        // Inside KVM_RUN the thread's mask becomes this one: what it was, with the kick signal open.
+        byte* buffer = stackalloc byte[sizeof(kvm_signal_mask) + sizeof(ulong)];
+        ((kvm_signal_mask*)buffer)->len = sizeof(ulong);
+        *(ulong*)(buffer + sizeof(kvm_signal_mask)) = old & ~kick;
+        Handle.Ioctl(KVM_SET_SIGNAL_MASK, nameof(KVM_SET_SIGNAL_MASK), buffer);
+
+        lock (_kickGate)
+        {
+            _kickThreadId = (int)Interop.syscall(SyscallNumbers.__NR_gettid, 0);
+            _kickSignal = signal;
+        }
+
+        DrainKicks();
+    }
+
+    /// <summary>
+    /// Stops the vCPU as soon as possible, from any thread: sets <c>immediate_exit</c>, then signals the bound thread
+    /// (if any) so that a <c>KVM_RUN</c> in progress returns. The run loop sees <c>KVM_EXIT_INTR</c> from <see cref="Run"/>
+    /// and must check its own reason to stop (set it before kicking).
+    /// </summary>
+    /// <exception cref="KernelException"><c>tgkill</c> failed.</exception>
+    public void Kick()
+    {
+        RequestImmediateExit(true);
+        lock (_kickGate)
+        {
+            // Under the gate, so that disposal cannot let the thread id go (and be reused) while a signal is on its way.
+            if (_kickThreadId != 0
+                && Interop.syscall(SyscallNumbers.__NR_tgkill, Environment.ProcessId, _kickThreadId, _kickSignal, 0) < 0)
+            {
+                throw new KernelException("tgkill", $"kick of {Handle.Path}", Marshal.GetLastPInvokeError());
+            }
+        }
+    }
 
     /// <summary><c>KVM_RUN</c> until the guest exits.</summary>
-    /// <returns>The exit reason (<c>KVM_EXIT_*</c>); <c>KVM_EXIT_INTR</c> (10) when interrupted (EINTR).</returns>
+    /// <returns>
+    /// The exit reason (<c>KVM_EXIT_*</c>); <c>KVM_EXIT_INTR</c> (10) when interrupted (EINTR: a <see cref="Kick"/>,
+    /// <c>immediate_exit</c>, or another signal), after clearing <c>immediate_exit</c> and consuming pending kicks.
+    /// </returns>
     public uint Run()
     {
         int result = Handle.TryIoctl(KVM_RUN, null, out int errno);
@@ -60,6 +155,8 @@ public sealed unsafe class KvmVcpu : IDisposable
         {
             if (errno == Errno.EINTR)
             {
+                RequestImmediateExit(false);
+                DrainKicks();
                 return KVM_EXIT_INTR;
             }
 
@@ -87,9 +184,36 @@ public sealed unsafe class KvmVcpu : IDisposable
 
     internal void SetSpecialRegisters(kvm_sregs sregs) => Handle.Ioctl(KVM_SET_SREGS, nameof(KVM_SET_SREGS), &sregs);
 
+    /// <summary>Consumes the kick signals pending on the calling thread, if it is the bound one.</summary>
+    private void DrainKicks()
+    {
+        int signal;
+        lock (_kickGate)
+        {
+            if (_kickThreadId == 0 || _kickThreadId != (int)Interop.syscall(SyscallNumbers.__NR_gettid, 0))
+            {
+                return;
+            }
+
+            signal = _kickSignal;
+        }
+
+        ulong set = 1UL << (signal - 1);
+        long zero = 0; // a struct timespec of { 0, 0 }: poll
+        long* timeout = stackalloc long[2] { zero, zero };
+        while (Interop.syscall(SyscallNumbers.__NR_rt_sigtimedwait, (long)&set, 0, (long)timeout, sizeof(ulong)) > 0)
+        {
+        }
+    }
+
     /// <summary>Unmaps <c>kvm_run</c> and closes the vCPU.</summary>
     public void Dispose()
     {
+        lock (_kickGate)
+        {
+            _kickThreadId = 0;
+        }
+
         DirtyRing?.Dispose();
         if (_run != null)
         {

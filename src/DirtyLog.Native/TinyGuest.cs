@@ -1,6 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Threading;
 using DirtyLog.Native.Linux.Kvm;
 using static DirtyLog.Native.Linux.Kvm.KvmConstants;
 
@@ -21,12 +22,31 @@ namespace DirtyLog.Native;
 ///       dec ecx ; jnz loop ; hlt
 /// </code>
 /// <para><see cref="PagesWrittenBy"/> replays the generator on the host, so tests know exactly which pages a run wrote.
-/// The vCPU must be run from one thread at a time.</para>
+/// A second loop at <see cref="StridedCodeAddress"/> writes evenly spaced pages (<see cref="WriteStrided"/>), for
+/// benchmarks that need an exact dirty fraction:</para>
+/// <code>
+/// loop: mov [ebx], eax ; mov [ebx+4], edx ; add ebx, edi ; dec ecx ; jnz loop ; hlt
+/// </code>
+/// <para>The vCPU must be run from one thread at a time; <see cref="WriteUntilPaused"/> runs until another thread
+/// pauses it.</para>
 /// </remarks>
 public sealed unsafe class TinyGuest : IDisposable
 {
     /// <summary>The guest-physical address of the code.</summary>
     public const ulong CodeAddress = 0x1000;
+
+    /// <summary>The guest-physical address of the strided loop.</summary>
+    public const ulong StridedCodeAddress = CodeAddress + 64;
+
+    private static readonly byte[] s_stridedCode =
+    [
+        0x89, 0x03,       // mov [ebx], eax
+        0x89, 0x53, 0x04, // mov [ebx+4], edx
+        0x01, 0xFB,       // add ebx, edi
+        0x49,             // dec ecx
+        0x75, 0xF6,       // jnz loop (-10)
+        0xF4,             // hlt
+    ];
 
     private static readonly byte[] s_code =
     [
@@ -83,6 +103,7 @@ public sealed unsafe class TinyGuest : IDisposable
 
             Memory = new AnonymousMapping(memoryBytes);
             Memory.Write(CodeAddress, s_code);
+            Memory.Write(StridedCodeAddress, s_stridedCode);
             Slot = new KvmMemorySlot(0, 0, memoryBytes, (ulong)Memory.Address, LogDirtyPages: false);
             Vm.SetMemorySlot(Slot);
             Vcpu = Vm.CreateVcpu(0);
@@ -113,6 +134,83 @@ public sealed unsafe class TinyGuest : IDisposable
     /// <summary>The generator's state before the next run.</summary>
     public uint State => _state;
 
+    /// <summary>
+    /// Runs the strided loop: writes <paramref name="value"/> into pages <paramref name="firstPage"/>,
+    /// <paramref name="firstPage"/> + <paramref name="stride"/>, ... (<paramref name="count"/> pages), then halts.
+    /// The generator's <see cref="State"/> does not change.
+    /// </summary>
+    /// <param name="firstPage">The first page, 2 or more (pages 0 and 1 hold the code).</param>
+    /// <param name="stride">Pages between writes, at least 1.</param>
+    /// <param name="count">Pages to write, at least 1; the last must lie in the slot.</param>
+    /// <param name="value">The value written into each page's first 8 bytes.</param>
+    /// <param name="onExit">As for <see cref="Write"/>.</param>
+    /// <exception cref="ArgumentOutOfRangeException">A page would fall outside the slot or on the code.</exception>
+    public void WriteStrided(ulong firstPage, ulong stride, uint count, ulong value, Func<uint, bool>? onExit = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(firstPage, 2UL);
+        ArgumentOutOfRangeException.ThrowIfZero(stride);
+        ArgumentOutOfRangeException.ThrowIfZero(count);
+        if (firstPage + (stride * (count - 1)) >= Pages)
+        {
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"Page {firstPage} + {stride} x {count - 1} is past the slot's {Pages} pages.");
+        }
+
+        var regs = new kvm_regs
+        {
+            rip = StridedCodeAddress,
+            rflags = 2,
+            rax = (uint)value,
+            rdx = value >> 32,
+            rcx = count,
+            rbx = firstPage * 4096,
+            rdi = stride * 4096,
+        };
+        Vcpu.SetRegisters(regs);
+        RunToHalt(onExit);
+    }
+
+    /// <summary>
+    /// Runs the generator loop on the calling thread until <paramref name="pause"/> is cancelled from another thread,
+    /// which kicks the vCPU out of the guest (<see cref="KvmVcpu.Kick"/>); then records the generator's state.
+    /// </summary>
+    /// <param name="value">The value written into each page's first 8 bytes.</param>
+    /// <param name="pause">Cancelled to pause the guest.</param>
+    /// <param name="onExit">As for <see cref="Write"/>.</param>
+    /// <returns>The writes completed. The iteration interrupted by the kick may also have written its page.</returns>
+    /// <remarks>Binds the vCPU's kick to the calling thread (<see cref="KvmVcpu.BindKickToCurrentThread"/>).</remarks>
+    /// <exception cref="InvalidOperationException">The guest exited for a reason <paramref name="onExit"/> did not accept.</exception>
+    public ulong WriteUntilPaused(ulong value, CancellationToken pause, Func<uint, bool>? onExit = null)
+    {
+        if (Vcpu.KickThreadId != (int)Interop.syscall(Linux.SyscallNumbers.__NR_gettid, 0))
+        {
+            Vcpu.BindKickToCurrentThread();
+        }
+
+        ulong completed = 0;
+        StartGenerator(uint.MaxValue, value);
+        using CancellationTokenRegistration registration = pause.Register(static vcpu => ((KvmVcpu)vcpu!).Kick(), Vcpu);
+        while (!pause.IsCancellationRequested)
+        {
+            uint exit = Vcpu.Run();
+            if (exit == KVM_EXIT_HLT)
+            {
+                // Four billion writes done: start another batch from where the generator is.
+                completed += uint.MaxValue;
+                _state = (uint)Vcpu.GetRegisters().rsi;
+                StartGenerator(uint.MaxValue, value);
+            }
+            else if (exit != KVM_EXIT_INTR && !(onExit?.Invoke(exit) ?? false))
+            {
+                throw new InvalidOperationException($"The tiny guest exited with KVM exit reason {exit}, not HLT.");
+            }
+        }
+
+        kvm_regs regs = Vcpu.GetRegisters();
+        completed += uint.MaxValue - (uint)regs.rcx;
+        _state = (uint)regs.rsi;
+        return completed;
+    }
+
     /// <summary>Runs the guest until it has written <paramref name="writes"/> pages with <paramref name="value"/>, and halted.</summary>
     /// <param name="writes">How many writes (pages may repeat), at least 1.</param>
     /// <param name="value">The value written into each page's first 8 bytes.</param>
@@ -124,6 +222,13 @@ public sealed unsafe class TinyGuest : IDisposable
     public void Write(uint writes, ulong value, Func<uint, bool>? onExit = null)
     {
         ArgumentOutOfRangeException.ThrowIfZero(writes);
+        StartGenerator(writes, value);
+        RunToHalt(onExit);
+        _state = (uint)Vcpu.GetRegisters().rsi;
+    }
+
+    private void StartGenerator(uint writes, ulong value)
+    {
         var regs = new kvm_regs
         {
             rip = CodeAddress,
@@ -135,6 +240,10 @@ public sealed unsafe class TinyGuest : IDisposable
             rdi = Pages - 1,
         };
         Vcpu.SetRegisters(regs);
+    }
+
+    private void RunToHalt(Func<uint, bool>? onExit)
+    {
         for (int exits = 0; ; exits++)
         {
             uint exit = Vcpu.Run();
@@ -153,8 +262,6 @@ public sealed unsafe class TinyGuest : IDisposable
                 throw new InvalidOperationException($"The tiny guest exited with KVM exit reason {exit}, not HLT.");
             }
         }
-
-        _state = (uint)Vcpu.GetRegisters().rsi;
     }
 
     /// <summary>The pages a run of <paramref name="writes"/> from generator state <paramref name="state"/> writes, in order.</summary>

@@ -12,4 +12,8 @@ internal static partial class Interop
     /// <summary><c>long syscall(long number, long arg)</c>, for system calls glibc does not wrap (userfaultfd).</summary>
     [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
     internal static partial long syscall(long number, long arg);
+
+    /// <summary><c>long syscall(long number, ...)</c> with four arguments (rt_sigprocmask, rt_sigtimedwait, tgkill).</summary>
+    [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
+    internal static partial long syscall(long number, long arg1, long arg2, long arg3, long arg4);
 }

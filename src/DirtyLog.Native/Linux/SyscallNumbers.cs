@@ -6,5 +6,9 @@ namespace DirtyLog.Native.Linux;
 [UapiConstants("asm/unistd.h")]
 internal static class SyscallNumbers
 {
+    public const long __NR_rt_sigprocmask = 14;
+    public const long __NR_rt_sigtimedwait = 128;
+    public const long __NR_gettid = 186;
+    public const long __NR_tgkill = 234;
     public const long __NR_userfaultfd = 323;
 }

@@ -1,6 +1,9 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
+using System;
 using System.Collections.Generic;
+using System.Diagnostics;
+using System.Threading;
 using DirtyLog.Native;
 using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;
@@ -47,5 +50,103 @@ public class TinyGuestTests : KvmFixture
         guest.Write(100, 2);
         ulong[] all = TinyGuest.PagesWrittenBy(start, 200, guest.Pages);
         Assert.That(guest.Memory.ReadUInt64(all[199] * 4096), Is.EqualTo(2UL));
+    }
+
+    [TestCase(2u, 1u, 100u)]
+    [TestCase(5u, 1000u, 16u)]
+    [TestCase(3u, 7u, 2000u)]
+    public void TheStridedLoopWritesExactlyEveryStridethPage(uint first, uint stride, uint count)
+    {
+        using var guest = new TinyGuest(64UL << 20);
+        uint state = guest.State;
+        guest.WriteStrided(first, stride, count, 0xABCD_0000_0001UL);
+        int mismatches = 0;
+        for (ulong page = 2; page < guest.Pages; page++)
+        {
+            bool expected = page >= first && (page - first) % stride == 0 && (page - first) / stride < count;
+            if ((guest.Memory.ReadUInt64(page * 4096) == 0xABCD_0000_0001UL) != expected)
+            {
+                mismatches++;
+            }
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(mismatches, Is.Zero);
+            Assert.That(guest.State, Is.EqualTo(state), "the generator is untouched");
+        });
+    }
+
+    [Test]
+    public void AStridedRunPastTheSlotOrOntoTheCodeIsRefused()
+    {
+        using var guest = new TinyGuest(64UL << 20);
+        Assert.Multiple(() =>
+        {
+            Assert.That(() => guest.WriteStrided(1, 1, 1, 0), Throws.InstanceOf<ArgumentOutOfRangeException>());
+            Assert.That(() => guest.WriteStrided(2, 1, (uint)guest.Pages - 1, 0), Throws.InstanceOf<ArgumentOutOfRangeException>());
+            Assert.That(() => guest.WriteStrided(2, 0, 1, 0), Throws.InstanceOf<ArgumentOutOfRangeException>());
+        });
+    }
+
+    [Test]
+    public void AKickFromAnotherThreadPausesAGuestInsideKvmRun()
+    {
+        // Four billion writes take far longer than the test: only a kick can end the run.
+        using var guest = new TinyGuest(64UL << 20, seed: 11);
+        uint start = guest.State;
+        using var pause = new CancellationTokenSource();
+        using var running = new ManualResetEventSlim();
+        ulong completed = 0;
+        Exception? failure = null;
+        var vcpuThread = new Thread(() =>
+        {
+            try
+            {
+                running.Set();
+                completed = guest.WriteUntilPaused(42, pause.Token);
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        });
+        vcpuThread.Start();
+        Assert.That(running.Wait(TimeSpan.FromSeconds(10)), Is.True);
+        Thread.Sleep(50); // let it enter the guest and write
+        var clock = Stopwatch.StartNew();
+        pause.Cancel();
+        bool joined = vcpuThread.Join(TimeSpan.FromSeconds(10));
+        clock.Stop();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(joined, Is.True, "the kicked vCPU returned");
+            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(2)), "the kick, not the end of four billion writes, ended the run");
+            Assert.That(failure, Is.Null);
+            Assert.That(completed, Is.GreaterThan(0UL).And.LessThan((ulong)uint.MaxValue));
+        });
+        TestContext.Out.WriteLine($"paused after {completed:N0} writes; kick to return {clock.Elapsed.TotalMilliseconds:F2} ms");
+
+        // Every completed write is in memory; the guest resumes from where it was paused.
+        ulong[] pages = TinyGuest.PagesWrittenBy(start, (uint)Math.Min(completed, 100_000), guest.Pages);
+        Assert.That(Array.TrueForAll(pages, p => guest.Memory.ReadUInt64(p * 4096) == 42), Is.True);
+        uint resumeState = guest.State;
+        guest.Write(10, 43);
+        Assert.That(guest.Memory.ReadUInt64(TinyGuest.PagesWrittenBy(resumeState, 10, guest.Pages)[9] * 4096), Is.EqualTo(43UL));
+    }
+
+    [Test]
+    public void AKickBeforeTheRunStopsTheNextEntry()
+    {
+        using var guest = new TinyGuest(64UL << 20);
+        using var pause = new CancellationTokenSource();
+        pause.Cancel();
+        Assert.That(guest.WriteUntilPaused(1, pause.Token), Is.Zero);
+
+        // A kick while no run is in progress is consumed by the next run, which returns at once.
+        guest.Vcpu.Kick();
+        Assert.That(guest.Vcpu.Run(), Is.EqualTo(10u), "KVM_EXIT_INTR");
+        guest.Write(5, 2); // and the vCPU runs normally afterwards
     }
 }

@@ -28,6 +28,7 @@ internal static class KvmConstants
     public const uint KVM_SET_SREGS = (1u << 30) | (312u << 16) | (KVMIO << 8) | 0x84;
     public const uint KVM_ENABLE_CAP = (1u << 30) | (104u << 16) | (KVMIO << 8) | 0xa3;
     public const uint KVM_CLEAR_DIRTY_LOG = (3u << 30) | (24u << 16) | (KVMIO << 8) | 0xc0;
+    public const uint KVM_SET_SIGNAL_MASK = (1u << 30) | (4u << 16) | (KVMIO << 8) | 0x8b;
 
     public const uint KVM_API_VERSION = 12;
 
