@@ -2,6 +2,7 @@
 
 using System;
 using System.Collections.Generic;
+using System.Threading;
 using DirtyLog.Native.Linux.Kvm;
 using static DirtyLog.Native.Linux.Kvm.KvmConstants;
 
@@ -13,6 +14,7 @@ public sealed unsafe class KvmVm : IDisposable
 {
     private readonly Kvm _kvm;
     private readonly Dictionary<uint, KvmMemorySlot> _slots = new();
+    private long _slotTableVersion;
 
     internal KvmVm(Kvm kvm, FileDescriptorHandle handle)
     {
@@ -93,6 +95,9 @@ public sealed unsafe class KvmVm : IDisposable
         }
     }
 
+    /// <summary>A number that changes whenever <see cref="SetMemorySlot"/> changes the slot table (cache key for decoders).</summary>
+    public long SlotTableVersion => Interlocked.Read(ref _slotTableVersion);
+
     /// <summary>The slots registered so far.</summary>
     /// <returns>A snapshot.</returns>
     public KvmMemorySlot[] GetSlots()
@@ -120,6 +125,7 @@ public sealed unsafe class KvmVm : IDisposable
         lock (_slots)
         {
             _slots[slot.Id] = slot;
+            Interlocked.Increment(ref _slotTableVersion);
         }
     }
 

@@ -62,7 +62,7 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase
             return 0;
         }
 
-        Array.Clear(_bitmap);
+        // GET overwrites every word of the slot's bitmap: no clearing needed.
         _vm.GetDirtyLog(_slot.Id, _bitmap);
         if (ManualProtect && mode == DirtyReadMode.Clear)
         {

@@ -14,7 +14,8 @@ namespace DirtyLog.Tracking;
 /// </summary>
 /// <remarks>
 /// <para>A reap harvests every ring in order (acquire loads of each entry's flags, a release store marking it for
-/// reset), decodes <c>(as_id, slot, offset)</c> through the VM's slot table into a pending bitmap, then calls
+/// reset), decodes <c>(as_id, slot, offset)</c> through the VM's slot table into a pending bitmap per slot (a plain
+/// bitmap under the tracker's lock, 32 KiB per GiB of slot, with a summary that lets reads skip clean parts), then calls
 /// <c>KVM_RESET_DIRTY_RINGS</c>; a read reaps and hands over the pending pages. Reaps happen on every read, when the VMM's
 /// run loop hands over a <c>KVM_EXIT_DIRTY_RING_FULL</c> (<see cref="Reap"/>), and from a reaper at a cadence if the VMM
 /// runs one (QEMU does): a ring must never fill between reaps.</para>
@@ -27,8 +28,12 @@ namespace DirtyLog.Tracking;
 /// unwedges it. A run loop that sees a ring-full exit whose <see cref="Reap"/> returns 0 twice should stop the VM's ring
 /// mode (every slot is already marked dirty) and fall back to <see cref="KvmDirtyLogTracker"/> on a new VM or at the next
 /// migration. Reaping long before the ring fills (at a cadence, from another thread) avoids the overshoot.</para>
-/// <para>Thread safety: <see cref="Reap"/> may be called from the vCPU thread while reads run elsewhere; they are
-/// serialised. Reads of page contents must follow the read that reported them (the reset re-protects first).</para>
+/// <para><b>The reaper.</b> Given a reap interval, the tracker runs one background thread while it tracks that reaps
+/// at that cadence, as QEMU's reaper does: the rings are emptied while the vCPUs run, long before a ring fills. A reap
+/// that fails stops the reaper and faults the tracker at its next read (its coverage must then be treated as dirty).</para>
+/// <para>Thread safety: <see cref="Reap"/> may be called from the vCPU thread and the reaper while reads run elsewhere;
+/// they are serialised. Reads of page contents must follow the read that reported them (the reset re-protects
+/// first).</para>
 /// </remarks>
 public sealed class KvmDirtyRingTracker : DirtyTrackerBase
 {
@@ -37,23 +42,41 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     private readonly KvmVm _vm;
     private readonly KvmDirtyRing[] _rings;
     private readonly Lock _ringGate = new();
-    private readonly SparseDirtyBitmap _pending = new(52);
+    private readonly Dictionary<(uint Id, ulong FirstPage, ulong Pages), PendingPages> _pending = new(); // under _ringGate
+    private readonly Action<uint, ulong> _record;
     private readonly ulong[] _scratch = new ulong[4096];
+    private Dictionary<uint, PendingPages> _bySlotId = new(); // the current slots; under _ringGate
+    private long _slotTableVersion = -1;
+    private uint _lastSlotField = uint.MaxValue;
+    private PendingPages? _lastPending;
     private long _overflows;
     private long _entries;
     private long _unknownEntries;
     private bool _unknownSinceReap; // touched only under _ringGate
-    private Dictionary<uint, KvmMemorySlot> _reapSlots = new();
+    private Thread? _reaper;
+    private ManualResetEventSlim? _stopReaper;
+    private Exception? _reaperFault;
+    private long _reaperReaps;
 
     /// <summary>Creates a tracker over the rings of a VM's vCPUs.</summary>
     /// <param name="vm">The VM, created with a dirty ring.</param>
     /// <param name="rings">The rings of its vCPUs.</param>
     /// <param name="name">A name; <c>kvm-ring</c> by default.</param>
-    public KvmDirtyRingTracker(KvmVm vm, IEnumerable<KvmDirtyRing> rings, string? name = null)
+    /// <param name="reapInterval">The reaper's cadence while tracking; <see langword="null"/> for no reaper.</param>
+    /// <exception cref="ArgumentException">The VM has no ring, or no ring is given.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="reapInterval"/> is not positive.</exception>
+    public KvmDirtyRingTracker(KvmVm vm, IEnumerable<KvmDirtyRing> rings, string? name = null, TimeSpan? reapInterval = null)
         : base(name ?? "kvm-ring", DirtyAddressSpace.GuestPhysical, 4096)
     {
         ArgumentNullException.ThrowIfNull(vm);
         ArgumentNullException.ThrowIfNull(rings);
+        if (reapInterval is { } interval)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(interval, TimeSpan.Zero, nameof(reapInterval));
+        }
+
+        ReapInterval = reapInterval;
+        _record = Record;
         if (vm.DirtyRingEntries == 0)
         {
             throw new ArgumentException("The VM has no dirty ring: enable it before creating vCPUs.", nameof(vm));
@@ -66,6 +89,12 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
             throw new ArgumentException("At least one vCPU ring is needed.", nameof(rings));
         }
     }
+
+    /// <summary>The reaper's cadence, or <see langword="null"/> when the tracker runs none.</summary>
+    public TimeSpan? ReapInterval { get; }
+
+    /// <summary>Reaps done by the reaper thread.</summary>
+    public long ReaperReaps => Interlocked.Read(ref _reaperReaps);
 
     /// <summary>Reaps that found a ring at or past its soft limit and marked every slot dirty instead.</summary>
     public long Overflows => Interlocked.Read(ref _overflows);
@@ -95,13 +124,13 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     {
         lock (_ringGate)
         {
-            // One snapshot of the slot table per reap: entries decode through it.
-            _reapSlots = _vm.GetSlots().ToDictionary(s => s.Id);
+            // Entries decode through the slot table as it is now; it is re-read only when it changed.
+            RefreshSlots();
             int total = 0;
             bool markAll = false;
             foreach (KvmDirtyRing ring in _rings)
             {
-                int n = ring.Harvest(Record);
+                int n = ring.Harvest(_record);
                 total += n;
                 if ((uint)n >= ring.Entries - Math.Min(ring.Entries / 2, ReservedEntries))
                 {
@@ -126,102 +155,179 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     /// <inheritdoc/>
     protected override void OnStart()
     {
-        foreach (KvmMemorySlot slot in _vm.GetSlots())
+        KvmMemorySlot[] slots = _vm.GetSlots();
+        int enabled = 0;
+        try
         {
-            _vm.SetMemorySlot(slot with { LogDirtyPages = true });
+            for (; enabled < slots.Length; enabled++)
+            {
+                _vm.SetMemorySlot(slots[enabled] with { LogDirtyPages = true });
+            }
+        }
+        catch
+        {
+            // Not half-started: the slots already switched go back to how they were.
+            for (int i = 0; i < enabled; i++)
+            {
+                _vm.SetMemorySlot(slots[i]);
+            }
+
+            throw;
+        }
+
+        _reaperFault = null;
+        if (ReapInterval is { } interval)
+        {
+            _stopReaper = new ManualResetEventSlim();
+            _reaper = new Thread(() => ReaperLoop(interval, _stopReaper)) { IsBackground = true, Name = $"{Name} reaper" };
+            _reaper.Start();
         }
     }
 
     /// <inheritdoc/>
     protected override void OnStop()
     {
+        if (_reaper is not null)
+        {
+            _stopReaper!.Set();
+            _reaper.Join();
+            _stopReaper.Dispose();
+            _reaper = null;
+            _stopReaper = null;
+        }
+
         foreach (KvmMemorySlot slot in _vm.GetSlots())
         {
             _vm.SetMemorySlot(slot with { LogDirtyPages = false });
         }
 
         Reap();
-        var sink = default(DiscardSink);
-        _pending.Harvest(ref sink);
+        lock (_ringGate)
+        {
+            _pending.Clear();
+            _bySlotId.Clear();
+            _slotTableVersion = -1;
+            _lastSlotField = uint.MaxValue;
+        }
     }
 
     /// <inheritdoc/>
     protected override ulong ReadCore(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode)
     {
+        if (Volatile.Read(ref _reaperFault) is { } fault)
+        {
+            throw new InvalidOperationException($"the reaper failed: {fault.Message}", fault);
+        }
+
         Reap();
         ulong count = 0;
-        ulong chunkBytes = (ulong)_scratch.Length * 64 * 4096;
-        foreach (AddressRange slot in Coverage)
+        ulong first = range.Start / 4096, end = range.End / 4096;
+        ulong chunkPages = (ulong)_scratch.Length * 64;
+        lock (_ringGate)
         {
-            AddressRange piece = slot.Intersect(range);
-            for (ulong start = piece.Start; start < piece.End; start += chunkBytes)
+            List<(uint, ulong, ulong)>? stale = null;
+            foreach (KeyValuePair<(uint Id, ulong FirstPage, ulong Pages), PendingPages> entry in _pending)
             {
-                ulong length = Math.Min(chunkBytes, piece.End - start);
-                ulong bits = length / 4096;
-                Span<ulong> words = _scratch.AsSpan(0, (int)((bits + 63) / 64));
-                words.Clear();
-                var fill = new BitFill(words, start / 4096);
-                _pending.HarvestRange(start / 4096, bits, ref fill);
-                count += Deliver(words, bits, start, sink);
+                PendingPages pending = entry.Value;
+                ulong from = Math.Max(first, pending.FirstPage), to = Math.Min(end, pending.FirstPage + pending.Pages);
+                for (ulong page = from; page < to; page += chunkPages)
+                {
+                    ulong pages = Math.Min(chunkPages, to - page);
+                    if (pending.Take(page - pending.FirstPage, pages, _scratch))
+                    {
+                        count += Deliver(_scratch.AsSpan(0, (int)((pages + 63) / 64)), pages, page * 4096, sink);
+                    }
+                }
+
+                if (!_bySlotId.TryGetValue(entry.Key.Id, out PendingPages? current) || current != pending)
+                {
+                    // A slot that was moved or resized: its old pages go once read.
+                    if (pending.IsEmpty)
+                    {
+                        (stale ??= []).Add(entry.Key);
+                    }
+                }
+            }
+
+            foreach ((uint, ulong, ulong) key in stale ?? [])
+            {
+                _pending.Remove(key);
             }
         }
 
         return count;
     }
 
-    /// <inheritdoc/>
-    protected override void Dispose(bool disposing)
+    private void ReaperLoop(TimeSpan interval, ManualResetEventSlim stop)
     {
-        _pending.Dispose();
-        base.Dispose(disposing);
+        while (!stop.Wait(interval))
+        {
+            try
+            {
+                Reap();
+                Interlocked.Increment(ref _reaperReaps);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // The next read reports it and faults the tracker; reaping on would hide the failure.
+                Volatile.Write(ref _reaperFault, e);
+                return;
+            }
+        }
+    }
+
+    private void RefreshSlots()
+    {
+        long version = _vm.SlotTableVersion;
+        if (version == _slotTableVersion)
+        {
+            return;
+        }
+
+        var bySlotId = new Dictionary<uint, PendingPages>();
+        foreach (KvmMemorySlot slot in _vm.GetSlots())
+        {
+            var key = (slot.Id, slot.GuestPhysicalAddress / 4096, slot.Pages);
+            if (!_pending.TryGetValue(key, out PendingPages? pending))
+            {
+                pending = new PendingPages(key.Item2, key.Item3);
+                _pending.Add(key, pending);
+            }
+
+            bySlotId.Add(slot.Id, pending);
+        }
+
+        _bySlotId = bySlotId;
+        _slotTableVersion = version;
+        _lastSlotField = uint.MaxValue;
     }
 
     private void Record(uint slotField, ulong offset)
     {
-        uint asId = slotField >> 16;
-        if (asId != 0 || !_reapSlots.TryGetValue(slotField & 0xFFFF, out KvmMemorySlot? slot) || offset >= slot.Pages)
+        // Entries come in runs from one slot: one dictionary lookup per run.
+        PendingPages? pending = _lastPending;
+        if (slotField != _lastSlotField)
+        {
+            pending = (slotField >> 16) == 0 && _bySlotId.TryGetValue(slotField & 0xFFFF, out PendingPages? found) ? found : null;
+            _lastSlotField = slotField;
+            _lastPending = pending;
+        }
+
+        if (pending is null || offset >= pending.Pages)
         {
             Interlocked.Increment(ref _unknownEntries);
             _unknownSinceReap = true;
             return;
         }
 
-        _pending.Mark((slot.GuestPhysicalAddress / 4096) + offset);
+        pending.Mark(offset);
     }
 
     private void MarkEverySlot()
     {
-        foreach (KvmMemorySlot slot in _vm.GetSlots())
+        foreach (PendingPages pending in _bySlotId.Values)
         {
-            _pending.MarkRange(slot.GuestPhysicalAddress / 4096, slot.Pages);
+            pending.MarkAll();
         }
-    }
-
-    /// <summary>Sets the bits of harvested runs in a kernel-format buffer whose bit 0 is <c>firstPage</c>.</summary>
-    private readonly ref struct BitFill : IDirtyRunSink
-    {
-        private readonly Span<ulong> _words;
-        private readonly ulong _firstPage;
-
-        public BitFill(Span<ulong> words, ulong firstPage)
-        {
-            _words = words;
-            _firstPage = firstPage;
-        }
-
-        public bool TryAccept(DirtyRun run)
-        {
-            for (ulong p = run.FirstPage - _firstPage; p < run.EndPage - _firstPage; p++)
-            {
-                _words[(int)(p / 64)] |= 1UL << (int)(p % 64);
-            }
-
-            return true;
-        }
-    }
-
-    private struct DiscardSink : IDirtyRunSink
-    {
-        public readonly bool TryAccept(DirtyRun run) => true;
     }
 }

@@ -2,6 +2,8 @@
 
 using System;
 using System.Collections.Generic;
+using System.Linq;
+using System.Threading;
 using DirtyLog.Bitmaps;
 using DirtyLog.Native;
 using DirtyLog.Tracking;
@@ -106,6 +108,80 @@ public class KvmDirtyRingTrackerTests : KvmFixture
             Assert.That(ringFullExits, Is.GreaterThan(0), "the run loop received ring-full exits");
             Assert.That(tracker.Overflows, Is.GreaterThan(0), "overshooting the ring was detected and answered by marking every slot");
         });
+    }
+
+    [TestCase(1u)]
+    [TestCase(2u)]
+    public void AReaperAtACadenceEmptiesTheRingOfARunningGuestAndNothingIsLost(uint seed)
+    {
+        // The guest runs without pause on its own thread; the reaper empties the ring while it runs; the test reads in
+        // rounds, then pauses the vCPU with a kick, reads once more, and judges from memory contents.
+        using var guest = new TinyGuest(64UL << 20, seed, dirtyRingEntries: 4096);
+        using var tracker = new KvmDirtyRingTracker(guest.Vm, [guest.Vcpu.DirtyRing!], reapInterval: TimeSpan.FromMilliseconds(1));
+        tracker.StartTracking();
+        using var reported = new SparseDirtyBitmap(40);
+        for (ulong iteration = 1; iteration <= 4; iteration++)
+        {
+            var pages = new HashSet<ulong>();
+            using var pause = new CancellationTokenSource();
+            ulong completed = 0;
+            Exception? failure = null;
+            var vcpu = new Thread(() =>
+            {
+                try
+                {
+                    completed = guest.WriteUntilPaused(iteration, pause.Token, exit => exit == KvmExitDirtyRingFull && tracker.Reap() >= 0);
+                }
+                catch (Exception e)
+                {
+                    failure = e;
+                }
+            });
+            long entriesBefore = tracker.EntriesHarvested;
+            vcpu.Start();
+            Assert.That(SpinWait.SpinUntil(() => tracker.EntriesHarvested > entriesBefore, TimeSpan.FromSeconds(10)), Is.True, "the guest runs and the reaper harvests");
+            for (int round = 0; round < 4; round++)
+            {
+                long target = tracker.ReaperReaps + 3;
+                Assert.That(SpinWait.SpinUntil(() => tracker.ReaperReaps >= target, TimeSpan.FromSeconds(10)), Is.True, "the reaper reaps");
+                tracker.ReadDirty(tracker.Coverage[0], reported, DirtyReadMode.Clear);
+                reported.HarvestInto(pages);
+            }
+
+            pause.Cancel();
+            Assert.That(vcpu.Join(TimeSpan.FromSeconds(10)), Is.True, "the kick paused the vCPU");
+            tracker.ReadDirty(tracker.Coverage[0], reported, DirtyReadMode.Clear);
+            reported.HarvestInto(pages);
+
+            int missed = 0;
+            for (ulong page = 2; page < guest.Pages; page++)
+            {
+                if (guest.Memory.ReadUInt64(page * 4096) == iteration && !pages.Contains(page))
+                {
+                    missed++;
+                }
+            }
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(failure, Is.Null);
+                Assert.That(completed, Is.GreaterThan(0UL));
+                Assert.That(missed, Is.Zero, $"iteration {iteration}: {completed:N0} writes, {pages.Count} pages reported");
+            });
+        }
+
+        TestContext.Out.WriteLine($"{tracker.ReaperReaps} reaper reaps, {tracker.EntriesHarvested} entries, {tracker.Overflows} overflows");
+        tracker.StopTracking();
+        long reapsAfterStop = tracker.ReaperReaps;
+        Thread.Sleep(20);
+        Assert.That(tracker.ReaperReaps, Is.EqualTo(reapsAfterStop), "stopping the tracker stops its reaper");
+    }
+
+    [Test]
+    public void AReapIntervalMustBePositive()
+    {
+        using var guest = new TinyGuest(1UL << 20, dirtyRingEntries: 1024);
+        Assert.That(() => new KvmDirtyRingTracker(guest.Vm, [guest.Vcpu.DirtyRing!], reapInterval: TimeSpan.Zero), Throws.InstanceOf<ArgumentOutOfRangeException>());
     }
 
     [Test]

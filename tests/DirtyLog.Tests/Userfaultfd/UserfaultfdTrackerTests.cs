@@ -131,6 +131,31 @@ public class UserfaultfdTrackerTests
     }
 
     [Test]
+    public void AStartThatFailsOnALaterRegionLeavesNothingRegistered()
+    {
+        // The second region is not mapped: UFFDIO_REGISTER fails there after the first region was registered and
+        // protected. The tracker must be left stopped with nothing behind: the first region can then be registered by
+        // another tracker (a range registered with a live userfaultfd would answer EBUSY).
+        RequireUffd();
+        using var memory = new AnonymousMapping(2UL << 20);
+        using var hole = new AnonymousMapping(1UL << 20);
+        nint unmapped = hole.Address;
+        hole.Dispose();
+        using var tracker = new UserfaultfdTracker([new HostMemoryRegion(memory.Address, 0, 2UL << 20), new HostMemoryRegion(unmapped, 4UL << 20, 1UL << 20)]);
+
+        Assert.That(tracker.StartTracking, Throws.TypeOf<DirtyTrackerException>()
+            .With.Message.Contains("UFFDIO_REGISTER").And.InnerException.TypeOf<KernelException>());
+        Assert.That(tracker.State, Is.EqualTo(DirtyTrackerState.Stopped));
+
+        memory.WriteUInt64(0, 1); // not write-protected any more: no fault handling needed, no hang
+        using var again = new UserfaultfdTracker([new HostMemoryRegion(memory.Address, 0, 2UL << 20)]);
+        again.StartTracking();
+        memory.WriteUInt64(4096, 2);
+        using var pages = new SparseDirtyBitmap(40);
+        Assert.That(again.ReadDirty(again.Coverage[0], pages, DirtyReadMode.Clear), Is.EqualTo(1));
+    }
+
+    [Test]
     public void UnalignedRegionsAreRefused()
     {
         Assert.That(() => new UserfaultfdTracker([new HostMemoryRegion(4097, 0, 4096)]), Throws.ArgumentException.With.Message.Contains("page-aligned"));
