@@ -199,15 +199,9 @@ public sealed unsafe partial class SparseDirtyBitmap
             : (Source(j) << Shift) | (Source(j - 1) >> (64 - Shift));
     }
 
-    /// <summary>
-    /// Walks destination words in ascending order, one leaf at a time, publishing each leaf's lines once. Words are
-    /// queued sixteen at a time with a prefetch of their line, then ORed: the shared bitmap is usually cold when a
-    /// tracker merges into it, and an atomic OR is a full barrier that would otherwise wait out each miss in turn.
-    /// </summary>
+    /// <summary>Walks destination words in ascending order, one leaf at a time, publishing each leaf's lines once.</summary>
     private ref struct LeafCursor
     {
-        private const int QueueLength = 16;
-
         private readonly SparseDirtyBitmap _owner;
         private readonly TreeNode* _root;
         private TreeNode* _bottom;
@@ -215,9 +209,6 @@ public sealed unsafe partial class SparseDirtyBitmap
         private ulong _leafIndex;
         private ulong _lineMask;
         private bool _storedPlainly;
-        private int _queued;
-        private WordQueue _offsets;
-        private WordQueue _values;
 
         public LeafCursor(SparseDirtyBitmap owner, TreeNode* root)
         {
@@ -236,19 +227,24 @@ public sealed unsafe partial class SparseDirtyBitmap
                 _leafIndex = leafIndex;
             }
 
-            ulong w = globalWord & (LeafWords - 1);
-            Prefetch(_leaf + w);
-            _offsets[_queued] = w;
-            _values[_queued] = value;
-            if (++_queued == QueueLength)
+            int w = (int)(globalWord & (LeafWords - 1));
+            if (value == ~0UL)
             {
-                Flush();
+                // A full word: a plain store, as MarkRange does (all ones is what any racing OR would give);
+                // the fence comes once per leaf, in Finish.
+                _leaf[w] = ~0UL;
+                _storedPlainly = true;
             }
+            else
+            {
+                SetBits(ref _leaf[w], value);
+            }
+
+            _lineMask |= 1UL << (w / LineWords);
         }
 
         public void Finish()
         {
-            Flush();
             if (_lineMask != 0)
             {
                 ulong page = _leafIndex << LeafPageShift;
@@ -263,36 +259,5 @@ public sealed unsafe partial class SparseDirtyBitmap
                 _lineMask = 0;
             }
         }
-
-        private void Flush()
-        {
-            for (int i = 0; i < _queued; i++)
-            {
-                int w = (int)_offsets[i];
-                ulong value = _values[i];
-                if (value == ~0UL)
-                {
-                    // A full word: a plain store, as MarkRange does (all ones is what any racing OR would give);
-                    // the fence comes once per leaf, in Finish.
-                    _leaf[w] = ~0UL;
-                    _storedPlainly = true;
-                }
-                else
-                {
-                    SetBits(ref _leaf[w], value);
-                }
-
-                _lineMask |= 1UL << (w / LineWords);
-            }
-
-            _queued = 0;
-        }
-    }
-
-    /// <summary>Sixteen words inline, for the merge's queue.</summary>
-    [InlineArray(16)]
-    private struct WordQueue
-    {
-        private ulong _element;
     }
 }
