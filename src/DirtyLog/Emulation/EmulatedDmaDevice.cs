@@ -33,6 +33,7 @@ public sealed class EmulatedDmaDevice : IDeviceDirtyLogPort, IDisposable
     private const string ReportRequest = "VFIO_DEVICE_FEATURE(DMA_LOGGING_REPORT)";
 
     private readonly EmulatedHwpt _pageTable;
+    private readonly Action<ulong, int> _logWrite;
     private readonly Lock _gate = new();
     private readonly bool _supported;
     private DeviceLoggingSession? _session;
@@ -46,6 +47,7 @@ public sealed class EmulatedDmaDevice : IDeviceDirtyLogPort, IDisposable
     public EmulatedDmaDevice(EmulatedHwpt pageTable, DeviceDirtyLogLimits? limits = null, bool supportsLogging = true, string name = "emulated-dma")
     {
         ArgumentNullException.ThrowIfNull(pageTable);
+        _logWrite = LogWrite;
         _pageTable = pageTable;
         Limits = limits ?? new DeviceDirtyLogLimits();
         Limits.Validate();
@@ -81,12 +83,16 @@ public sealed class EmulatedDmaDevice : IDeviceDirtyLogPort, IDisposable
     /// <param name="iova">The IOVA written.</param>
     /// <param name="data">The bytes.</param>
     /// <returns><see langword="false"/> on an IO page fault.</returns>
-    public bool DmaWrite(ulong iova, ReadOnlySpan<byte> data)
+    public bool DmaWrite(ulong iova, ReadOnlySpan<byte> data) => _pageTable.DmaWrite(iova, data, _logWrite);
+
+    private void LogWrite(ulong iova, int length)
     {
+        // Called under the IO address space's lock, before translation: the log entry and the translation of one
+        // write are never split by an unmap, as on hardware.
         DeviceLoggingSession? session = Volatile.Read(ref _session);
-        if (session is not null && !data.IsEmpty)
+        if (session is not null && length != 0)
         {
-            ulong last = iova + (ulong)data.Length - 1;
+            ulong last = iova + (ulong)length - 1;
             for (ulong granule = iova / session.Granule; granule <= last / session.Granule; granule++)
             {
                 if (session.Tracks(granule * session.Granule))
@@ -95,8 +101,6 @@ public sealed class EmulatedDmaDevice : IDeviceDirtyLogPort, IDisposable
                 }
             }
         }
-
-        return _pageTable.DmaWrite(iova, data);
     }
 
     /// <summary>A DMA write of one 64-bit value.</summary>

@@ -74,11 +74,18 @@ public sealed class EmulatedHwpt : IIommuDirtyPort
     /// <param name="iova">The IOVA written.</param>
     /// <param name="data">The bytes.</param>
     /// <returns><see langword="false"/> on an IO page fault (an unmapped IOVA): the bytes before it were written.</returns>
-    public bool DmaWrite(ulong iova, ReadOnlySpan<byte> data)
+    public bool DmaWrite(ulong iova, ReadOnlySpan<byte> data) => DmaWrite(iova, data, null);
+
+    /// <summary>
+    /// A DMA write whose device logs it (<paramref name="onIssue"/>) under the same lock as the translation, as on
+    /// hardware: an unmap cannot fall between a device's log entry and the translation of the same write.
+    /// </summary>
+    internal bool DmaWrite(ulong iova, ReadOnlySpan<byte> data, Action<ulong, int>? onIssue)
     {
         _ioas.Lock.EnterReadLock();
         try
         {
+            onIssue?.Invoke(iova, data.Length);
             ulong address = iova;
             while (!data.IsEmpty)
             {

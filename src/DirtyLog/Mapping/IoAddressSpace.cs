@@ -79,6 +79,9 @@ public sealed class IoAddressSpace
     /// <summary>Device trackers re-armed because a mapping fell outside their ranges.</summary>
     public long Rearms => Interlocked.Read(ref _rearms);
 
+    /// <summary>Test hook: a wrong ordering the stress test must catch.</summary>
+    internal UnmapOrdering Ordering { get; set; }
+
     /// <summary>A snapshot of the mappings, in IOVA order.</summary>
     /// <returns>The mappings.</returns>
     public IovaMapping[] GetMappings() => Locked(read: true, () => _table.All().ToArray());
@@ -278,6 +281,14 @@ public sealed class IoAddressSpace
             }
         }
 
+        if (Ordering == UnmapOrdering.DeviceReadBeforeUnmap && sync == UnmapSync.Sync)
+        {
+            foreach (DeviceTracker device in _deviceTrackers)
+            {
+                SyncOrMark(device, new AddressRange(iova, length), _table, victims, DirtyReadMode.Clear);
+            }
+        }
+
         // 2. The backend. If it refuses, the table is as it was and the IOMMU bits are still there (no-clear read).
         _backend.Unmap(iova, length);
 
@@ -324,14 +335,14 @@ public sealed class IoAddressSpace
         // 4. Device trackers, after the unmap, with the removed mappings.
         foreach (DeviceTracker device in _deviceTrackers)
         {
-            if (device.State != DirtyTrackerState.Started)
+            if (device.State != DirtyTrackerState.Started || (Ordering == UnmapOrdering.DeviceReadBeforeUnmap && sync == UnmapSync.Sync))
             {
                 continue;
             }
 
             if (sync == UnmapSync.Sync)
             {
-                SyncOrMark(device, new AddressRange(iova, length), removed, victims, DirtyReadMode.Clear);
+                SyncOrMark(device, new AddressRange(iova, length), Ordering == UnmapOrdering.TranslateWithNewMap ? _table : removed, victims, DirtyReadMode.Clear);
             }
             else
             {

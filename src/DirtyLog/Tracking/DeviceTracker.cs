@@ -115,7 +115,7 @@ public sealed class DeviceTracker : DirtyTrackerBase
         foreach (AddressRange active in Volatile.Read(ref _active))
         {
             AddressRange piece = active.Intersect(range);
-            for (ulong start = piece.Start; start < piece.End; start += chunkBytes)
+            for (ulong start = piece.Start; start < piece.End; start += Math.Min(chunkBytes, piece.End - start)) // never wraps at the top of the space
             {
                 ulong length = Math.Min(chunkBytes, piece.End - start);
                 ulong bits = length / granule;

@@ -100,7 +100,7 @@ public sealed class IommuTracker : DirtyTrackerBase
         for (int i = FirstEndingAfter(mapped, range.Start); i < mapped.Length && mapped[i].Start < range.End; i++)
         {
             AddressRange piece = mapped[i].Intersect(range);
-            for (ulong start = piece.Start; start < piece.End; start += chunkBytes)
+            for (ulong start = piece.Start; start < piece.End; start += Math.Min(chunkBytes, piece.End - start)) // never wraps at the top of the space
             {
                 ulong length = Math.Min(chunkBytes, piece.End - start);
                 ulong bits = length / granule;

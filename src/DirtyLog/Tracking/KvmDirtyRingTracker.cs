@@ -230,7 +230,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
             {
                 PendingPages pending = entry.Value;
                 ulong from = Math.Max(first, pending.FirstPage), to = Math.Min(end, pending.FirstPage + pending.Pages);
-                for (ulong page = from; page < to; page += chunkPages)
+                for (ulong page = from; page < to; page += Math.Min(chunkPages, to - page))
                 {
                     ulong pages = Math.Min(chunkPages, to - page);
                     if (pending.Take(page - pending.FirstPage, pages, _scratch))

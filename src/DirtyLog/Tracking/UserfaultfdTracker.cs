@@ -114,7 +114,7 @@ public sealed class UserfaultfdTracker : DirtyTrackerBase
         foreach (HostMemoryRegion region in _regions)
         {
             AddressRange piece = new AddressRange(region.GuestPhysicalAddress, region.Length).Intersect(range);
-            for (ulong gpa = piece.Start; gpa < piece.End; gpa += chunkBytes)
+            for (ulong gpa = piece.Start; gpa < piece.End; gpa += Math.Min(chunkBytes, piece.End - gpa))
             {
                 ulong length = Math.Min(chunkBytes, piece.End - gpa);
                 ulong host = (ulong)region.HostAddress + (gpa - region.GuestPhysicalAddress);
