@@ -19,7 +19,7 @@ public class MergeBenchmarks
     private int _next;
 
     /// <summary>Percentage of the slot's pages dirty.</summary>
-    [Params(0.1, 100)]
+    [Params(0.1, 10, 100)]
     public double DirtyPercent { get; set; }
 
     [GlobalSetup]

@@ -58,6 +58,13 @@ public class KvmDirtyRingHarvestBenchmarks
         }
 
         _tracker.ReadDirty(new AddressRange(0, GiB), _shared, DirtyReadMode.Clear);
+        TierUp.Run(() =>
+        {
+            _guest.WriteStrided(2, 64, 64, 0);
+            _tracker.ReadDirty(new AddressRange(0, GiB), _shared, DirtyReadMode.Clear);
+            _guest.WriteStrided(2, 64, 64, 0);
+            RawRing();
+        });
     }
 
     [GlobalCleanup]

@@ -49,6 +49,12 @@ public class UserfaultfdHarvestBenchmarks
         _regions = new PageRegion[GiB / 4096];
         _shared = new SparseDirtyBitmap(48);
         _spread = new EvenSpread(GiB / 4096, 0, DirtyPercent);
+        TierUp.Run(() =>
+        {
+            _memory.WriteUInt64(0, 1);
+            _tracker.ReadDirty(new AddressRange(0, GiB), _shared, DirtyReadMode.Clear);
+            RawScan();
+        });
     }
 
     [GlobalCleanup]

@@ -41,12 +41,13 @@ namespace DirtyLog.Mapping;
 /// <para>Memory grows with the mappings (about 40 bytes each) and the blocks they touch, never with the IOVAs' width.</para>
 /// </remarks>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The lock lives as long as the address space, which the correlator keeps for the whole migration; its wait handles go with the finalizer-free GC.")]
-public sealed class IoAddressSpace
+public sealed class IoAddressSpace : IMappedRangeSource
 {
     /// <summary>The IOVA block device trackers track at once.</summary>
     public const ulong DeviceBlockSize = 1UL << 30;
 
-    private readonly ReaderWriterLockSlim _lock = new(LockRecursionPolicy.NoRecursion);
+    // Recursion: an unmap holds the write lock while its sync read asks this map for the ranges to read.
+    private readonly ReaderWriterLockSlim _lock = new(LockRecursionPolicy.SupportsRecursion);
     private readonly MappingTable _table = new();
     private readonly Dictionary<ulong, int> _blocks = new(); // mappings per 1 GiB block of IOVA
     private readonly List<IommuTracker> _iommuTrackers = [];
@@ -114,7 +115,7 @@ public sealed class IoAddressSpace
         Locked(read: false, () =>
         {
             _iommuTrackers.Add(tracker);
-            tracker.SetMappedRanges(JoinedMappings());
+            tracker.RangeSource = this;
             return 0;
         });
     }
@@ -144,7 +145,8 @@ public sealed class IoAddressSpace
         _lock.EnterReadLock();
         try
         {
-            return ReadOver(tracker, Hull(tracker.Coverage), _table, mode);
+            AddressRange hull = tracker is IommuTracker ? _table.Hull() : Hull(tracker.Coverage);
+            return ReadOver(tracker, hull, _table, mode);
         }
         finally
         {
@@ -241,11 +243,6 @@ public sealed class IoAddressSpace
             _blocks[block] = _blocks.GetValueOrDefault(block) + 1;
         }
 
-        foreach (IommuTracker tracker in _iommuTrackers)
-        {
-            tracker.SetMappedRanges(JoinedMappings());
-        }
-
         foreach (DeviceTracker device in rearm)
         {
             Rearm(device);
@@ -325,11 +322,6 @@ public sealed class IoAddressSpace
                     }
                 }
             }
-        }
-
-        foreach (IommuTracker tracker in _iommuTrackers)
-        {
-            tracker.SetMappedRanges(JoinedMappings());
         }
 
         // 4. Device trackers, after the unmap, with the removed mappings.
@@ -506,10 +498,22 @@ public sealed class IoAddressSpace
     private static AddressRange Hull(IReadOnlyList<AddressRange> ranges) =>
         ranges.Count == 0 ? default : new AddressRange(ranges[0].Start, ranges[^1].End - ranges[0].Start);
 
-    private List<AddressRange> JoinedMappings()
+    /// <inheritdoc/>
+    IReadOnlyList<AddressRange> IMappedRangeSource.MappedWithin(AddressRange range) =>
+        Locked(read: true, () =>
+        {
+            var overlapping = new List<IovaMapping>();
+            _table.CollectOverlapping(range.Start, range.End, overlapping);
+            return Join(overlapping);
+        });
+
+    /// <inheritdoc/>
+    IReadOnlyList<AddressRange> IMappedRangeSource.AllMapped() => Locked(read: true, () => Join(_table.All()));
+
+    private static List<AddressRange> Join(IEnumerable<IovaMapping> mappings)
     {
         var result = new List<AddressRange>();
-        foreach (IovaMapping m in _table.All())
+        foreach (IovaMapping m in mappings)
         {
             if (result.Count > 0 && result[^1].End == m.Iova)
             {

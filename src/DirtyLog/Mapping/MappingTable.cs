@@ -2,6 +2,7 @@
 
 using System;
 using System.Collections.Generic;
+using DirtyLog.Tracking;
 
 namespace DirtyLog.Mapping;
 
@@ -133,6 +134,10 @@ internal sealed class MappingTable
 
         return true;
     }
+
+    /// <summary>From the first mapping's start to the last one's end; empty when there is none.</summary>
+    public AddressRange Hull() =>
+        _chunks.Count == 0 ? default : new AddressRange(_chunks[0][0].Iova, _chunks[^1][^1].End - _chunks[0][0].Iova);
 
     /// <summary>Every mapping, in IOVA order.</summary>
     public IEnumerable<IovaMapping> All()

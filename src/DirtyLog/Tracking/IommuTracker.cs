@@ -46,7 +46,14 @@ public sealed class IommuTracker : DirtyTrackerBase
     }
 
     /// <inheritdoc/>
-    public override IReadOnlyList<AddressRange> Coverage => Volatile.Read(ref _mapped);
+    public override IReadOnlyList<AddressRange> Coverage => RangeSource?.AllMapped() ?? Volatile.Read(ref _mapped);
+
+    /// <summary>
+    /// Set by the correlator that owns this tracker's address space: mapped ranges come from its map, queried per
+    /// read, instead of a copied list rebuilt on every map change (a million mappings would make that copy the
+    /// cost of every map and unmap).
+    /// </summary>
+    internal IMappedRangeSource? RangeSource { get; set; }
 
     /// <inheritdoc/>
     public override bool CanReadWithoutClear => true;
@@ -54,9 +61,15 @@ public sealed class IommuTracker : DirtyTrackerBase
     /// <summary>Sets the mapped IOVA ranges, the only ones ever queried.</summary>
     /// <param name="ranges">Disjoint ranges, each aligned to <see cref="IDirtyTracker.PageSize"/>; adjacent ones are joined.</param>
     /// <exception cref="ArgumentException">Ranges overlap or are not aligned; the previous ranges stay in force.</exception>
+    /// <exception cref="InvalidOperationException">The tracker is attached to a correlator's address space.</exception>
     public void SetMappedRanges(IEnumerable<AddressRange> ranges)
     {
         ArgumentNullException.ThrowIfNull(ranges);
+        if (RangeSource is not null)
+        {
+            throw new InvalidOperationException($"{Name} is attached to a correlator, whose map says what is mapped.");
+        }
+
         AddressRange[] sorted = ranges.Where(r => !r.IsEmpty).OrderBy(r => r.Start).ToArray();
         var joined = new List<AddressRange>(sorted.Length);
         foreach (AddressRange r in sorted)
@@ -93,11 +106,11 @@ public sealed class IommuTracker : DirtyTrackerBase
     /// <inheritdoc/>
     protected override ulong ReadCore(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode)
     {
-        AddressRange[] mapped = Volatile.Read(ref _mapped);
+        IReadOnlyList<AddressRange> mapped = RangeSource?.MappedWithin(range) ?? Volatile.Read(ref _mapped);
         ulong granule = (ulong)PageSize;
         ulong chunkBytes = (ulong)ChunkWords * 64 * granule;
         ulong count = 0;
-        for (int i = FirstEndingAfter(mapped, range.Start); i < mapped.Length && mapped[i].Start < range.End; i++)
+        for (int i = FirstEndingAfter(mapped, range.Start); i < mapped.Count && mapped[i].Start < range.End; i++)
         {
             AddressRange piece = mapped[i].Intersect(range);
             for (ulong start = piece.Start; start < piece.End; start += Math.Min(chunkBytes, piece.End - start)) // never wraps at the top of the space
@@ -115,9 +128,9 @@ public sealed class IommuTracker : DirtyTrackerBase
     }
 
     /// <summary>The index of the first range that ends after <paramref name="address"/>.</summary>
-    private static int FirstEndingAfter(AddressRange[] ranges, ulong address)
+    private static int FirstEndingAfter(IReadOnlyList<AddressRange> ranges, ulong address)
     {
-        int lo = 0, hi = ranges.Length;
+        int lo = 0, hi = ranges.Count;
         while (lo < hi)
         {
             int mid = (lo + hi) >>> 1;

@@ -64,11 +64,16 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase
 
         // GET overwrites every word of the slot's bitmap: no clearing needed.
         _vm.GetDirtyLog(_slot.Id, _bitmap);
+
+        // In manual mode the pages are handed over before CLEAR: CLEAR re-protects and flushes TLBs, after which first
+        // touches of memory are dearer on nested hosts; and a hand-over that fails leaves the bits in KVM for the next
+        // read. The caller reads page contents after this read returns, so after the re-protection either way.
+        ulong count = Deliver(_bitmap, _slot.Pages, _slot.GuestPhysicalAddress, sink);
         if (ManualProtect && mode == DirtyReadMode.Clear)
         {
             _vm.ClearDirtyLog(_slot.Id, 0, (uint)_slot.Pages, _bitmap);
         }
 
-        return Deliver(_bitmap, _slot.Pages, _slot.GuestPhysicalAddress, sink);
+        return count;
     }
 }

@@ -124,30 +124,8 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     {
         lock (_ringGate)
         {
-            // Entries decode through the slot table as it is now; it is re-read only when it changed.
-            RefreshSlots();
-            int total = 0;
-            bool markAll = false;
-            foreach (KvmDirtyRing ring in _rings)
-            {
-                int n = ring.Harvest(_record);
-                total += n;
-                if ((uint)n >= ring.Entries - Math.Min(ring.Entries / 2, ReservedEntries))
-                {
-                    markAll = true;
-                    Interlocked.Increment(ref _overflows);
-                }
-            }
-
+            int total = HarvestRingsLocked();
             LastResetCount = _vm.ResetDirtyRings();
-
-            if (markAll || _unknownSinceReap)
-            {
-                _unknownSinceReap = false;
-                MarkEverySlot();
-            }
-
-            Interlocked.Add(ref _entries, total);
             return total;
         }
     }
@@ -219,40 +197,55 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
             throw new InvalidOperationException($"the reaper failed: {fault.Message}", fault);
         }
 
-        Reap();
         ulong count = 0;
         ulong first = range.Start / 4096, end = range.End / 4096;
         ulong chunkPages = (ulong)_scratch.Length * 64;
         lock (_ringGate)
         {
-            List<(uint, ulong, ulong)>? stale = null;
-            foreach (KeyValuePair<(uint Id, ulong FirstPage, ulong Pages), PendingPages> entry in _pending)
+            // Harvest, hand the pages over, and only then reset: the reset re-protects and flushes TLBs, after which
+            // every first touch of memory is dearer on nested hosts. Page contents are read by the caller after this
+            // read returns, so after the reset either way.
+            HarvestRingsLocked();
+            try
             {
-                PendingPages pending = entry.Value;
-                ulong from = Math.Max(first, pending.FirstPage), to = Math.Min(end, pending.FirstPage + pending.Pages);
-                for (ulong page = from; page < to; page += Math.Min(chunkPages, to - page))
-                {
-                    ulong pages = Math.Min(chunkPages, to - page);
-                    if (pending.Take(page - pending.FirstPage, pages, _scratch))
-                    {
-                        count += Deliver(_scratch.AsSpan(0, (int)((pages + 63) / 64)), pages, page * 4096, sink);
-                    }
-                }
+                count = DeliverPendingLocked(first, end, chunkPages, sink);
+            }
+            finally
+            {
+                LastResetCount = _vm.ResetDirtyRings();
+            }
+        }
 
-                if (!_bySlotId.TryGetValue(entry.Key.Id, out PendingPages? current) || current != pending)
+        return count;
+    }
+
+    private ulong DeliverPendingLocked(ulong first, ulong end, ulong chunkPages, IDirtyGranuleSink sink)
+    {
+        ulong count = 0;
+        List<(uint, ulong, ulong)>? stale = null;
+        foreach (KeyValuePair<(uint Id, ulong FirstPage, ulong Pages), PendingPages> entry in _pending)
+        {
+            PendingPages pending = entry.Value;
+            ulong from = Math.Max(first, pending.FirstPage), to = Math.Min(end, pending.FirstPage + pending.Pages);
+            for (ulong page = from; page < to; page += Math.Min(chunkPages, to - page))
+            {
+                ulong pages = Math.Min(chunkPages, to - page);
+                if (pending.Take(page - pending.FirstPage, pages, _scratch))
                 {
-                    // A slot that was moved or resized: its old pages go once read.
-                    if (pending.IsEmpty)
-                    {
-                        (stale ??= []).Add(entry.Key);
-                    }
+                    count += Deliver(_scratch.AsSpan(0, (int)((pages + 63) / 64)), pages, page * 4096, sink);
                 }
             }
 
-            foreach ((uint, ulong, ulong) key in stale ?? [])
+            // A slot that was moved or resized: its old pages go once read.
+            if ((!_bySlotId.TryGetValue(entry.Key.Id, out PendingPages? current) || current != pending) && pending.IsEmpty)
             {
-                _pending.Remove(key);
+                (stale ??= []).Add(entry.Key);
             }
+        }
+
+        foreach ((uint, ulong, ulong) key in stale ?? [])
+        {
+            _pending.Remove(key);
         }
 
         return count;
@@ -274,6 +267,34 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
                 return;
             }
         }
+    }
+
+    /// <summary>Harvests every ring into the pending pages, marking every slot when a ring may have overflowed; under the gate.</summary>
+    private int HarvestRingsLocked()
+    {
+        // Entries decode through the slot table as it is now; it is re-read only when it changed.
+        RefreshSlots();
+        int total = 0;
+        bool markAll = false;
+        foreach (KvmDirtyRing ring in _rings)
+        {
+            int n = ring.Harvest(_record);
+            total += n;
+            if ((uint)n >= ring.Entries - Math.Min(ring.Entries / 2, ReservedEntries))
+            {
+                markAll = true;
+                Interlocked.Increment(ref _overflows);
+            }
+        }
+
+        if (markAll || _unknownSinceReap)
+        {
+            _unknownSinceReap = false;
+            MarkEverySlot();
+        }
+
+        Interlocked.Add(ref _entries, total);
+        return total;
     }
 
     private void RefreshSlots()

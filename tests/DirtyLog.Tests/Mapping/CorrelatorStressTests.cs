@@ -40,7 +40,7 @@ public class CorrelatorStressTests
     [TestCase(3, 60_000)]
     public void EveryPageWrittenByDmaIsReportedInGuestSpaceWhileTheMapChanges(int seed, int writesPerPhase)
     {
-        Result r = Run(seed, writesPerPhase, UnmapOrdering.Correct);
+        Result r = Run(seed, writesPerPhase, UnmapOrdering.Correct, enginesFollowTheMapper: true);
         TestContext.Out.WriteLine(r);
         Assert.Multiple(() =>
         {
@@ -56,7 +56,9 @@ public class CorrelatorStressTests
     public void AWrongOrderingLosesPagesAndTheTestSeesIt(string wrongOrdering)
     {
         var ordering = Enum.Parse<UnmapOrdering>(wrongOrdering);
-        Result r = Run(seed: 1, writesPerPhase: 20_000, ordering);
+        // Only the in-flight writes, which are exactly what the wrong orderings lose: with engines writing too, other
+        // writes to the same pages would report many of them by chance and hide the loss.
+        Result r = Run(seed: 1, writesPerPhase: 0, ordering, enginesFollowTheMapper: false);
         TestContext.Out.WriteLine(r);
         Assert.That(r.Missed, Is.GreaterThan(0), $"{ordering} must lose the writes that land around the unmap");
     }
@@ -67,7 +69,7 @@ public class CorrelatorStressTests
             $"{Writes:N0} DMA writes, {MapOperations:N0} map changes, {InFlightWrites:N0} in-flight writes, {Rounds:N0} rounds in {Elapsed.TotalSeconds:F1} s: {Missed} missed, {OverReported} over-reported ({Explained} explained)";
     }
 
-    private static Result Run(int seed, int writesPerPhase, UnmapOrdering ordering)
+    private static Result Run(int seed, int writesPerPhase, UnmapOrdering ordering, bool enginesFollowTheMapper)
     {
         var clock = Stopwatch.StartNew();
         using var memory = new EmulatedGuestMemory(GuestBytes);
@@ -132,7 +134,7 @@ public class CorrelatorStressTests
             var engineA = new Thread(() => Guard(() =>
             {
                 var rng = new Random(phaseSeed + 1);
-                for (int i = 0; i < writesPerPhase || !Volatile.Read(ref mapperDone); i++)
+                for (int i = 0; i < writesPerPhase || (enginesFollowTheMapper && !Volatile.Read(ref mapperDone)); i++)
                 {
                     int slot = rng.Next(Slots);
                     lock (slotsA.Gate(slot))
@@ -148,7 +150,7 @@ public class CorrelatorStressTests
             var engineB = new Thread(() => Guard(() =>
             {
                 var rng = new Random(phaseSeed + 2);
-                for (int i = 0; i < writesPerPhase || !Volatile.Read(ref mapperDone); i++)
+                for (int i = 0; i < writesPerPhase || (enginesFollowTheMapper && !Volatile.Read(ref mapperDone)); i++)
                 {
                     // A stale view of the map is allowed: the write faults, or lands where the map says now.
                     IovaMapping m = slotsB.Current(rng.Next(Slots));
