@@ -4,6 +4,7 @@ using System;
 using System.Collections.Generic;
 using DirtyLog.Bitmaps;
 using DirtyLog.Emulation;
+using DirtyLog.Mapping;
 using DirtyLog.Tests.Infrastructure;
 using DirtyLog.Tracking;
 using NUnit.Framework;
@@ -87,5 +88,33 @@ public class ReadmeExampleTests
             Assert.That(iovaPages.HarvestRuns(), Is.EqualTo(new[] { new DirtyRun(0x1_0000_0000 >> 12, 512) }));
             Assert.That(guest.ReadUInt64(0x3000), Is.EqualTo(42UL));
         });
+    }
+
+    [Test]
+    public void TheCorrelatorExampleReportsEachWriteWhereItLanded()
+    {
+        // --- README code starts here ---
+        using var guest = new EmulatedGuestMemory(64UL << 20);
+        var iommu = new EmulatedIommu(guest);
+        uint ioas = iommu.AllocateIoas();
+        var nic = new EmulatedDmaDevice(iommu.AllocateHwpt(ioas, dirtyTracking: false), DeviceDirtyLogLimits.Mlx5);
+
+        using var dirty = new SparseDirtyBitmap(addressWidth: 40);   // guest-physical pages, shared by every tracker
+        IoAddressSpace space = new Correlator(dirty).AddAddressSpace(ioas, new EmulatedIoMapBackend(iommu, ioas));
+        using var tracker = new DeviceTracker(nic);
+        space.Attach(tracker);
+
+        space.Map(iova: 0x1_0000_0000, guestAddress: 0x20_0000, length: 2UL << 20);
+        tracker.StartTracking();
+        nic.DmaWriteUInt64(0x1_0000_1000, 7);                              // lands in guest page 0x201
+        space.Remap(0x1_0000_0000, 2UL << 20, newGuestAddress: 0x60_0000); // synced with the old mapping first
+        nic.DmaWriteUInt64(0x1_0000_1000, 8);                              // same IOVA, now guest page 0x601
+        space.ReadDirty(tracker, DirtyReadMode.Clear);                     // a harvest round
+
+        // --- README code ends here ---
+        var pages = new HashSet<ulong>();
+        dirty.HarvestInto(pages);
+        Assert.That(pages, Is.EquivalentTo(new ulong[] { 0x201, 0x601 }));
+        nic.Dispose();
     }
 }
