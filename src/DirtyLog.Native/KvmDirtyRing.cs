@@ -49,23 +49,50 @@ public sealed unsafe class KvmDirtyRing : IDisposable
     public int Harvest(Action<uint, ulong> onEntry)
     {
         ArgumentNullException.ThrowIfNull(onEntry);
+        var visitor = new ActionVisitor(onEntry);
+        return Harvest(ref visitor);
+    }
+
+    /// <summary>
+    /// As <see cref="Harvest(Action{uint, ulong})"/>, with a struct visitor whose calls the JIT inlines: a few
+    /// nanoseconds per entry instead of a delegate call.
+    /// </summary>
+    /// <typeparam name="TVisitor">The visitor's type.</typeparam>
+    /// <param name="visitor">Receives (slot, page offset in the slot) per entry.</param>
+    /// <returns>The number of entries harvested.</returns>
+    public int Harvest<TVisitor>(ref TVisitor visitor)
+        where TVisitor : struct, IDirtyRingVisitor
+    {
         ObjectDisposedException.ThrowIf(_entries == null, this);
+        kvm_dirty_gfn* entries = _entries;
+        uint mask = Entries - 1;
+        uint fetch = _fetch;
         int count = 0;
         while (count < Entries)
         {
-            kvm_dirty_gfn* entry = _entries + (_fetch & (Entries - 1));
+            kvm_dirty_gfn* entry = entries + (fetch & mask);
+
+            // Acquire: the entry's slot and offset are read after KVM's release store of its flags.
             if ((Volatile.Read(ref entry->flags) & KVM_DIRTY_GFN_F_DIRTY) == 0)
             {
                 break;
             }
 
-            onEntry(entry->slot, entry->offset);
+            visitor.Visit(entry->slot, entry->offset);
+
+            // Release: KVM sees the entry handed back only after it was read.
             Volatile.Write(ref entry->flags, KVM_DIRTY_GFN_F_RESET);
-            _fetch++;
+            fetch++;
             count++;
         }
 
+        _fetch = fetch;
         return count;
+    }
+
+    private readonly struct ActionVisitor(Action<uint, ulong> onEntry) : IDirtyRingVisitor
+    {
+        public void Visit(uint slot, ulong offset) => onEntry(slot, offset);
     }
 
     /// <summary>Unmaps the ring.</summary>

@@ -14,7 +14,7 @@ namespace DirtyLog.Mapping;
 /// that watch it, and the ordered operations that change the map without losing a dirty page.
 /// </summary>
 /// <remarks>
-/// <para><b>Reads.</b> <see cref="ReadDirty"/> reads a tracker and translates each run of dirty IOVA into guest
+/// <para><b>Reads.</b> <see cref="ReadDirty(IDirtyTracker, DirtyReadMode)"/> reads a tracker and translates each run of dirty IOVA into guest
 /// pages of the shared bitmap, with the map in force during the read. Reads of different trackers run concurrently;
 /// <see cref="TryTranslate"/> too.</para>
 /// <para><b>Changes, and their order.</b> <see cref="Map"/>, <see cref="Unmap"/> and <see cref="Remap"/> exclude
@@ -139,14 +139,35 @@ public sealed class IoAddressSpace : IMappedRangeSource
     /// <param name="mode">Clear for a harvest round; no-clear to peek where the tracker can.</param>
     /// <returns>Guest pages marked.</returns>
     /// <exception cref="DirtyTrackerException">The read failed: the tracker is faulted.</exception>
-    public ulong ReadDirty(IDirtyTracker tracker, DirtyReadMode mode)
+    public ulong ReadDirty(IDirtyTracker tracker, DirtyReadMode mode) => ReadDirty(tracker, mode, _target);
+
+    /// <summary>As the public read, translating into <paramref name="target"/> (a harvest worker's own bitmap).</summary>
+    internal ulong ReadDirty(IDirtyTracker tracker, DirtyReadMode mode, SparseDirtyBitmap target)
     {
         ArgumentNullException.ThrowIfNull(tracker);
         _lock.EnterReadLock();
         try
         {
             AddressRange hull = tracker is IommuTracker ? _table.Hull() : Hull(tracker.Coverage);
-            return ReadOver(tracker, hull, _table, mode);
+            return ReadOver(tracker, hull, _table, mode, target);
+        }
+        finally
+        {
+            _lock.ExitReadLock();
+        }
+    }
+
+    /// <summary>Marks every mapped guest page dirty in <paramref name="target"/> (a tracker that failed its round).</summary>
+    internal void MarkAllMapped(SparseDirtyBitmap target)
+    {
+        _lock.EnterReadLock();
+        try
+        {
+            foreach (IovaMapping m in _table.All())
+            {
+                ulong first = m.GuestAddress >> target.PageShift;
+                target.MarkRange(first, ((m.GuestAddress + m.Length - 1) >> target.PageShift) - first + 1);
+            }
         }
         finally
         {
@@ -382,14 +403,14 @@ public sealed class IoAddressSpace : IMappedRangeSource
         }
     }
 
-    private ulong ReadOver(IDirtyTracker tracker, AddressRange range, MappingTable table, DirtyReadMode mode)
+    private ulong ReadOver(IDirtyTracker tracker, AddressRange range, MappingTable table, DirtyReadMode mode, SparseDirtyBitmap? target = null)
     {
         if (range.IsEmpty || tracker.State != DirtyTrackerState.Started)
         {
             return 0;
         }
 
-        var sink = new TranslatingSink(table, _target);
+        var sink = new TranslatingSink(table, target ?? _target);
         tracker.ReadDirty(range, sink, mode);
         if (sink.UntranslatedBytes != 0)
         {

@@ -43,7 +43,6 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     private readonly KvmDirtyRing[] _rings;
     private readonly Lock _ringGate = new();
     private readonly Dictionary<(uint Id, ulong FirstPage, ulong Pages), PendingPages> _pending = new(); // under _ringGate
-    private readonly Action<uint, ulong> _record;
     private readonly ulong[] _scratch = new ulong[4096];
     private Dictionary<uint, PendingPages> _bySlotId = new(); // the current slots; under _ringGate
     private long _slotTableVersion = -1;
@@ -76,7 +75,6 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
         }
 
         ReapInterval = reapInterval;
-        _record = Record;
         if (vm.DirtyRingEntries == 0)
         {
             throw new ArgumentException("The VM has no dirty ring: enable it before creating vCPUs.", nameof(vm));
@@ -278,7 +276,9 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
         bool markAll = false;
         foreach (KvmDirtyRing ring in _rings)
         {
-            int n = ring.Harvest(_record);
+            var recorder = new Recorder(this);
+            int n = ring.Harvest(ref recorder);
+            recorder.Flush();
             total += n;
             if ((uint)n >= ring.Entries - Math.Min(ring.Entries / 2, ReservedEntries))
             {
@@ -323,6 +323,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
         _lastSlotField = uint.MaxValue;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private void Record(uint slotField, ulong offset)
     {
         // Entries come in runs from one slot: one dictionary lookup per run.
@@ -349,6 +350,62 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
         foreach (PendingPages pending in _bySlotId.Values)
         {
             pending.MarkAll();
+        }
+    }
+
+    /// <summary>
+    /// Records ring entries into the pending pages with no call per entry: the current slot's arrays are held here,
+    /// and only a change of slot (or an entry it cannot place) goes through <see cref="Record"/>. Entries come in
+    /// runs over nearby pages, so the bits of the current word are gathered in a register and stored once per word.
+    /// </summary>
+    private struct Recorder(KvmDirtyRingTracker owner) : IDirtyRingVisitor
+    {
+        private uint _slot = uint.MaxValue;
+        private ulong _pages;
+        private ulong[]? _words;
+        private ulong[]? _summary;
+        private ulong _word = ulong.MaxValue;
+        private ulong _bits;
+
+        public void Visit(uint slot, ulong offset)
+        {
+            if (slot == _slot && offset < _pages)
+            {
+                ulong w = offset >> 6;
+                if (w != _word)
+                {
+                    Flush();
+                    _word = w;
+                }
+
+                _bits |= 1UL << (int)(offset & 63);
+                return;
+            }
+
+            Flush();
+            owner.Record(slot, offset);
+            PendingPages? pending = owner._lastPending;
+            if (owner._lastSlotField == slot && pending is not null)
+            {
+                (_slot, _pages, _words, _summary) = (slot, pending.Pages, pending.Words, pending.Summary);
+            }
+            else
+            {
+                _slot = uint.MaxValue;
+            }
+        }
+
+        /// <summary>Stores the gathered word; call after the harvest.</summary>
+        public void Flush()
+        {
+            if (_bits != 0)
+            {
+                _words![_word] |= _bits;
+                _summary![_word >> 6] |= 1UL << (int)(_word & 63);
+                _bits = 0;
+            }
+
+            _word = ulong.MaxValue;
         }
     }
 }

@@ -25,6 +25,12 @@ internal sealed class PendingPages
         _summary = new ulong[(_words.Length + 63) / 64];
     }
 
+    /// <summary>The bit per page (for the ring tracker's inlined recorder).</summary>
+    internal ulong[] Words => _words;
+
+    /// <summary>The bit per 64 words of <see cref="Words"/>.</summary>
+    internal ulong[] Summary => _summary;
+
     /// <summary>The guest page of offset 0.</summary>
     public ulong FirstPage { get; }
 
@@ -32,6 +38,7 @@ internal sealed class PendingPages
     public ulong Pages { get; }
 
     /// <summary>Marks one page, by its offset in the slot (checked by the caller).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public void Mark(ulong offset)
     {
         ulong w = offset >> 6;
@@ -79,6 +86,18 @@ internal sealed class PendingPages
             }
 
             ulong groupEnd = Math.Min((group + 1) << 6, lastWord + 1);
+            if (shift == 0 && w == group << 6 && groupEnd == (group + 1) << 6 && (lastWord != groupEnd - 1 || (end & 63) == 0))
+            {
+                // A whole group of 64 words, aligned with the destination: move it in one go.
+                Span<ulong> source = _words.AsSpan((int)w, 64);
+                source.CopyTo(destination[(int)(w - firstWord)..]);
+                source.Clear();
+                _summary[group] = 0;
+                any = true;
+                w = groupEnd;
+                continue;
+            }
+
             bool taken = false;
             for (; w < groupEnd; w++)
             {

@@ -1,0 +1,47 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace DirtyLog.Harvesting;
+
+/// <summary>
+/// The names DirtyLog reports under: one <see cref="Meter"/> and one <see cref="ActivitySource"/>, both named
+/// <c>DirtyLog</c>. Listen with <c>MeterListener</c>, OpenTelemetry or <c>dotnet-counters</c>.
+/// </summary>
+/// <remarks>Every tracker instrument carries a <c>dirtylog.tracker</c> tag with the tracker's name.</remarks>
+public static class DirtyLogTelemetry
+{
+    /// <summary>The meter's and the activity source's name.</summary>
+    public const string Name = "DirtyLog";
+
+    /// <summary>Histogram, seconds: how long one tracker's read took in a round.</summary>
+    public const string TrackerReadDuration = "dirtylog.tracker.read.duration";
+
+    /// <summary>Counter, pages: guest pages a tracker reported.</summary>
+    public const string TrackerDirtyPages = "dirtylog.tracker.dirty_pages";
+
+    /// <summary>Counter: tracker reads that failed or were late (tag <c>dirtylog.outcome</c>: <c>faulted</c> or <c>late</c>).</summary>
+    public const string TrackerFaults = "dirtylog.tracker.faults";
+
+    /// <summary>Counter: harvest rounds completed.</summary>
+    public const string Rounds = "dirtylog.rounds";
+
+    /// <summary>Histogram, seconds: a whole round, from dispatch to runs.</summary>
+    public const string RoundDuration = "dirtylog.round.duration";
+
+    /// <summary>Counter, pages: guest pages a round returned.</summary>
+    public const string RoundDirtyPages = "dirtylog.round.dirty_pages";
+
+    /// <summary>The span of one round (tags: <c>dirtylog.round</c>, <c>dirtylog.pages</c>, <c>dirtylog.trackers</c>).</summary>
+    public const string RoundActivity = "dirtylog.round";
+
+    internal static readonly ActivitySource Source = new(Name);
+    internal static readonly Meter Meter = new(Name);
+    internal static readonly Histogram<double> ReadDuration = Meter.CreateHistogram<double>(TrackerReadDuration, "s", "Duration of one tracker's read in a harvest round.");
+    internal static readonly Counter<long> DirtyPages = Meter.CreateCounter<long>(TrackerDirtyPages, "{page}", "Guest pages reported dirty by a tracker.");
+    internal static readonly Counter<long> Faults = Meter.CreateCounter<long>(TrackerFaults, "{fault}", "Tracker reads that failed or missed the deadline.");
+    internal static readonly Counter<long> RoundCount = Meter.CreateCounter<long>(Rounds, "{round}", "Harvest rounds completed.");
+    internal static readonly Histogram<double> RoundSeconds = Meter.CreateHistogram<double>(RoundDuration, "s", "Duration of a harvest round.");
+    internal static readonly Counter<long> RoundPages = Meter.CreateCounter<long>(RoundDirtyPages, "{page}", "Guest pages returned by harvest rounds.");
+}

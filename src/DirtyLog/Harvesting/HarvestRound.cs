@@ -1,0 +1,100 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using DirtyLog.Bitmaps;
+
+namespace DirtyLog.Harvesting;
+
+/// <summary>
+/// One round's dirty set, taken from the shared bitmap, and what each tracker contributed. The set is only gone
+/// once the consumer commits it: until then it can be put back, and disposing an uncommitted round puts it back.
+/// </summary>
+/// <remarks>
+/// Thread safety: <see cref="Commit"/>, <see cref="PutBack"/> and <see cref="Dispose"/> may race; exactly one of
+/// commit or put-back happens. Put the round back when sending failed: the pages are marked dirty again and the next
+/// round returns them (with whatever was written since).
+/// </remarks>
+public sealed class HarvestRound : IDisposable
+{
+    private const int Pending = 0, Committed = 1, PutBackState = 2;
+
+    private readonly List<DirtyRun> _runs;
+    private readonly SparseDirtyBitmap _shared;
+    private int _state;
+
+    internal HarvestRound(long number, List<DirtyRun> runs, ulong pages, TimeSpan duration, TrackerRoundReport[] trackers, ulong pagesSeenBySeveral, SparseDirtyBitmap shared)
+    {
+        Number = number;
+        _runs = runs;
+        Pages = pages;
+        Duration = duration;
+        Trackers = trackers;
+        PagesSeenBySeveral = pagesSeenBySeveral;
+        _shared = shared;
+    }
+
+    /// <summary>The round's number, from 1.</summary>
+    public long Number { get; }
+
+    /// <summary>The dirty pages, as maximal runs in ascending order.</summary>
+    public IReadOnlyList<DirtyRun> Runs => _runs;
+
+    /// <summary>Pages in <see cref="Runs"/>.</summary>
+    public ulong Pages { get; }
+
+    /// <summary>From dispatch to the runs: the slowest tracker's read, plus the harvest of the shared bitmap.</summary>
+    public TimeSpan Duration { get; }
+
+    /// <summary>Each tracker's part, in the order they were added.</summary>
+    public IReadOnlyList<TrackerRoundReport> Trackers { get; }
+
+    /// <summary>Pages that more than one tracker reported in this round (zero when attribution is off).</summary>
+    public ulong PagesSeenBySeveral { get; }
+
+    /// <summary>Whether the consumer committed the round.</summary>
+    public bool IsCommitted => Volatile.Read(ref _state) == Committed;
+
+    /// <summary>Whether the round's pages were put back into the shared bitmap.</summary>
+    public bool IsPutBack => Volatile.Read(ref _state) == PutBackState;
+
+    /// <summary>The consumer has the pages (they were sent): the round's dirty set is gone for good.</summary>
+    /// <exception cref="InvalidOperationException">The round was put back.</exception>
+    public void Commit()
+    {
+        int was = Interlocked.CompareExchange(ref _state, Committed, Pending);
+        if (was == PutBackState)
+        {
+            throw new InvalidOperationException($"Round {Number} was put back; it cannot be committed.");
+        }
+    }
+
+    /// <summary>The consumer failed: marks the round's pages dirty again. Repeating it does nothing.</summary>
+    /// <exception cref="InvalidOperationException">The round was committed.</exception>
+    public void PutBack()
+    {
+        if (TryPutBack() == Committed)
+        {
+            throw new InvalidOperationException($"Round {Number} was committed; its pages are gone.");
+        }
+    }
+
+    /// <summary>Puts the pages back unless the round was committed.</summary>
+    public void Dispose() => TryPutBack();
+
+    /// <returns>The state before.</returns>
+    private int TryPutBack()
+    {
+        int was = Interlocked.CompareExchange(ref _state, PutBackState, Pending);
+        if (was == Pending)
+        {
+            foreach (DirtyRun run in _runs)
+            {
+                _shared.MarkRange(run.FirstPage, run.PageCount);
+            }
+        }
+
+        return was;
+    }
+}

@@ -1,0 +1,163 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Threading;
+using DirtyLog.Bitmaps;
+using DirtyLog.Mapping;
+using DirtyLog.Tracking;
+
+namespace DirtyLog.Harvesting;
+
+/// <summary>
+/// One long-lived thread per tracker: waits for a round, reads its tracker into the shared bitmap (through the
+/// correlator for IOVA trackers, through a bitmap of its own first when rounds attribute pages), then reports.
+/// </summary>
+/// <remarks>
+/// Results are written before the busy flag is cleared and the round's latch is signalled, so a coordinator that sees
+/// the worker idle sees its results. A late worker finishes its read after its round gave up on it: what it reads
+/// still lands in the shared bitmap, for the next round.
+/// </remarks>
+internal sealed class HarvestWorker : IDisposable
+{
+    private readonly SemaphoreSlim _go = new(0);
+    private readonly Thread _thread;
+    private readonly SparseDirtyBitmap _shared;
+    private readonly SparseDirtyBitmap? _own;
+    private RoundLatch? _latch;
+    private volatile bool _exit;
+    private int _busy;
+
+    public HarvestWorker(IDirtyTracker tracker, IoAddressSpace? space, TrackerFaultPolicy policy, SparseDirtyBitmap shared, bool attribution)
+    {
+        Tracker = tracker;
+        Space = space;
+        Policy = policy;
+        _shared = shared;
+        _own = attribution ? new SparseDirtyBitmap(shared.AddressWidth, shared.PageSize) : null;
+        _thread = new Thread(Loop) { IsBackground = true, Name = $"harvest {tracker.Name}" };
+        _thread.Start();
+    }
+
+    public IDirtyTracker Tracker { get; }
+
+    public IoAddressSpace? Space { get; }
+
+    public TrackerFaultPolicy Policy { get; }
+
+    public bool IsBusy => Volatile.Read(ref _busy) != 0;
+
+    /// <summary>Runs of the last read (attribution only).</summary>
+    public List<DirtyRun> Runs { get; } = [];
+
+    public ulong Pages { get; private set; }
+
+    public TimeSpan Latency { get; private set; }
+
+    public Exception? Fault { get; private set; }
+
+    /// <summary>Starts a read unless the last one is still running.</summary>
+    public bool TryDispatch(RoundLatch latch)
+    {
+        if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
+        {
+            return false;
+        }
+
+        _latch = latch;
+        _go.Release();
+        return true;
+    }
+
+    /// <summary>Marks everything the tracker covers dirty in the shared bitmap (the fault policy's answer).</summary>
+    public void MarkCoverage()
+    {
+        if (Space is not null)
+        {
+            Space.MarkAllMapped(_shared);
+            return;
+        }
+
+        int shift = _shared.PageShift;
+        foreach (AddressRange r in Tracker.Coverage)
+        {
+            ulong first = r.Start >> shift;
+            _shared.MarkRange(first, ((r.End - 1) >> shift) - first + 1);
+        }
+    }
+
+    public void Dispose()
+    {
+        _exit = true;
+        _go.Release();
+        _thread.Join();
+        _go.Dispose();
+        _own?.Dispose();
+    }
+
+    private void Loop()
+    {
+        while (true)
+        {
+            _go.Wait();
+            if (_exit)
+            {
+                return;
+            }
+
+            ReadOnce();
+            RoundLatch latch = _latch!;
+            Volatile.Write(ref _busy, 0);
+            latch.Signal();
+        }
+    }
+
+    private void ReadOnce()
+    {
+        long start = Stopwatch.GetTimestamp();
+        Fault = null;
+        Pages = 0;
+        Runs.Clear();
+        try
+        {
+            SparseDirtyBitmap target = _own ?? _shared;
+            ulong pages = Space is not null
+                ? Space.ReadDirty(Tracker, DirtyReadMode.Clear, target)
+                : ReadGuestTracker(target);
+            if (_own is not null)
+            {
+                // Attribution: the tracker's pages, as runs, then into the shared bitmap.
+                var sink = new ListRunSink(Runs);
+                _own.Harvest(ref sink);
+                foreach (DirtyRun run in Runs)
+                {
+                    _shared.MarkRange(run.FirstPage, run.PageCount);
+                }
+
+                pages = sink.Pages;
+            }
+
+            Pages = pages;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Fault = e;
+        }
+
+        Latency = Stopwatch.GetElapsedTime(start);
+    }
+
+    private ulong ReadGuestTracker(SparseDirtyBitmap target)
+    {
+        IReadOnlyList<AddressRange> coverage = Tracker.Coverage;
+        ulong pages = 0;
+        if (coverage.Count != 0)
+        {
+            var hull = new AddressRange(coverage[0].Start, coverage[^1].End - coverage[0].Start);
+            pages = Tracker.ReadDirty(hull, target, DirtyReadMode.Clear) * (ulong)(Tracker.PageSize / target.PageSize);
+        }
+
+        return pages;
+    }
+}

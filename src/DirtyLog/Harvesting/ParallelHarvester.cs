@@ -1,0 +1,369 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using DirtyLog.Bitmaps;
+using DirtyLog.Mapping;
+using DirtyLog.Tracking;
+
+namespace DirtyLog.Harvesting;
+
+/// <summary>
+/// Reads every tracker at once, one long-lived worker each, into the shared guest-page bitmap (IOVA trackers through
+/// their correlator address space), then takes the round's dirty set from that bitmap as page runs.
+/// </summary>
+/// <remarks>
+/// <para><b>Rounds.</b> A round's latency follows its slowest tracker, not the sum: workers are dispatched together
+/// and the round waits for all of them, or for its deadline. A tracker that fails or misses the deadline is handled by
+/// its <see cref="TrackerFaultPolicy"/>: the round fails with a <see cref="HarvestException"/> naming it, or its
+/// coverage is marked dirty and the round goes on. Either way nothing is lost: what the others read stays in the
+/// shared bitmap, and a late tracker's read lands there when it finishes (a later round returns it; until then the
+/// tracker counts as late).</para>
+/// <para><b>Transactions.</b> A round's pages leave the shared bitmap when the round is taken, and come back if the
+/// consumer puts the round back (or disposes it uncommitted): see <see cref="HarvestRound"/>.</para>
+/// <para><b>Thread safety.</b> Rounds are serialised; <see cref="Add(IDirtyTracker, TrackerFaultPolicy)"/> and the
+/// start and stop calls may come from any thread, between rounds or during them. Writers keep marking the shared
+/// bitmap during rounds (its guarantees hold: a mark that races a round is returned by it or the next).</para>
+/// <para><b>Telemetry.</b> Each round is an activity and feeds the <c>DirtyLog</c> meter: see
+/// <see cref="DirtyLogTelemetry"/>.</para>
+/// </remarks>
+public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
+{
+    private readonly List<HarvestWorker> _workers = [];
+    private readonly Lock _round = new();
+    private long _rounds;
+    private bool _disposed;
+
+    /// <summary>Creates a harvester over the shared bitmap.</summary>
+    /// <param name="shared">The guest-page bitmap every tracker merges into.</param>
+    /// <param name="options">How rounds run; defaults when omitted.</param>
+    public ParallelHarvester(SparseDirtyBitmap shared, HarvesterOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(shared);
+        Shared = shared;
+        Options = options ?? new HarvesterOptions();
+    }
+
+    /// <summary>The shared guest-page bitmap.</summary>
+    public SparseDirtyBitmap Shared { get; }
+
+    /// <summary>How rounds run.</summary>
+    public HarvesterOptions Options { get; }
+
+    /// <summary>Rounds completed.</summary>
+    public long Rounds => Interlocked.Read(ref _rounds);
+
+    /// <summary>The trackers, in the order they were added.</summary>
+    public IReadOnlyList<IDirtyTracker> Trackers
+    {
+        get
+        {
+            lock (_workers)
+            {
+                return _workers.Select(w => w.Tracker).ToArray();
+            }
+        }
+    }
+
+    /// <summary>Adds a tracker that reports in guest-physical space, and starts its worker.</summary>
+    /// <param name="tracker">The tracker.</param>
+    /// <param name="policy">What a round does when it fails or is late.</param>
+    /// <exception cref="ArgumentException">The tracker reports IOVA (add it with its address space), or was added already.</exception>
+    public void Add(IDirtyTracker tracker, TrackerFaultPolicy policy)
+    {
+        ArgumentNullException.ThrowIfNull(tracker);
+        if (tracker.AddressSpace != DirtyAddressSpace.GuestPhysical)
+        {
+            throw new ArgumentException($"{tracker.Name} reports {tracker.AddressSpace}: add it with the address space that translates it.", nameof(tracker));
+        }
+
+        AddWorker(tracker, null, policy);
+    }
+
+    /// <summary>Adds an IOVA tracker, read through its correlator address space, and starts its worker.</summary>
+    /// <param name="tracker">The tracker, attached to <paramref name="space"/>.</param>
+    /// <param name="space">The address space that translates its IOVAs.</param>
+    /// <param name="policy">What a round does when it fails or is late.</param>
+    /// <exception cref="ArgumentException">The tracker reports another address space, or was added already.</exception>
+    public void Add(IDirtyTracker tracker, IoAddressSpace space, TrackerFaultPolicy policy)
+    {
+        ArgumentNullException.ThrowIfNull(tracker);
+        ArgumentNullException.ThrowIfNull(space);
+        if (tracker.AddressSpace != DirtyAddressSpace.Iova(space.Id))
+        {
+            throw new ArgumentException($"{tracker.Name} reports {tracker.AddressSpace}, not IOVA space {space.Id}.", nameof(tracker));
+        }
+
+        AddWorker(tracker, space, policy);
+    }
+
+    /// <summary>Starts every tracker. If one fails, those this call started are stopped again and the failure is thrown.</summary>
+    /// <exception cref="DirtyTrackerException">A tracker could not start.</exception>
+    public void StartTracking()
+    {
+        var started = new List<IDirtyTracker>();
+        try
+        {
+            foreach (IDirtyTracker tracker in Trackers)
+            {
+                if (tracker.State != DirtyTrackerState.Started)
+                {
+                    tracker.StartTracking();
+                    started.Add(tracker);
+                }
+            }
+        }
+        catch
+        {
+            foreach (IDirtyTracker tracker in started)
+            {
+                try
+                {
+                    tracker.StopTracking();
+                }
+                catch (DirtyTrackerException)
+                {
+                    // The start failure is the one to report; this tracker is faulted and says so.
+                }
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Stops every tracker, trying them all even when some fail.</summary>
+    /// <exception cref="AggregateException">Some trackers could not stop; each is named.</exception>
+    public void StopTracking()
+    {
+        List<Exception>? failures = null;
+        foreach (IDirtyTracker tracker in Trackers)
+        {
+            try
+            {
+                tracker.StopTracking();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                (failures ??= []).Add(e);
+            }
+        }
+
+        if (failures is not null)
+        {
+            throw new AggregateException("Some trackers could not stop.", failures);
+        }
+    }
+
+    /// <summary>Runs one round: reads every tracker at once, then takes the dirty set from the shared bitmap.</summary>
+    /// <param name="deadline">How long the trackers may take (stop-copy); <see langword="null"/> to wait for all.</param>
+    /// <param name="cancellationToken">Cancels the wait; reads in progress still land in the shared bitmap.</param>
+    /// <returns>The round: commit it once its pages are sent, put it back if sending failed.</returns>
+    /// <exception cref="HarvestException">A tracker under <see cref="TrackerFaultPolicy.FailRound"/> failed or was late.</exception>
+    /// <exception cref="OperationCanceledException">The wait was cancelled.</exception>
+    /// <exception cref="ObjectDisposedException">The harvester was disposed.</exception>
+    public HarvestRound RunRound(TimeSpan? deadline, CancellationToken cancellationToken)
+    {
+        lock (_round)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            cancellationToken.ThrowIfCancellationRequested();
+            long number = Interlocked.Read(ref _rounds) + 1;
+            using Activity? activity = DirtyLogTelemetry.Source.StartActivity(DirtyLogTelemetry.RoundActivity);
+            activity?.SetTag("dirtylog.round", number);
+            long start = Stopwatch.GetTimestamp();
+
+            HarvestWorker[] workers;
+            lock (_workers)
+            {
+                workers = [.. _workers];
+            }
+
+            // Workers still busy with an earlier round are late for this one; the others go together. Only this
+            // (serialised) method makes a worker busy, so one seen idle here is still idle when dispatched.
+            bool[] dispatched = workers.Select(w => !w.IsBusy).ToArray();
+            var latch = new RoundLatch(dispatched.Count(d => d));
+            for (int i = 0; i < workers.Length; i++)
+            {
+                if (dispatched[i] && !workers[i].TryDispatch(latch))
+                {
+                    throw new InvalidOperationException($"The worker of {workers[i].Tracker.Name} became busy outside a round.");
+                }
+            }
+
+            TimeSpan wait = deadline ?? Timeout.InfiniteTimeSpan;
+            try
+            {
+                latch.Done.Wait((int)Math.Min(int.MaxValue, wait < TimeSpan.Zero ? -1 : wait.TotalMilliseconds), cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                activity?.SetStatus(ActivityStatusCode.Error, "cancelled");
+                throw;
+            }
+
+            TrackerRoundReport[] reports = Collect(workers, dispatched, Stopwatch.GetElapsedTime(start), out HarvestException? failure);
+            if (failure is not null)
+            {
+                activity?.SetStatus(ActivityStatusCode.Error, failure.Message);
+                throw failure;
+            }
+
+            var runs = new List<DirtyRun>();
+            var sink = new ListRunSink(runs);
+            Shared.Harvest(ref sink);
+            ulong several = Options.Attribution ? Attribute(workers, reports) : 0;
+            TimeSpan duration = Stopwatch.GetElapsedTime(start);
+            Interlocked.Increment(ref _rounds);
+            DirtyLogTelemetry.RoundCount.Add(1);
+            DirtyLogTelemetry.RoundSeconds.Record(duration.TotalSeconds);
+            DirtyLogTelemetry.RoundPages.Add((long)sink.Pages);
+            activity?.SetTag("dirtylog.pages", sink.Pages);
+            activity?.SetTag("dirtylog.trackers", workers.Length);
+            return new HarvestRound(number, runs, sink.Pages, duration, reports, several, Shared);
+        }
+    }
+
+    /// <summary>Stops every tracker (trying all, even after failures) and the workers. Never throws.</summary>
+    public void Dispose()
+    {
+        lock (_round)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+        }
+
+        try
+        {
+            StopTracking();
+        }
+        catch (AggregateException)
+        {
+            // Each tracker that could not stop is faulted and says so; disposal goes on.
+        }
+
+        lock (_workers)
+        {
+            foreach (HarvestWorker worker in _workers)
+            {
+                worker.Dispose();
+            }
+
+            _workers.Clear();
+        }
+    }
+
+    /// <summary>As <see cref="Dispose"/>, off the caller's thread (stopping a tracker can wait on the kernel).</summary>
+    /// <returns>A task that completes when everything is stopped.</returns>
+    public ValueTask DisposeAsync() => new(Task.Run(Dispose));
+
+    private void AddWorker(IDirtyTracker tracker, IoAddressSpace? space, TrackerFaultPolicy policy)
+    {
+        lock (_workers)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_workers.Any(w => ReferenceEquals(w.Tracker, tracker)))
+            {
+                throw new ArgumentException($"{tracker.Name} was added already.", nameof(tracker));
+            }
+
+            _workers.Add(new HarvestWorker(tracker, space, policy, Shared, Options.Attribution));
+        }
+    }
+
+    /// <summary>Outcomes per tracker; the fault policy for the failed and the late.</summary>
+    private static TrackerRoundReport[] Collect(HarvestWorker[] workers, bool[] dispatched, TimeSpan waited, out HarvestException? failure)
+    {
+        failure = null;
+        var reports = new TrackerRoundReport[workers.Length];
+        for (int i = 0; i < workers.Length; i++)
+        {
+            HarvestWorker w = workers[i];
+            var tag = new KeyValuePair<string, object?>("dirtylog.tracker", w.Tracker.Name);
+            bool late = !dispatched[i] || w.IsBusy;
+            Exception? fault = late ? null : w.Fault;
+            if (!late && fault is null)
+            {
+                reports[i] = new TrackerRoundReport(w.Tracker.Name, TrackerRoundOutcome.Read, w.Latency, w.Pages, 0, null);
+                DirtyLogTelemetry.ReadDuration.Record(w.Latency.TotalSeconds, tag);
+                DirtyLogTelemetry.DirtyPages.Add((long)w.Pages, tag);
+                continue;
+            }
+
+            TrackerRoundOutcome outcome = late ? TrackerRoundOutcome.Late : TrackerRoundOutcome.Faulted;
+            DirtyLogTelemetry.Faults.Add(1, tag, new KeyValuePair<string, object?>("dirtylog.outcome", late ? "late" : "faulted"));
+            string cause = late ? $"missed the round's deadline ({waited.TotalMilliseconds:F1} ms)" : $"read failed: {fault!.Message}";
+            if (w.Policy == TrackerFaultPolicy.FailRound)
+            {
+                failure ??= new HarvestException(w.Tracker.Name, cause, fault);
+            }
+            else
+            {
+                w.MarkCoverage();
+            }
+
+            reports[i] = new TrackerRoundReport(w.Tracker.Name, outcome, late ? waited : w.Latency, 0, 0, fault);
+        }
+
+        return reports;
+    }
+
+    /// <summary>
+    /// Pages only one tracker reported, per tracker, and pages several did: one sweep over every tracker's runs, so
+    /// the cost follows runs, not pages.
+    /// </summary>
+    private static ulong Attribute(HarvestWorker[] workers, TrackerRoundReport[] reports)
+    {
+        var edges = new List<(ulong Page, int Delta, int Worker)>();
+        for (int i = 0; i < workers.Length; i++)
+        {
+            if (reports[i].Outcome == TrackerRoundOutcome.Read)
+            {
+                foreach (DirtyRun run in workers[i].Runs)
+                {
+                    edges.Add((run.FirstPage, +1, i));
+                    edges.Add((run.EndPage, -1, i));
+                }
+            }
+        }
+
+        edges.Sort((a, b) => a.Page != b.Page ? a.Page.CompareTo(b.Page) : a.Delta.CompareTo(b.Delta));
+        var exclusive = new ulong[workers.Length];
+        ulong several = 0;
+        int active = 0;
+        long activeSum = 0; // with one tracker active, its index
+        ulong last = 0;
+        foreach ((ulong page, int delta, int worker) in edges)
+        {
+            if (active == 1)
+            {
+                exclusive[activeSum] += page - last;
+            }
+            else if (active > 1)
+            {
+                several += page - last;
+            }
+
+            active += delta;
+            activeSum += delta * worker;
+            last = page;
+        }
+
+        for (int i = 0; i < reports.Length; i++)
+        {
+            if (exclusive[i] != 0)
+            {
+                reports[i] = reports[i] with { ExclusivePages = exclusive[i] };
+            }
+        }
+
+        return several;
+    }
+}
