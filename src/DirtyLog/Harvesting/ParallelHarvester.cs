@@ -18,11 +18,11 @@ namespace DirtyLog.Harvesting;
 /// </summary>
 /// <remarks>
 /// <para><b>Rounds.</b> A round's latency follows its slowest tracker, not the sum: workers are dispatched together
-/// and the round waits for all of them, or for its deadline. A tracker that fails or misses the deadline is handled by
-/// its <see cref="TrackerFaultPolicy"/>: the round fails with a <see cref="HarvestException"/> naming it, or its
-/// coverage is marked dirty and the round goes on. Either way nothing is lost: what the others read stays in the
-/// shared bitmap, and a late tracker's read lands there when it finishes (a later round returns it; until then the
-/// tracker counts as late).</para>
+/// and the round waits for all of them, or for its deadline. A tracker that fails or misses the deadline has its
+/// coverage marked dirty (a failed one is restarted first, so its fresh epoch misses nothing), and its
+/// <see cref="TrackerFaultPolicy"/> says whether the round then fails with a <see cref="HarvestException"/> naming it
+/// or goes on. Either way nothing is lost: what the others read stays in the shared bitmap for the next round, and a
+/// late tracker's read lands there when it finishes (until then the tracker counts as late).</para>
 /// <para><b>Transactions.</b> A round's pages leave the shared bitmap when the round is taken, and come back if the
 /// consumer puts the round back (or disposes it uncommitted): see <see cref="HarvestRound"/>.</para>
 /// <para><b>Thread safety.</b> Rounds are serialised; <see cref="Add(IDirtyTracker, TrackerFaultPolicy)"/> and the
@@ -300,19 +300,42 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
             TrackerRoundOutcome outcome = late ? TrackerRoundOutcome.Late : TrackerRoundOutcome.Faulted;
             DirtyLogTelemetry.Faults.Add(1, tag, new KeyValuePair<string, object?>("dirtylog.outcome", late ? "late" : "faulted"));
             string cause = late ? $"missed the round's deadline ({waited.TotalMilliseconds:F1} ms)" : $"read failed: {fault!.Message}";
+            if (!late)
+            {
+                Restart(w.Tracker);
+            }
+
+            // Under either policy the tracker's coverage is marked (after a restart, so that it covers every write
+            // the fresh epoch did not log): a caller that goes on after a failed round loses nothing.
+            w.MarkCoverage();
             if (w.Policy == TrackerFaultPolicy.FailRound)
             {
                 failure ??= new HarvestException(w.Tracker.Name, cause, fault);
-            }
-            else
-            {
-                w.MarkCoverage();
             }
 
             reports[i] = new TrackerRoundReport(w.Tracker.Name, outcome, late ? waited : w.Latency, 0, 0, fault);
         }
 
         return reports;
+    }
+
+    /// <summary>A faulted tracker is stopped and started again (a clean epoch); if that fails it stays faulted and the next round tries again.</summary>
+    private static void Restart(IDirtyTracker tracker)
+    {
+        if (tracker.State != DirtyTrackerState.Faulted)
+        {
+            return;
+        }
+
+        try
+        {
+            tracker.StopTracking();
+            tracker.StartTracking();
+        }
+        catch (DirtyTrackerException)
+        {
+            // Still faulted: its coverage is marked every round until it recovers.
+        }
     }
 
     /// <summary>

@@ -6,8 +6,9 @@ namespace DirtyLog.Harvesting;
 public enum TrackerFaultPolicy
 {
     /// <summary>
-    /// The round throws a <see cref="HarvestException"/> naming the tracker and the cause. What the other trackers
-    /// reported stays in the shared bitmap for the next round.
+    /// The round throws a <see cref="HarvestException"/> naming the tracker and the cause. The tracker's coverage is
+    /// marked dirty all the same and what the other trackers reported stays in the shared bitmap, so the next round,
+    /// if the caller runs one, loses nothing.
     /// </summary>
     FailRound,
 

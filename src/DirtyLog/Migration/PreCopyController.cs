@@ -1,0 +1,134 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.Linq;
+
+namespace DirtyLog.Migration;
+
+/// <summary>
+/// Decides after each pre-copy round whether to copy on, switch over to stop-copy, throttle the guest or give up,
+/// from the measured dirty rate and bandwidth.
+/// </summary>
+/// <remarks>
+/// <para>In this order: switch over when the expected downtime (bytes still dirty / measured bandwidth) fits
+/// <see cref="PreCopyOptions.DowntimeLimit"/>; switch over when the round budget is spent; when the dirty set has not
+/// reached a new minimum for <see cref="PreCopyOptions.StallRounds"/> rounds, apply the stall policy (force stop-copy,
+/// abort, or ask the throttle callback and start counting again); otherwise copy on.</para>
+/// <para>Bandwidth is the last round's bytes over its send time (the link and the destination change; an old average
+/// would lie); before any byte was sent it is unknown and only the budget and the stall rule can switch over.</para>
+/// <para>Not thread-safe: one migration loop calls it.</para>
+/// </remarks>
+public sealed class PreCopyController
+{
+    private readonly Action<ThrottleRequest>? _throttle;
+    private readonly List<PreCopyDecision> _history = [];
+    private ulong _smallest = ulong.MaxValue;
+    private int _roundsWithoutProgress;
+
+    /// <summary>Creates a controller.</summary>
+    /// <param name="options">The limits; defaults when omitted.</param>
+    /// <param name="throttle">Called when the stall policy is <see cref="StallPolicy.Throttle"/>.</param>
+    /// <exception cref="ArgumentException">The policy is to throttle but no callback is given.</exception>
+    public PreCopyController(PreCopyOptions? options = null, Action<ThrottleRequest>? throttle = null)
+    {
+        Options = options ?? new PreCopyOptions();
+        Options.Validate();
+        if (Options.StallPolicy == StallPolicy.Throttle && throttle is null)
+        {
+            throw new ArgumentException("The stall policy is to throttle, but no throttle callback was given.", nameof(throttle));
+        }
+
+        _throttle = throttle;
+    }
+
+    /// <summary>The limits.</summary>
+    public PreCopyOptions Options { get; }
+
+    /// <summary>Bytes per second, as last measured; 0 before any.</summary>
+    public double Bandwidth { get; private set; }
+
+    /// <summary>Every decision so far, in order.</summary>
+    public IReadOnlyList<PreCopyDecision> History => _history;
+
+    /// <summary>Pages per second per tracker in the last round that reported them.</summary>
+    public IReadOnlyDictionary<string, double> TrackerRates { get; private set; } = new Dictionary<string, double>();
+
+    /// <summary>Takes one round's figures and decides.</summary>
+    /// <param name="round">The round.</param>
+    /// <returns>The decision.</returns>
+    /// <exception cref="InvalidOperationException">A final decision (stop-copy or abort) was already given.</exception>
+    public PreCopyDecision Observe(RoundObservation round)
+    {
+        ArgumentNullException.ThrowIfNull(round);
+        if (_history.Count > 0 && _history[^1].Action is PreCopyAction.StopCopy or PreCopyAction.Abort)
+        {
+            throw new InvalidOperationException($"Pre-copy already ended with {_history[^1].Action}.");
+        }
+
+        int number = _history.Count + 1;
+        if (round.BytesSent > 0 && round.SendDuration > TimeSpan.Zero)
+        {
+            Bandwidth = round.BytesSent / round.SendDuration.TotalSeconds;
+        }
+
+        double seconds = Math.Max(round.Interval.TotalSeconds, 1e-9);
+        double dirtyRate = round.DirtyPages / seconds;
+        if (round.PagesPerTracker is not null)
+        {
+            TrackerRates = round.PagesPerTracker.ToDictionary(p => p.Key, p => p.Value / seconds);
+        }
+
+        double dirtyBytes = (double)round.DirtyPages * Options.PageSize;
+        TimeSpan expected = Bandwidth > 0 ? TimeSpan.FromSeconds(dirtyBytes / Bandwidth) : TimeSpan.MaxValue;
+
+        if (round.DirtyPages < _smallest)
+        {
+            _smallest = round.DirtyPages;
+            _roundsWithoutProgress = 0;
+        }
+        else
+        {
+            _roundsWithoutProgress++;
+        }
+
+        PreCopyDecision decision;
+        if (expected <= Options.DowntimeLimit)
+        {
+            decision = Decide(PreCopyAction.StopCopy, $"expected downtime {Ms(expected)} fits the limit of {Ms(Options.DowntimeLimit)}");
+        }
+        else if (number >= Options.MaxRounds)
+        {
+            decision = Decide(PreCopyAction.StopCopy, $"round budget of {Options.MaxRounds} spent (expected downtime {Ms(expected)})");
+        }
+        else if (_roundsWithoutProgress >= Options.StallRounds)
+        {
+            string stalled = $"the dirty set has not shrunk below {_smallest:N0} pages for {_roundsWithoutProgress} rounds";
+            switch (Options.StallPolicy)
+            {
+                case StallPolicy.ForceStopCopy:
+                    decision = Decide(PreCopyAction.StopCopy, $"{stalled}: forcing stop-copy (expected downtime {Ms(expected)})");
+                    break;
+                case StallPolicy.Abort:
+                    decision = Decide(PreCopyAction.Abort, $"{stalled}: aborting");
+                    break;
+                default:
+                    _throttle!(new ThrottleRequest(number, dirtyRate, Bandwidth, TrackerRates));
+                    _roundsWithoutProgress = 0; // give the throttle time to act
+                    decision = Decide(PreCopyAction.Throttle, $"{stalled}: throttling the guest");
+                    break;
+            }
+        }
+        else
+        {
+            decision = Decide(PreCopyAction.Continue, $"expected downtime {Ms(expected)} is over the limit of {Ms(Options.DowntimeLimit)}");
+        }
+
+        _history.Add(decision);
+        return decision;
+
+        PreCopyDecision Decide(PreCopyAction action, string reason) => new(action, reason, number, expected, dirtyRate, Bandwidth);
+    }
+
+    private static string Ms(TimeSpan t) => t == TimeSpan.MaxValue ? "unknown (no bandwidth yet)" : $"{t.TotalMilliseconds:F0} ms";
+}
