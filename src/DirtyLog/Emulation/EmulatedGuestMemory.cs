@@ -69,6 +69,10 @@ public sealed unsafe class EmulatedGuestMemory : IDisposable
     /// <returns><see langword="true"/> when it does.</returns>
     public bool Contains(ulong address, ulong length) => address < Size && length <= Size - address;
 
+    /// <summary>A view of this memory for the page stream (valid until disposal).</summary>
+    /// <returns>The view.</returns>
+    public Migration.GuestMemoryView AsView() => new((nint)Base, Size);
+
     /// <summary>Frees the memory. Must not race other calls.</summary>
     public void Dispose()
     {

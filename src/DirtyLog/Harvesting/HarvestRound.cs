@@ -1,6 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Buffers;
 using System.Collections.Generic;
 using System.Threading;
 using DirtyLog.Bitmaps;
@@ -12,22 +13,26 @@ namespace DirtyLog.Harvesting;
 /// once the consumer commits it: until then it can be put back, and disposing an uncommitted round puts it back.
 /// </summary>
 /// <remarks>
-/// Thread safety: <see cref="Commit"/>, <see cref="PutBack"/> and <see cref="Dispose"/> may race; exactly one of
+/// <para>Thread safety: <see cref="Commit"/>, <see cref="PutBack"/> and <see cref="Dispose"/> may race; exactly one of
 /// commit or put-back happens. Put the round back when sending failed: the pages are marked dirty again and the next
-/// round returns them (with whatever was written since).
+/// round returns them (with whatever was written since).</para>
+/// <para><see cref="Runs"/> lives in a pooled buffer: it is valid until the round is committed, put back or disposed,
+/// and empty afterwards. Copy what must outlive the round.</para>
 /// </remarks>
 public sealed class HarvestRound : IDisposable
 {
     private const int Pending = 0, Committed = 1, PutBackState = 2;
 
-    private readonly List<DirtyRun> _runs;
     private readonly SparseDirtyBitmap _shared;
+    private DirtyRun[]? _buffer;
+    private readonly int _count;
     private int _state;
 
-    internal HarvestRound(long number, List<DirtyRun> runs, ulong pages, TimeSpan duration, TrackerRoundReport[] trackers, ulong pagesSeenBySeveral, SparseDirtyBitmap shared)
+    internal HarvestRound(long number, DirtyRun[] runs, int count, ulong pages, TimeSpan duration, TrackerRoundReport[] trackers, ulong pagesSeenBySeveral, SparseDirtyBitmap shared)
     {
         Number = number;
-        _runs = runs;
+        _buffer = runs;
+        _count = count;
         Pages = pages;
         Duration = duration;
         Trackers = trackers;
@@ -38,8 +43,11 @@ public sealed class HarvestRound : IDisposable
     /// <summary>The round's number, from 1.</summary>
     public long Number { get; }
 
-    /// <summary>The dirty pages, as maximal runs in ascending order.</summary>
-    public IReadOnlyList<DirtyRun> Runs => _runs;
+    /// <summary>The dirty pages, as maximal runs in ascending order; empty once the round is settled.</summary>
+    public ReadOnlySpan<DirtyRun> Runs => Volatile.Read(ref _buffer) is { } runs ? runs.AsSpan(0, _count) : default;
+
+    /// <summary>How many runs.</summary>
+    public int RunCount => Volatile.Read(ref _buffer) is null ? 0 : _count;
 
     /// <summary>Pages in <see cref="Runs"/>.</summary>
     public ulong Pages { get; }
@@ -68,6 +76,11 @@ public sealed class HarvestRound : IDisposable
         {
             throw new InvalidOperationException($"Round {Number} was put back; it cannot be committed.");
         }
+
+        if (was == Pending)
+        {
+            Release();
+        }
     }
 
     /// <summary>The consumer failed: marks the round's pages dirty again. Repeating it does nothing.</summary>
@@ -89,12 +102,22 @@ public sealed class HarvestRound : IDisposable
         int was = Interlocked.CompareExchange(ref _state, PutBackState, Pending);
         if (was == Pending)
         {
-            foreach (DirtyRun run in _runs)
+            foreach (DirtyRun run in Runs)
             {
                 _shared.MarkRange(run.FirstPage, run.PageCount);
             }
+
+            Release();
         }
 
         return was;
+    }
+
+    private void Release()
+    {
+        if (Interlocked.Exchange(ref _buffer, null) is { } buffer)
+        {
+            ArrayPool<DirtyRun>.Shared.Return(buffer);
+        }
     }
 }

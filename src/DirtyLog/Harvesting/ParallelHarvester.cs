@@ -36,6 +36,7 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
     private readonly List<HarvestWorker> _workers = [];
     private readonly Lock _round = new();
     private long _rounds;
+    private int _lastRunCount;
     private bool _disposed;
 
     /// <summary>Creates a harvester over the shared bitmap.</summary>
@@ -212,9 +213,9 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
                 throw failure;
             }
 
-            var runs = new List<DirtyRun>();
-            var sink = new ListRunSink(runs);
+            var sink = new PooledRunSink(Math.Max(256, _lastRunCount));
             Shared.Harvest(ref sink);
+            _lastRunCount = sink.Count;
             ulong several = Options.Attribution ? Attribute(workers, reports) : 0;
             TimeSpan duration = Stopwatch.GetElapsedTime(start);
             Interlocked.Increment(ref _rounds);
@@ -223,7 +224,7 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
             DirtyLogTelemetry.RoundPages.Add((long)sink.Pages);
             activity?.SetTag("dirtylog.pages", sink.Pages);
             activity?.SetTag("dirtylog.trackers", workers.Length);
-            return new HarvestRound(number, runs, sink.Pages, duration, reports, several, Shared);
+            return new HarvestRound(number, sink.Runs, sink.Count, sink.Pages, duration, reports, several, Shared);
         }
     }
 

@@ -1,0 +1,78 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Buffers.Binary;
+using System.Numerics;
+using System.Runtime.InteropServices;
+
+namespace DirtyLog.Migration;
+
+/// <summary>
+/// The page stream's wire format, version 1, little-endian. A 24-byte stream header, then 24-byte records, data
+/// records followed by their pages:
+/// <code>
+/// header: "DLPS" | version u16 | reserved u16 | page size u32 | reserved u32 | memory bytes u64
+/// record: kind u8 | reserved u8 | reserved u16 | pages u32 | first page (or round, or total) u64 | crc u32 | reserved u32
+/// kinds:  1 data (pages follow) | 2 zero pages | 3 round end | 4 end of stream
+/// </code>
+/// A record's CRC-32C covers its header with the CRC field zeroed, then its pages. The end record's CRC field holds
+/// the CRC-32C of every earlier record's CRC in order, so a dropped, repeated or reordered record is caught.
+/// </summary>
+internal static class PageStreamFormat
+{
+    public const uint Magic = 0x5350_4C44; // "DLPS"
+    public const ushort Version = 1;
+    public const int HeaderBytes = 24;
+    public const int RecordBytes = 24;
+    public const int MaxDataPages = 256;      // 1 MiB of 4 KiB pages per data record: bounds every buffer
+    public const int MaxZeroPages = 1 << 20;
+
+    public const byte Data = 1, Zero = 2, RoundEnd = 3, End = 4;
+
+    public static void WriteHeader(Span<byte> span, uint pageSize, ulong memoryBytes)
+    {
+        span[..HeaderBytes].Clear();
+        BinaryPrimitives.WriteUInt32LittleEndian(span, Magic);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[4..], Version);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[8..], pageSize);
+        BinaryPrimitives.WriteUInt64LittleEndian(span[16..], memoryBytes);
+    }
+
+    public static void WriteRecord(Span<byte> span, byte kind, uint pages, ulong value)
+    {
+        span[..RecordBytes].Clear();
+        span[0] = kind;
+        BinaryPrimitives.WriteUInt32LittleEndian(span[4..], pages);
+        BinaryPrimitives.WriteUInt64LittleEndian(span[8..], value);
+    }
+
+    public static void WriteCrc(Span<byte> record, uint crc) => BinaryPrimitives.WriteUInt32LittleEndian(record[16..], crc);
+
+    public static uint ReadCrc(ReadOnlySpan<byte> record) => BinaryPrimitives.ReadUInt32LittleEndian(record[16..]);
+
+    /// <summary>CRC-32C (hardware where there is some), eight bytes a step.</summary>
+    public static uint Crc(uint crc, ReadOnlySpan<byte> data)
+    {
+        ReadOnlySpan<ulong> words = MemoryMarshal.Cast<byte, ulong>(data);
+        foreach (ulong w in words)
+        {
+            crc = BitOperations.Crc32C(crc, w);
+        }
+
+        foreach (byte b in data[(words.Length * 8)..])
+        {
+            crc = BitOperations.Crc32C(crc, b);
+        }
+
+        return crc;
+    }
+
+    /// <summary>The CRC of a record header with its CRC field taken as zero.</summary>
+    public static uint HeaderCrc(ReadOnlySpan<byte> record)
+    {
+        Span<byte> copy = stackalloc byte[RecordBytes];
+        record[..RecordBytes].CopyTo(copy);
+        WriteCrc(copy, 0);
+        return Crc(~0u, copy);
+    }
+}

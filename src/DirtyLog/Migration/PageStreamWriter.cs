@@ -1,0 +1,187 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.IO.Pipelines;
+using System.Threading;
+using System.Threading.Tasks;
+using DirtyLog.Bitmaps;
+using static DirtyLog.Migration.PageStreamFormat;
+
+namespace DirtyLog.Migration;
+
+/// <summary>
+/// Writes a round's dirty page runs and the guest memory behind them to a <see cref="PipeWriter"/> as framed,
+/// checksummed records (see the format in the remarks); pages that are all zero go as a count without data.
+/// </summary>
+/// <remarks>
+/// <para>Format, version 1, little-endian: a 24-byte header (<c>"DLPS"</c>, version, page size, memory size), then
+/// 24-byte records: data (pages follow), zero pages, round end, end of stream. Each record carries a CRC-32C of its
+/// header and pages; the end record carries the CRC-32C of every record's CRC in order, and the totals.</para>
+/// <para>Pages are copied once, from guest memory straight into the pipe's buffer, and checksummed there: the guest
+/// may keep writing during pre-copy, and what is sent is exactly what was checksummed. A data record holds at most
+/// 256 pages, so no buffer grows with the run.</para>
+/// <para>Not thread-safe: one sender writes one stream.</para>
+/// </remarks>
+public sealed class PageStreamWriter
+{
+    private readonly PipeWriter _output;
+    private readonly GuestMemoryView _memory;
+    private readonly int _pageSize;
+    private uint _chain = ~0u;
+    private bool _headerWritten;
+    private bool _ended;
+
+    /// <summary>Creates a writer of the memory's pages.</summary>
+    /// <param name="output">The pipe to write to.</param>
+    /// <param name="memory">The source guest memory.</param>
+    /// <param name="pageSize">Bytes per page: 4096 by default.</param>
+    public PageStreamWriter(PipeWriter output, GuestMemoryView memory, int pageSize = 4096)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        ArgumentNullException.ThrowIfNull(memory);
+        if (pageSize < 4096 || !System.Numerics.BitOperations.IsPow2(pageSize) || memory.Size % (ulong)pageSize != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(pageSize), pageSize, "The page size must be a power of two of at least 4096 that divides the memory size.");
+        }
+
+        _output = output;
+        _memory = memory;
+        _pageSize = pageSize;
+    }
+
+    /// <summary>Pages sent with their data.</summary>
+    public ulong DataPages { get; private set; }
+
+    /// <summary>Pages sent as zero pages (no data).</summary>
+    public ulong ZeroPages { get; private set; }
+
+    /// <summary>Bytes written to the pipe.</summary>
+    public long BytesWritten { get; private set; }
+
+    /// <summary>Rounds written.</summary>
+    public long Rounds { get; private set; }
+
+    /// <summary>Writes the runs' pages, then a round-end record, and flushes.</summary>
+    /// <param name="runs">Dirty page runs, inside guest memory.</param>
+    /// <param name="cancellationToken">Cancels the flush.</param>
+    /// <returns>Bytes written for the round.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">A run leaves guest memory (nothing of it is written).</exception>
+    /// <exception cref="InvalidOperationException">The stream was ended.</exception>
+    public async ValueTask<long> WriteRoundAsync(IReadOnlyList<DirtyRun> runs, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(runs);
+        ObjectDisposedException.ThrowIf(_ended, this);
+        ulong pages = _memory.Size / (ulong)_pageSize;
+        foreach (DirtyRun run in runs)
+        {
+            if (run.FirstPage >= pages || run.PageCount > pages - run.FirstPage)
+            {
+                throw new ArgumentOutOfRangeException(nameof(runs), run, $"The run leaves the {pages:N0} pages of guest memory.");
+            }
+        }
+
+        long before = BytesWritten;
+        WriteHeaderOnce();
+        foreach (DirtyRun run in runs)
+        {
+            for (ulong page = run.FirstPage; page < run.EndPage;)
+            {
+                page += WriteRecordAt(page, run.EndPage);
+                if (_output.UnflushedBytes >= 1 << 20)
+                {
+                    await FlushAsync(cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+
+        Rounds++;
+        WriteControl(RoundEnd, (ulong)Rounds);
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
+        return BytesWritten - before;
+    }
+
+    /// <summary>Writes the end record (totals and the chained checksum) and flushes. The stream is complete.</summary>
+    /// <param name="cancellationToken">Cancels the flush.</param>
+    /// <returns>A task that completes when flushed.</returns>
+    public async ValueTask WriteEndAsync(CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_ended, this);
+        WriteHeaderOnce();
+        Span<byte> span = _output.GetSpan(RecordBytes);
+        WriteRecord(span, End, 0, DataPages + ZeroPages);
+        WriteCrc(span, _chain);
+        _output.Advance(RecordBytes);
+        BytesWritten += RecordBytes;
+        _ended = true;
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private void WriteHeaderOnce()
+    {
+        if (!_headerWritten)
+        {
+            Span<byte> span = _output.GetSpan(HeaderBytes);
+            WriteHeader(span, (uint)_pageSize, _memory.Size);
+            _output.Advance(HeaderBytes);
+            BytesWritten += HeaderBytes;
+            _headerWritten = true;
+        }
+    }
+
+    /// <summary>One record from <paramref name="page"/>: zero pages as a count, other pages with their data.</summary>
+    /// <returns>Pages covered.</returns>
+    private ulong WriteRecordAt(ulong page, ulong end)
+    {
+        bool zero = IsZero(page);
+        ulong limit = Math.Min(end, page + (ulong)(zero ? MaxZeroPages : MaxDataPages));
+        ulong last = page + 1;
+        while (last < limit && IsZero(last) == zero)
+        {
+            last++;
+        }
+
+        uint count = (uint)(last - page);
+        if (zero)
+        {
+            WriteControl(Zero, page, count);
+            ZeroPages += count;
+            return count;
+        }
+
+        int dataBytes = (int)count * _pageSize;
+        Span<byte> span = _output.GetSpan(RecordBytes + dataBytes);
+        WriteRecord(span, Data, count, page);
+        Span<byte> data = span.Slice(RecordBytes, dataBytes);
+        _memory.Slice(page * (ulong)_pageSize, dataBytes).CopyTo(data);
+        uint crc = Crc(HeaderCrc(span), data);
+        WriteCrc(span, crc);
+        _chain = System.Numerics.BitOperations.Crc32C(_chain, crc);
+        _output.Advance(RecordBytes + dataBytes);
+        BytesWritten += RecordBytes + dataBytes;
+        DataPages += count;
+        return count;
+    }
+
+    private void WriteControl(byte kind, ulong value, uint count = 0)
+    {
+        Span<byte> span = _output.GetSpan(RecordBytes);
+        WriteRecord(span, kind, count, value);
+        uint crc = HeaderCrc(span);
+        WriteCrc(span, crc);
+        _chain = System.Numerics.BitOperations.Crc32C(_chain, crc);
+        _output.Advance(RecordBytes);
+        BytesWritten += RecordBytes;
+    }
+
+    private bool IsZero(ulong page) => _memory.Slice(page * (ulong)_pageSize, _pageSize).IndexOfAnyExcept((byte)0) < 0;
+
+    private async ValueTask FlushAsync(CancellationToken cancellationToken)
+    {
+        FlushResult result = await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        if (result.IsCanceled || result.IsCompleted)
+        {
+            throw new OperationCanceledException("The reading end of the page stream went away.");
+        }
+    }
+}
