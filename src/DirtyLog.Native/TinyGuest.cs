@@ -77,8 +77,12 @@ public sealed unsafe class TinyGuest : IDisposable
     /// <param name="seed">The generator's first state.</param>
     /// <param name="manualDirtyLogProtect">Enable <c>KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2</c> before the slot exists.</param>
     /// <param name="dirtyRingEntries">Enable a dirty ring of this many entries per vCPU (0: bitmaps), before the vCPU exists.</param>
+    /// <param name="deviceMemoryBytes">
+    /// Memory for emulated devices right after the slot, as slot 1 at GPA <paramref name="memoryBytes"/>, in the same
+    /// host mapping (so guest memory is one contiguous range); the guest's loop never writes it. 0 for none.
+    /// </param>
     /// <exception cref="KernelException">A KVM call failed (no /dev/kvm: ENOENT).</exception>
-    public TinyGuest(ulong memoryBytes = 64UL << 20, uint seed = 1, bool manualDirtyLogProtect = false, uint dirtyRingEntries = 0)
+    public TinyGuest(ulong memoryBytes = 64UL << 20, uint seed = 1, bool manualDirtyLogProtect = false, uint dirtyRingEntries = 0, ulong deviceMemoryBytes = 0)
     {
         if (memoryBytes < (64UL << 10) || memoryBytes > (2UL << 30) || (memoryBytes & (memoryBytes - 1)) != 0)
         {
@@ -101,11 +105,21 @@ public sealed unsafe class TinyGuest : IDisposable
                 Vm.EnableDirtyRing(dirtyRingEntries);
             }
 
-            Memory = new AnonymousMapping(memoryBytes);
+            if ((deviceMemoryBytes & 4095) != 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(deviceMemoryBytes), deviceMemoryBytes, "Device memory must be a multiple of 4096 bytes.");
+            }
+
+            Memory = new AnonymousMapping(memoryBytes + deviceMemoryBytes);
             Memory.Write(CodeAddress, s_code);
             Memory.Write(StridedCodeAddress, s_stridedCode);
             Slot = new KvmMemorySlot(0, 0, memoryBytes, (ulong)Memory.Address, LogDirtyPages: false);
             Vm.SetMemorySlot(Slot);
+            if (deviceMemoryBytes != 0)
+            {
+                DeviceSlot = new KvmMemorySlot(1, memoryBytes, deviceMemoryBytes, (ulong)Memory.Address + memoryBytes, LogDirtyPages: false);
+                Vm.SetMemorySlot(DeviceSlot);
+            }
             Vcpu = Vm.CreateVcpu(0);
             EnterProtectedMode();
         }
@@ -127,6 +141,9 @@ public sealed unsafe class TinyGuest : IDisposable
 
     /// <summary>The memory slot (as last set; dirty logging is off until a tracker turns it on).</summary>
     public KvmMemorySlot Slot { get; }
+
+    /// <summary>Slot 1, the devices' memory, when asked for.</summary>
+    public KvmMemorySlot? DeviceSlot { get; }
 
     /// <summary>Pages in the slot.</summary>
     public ulong Pages => Slot.Size / 4096;

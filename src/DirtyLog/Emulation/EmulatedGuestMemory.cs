@@ -16,6 +16,7 @@ namespace DirtyLog.Emulation;
 /// </remarks>
 public sealed unsafe class EmulatedGuestMemory : IDisposable
 {
+    private readonly bool _owned = true;
     private byte* _base;
 
     /// <summary>Allocates <paramref name="size"/> bytes of zeroed guest memory.</summary>
@@ -32,8 +33,27 @@ public sealed unsafe class EmulatedGuestMemory : IDisposable
         _base = (byte*)NativeMemory.AllocZeroed((nuint)size);
     }
 
+    private EmulatedGuestMemory(byte* memory, ulong size)
+    {
+        _base = memory;
+        Size = size;
+        _owned = false;
+    }
+
     /// <summary>Bytes of guest memory.</summary>
     public ulong Size { get; }
+
+    /// <summary>
+    /// Emulated DMA into memory someone else mapped, such as a KVM guest's RAM: the devices then write where the
+    /// vCPUs do. Disposal does not free it.
+    /// </summary>
+    /// <param name="memory">The guest memory.</param>
+    /// <returns>Emulated guest memory over it.</returns>
+    public static EmulatedGuestMemory Over(Migration.GuestMemoryView memory)
+    {
+        ArgumentNullException.ThrowIfNull(memory);
+        return new EmulatedGuestMemory((byte*)memory.Address, memory.Size);
+    }
 
     /// <summary>Writes <paramref name="data"/> at <paramref name="address"/>.</summary>
     /// <param name="address">The guest-physical address.</param>
@@ -76,7 +96,11 @@ public sealed unsafe class EmulatedGuestMemory : IDisposable
     /// <summary>Frees the memory. Must not race other calls.</summary>
     public void Dispose()
     {
-        NativeMemory.Free(_base);
+        if (_owned)
+        {
+            NativeMemory.Free(_base);
+        }
+
         _base = null;
     }
 

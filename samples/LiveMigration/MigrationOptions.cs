@@ -1,0 +1,37 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using DirtyLog.Harvesting;
+
+namespace DirtyLog.Samples.LiveMigration;
+
+/// <summary>What the sample migrates and how fast its writers dirty memory.</summary>
+internal sealed record MigrationOptions
+{
+    /// <summary>Guest RAM the vCPU writes, bytes.</summary>
+    public ulong GuestBytes { get; init; } = 64UL << 20;
+
+    /// <summary>Device memory after it (DMA and the emulated in-VMM device write there too), bytes.</summary>
+    public ulong DeviceBytes { get; init; } = 16UL << 20;
+
+    /// <summary>Pages each writer dirties per second.</summary>
+    public int PagesPerSecond { get; init; } = 20_000;
+
+    /// <summary>The longest acceptable stop-copy.</summary>
+    public TimeSpan DowntimeLimit { get; init; } = TimeSpan.FromMilliseconds(300);
+
+    /// <summary>Use simulated vCPU threads even where /dev/kvm exists.</summary>
+    public bool NoKvm { get; init; }
+
+    /// <summary>Where to write a CSV of dirty pages per round, if anywhere.</summary>
+    public string? ChartPath { get; init; }
+
+    /// <summary>Make nic-b's dirty logger fail now and then (a sticky firmware error, as mlx5 reports EIO).</summary>
+    public bool InjectDeviceFaults { get; init; }
+
+    /// <summary>What a round does when nic-b's tracker fails.</summary>
+    public TrackerFaultPolicy DevicePolicy { get; init; } = TrackerFaultPolicy.MarkCoverageDirty;
+
+    /// <summary>Seed of the writers.</summary>
+    public int Seed { get; init; } = 1;
+}

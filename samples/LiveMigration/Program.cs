@@ -1,0 +1,216 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO;
+using System.IO.Pipelines;
+using System.Linq;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading;
+using System.Threading.Tasks;
+using DirtyLog.Migration;
+using DirtyLog.Native;
+
+namespace DirtyLog.Samples.LiveMigration;
+
+/// <summary>
+/// Live migration of a running guest with DirtyLog. With no arguments: source and destination in this process over
+/// a loopback TCP connection, and a byte-for-byte check of the destination's memory at the end.
+/// </summary>
+internal static class Program
+{
+    private const string Usage = """
+        usage: LiveMigration [options]                 migrate a running guest to a destination in this process
+               LiveMigration listen --port P [options] be the destination (another shell or host sends)
+               LiveMigration send --host H --port P [options]
+        options:
+          --rate N          pages each writer dirties per second (default 20000)
+          --downtime-ms N   acceptable stop-copy time (default 300)
+          --no-kvm          simulated vCPU threads even where /dev/kvm exists
+          --chart FILE      write dirty pages per round as CSV
+        """;
+
+    private static async Task<int> Main(string[] args)
+    {
+        string mode = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "run";
+        Dictionary<string, string?> flags;
+        try
+        {
+            flags = ParseFlags(args.Skip(mode == "run" ? 0 : 1).ToArray());
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine(e.Message);
+            Console.Error.WriteLine(Usage);
+            return 2;
+        }
+
+        var options = new MigrationOptions
+        {
+            PagesPerSecond = flags.TryGetValue("--rate", out string? rate) ? int.Parse(rate!, CultureInfo.InvariantCulture) : 20_000,
+            DowntimeLimit = TimeSpan.FromMilliseconds(flags.TryGetValue("--downtime-ms", out string? ms) ? double.Parse(ms!, CultureInfo.InvariantCulture) : 300),
+            NoKvm = flags.ContainsKey("--no-kvm"),
+            ChartPath = flags.GetValueOrDefault("--chart"),
+        };
+
+        try
+        {
+            return mode switch
+            {
+                "run" => await RunInProcessAsync(options).ConfigureAwait(false),
+                "listen" => await ListenAsync(int.Parse(Required(flags, "--port"), CultureInfo.InvariantCulture), options).ConfigureAwait(false),
+                "send" => await SendAsync(Required(flags, "--host"), int.Parse(Required(flags, "--port"), CultureInfo.InvariantCulture), options).ConfigureAwait(false),
+                _ => throw new ArgumentException($"unknown command '{mode}'"),
+            };
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine(e.Message);
+            Console.Error.WriteLine(Usage);
+            return 2;
+        }
+    }
+
+    /// <summary>The whole migration in this process; 0 when the destination's memory equals the source's.</summary>
+    internal static async Task<int> RunInProcessAsync(MigrationOptions options) =>
+        (await MigrateInProcessAsync(options).ConfigureAwait(false)).Identical ? 0 : 1;
+
+    /// <summary>The whole migration in this process, and what happened.</summary>
+    internal static async Task<(bool Identical, int TrackerFaults)> MigrateInProcessAsync(MigrationOptions options)
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        using var vm = new SourceVm(options);
+        using var destination = new AnonymousMapping(vm.Memory.Size);
+        Console.WriteLine(vm.UsesKvm
+            ? $"source: a KVM guest ({options.GuestBytes >> 20} MiB) + {options.DeviceBytes >> 20} MiB device memory, 2 DMA devices, 1 in-VMM device"
+            : $"source: SIMULATED vCPU threads (no /dev/kvm here) over {options.GuestBytes >> 20} MiB + {options.DeviceBytes >> 20} MiB, 2 DMA devices, 1 in-VMM device");
+        Console.WriteLine($"destination: 127.0.0.1:{port}; writers dirty {options.PagesPerSecond:N0} pages/s each");
+
+        Task<(PageStreamSummary Summary, long DoneAt)> receive = ReceiveAsync(listener, new GuestMemoryView(destination.Address, vm.Memory.Size));
+        using var client = new TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, port).ConfigureAwait(false);
+        vm.Start();
+        (List<RoundRow> rows, long pausedAt, PreCopyDecision decision) = await Migrator.SendAsync(vm, client.GetStream(), options, Print, CancellationToken.None).ConfigureAwait(false);
+        if (decision.Action == PreCopyAction.Abort)
+        {
+            Console.WriteLine($"migration aborted: {decision.Reason}; the guest keeps running on the source");
+            return (false, rows.Sum(r => r.Faults));
+        }
+
+        (PageStreamSummary summary, long doneAt) = await receive.ConfigureAwait(false);
+        TimeSpan downtime = Stopwatch.GetElapsedTime(pausedAt, doneAt);
+        bool equal = vm.Memory.Slice(0, (int)vm.Memory.Size).SequenceEqual(new GuestMemoryView(destination.Address, vm.Memory.Size).Slice(0, (int)vm.Memory.Size));
+        Report(rows, decision, summary, downtime, options);
+        Console.WriteLine(equal
+            ? $"verdict: destination memory equals the source's, byte for byte ({vm.Memory.Size:N0} bytes)"
+            : "verdict: MISMATCH: the destination's memory differs from the source's");
+        return (equal, rows.Sum(r => r.Faults));
+    }
+
+    private static async Task<(PageStreamSummary, long)> ReceiveAsync(TcpListener listener, GuestMemoryView memory)
+    {
+        using TcpClient connection = await listener.AcceptTcpClientAsync().ConfigureAwait(false);
+        var reader = new PageStreamReader(PipeReader.Create(connection.GetStream()), memory);
+        PageStreamSummary summary = await reader.ReadToEndAsync(CancellationToken.None).ConfigureAwait(false);
+        return (summary, Stopwatch.GetTimestamp());
+    }
+
+    private static async Task<int> ListenAsync(int port, MigrationOptions options)
+    {
+        using var listener = new TcpListener(IPAddress.Any, port);
+        listener.Start();
+        using var memory = new AnonymousMapping(options.GuestBytes + options.DeviceBytes);
+        Console.WriteLine($"destination: waiting on port {port} for up to {memory.Length >> 20} MiB of guest memory");
+        try
+        {
+            (PageStreamSummary summary, _) = await ReceiveAsync(listener, new GuestMemoryView(memory.Address, memory.Length)).ConfigureAwait(false);
+            Console.WriteLine($"destination: complete: {summary.Rounds} rounds, {summary.DataPages:N0} pages with data, {summary.ZeroPages:N0} zero pages, every record checksummed");
+            return 0;
+        }
+        catch (Exception e) when (e is PageStreamException or IOException or SocketException)
+        {
+            Console.Error.WriteLine($"destination: migration incomplete: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static async Task<int> SendAsync(string host, int port, MigrationOptions options)
+    {
+        using var vm = new SourceVm(options);
+        using var client = new TcpClient();
+        await client.ConnectAsync(host, port).ConfigureAwait(false);
+        vm.Start();
+        try
+        {
+            (List<RoundRow> rows, _, PreCopyDecision decision) = await Migrator.SendAsync(vm, client.GetStream(), options, Print, CancellationToken.None).ConfigureAwait(false);
+            Console.WriteLine($"source: {decision.Reason}; {rows.Count} rounds sent");
+            return decision.Action == PreCopyAction.Abort ? 1 : 0;
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
+        {
+            Console.Error.WriteLine($"source: the connection dropped ({e.Message}); the guest keeps running here");
+            return 1;
+        }
+    }
+
+    private static void Print(RoundRow row)
+    {
+        double mbps = row.Send > TimeSpan.Zero ? row.BytesSent / row.Send.TotalSeconds / 1e6 : 0;
+        Console.WriteLine($"round {row.Round,3} {row.Phase,-9} {row.DirtyPages,9:N0} dirty pages  {row.BytesSent / 1e6,8:F1} MB  {mbps,7:F0} MB/s  harvest {row.Harvest.TotalMilliseconds,6:F2} ms");
+    }
+
+    private static void Report(List<RoundRow> rows, PreCopyDecision decision, PageStreamSummary summary, TimeSpan downtime, MigrationOptions options)
+    {
+        string[] trackers = rows.SelectMany(r => r.Trackers.Select(t => t.Tracker)).Distinct().ToArray();
+        Console.WriteLine();
+        Console.WriteLine($"| round | phase | dirty pages | MB sent | {string.Join(" | ", trackers.Select(t => $"{t} ms"))} |");
+        Console.WriteLine($"|---:|---|---:|---:|{string.Concat(trackers.Select(_ => "---:|"))}");
+        foreach (RoundRow r in rows)
+        {
+            IEnumerable<string> cells = trackers.Select(t => r.Trackers.FirstOrDefault(x => x.Tracker == t) is { Tracker: not null } x ? x.Latency.TotalMilliseconds.ToString("F2", CultureInfo.InvariantCulture) : "");
+            Console.WriteLine($"| {r.Round} | {r.Phase} | {r.DirtyPages:N0} | {r.BytesSent / 1e6:F1} | {string.Join(" | ", cells)} |");
+        }
+
+        Console.WriteLine();
+        Console.WriteLine($"switch-over: {decision.Reason}");
+        Console.WriteLine($"downtime (vCPU paused to destination complete): {downtime.TotalMilliseconds:F1} ms");
+        Console.WriteLine($"tracker faults handled: {rows.Sum(r => r.Faults)}");
+        Console.WriteLine($"stream: {summary.Rounds} rounds, {summary.DataPages:N0} pages with data, {summary.ZeroPages:N0} zero pages, {summary.Bytes / 1e6:F1} MB");
+        if (options.ChartPath is { } path)
+        {
+            File.WriteAllLines(path, ["round,phase,dirty_pages,bytes_sent", .. rows.Select(r => $"{r.Round},{r.Phase},{r.DirtyPages},{r.BytesSent}")]);
+            Console.WriteLine($"dirty pages per round written to {path}");
+        }
+    }
+
+    private static Dictionary<string, string?> ParseFlags(string[] args)
+    {
+        string[] withValue = ["--rate", "--downtime-ms", "--chart", "--port", "--host"];
+        var flags = new Dictionary<string, string?>();
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (withValue.Contains(args[i]))
+            {
+                flags[args[i]] = i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            }
+            else if (args[i] == "--no-kvm")
+            {
+                flags[args[i]] = null;
+            }
+            else
+            {
+                throw new ArgumentException($"unknown option '{args[i]}'");
+            }
+        }
+
+        return flags;
+    }
+
+    private static string Required(Dictionary<string, string?> flags, string name) =>
+        flags.GetValueOrDefault(name) ?? throw new ArgumentException($"{name} is required");
+}

@@ -1,0 +1,201 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using DirtyLog.Bitmaps;
+using DirtyLog.Emulation;
+using DirtyLog.Harvesting;
+using DirtyLog.Mapping;
+using DirtyLog.Migration;
+using DirtyLog.Native;
+using DirtyLog.Tracking;
+
+namespace DirtyLog.Samples.LiveMigration;
+
+/// <summary>
+/// The source VM: a real KVM guest (or simulated vCPU threads where /dev/kvm is missing), two emulated DMA devices
+/// behind the emulated IOMMU (one with its own dirty logger, one relying on the IOMMU's dirty bits), an emulated
+/// device in this process whose writes userfaultfd sees, every tracker in one parallel harvester.
+/// </summary>
+internal sealed class SourceVm : IDisposable
+{
+    private const ulong IovaBase = 1UL << 32;
+
+    private readonly MigrationOptions _options;
+    private readonly TinyGuest? _guest;
+    private readonly AnonymousMapping? _simulatedRam;
+    private readonly EmulatedTracker? _simulatedVcpuTracker;
+    private readonly EmulatedGuestMemory _dmaMemory;
+    private readonly EmulatedDmaDevice _iommuDevice;
+    private readonly EmulatedDmaDevice _loggingDevice;
+    private readonly List<IDisposable> _owned = [];
+    private readonly List<Thread> _writers = [];
+    private volatile bool _stop;
+
+    public SourceVm(MigrationOptions options)
+    {
+        _options = options;
+        ulong total = options.GuestBytes + options.DeviceBytes;
+        Shared = new SparseDirtyBitmap(40);
+        Harvester = new ParallelHarvester(Shared);
+        UsesKvm = !options.NoKvm && Kvm.IsAvailable;
+        IDirtyTracker vcpuTracker;
+        if (UsesKvm)
+        {
+            _guest = new TinyGuest(options.GuestBytes, (uint)options.Seed, manualDirtyLogProtect: true, deviceMemoryBytes: options.DeviceBytes);
+            Memory = new GuestMemoryView(_guest.Memory.Address, total);
+            vcpuTracker = Own(new KvmDirtyLogTracker(_guest.Vm, 0, "kvm-log"));
+        }
+        else
+        {
+            _simulatedRam = new AnonymousMapping(total);
+            Memory = new GuestMemoryView(_simulatedRam.Address, total);
+            _simulatedVcpuTracker = new EmulatedTracker("simulated-vcpus", new AddressRange(0, options.GuestBytes));
+            vcpuTracker = Own(_simulatedVcpuTracker);
+        }
+
+        // Two devices behind the emulated IOMMU, writing into the same memory as the vCPU.
+        _dmaMemory = EmulatedGuestMemory.Over(Memory);
+        var iommu = new EmulatedIommu(_dmaMemory);
+        var correlator = new Correlator(Shared);
+        uint ioasA = iommu.AllocateIoas(), ioasB = iommu.AllocateIoas();
+        EmulatedHwpt hwptA = iommu.AllocateHwpt(ioasA, dirtyTracking: true);
+        _iommuDevice = Own(new EmulatedDmaDevice(hwptA, supportsLogging: false, name: "nic-a"));
+        _loggingDevice = Own(new EmulatedDmaDevice(iommu.AllocateHwpt(ioasB, dirtyTracking: false), DeviceDirtyLogLimits.Mlx5, name: "nic-b"));
+        IoAddressSpace spaceA = correlator.AddAddressSpace(ioasA, new EmulatedIoMapBackend(iommu, ioasA, 4096));
+        IoAddressSpace spaceB = correlator.AddAddressSpace(ioasB, new EmulatedIoMapBackend(iommu, ioasB, 4096));
+        var iommuTracker = Own(new IommuTracker(hwptA, name: "iommu(nic-a)"));
+        var deviceTracker = Own(new DeviceTracker(_loggingDevice, name: "device(nic-b)"));
+        spaceA.Attach(iommuTracker);
+        spaceB.Attach(deviceTracker);
+        spaceA.Map(IovaBase, 0, total);
+        spaceB.Map(IovaBase, 0, total);
+
+        // The in-VMM emulated device writes device memory through this process's page tables.
+        var uffd = Own(new UserfaultfdTracker([new HostMemoryRegion(Memory.Address + (nint)options.GuestBytes, options.GuestBytes, options.DeviceBytes)], "uffd(vmm-device)"));
+
+        Harvester.Add(vcpuTracker, TrackerFaultPolicy.FailRound);
+        Harvester.Add(iommuTracker, spaceA, TrackerFaultPolicy.MarkCoverageDirty);
+        Harvester.Add(deviceTracker, spaceB, options.DevicePolicy);
+        Harvester.Add(uffd, TrackerFaultPolicy.FailRound);
+    }
+
+    /// <summary>The shared guest-page bitmap.</summary>
+    public SparseDirtyBitmap Shared { get; }
+
+    /// <summary>Every tracker, read in parallel.</summary>
+    public ParallelHarvester Harvester { get; }
+
+    /// <summary>Guest memory, RAM then device memory.</summary>
+    public GuestMemoryView Memory { get; }
+
+    /// <summary>Whether the vCPU is a real KVM guest.</summary>
+    public bool UsesKvm { get; }
+
+    /// <summary>Pages in guest memory.</summary>
+    public ulong Pages => Memory.Size / 4096;
+
+    /// <summary>Starts the trackers, then the writers: the vCPU, both DMA devices, the in-VMM device.</summary>
+    public void Start()
+    {
+        Harvester.StartTracking();
+        int burst = Math.Max(1, _options.PagesPerSecond / 100); // every 10 ms
+        ulong guestPages = _options.GuestBytes / 4096, devicePages = _options.DeviceBytes / 4096;
+        StartWriter("vcpu", value =>
+        {
+            if (_guest is not null)
+            {
+                _guest.Write((uint)burst, value);
+            }
+            else
+            {
+                var random = new Random((int)value);
+                for (int i = 0; i < burst; i++)
+                {
+                    ulong page = 2 + (ulong)random.NextInt64((long)guestPages - 2);
+                    BitConverter.TryWriteBytes(Memory.Slice(page * 4096, 8), value);
+                    _simulatedVcpuTracker!.Write(page * 4096);
+                }
+            }
+        });
+        StartWriter("nic-a", value => Dma(_iommuDevice, value, burst, guestPages + devicePages));
+        int nicBursts = 0;
+        StartWriter("nic-b", value =>
+        {
+            if (_options.InjectDeviceFaults && nicBursts++ % 25 == 2)
+            {
+                _loggingDevice.InjectDeviceError(); // every REPORT fails until the harvester restarts the tracker
+            }
+
+            Dma(_loggingDevice, value, burst, guestPages + devicePages);
+        });
+        StartWriter("vmm-device", value =>
+        {
+            var random = new Random((int)value ^ 0x5eed);
+            for (int i = 0; i < burst; i++)
+            {
+                ulong page = guestPages + (ulong)random.NextInt64((long)devicePages);
+                BitConverter.TryWriteBytes(Memory.Slice((page * 4096) + 24, 8), value);
+            }
+        });
+    }
+
+    /// <summary>Pauses every writer (the vCPU first) and waits until they stopped: stop-copy begins.</summary>
+    public void Pause()
+    {
+        _stop = true;
+        foreach (Thread writer in _writers)
+        {
+            writer.Join();
+        }
+    }
+
+    public void Dispose()
+    {
+        Pause();
+        Harvester.Dispose();
+        foreach (IDisposable d in _owned)
+        {
+            d.Dispose();
+        }
+
+        _dmaMemory.Dispose();
+        Shared.Dispose();
+        _guest?.Dispose();
+        _simulatedRam?.Dispose();
+    }
+
+    private static void Dma(EmulatedDmaDevice device, ulong value, int burst, ulong pages)
+    {
+        var random = new Random((int)(value * 31) ^ device.Name.Length);
+        for (int i = 0; i < burst; i++)
+        {
+            ulong page = 2 + (ulong)random.NextInt64((long)pages - 2);
+            device.DmaWriteUInt64(IovaBase + (page * 4096) + (device.Name == "nic-a" ? 8UL : 16UL), value);
+        }
+    }
+
+    private void StartWriter(string name, Action<ulong> burst)
+    {
+        var thread = new Thread(() =>
+        {
+            ulong value = (ulong)_options.Seed << 32;
+            while (!_stop)
+            {
+                burst(++value);
+                Thread.Sleep(10);
+            }
+        })
+        { IsBackground = true, Name = name };
+        _writers.Add(thread);
+        thread.Start();
+    }
+
+    private T Own<T>(T disposable)
+        where T : IDisposable
+    {
+        _owned.Add(disposable);
+        return disposable;
+    }
+}
