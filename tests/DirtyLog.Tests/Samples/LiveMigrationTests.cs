@@ -16,12 +16,14 @@ namespace DirtyLog.Tests.Samples;
 [Category("EndToEnd")]
 public class LiveMigrationTests
 {
-    [TestCase(TrackerFaultPolicy.MarkCoverageDirty)]
-    [TestCase(TrackerFaultPolicy.FailRound)]
-    public async Task AMigrationWithAFailingDeviceTrackerEndsWithIdenticalMemory(TrackerFaultPolicy policy)
+    [TestCase(TrackerFaultPolicy.MarkCoverageDirty, false)]
+    [TestCase(TrackerFaultPolicy.FailRound, false)]
+    [TestCase(TrackerFaultPolicy.MarkCoverageDirty, true)]
+    public async Task AMigrationWithAFailingDeviceTrackerEndsWithIdenticalMemory(TrackerFaultPolicy policy, bool simulatedVcpus)
     {
         var options = new MigrationOptions
         {
+            NoKvm = simulatedVcpus,
             GuestBytes = 32UL << 20,
             DeviceBytes = 8UL << 20,
             PagesPerSecond = 10_000,
