@@ -56,7 +56,7 @@ internal static class Migrator
         (RoundRow last, _, _) = await RoundAsync(vm, writer, "stop-copy", rows.Count + 1, clock, TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
         rows.Add(last);
         progress(last);
-        await writer.WriteEndAsync(cancellationToken).ConfigureAwait(false);
+        await writer.WriteEndAsync(includeMemoryDigest: true, cancellationToken).ConfigureAwait(false);
         await output.CompleteAsync().ConfigureAwait(false);
         return (rows, pausedAt, decision);
     }

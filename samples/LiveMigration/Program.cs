@@ -120,7 +120,7 @@ internal static class Program
         return (summary, Stopwatch.GetTimestamp());
     }
 
-    private static async Task<int> ListenAsync(int port, MigrationOptions options)
+    internal static async Task<int> ListenAsync(int port, MigrationOptions options)
     {
         using var listener = new TcpListener(IPAddress.Any, port);
         listener.Start();
@@ -130,6 +130,9 @@ internal static class Program
         {
             (PageStreamSummary summary, _) = await ReceiveAsync(listener, new GuestMemoryView(memory.Address, memory.Length)).ConfigureAwait(false);
             Console.WriteLine($"destination: complete: {summary.Rounds} rounds, {summary.DataPages:N0} pages with data, {summary.ZeroPages:N0} zero pages, every record checksummed");
+            Console.WriteLine(summary.MemoryVerified
+                ? "verdict: destination memory matches the source's memory digest (CRC-32C of every byte)"
+                : "verdict: the source sent no memory digest; the stream itself was complete and intact");
             return 0;
         }
         catch (Exception e) when (e is PageStreamException or IOException or SocketException)
@@ -139,7 +142,7 @@ internal static class Program
         }
     }
 
-    private static async Task<int> SendAsync(string host, int port, MigrationOptions options)
+    internal static async Task<int> SendAsync(string host, int port, MigrationOptions options)
     {
         using var vm = new SourceVm(options);
         using var client = new TcpClient();
@@ -180,7 +183,7 @@ internal static class Program
         Console.WriteLine($"switch-over: {decision.Reason}");
         Console.WriteLine($"downtime (vCPU paused to destination complete): {downtime.TotalMilliseconds:F1} ms");
         Console.WriteLine($"tracker faults handled: {rows.Sum(r => r.Faults)}");
-        Console.WriteLine($"stream: {summary.Rounds} rounds, {summary.DataPages:N0} pages with data, {summary.ZeroPages:N0} zero pages, {summary.Bytes / 1e6:F1} MB");
+        Console.WriteLine($"stream: {summary.Rounds} rounds, {summary.DataPages:N0} pages with data, {summary.ZeroPages:N0} zero pages, {summary.Bytes / 1e6:F1} MB; memory digest {(summary.MemoryVerified ? "matched" : "not sent")}");
         if (options.ChartPath is { } path)
         {
             File.WriteAllLines(path, ["round,phase,dirty_pages,bytes_sent", .. rows.Select(r => $"{r.Round},{r.Phase},{r.DirtyPages},{r.BytesSent}")]);

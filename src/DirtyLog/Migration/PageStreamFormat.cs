@@ -13,8 +13,10 @@ namespace DirtyLog.Migration;
 /// <code>
 /// header: "DLPS" | version u16 | reserved u16 | page size u32 | reserved u32 | memory bytes u64
 /// record: kind u8 | reserved u8 | reserved u16 | pages u32 | first page (or round, or total) u64 | crc u32 | reserved u32
-/// kinds:  1 data (pages follow) | 2 zero pages | 3 round end | 4 end of stream
+/// kinds:  1 data (pages follow) | 2 zero pages | 3 round end | 4 end of stream | 5 memory digest
 /// </code>
+/// The optional memory digest record, just before the end, holds the CRC-32C of the source's whole memory, taken
+/// with the guest paused: the destination compares its own memory with it.
 /// A record's CRC-32C covers its header with the CRC field zeroed, then its pages. The end record's CRC field holds
 /// the CRC-32C of every earlier record's CRC in order, so a dropped, repeated or reordered record is caught.
 /// </summary>
@@ -27,7 +29,19 @@ internal static class PageStreamFormat
     public const int MaxDataPages = 256;      // 1 MiB of 4 KiB pages per data record: bounds every buffer
     public const int MaxZeroPages = 1 << 20;
 
-    public const byte Data = 1, Zero = 2, RoundEnd = 3, End = 4;
+    public const byte Data = 1, Zero = 2, RoundEnd = 3, End = 4, Digest = 5;
+
+    /// <summary>The CRC-32C of guest memory, a page at a time.</summary>
+    public static uint MemoryDigest(GuestMemoryView memory, ulong bytes)
+    {
+        uint crc = ~0u;
+        for (ulong address = 0; address < bytes; address += 1 << 20)
+        {
+            crc = Crc(crc, memory.Slice(address, (int)Math.Min(1UL << 20, bytes - address)));
+        }
+
+        return crc;
+    }
 
     public static void WriteHeader(Span<byte> span, uint pageSize, ulong memoryBytes)
     {

@@ -36,6 +36,7 @@ public sealed class PageStreamReader
     private ulong _sourcePages;
     private ReadOnlySequence<byte> _pending; // the last buffer read and not yet advanced past
     private bool _hasPending;
+    private bool _memoryVerified;
 
     /// <summary>Creates a reader that applies pages to <paramref name="memory"/>.</summary>
     /// <param name="input">The pipe to read.</param>
@@ -106,6 +107,23 @@ public sealed class PageStreamReader
                     Consume(RecordBytes);
                     RoundReceived?.Invoke(_rounds, Summary());
                     break;
+                case Digest:
+                    if (count != 0 || value > uint.MaxValue)
+                    {
+                        throw Fail($"memory digest record with {count} pages and value 0x{value:x}");
+                    }
+
+                    CheckCrc(HeaderCrc(record), crc, "memory digest record");
+                    uint mine = MemoryDigest(_memory, _sourcePages * (ulong)_pageSize);
+                    if (mine != (uint)value)
+                    {
+                        throw Fail($"the destination's memory differs from the source's: digest 0x{mine:x8}, source 0x{value:x8}");
+                    }
+
+                    _memoryVerified = true;
+                    Chain(crc);
+                    Consume(RecordBytes);
+                    break;
                 case End:
                     if (count != 0 || value != _dataPages + _zeroPages)
                     {
@@ -126,7 +144,7 @@ public sealed class PageStreamReader
         }
     }
 
-    private PageStreamSummary Summary() => new(_dataPages, _zeroPages, _rounds, _offset);
+    private PageStreamSummary Summary() => new(_dataPages, _zeroPages, _rounds, _offset) { MemoryVerified = _memoryVerified };
 
     private void CheckHeader(ReadOnlySequence<byte> bytes)
     {

@@ -7,4 +7,8 @@ namespace DirtyLog.Migration;
 /// <param name="ZeroPages">Pages applied as zero pages.</param>
 /// <param name="Rounds">Rounds received.</param>
 /// <param name="Bytes">Bytes read.</param>
-public sealed record PageStreamSummary(ulong DataPages, ulong ZeroPages, long Rounds, long Bytes);
+public sealed record PageStreamSummary(ulong DataPages, ulong ZeroPages, long Rounds, long Bytes)
+{
+    /// <summary>Whether the stream carried the source's memory digest and the destination's memory matched it.</summary>
+    public bool MemoryVerified { get; init; }
+}

@@ -101,13 +101,23 @@ public sealed class PageStreamWriter
         return BytesWritten - before;
     }
 
-    /// <summary>Writes the end record (totals and the chained checksum) and flushes. The stream is complete.</summary>
+    /// <summary>
+    /// Writes the end record (totals and the chained checksum) and flushes: the stream is complete. With
+    /// <paramref name="includeMemoryDigest"/>, a digest of the whole source memory goes first, which the destination
+    /// compares with its own memory: call it with the guest and its devices paused.
+    /// </summary>
+    /// <param name="includeMemoryDigest">Whether to send a CRC-32C of the whole memory (one pass over it).</param>
     /// <param name="cancellationToken">Cancels the flush.</param>
     /// <returns>A task that completes when flushed.</returns>
-    public async ValueTask WriteEndAsync(CancellationToken cancellationToken)
+    public async ValueTask WriteEndAsync(bool includeMemoryDigest, CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_ended, this);
         WriteHeaderOnce();
+        if (includeMemoryDigest)
+        {
+            WriteControl(Digest, MemoryDigest(_memory, _memory.Size));
+        }
+
         Span<byte> span = _output.GetSpan(RecordBytes);
         WriteRecord(span, End, 0, DataPages + ZeroPages);
         WriteCrc(span, _chain);

@@ -51,7 +51,7 @@ public class PageStreamTests
         var writer = new PageStreamWriter(pipe.Writer, source.AsView());
         writer.WriteRoundAsync([new DirtyRun(0, Pages)], CancellationToken.None).AsTask().Wait();
         writer.WriteRoundAsync([new DirtyRun(3, 5), new DirtyRun(40, 2)], CancellationToken.None).AsTask().Wait();
-        writer.WriteEndAsync(CancellationToken.None).AsTask().Wait();
+        writer.WriteEndAsync(includeMemoryDigest: false, CancellationToken.None).AsTask().Wait();
         pipe.Writer.Complete();
         return ReadAll(pipe.Reader);
     }
@@ -157,5 +157,34 @@ public class PageStreamTests
         var writer = new PageStreamWriter(pipe.Writer, _source.AsView());
         Assert.That(async () => await writer.WriteRoundAsync([new DirtyRun(Pages - 1, 2)], CancellationToken.None), Throws.InstanceOf<ArgumentOutOfRangeException>());
         Assert.That(writer.BytesWritten, Is.Zero);
+    }
+
+    [Test]
+    public async Task AMemoryDigestProvesTheCopyAndCatchesAPageThatWasNeverSent()
+    {
+        for (ulong page = 0; page < Pages; page++)
+        {
+            _source.WriteUInt64(page * 4096, page + 1);
+        }
+
+        byte[] Stream(bool missWrite)
+        {
+            var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0));
+            var writer = new PageStreamWriter(pipe.Writer, _source.AsView());
+            writer.WriteRoundAsync([new DirtyRun(0, Pages)], CancellationToken.None).AsTask().Wait();
+            if (missWrite)
+            {
+                _source.WriteUInt64(7 * 4096, 0xBAD); // written after its round and never sent: a lost page
+            }
+
+            writer.WriteEndAsync(includeMemoryDigest: true, CancellationToken.None).AsTask().Wait();
+            pipe.Writer.Complete();
+            return ReadAll(pipe.Reader);
+        }
+
+        PageStreamSummary good = await ReadAsync(Stream(missWrite: false), _destination.AsView());
+        Assert.That(good.MemoryVerified, Is.True);
+        Assert.That(async () => await ReadAsync(Stream(missWrite: true), _destination.AsView()),
+            Throws.TypeOf<PageStreamException>().With.Message.Contains("differs from the source's"));
     }
 }

@@ -67,7 +67,7 @@ public class VmmWiringExampleTests
             last.Commit();
         }
 
-        await stream.WriteEndAsync(cancellationToken);
+        await stream.WriteEndAsync(includeMemoryDigest: true, cancellationToken);
 
         // --- README code ends here ---
         await pipe.Writer.CompleteAsync();

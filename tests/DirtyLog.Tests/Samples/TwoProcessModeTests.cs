@@ -1,0 +1,71 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Tasks;
+using DirtyLog.Samples.LiveMigration;
+using NUnit.Framework;
+
+namespace DirtyLog.Tests.Samples;
+
+/// <summary>The sample's listen and send commands, as two shells would run them, and a connection that drops.</summary>
+[TestFixture]
+[Category("EndToEnd")]
+public class TwoProcessModeTests
+{
+    private static readonly MigrationOptions Small = new() { GuestBytes = 16UL << 20, DeviceBytes = 4UL << 20, PagesPerSecond = 5_000 };
+
+    private static int FreePort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
+    }
+
+    [Test]
+    public async Task ListenAndSendMigrateAndTheDestinationVerifiesTheMemoryDigest()
+    {
+        int port = FreePort();
+        Task<int> destination = Program.ListenAsync(port, Small);
+        await Task.Delay(100); // the listener binds first; a refused connect would fail the send and the test
+        int source = await Program.SendAsync("127.0.0.1", port, Small);
+        Assert.That((source, await destination.WaitAsync(TimeSpan.FromMinutes(1))), Is.EqualTo((0, 0)));
+    }
+
+    [Test]
+    public async Task ADestinationWhoseSourceGoesAwayReportsTheMigrationIncomplete()
+    {
+        int port = FreePort();
+        Task<int> destination = Program.ListenAsync(port, Small);
+        await Task.Delay(100);
+        using (var client = new TcpClient())
+        {
+            await client.ConnectAsync(IPAddress.Loopback, port);
+            byte[] header = new byte[24];
+            "DLPS"u8.CopyTo(header);
+            header[4] = 1;
+            BitConverter.GetBytes(4096u).CopyTo(header, 8);
+            BitConverter.GetBytes(20UL << 20).CopyTo(header, 16);
+            await client.GetStream().WriteAsync(header);
+        }
+
+        Assert.That(await destination.WaitAsync(TimeSpan.FromMinutes(1)), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task ASourceWhoseDestinationGoesAwayEndsCleanlyWithTheGuestRunning()
+    {
+        int port = FreePort();
+        using var listener = new TcpListener(IPAddress.Loopback, port);
+        listener.Start();
+        // A downtime limit nothing fits keeps the source sending round after round, long after the reset arrives.
+        Task<int> source = Program.SendAsync("127.0.0.1", port, Small with { DowntimeLimit = TimeSpan.Zero, PagesPerSecond = 50_000 });
+        using (TcpClient accepted = await listener.AcceptTcpClientAsync())
+        {
+            accepted.Client.LingerState = new LingerOption(true, 0); // reset, as a crashed destination would
+        }
+
+        Assert.That(await source.WaitAsync(TimeSpan.FromMinutes(1)), Is.EqualTo(1));
+    }
+}
