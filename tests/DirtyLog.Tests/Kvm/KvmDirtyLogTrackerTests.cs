@@ -18,13 +18,15 @@ namespace DirtyLog.Tests.Kvm;
 [TestFixture]
 public class KvmDirtyLogTrackerTests : KvmFixture
 {
-    [TestCase(false, 1u)]
-    [TestCase(false, 2u)]
-    [TestCase(true, 1u)]
-    [TestCase(true, 3u)]
-    public void EveryPageHoldingTheCurrentIterationWasReported(bool manualProtect, uint seed)
+    [TestCase(false, 1u, 64UL << 20)]
+    [TestCase(false, 2u, 64UL << 20)]
+    [TestCase(true, 1u, 64UL << 20)]
+    [TestCase(true, 3u, 64UL << 20)]
+    [TestCase(false, 4u, 1UL << 30)]
+    [TestCase(true, 5u, 1UL << 30)]
+    public void EveryPageHoldingTheCurrentIterationWasReported(bool manualProtect, uint seed, ulong slotBytes)
     {
-        using var guest = new TinyGuest(64UL << 20, seed, manualProtect);
+        using var guest = new TinyGuest(slotBytes, seed, manualProtect);
         Assume.That(!manualProtect || guest.Vm.CheckExtension(DirtyLog.Native.Linux.Kvm.KvmConstants.KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) != 0, "KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 is not offered");
         using var tracker = new KvmDirtyLogTracker(guest.Vm, slotId: 0);
         tracker.StartTracking();

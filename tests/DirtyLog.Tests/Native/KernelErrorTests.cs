@@ -73,4 +73,13 @@ public class KernelErrorTests
         });
         iommufd.Destroy(ioas);
     }
+
+    [Test]
+    [Category("Kernel")]
+    public void AMappingTheKernelCannotGiveFailsWithEnomemAndNamesTheCall()
+    {
+        // 128 TiB is the whole user address space of x86-64: no free range that large, so mmap answers ENOMEM.
+        Assert.That(() => new DirtyLog.Native.AnonymousMapping(1UL << 47), Throws.TypeOf<KernelException>()
+            .With.Property(nameof(KernelException.Errno)).EqualTo(Errno.ENOMEM).And.Message.Contains("mmap"));
+    }
 }
