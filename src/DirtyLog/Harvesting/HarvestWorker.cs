@@ -79,11 +79,9 @@ internal sealed class HarvestWorker : IDisposable
             return;
         }
 
-        int shift = _shared.PageShift;
         foreach (AddressRange r in Tracker.Coverage)
         {
-            ulong first = r.Start >> shift;
-            _shared.MarkRange(first, ((r.End - 1) >> shift) - first + 1);
+            TranslatingSink.MarkBytes(_shared, r.Start, r.Length);
         }
     }
 

@@ -165,8 +165,7 @@ public sealed class IoAddressSpace : IMappedRangeSource
         {
             foreach (IovaMapping m in _table.All())
             {
-                ulong first = m.GuestAddress >> target.PageShift;
-                target.MarkRange(first, ((m.GuestAddress + m.Length - 1) >> target.PageShift) - first + 1);
+                TranslatingSink.MarkBytes(target, m.GuestAddress, m.Length);
             }
         }
         finally
@@ -427,10 +426,7 @@ public sealed class IoAddressSpace : IMappedRangeSource
             ulong s = Math.Max(range.Start, m.Iova), e = Math.Min(range.End, m.End);
             if (s < e)
             {
-                ulong first = m.Translate(s) >> _target.PageShift;
-                ulong pages = ((m.Translate(e - 1)) >> _target.PageShift) - first + 1;
-                _target.MarkRange(first, pages);
-                Interlocked.Add(ref _conservativePages, (long)pages);
+                Interlocked.Add(ref _conservativePages, (long)TranslatingSink.MarkBytes(_target, m.Translate(s), e - s));
             }
         }
     }

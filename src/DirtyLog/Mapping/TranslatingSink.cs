@@ -91,13 +91,16 @@ internal sealed class TranslatingSink : IDirtyGranuleSink
         UntranslatedBytes += end - start - covered;
     }
 
-    private void Mark(IovaMapping mapping, ulong start, ulong end)
+    /// <summary>Marks every page of <paramref name="target"/> that [<paramref name="address"/>, + <paramref name="length"/>) touches.</summary>
+    /// <returns>Pages marked.</returns>
+    internal static ulong MarkBytes(SparseDirtyBitmap target, ulong address, ulong length)
     {
-        int shift = _target.PageShift;
-        ulong gpa = mapping.Translate(start);
-        ulong firstPage = gpa >> shift;
-        ulong pages = ((gpa + (end - start) - 1) >> shift) - firstPage + 1;
-        _target.MarkRange(firstPage, pages);
-        PagesMarked += pages;
+        int shift = target.PageShift;
+        ulong firstPage = address >> shift;
+        ulong pages = ((address + length - 1) >> shift) - firstPage + 1;
+        target.MarkRange(firstPage, pages);
+        return pages;
     }
+
+    private void Mark(IovaMapping mapping, ulong start, ulong end) => PagesMarked += MarkBytes(_target, mapping.Translate(start), end - start);
 }
