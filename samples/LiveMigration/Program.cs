@@ -33,7 +33,7 @@ internal static class Program
           --chart FILE      write dirty pages per round as CSV
         """;
 
-    private static async Task<int> Main(string[] args)
+    internal static async Task<int> Main(string[] args)
     {
         string mode = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "run";
         Dictionary<string, string?> flags;

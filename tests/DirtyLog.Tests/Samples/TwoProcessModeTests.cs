@@ -68,4 +68,25 @@ public class TwoProcessModeTests
 
         Assert.That(await source.WaitAsync(TimeSpan.FromMinutes(1)), Is.EqualTo(1));
     }
+
+    [TestCase("--bogus")]
+    [TestCase("fly")]
+    [TestCase("--rate")]
+    [TestCase("send", "--port", "1")]
+    public async Task BadCommandLinesPrintTheUsageAndExitWithTwo(params string[] args)
+    {
+        var error = new System.IO.StringWriter();
+        System.IO.TextWriter saved = Console.Error;
+        Console.SetError(error);
+        try
+        {
+            Assert.That(await Program.Main(args), Is.EqualTo(2));
+        }
+        finally
+        {
+            Console.SetError(saved);
+        }
+
+        Assert.That(error.ToString(), Does.Contain("usage:"));
+    }
 }
