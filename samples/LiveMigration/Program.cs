@@ -146,10 +146,10 @@ internal static class Program
     {
         using var vm = new SourceVm(options);
         using var client = new TcpClient();
-        await client.ConnectAsync(host, port).ConfigureAwait(false);
-        vm.Start();
         try
         {
+            await client.ConnectAsync(host, port).ConfigureAwait(false);
+            vm.Start();
             (List<RoundRow> rows, _, PreCopyDecision decision) = await Migrator.SendAsync(vm, client.GetStream(), options, Print, CancellationToken.None).ConfigureAwait(false);
             Console.WriteLine($"source: {decision.Reason}; {rows.Count} rounds sent");
             return decision.Action == PreCopyAction.Abort ? 1 : 0;

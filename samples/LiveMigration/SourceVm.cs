@@ -100,6 +100,11 @@ internal sealed class SourceVm : IDisposable
     public void Start()
     {
         Harvester.StartTracking();
+        if (_options.InjectDeviceFaults)
+        {
+            _loggingDevice.InjectDeviceError(); // the first pre-copy round meets it; the writer injects more later
+        }
+
         int burst = Math.Max(1, _options.PagesPerSecond / 100); // every 10 ms
         ulong guestPages = _options.GuestBytes / 4096, devicePages = _options.DeviceBytes / 4096;
         StartWriter("vcpu", value =>
@@ -123,7 +128,7 @@ internal sealed class SourceVm : IDisposable
         int nicBursts = 0;
         StartWriter("nic-b", value =>
         {
-            if (_options.InjectDeviceFaults && nicBursts++ % 25 == 2)
+            if (_options.InjectDeviceFaults && ++nicBursts % 25 == 0)
             {
                 _loggingDevice.InjectDeviceError(); // every REPORT fails until the harvester restarts the tracker
             }
