@@ -37,7 +37,7 @@ namespace DirtyLog.Mapping;
 /// block the device does not track yet re-plans it (refused up front, map unchanged, when the device's limits cannot
 /// fit the new ranges) and, if it is started, re-arms it: read, stop, start with the new ranges. A write the device
 /// logs between that read and the stop would be lost with the old log, so the guest pages it could reach are marked
-/// dirty (counted). Blocks are never dropped while the device tracks.</para>
+/// dirty (counted). A started device's tracked ranges never shrink; an unmap only stops counting the block for the next plan.</para>
 /// <para>Memory grows with the mappings (about 40 bytes each) and the blocks they touch, never with the IOVAs' width.</para>
 /// </remarks>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The lock lives as long as the address space, which the correlator keeps for the whole migration; its wait handles go with the finalizer-free GC.")]
