@@ -85,6 +85,18 @@ public sealed unsafe class KvmVcpu : IDisposable
         }
     }
 
+    /// <summary>Whether the calling thread is the one <see cref="Kick"/> signals.</summary>
+    public bool IsKickBoundToCurrentThread
+    {
+        get
+        {
+            lock (_kickGate)
+            {
+                return _kickThreadId != 0 && _kickThreadId == CurrentThreadId();
+            }
+        }
+    }
+
     /// <summary>
     /// Makes the calling thread the one that runs this vCPU and that <see cref="Kick"/> interrupts: blocks
     /// <paramref name="signal"/> in this thread and has KVM unblock it only inside <c>KVM_RUN</c>
@@ -116,7 +128,7 @@ public sealed unsafe class KvmVcpu : IDisposable
 
         lock (_kickGate)
         {
-            _kickThreadId = (int)Interop.syscall(SyscallNumbers.__NR_gettid, 0);
+            _kickThreadId = CurrentThreadId();
             _kickSignal = signal;
         }
 
@@ -187,16 +199,12 @@ public sealed unsafe class KvmVcpu : IDisposable
     /// <summary>Consumes the kick signals pending on the calling thread, if it is the bound one.</summary>
     private void DrainKicks()
     {
-        int signal;
-        lock (_kickGate)
+        if (!IsKickBoundToCurrentThread)
         {
-            if (_kickThreadId == 0 || _kickThreadId != (int)Interop.syscall(SyscallNumbers.__NR_gettid, 0))
-            {
-                return;
-            }
-
-            signal = _kickSignal;
+            return;
         }
+
+        int signal = Volatile.Read(ref _kickSignal);
 
         ulong set = 1UL << (signal - 1);
         long zero = 0; // a struct timespec of { 0, 0 }: poll
@@ -205,6 +213,8 @@ public sealed unsafe class KvmVcpu : IDisposable
         {
         }
     }
+
+    private static int CurrentThreadId() => (int)Interop.syscall(SyscallNumbers.__NR_gettid, 0);
 
     /// <summary>Unmaps <c>kvm_run</c> and closes the vCPU.</summary>
     public void Dispose()

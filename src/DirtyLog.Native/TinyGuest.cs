@@ -198,7 +198,7 @@ public sealed unsafe class TinyGuest : IDisposable
     /// <exception cref="InvalidOperationException">The guest exited for a reason <paramref name="onExit"/> did not accept.</exception>
     public ulong WriteUntilPaused(ulong value, CancellationToken pause, Func<uint, bool>? onExit = null)
     {
-        if (Vcpu.KickThreadId != (int)Interop.syscall(Linux.SyscallNumbers.__NR_gettid, 0))
+        if (!Vcpu.IsKickBoundToCurrentThread)
         {
             Vcpu.BindKickToCurrentThread();
         }

@@ -46,8 +46,6 @@ public sealed class HarvestRound : IDisposable
     /// <summary>The dirty pages, as maximal runs in ascending order; empty once the round is settled.</summary>
     public ReadOnlySpan<DirtyRun> Runs => Volatile.Read(ref _buffer) is { } runs ? runs.AsSpan(0, _count) : default;
 
-    /// <summary>How many runs.</summary>
-    public int RunCount => Volatile.Read(ref _buffer) is null ? 0 : _count;
 
     /// <summary>Pages in <see cref="Runs"/>.</summary>
     public ulong Pages { get; }

@@ -26,10 +26,39 @@ public class ParallelHarvesterTests
     [SetUp]
     public void CreateShared() => _shared = new SparseDirtyBitmap(40);
 
-    [TearDown]
-    public void DisposeShared() => _shared.Dispose();
+    private readonly List<EmulatedTracker> _trackers = [];
 
-    private static EmulatedTracker Tracker(string name, ulong start, ulong length) => new(name, new AddressRange(start, length));
+    [TearDown]
+    public void DisposeSharedAndTrackers()
+    {
+        foreach (EmulatedTracker t in _trackers)
+        {
+            t.Dispose();
+        }
+
+        _trackers.Clear();
+        _shared.Dispose();
+    }
+
+    private EmulatedTracker Tracker(string name, ulong start, ulong length)
+    {
+        var tracker = new EmulatedTracker(name, new AddressRange(start, length));
+        _trackers.Add(tracker);
+        return tracker;
+    }
+
+    /// <summary>A harvester over the given trackers, started.</summary>
+    private ParallelHarvester Started(params (IDirtyTracker Tracker, TrackerFaultPolicy Policy)[] trackers)
+    {
+        var harvester = new ParallelHarvester(_shared);
+        foreach ((IDirtyTracker tracker, TrackerFaultPolicy policy) in trackers)
+        {
+            harvester.Add(tracker, policy);
+        }
+
+        harvester.StartTracking();
+        return harvester;
+    }
 
     [Test]
     public void ARoundTakesAsLongAsItsSlowestTrackerNotTheSum()
@@ -179,10 +208,7 @@ public class ParallelHarvesterTests
     public void ALateTrackerIsMarkedDirtyAndItsReadLandsInALaterRound()
     {
         EmulatedTracker fast = Tracker("fast", 0, 4 * MiB), slow = Tracker("slow", 4 * MiB, 4 * MiB);
-        using var harvester = new ParallelHarvester(_shared);
-        harvester.Add(fast, TrackerFaultPolicy.FailRound);
-        harvester.Add(slow, TrackerFaultPolicy.MarkCoverageDirty);
-        harvester.StartTracking();
+        using ParallelHarvester harvester = Started((fast, TrackerFaultPolicy.FailRound), (slow, TrackerFaultPolicy.MarkCoverageDirty));
         slow.ReportDelay = TimeSpan.FromMilliseconds(400);
         fast.Write(4096);
         slow.Write(4 * MiB);
@@ -210,9 +236,7 @@ public class ParallelHarvesterTests
     public void UnderFailRoundALateTrackerFailsTheRoundByName()
     {
         EmulatedTracker slow = Tracker("slow", 0, 4 * MiB);
-        using var harvester = new ParallelHarvester(_shared);
-        harvester.Add(slow, TrackerFaultPolicy.FailRound);
-        harvester.StartTracking();
+        using ParallelHarvester harvester = Started((slow, TrackerFaultPolicy.FailRound));
         slow.ReportDelay = TimeSpan.FromMilliseconds(300);
         Assert.That(() => harvester.RunRound(TimeSpan.FromMilliseconds(30), CancellationToken.None),
             Throws.TypeOf<HarvestException>().With.Property(nameof(HarvestException.Tracker)).EqualTo("slow").And.Message.Contains("deadline"));
@@ -222,9 +246,7 @@ public class ParallelHarvesterTests
     public void CancellingARoundLeavesTheReadToLandLater()
     {
         EmulatedTracker slow = Tracker("slow", 0, 4 * MiB);
-        using var harvester = new ParallelHarvester(_shared);
-        harvester.Add(slow, TrackerFaultPolicy.FailRound);
-        harvester.StartTracking();
+        using ParallelHarvester harvester = Started((slow, TrackerFaultPolicy.FailRound));
         slow.Write(8192);
         slow.ReportDelay = TimeSpan.FromMilliseconds(200);
         using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(20));
@@ -237,10 +259,7 @@ public class ParallelHarvesterTests
     public void AttributionSaysWhichTrackerSawWhat()
     {
         EmulatedTracker a = Tracker("a", 0, 8 * MiB), b = Tracker("b", 4 * MiB, 8 * MiB);
-        using var harvester = new ParallelHarvester(_shared);
-        harvester.Add(a, TrackerFaultPolicy.FailRound);
-        harvester.Add(b, TrackerFaultPolicy.FailRound);
-        harvester.StartTracking();
+        using ParallelHarvester harvester = Started((a, TrackerFaultPolicy.FailRound), (b, TrackerFaultPolicy.FailRound));
         a.WriteRange(0, 10 * 4096);            // 10 pages only a sees
         a.WriteRange(4 * MiB, 3 * 4096);        // 3 pages both see
         b.WriteRange(4 * MiB, 3 * 4096);
@@ -258,9 +277,7 @@ public class ParallelHarvesterTests
     public void APutBackRoundComesBackAndACommittedOneCannotBePutBack()
     {
         EmulatedTracker a = Tracker("a", 0, 8 * MiB);
-        using var harvester = new ParallelHarvester(_shared);
-        harvester.Add(a, TrackerFaultPolicy.FailRound);
-        harvester.StartTracking();
+        using ParallelHarvester harvester = Started((a, TrackerFaultPolicy.FailRound));
         a.WriteRange(0, 4 * 4096);
         HarvestRound first = harvester.RunRound(null, CancellationToken.None);
         first.PutBack();
@@ -331,9 +348,7 @@ public class ParallelHarvesterTests
         ActivitySource.AddActivityListener(activityListener);
 
         EmulatedTracker a = Tracker("metered", 0, 8 * MiB);
-        using var harvester = new ParallelHarvester(_shared);
-        harvester.Add(a, TrackerFaultPolicy.FailRound);
-        harvester.StartTracking();
+        using ParallelHarvester harvester = Started((a, TrackerFaultPolicy.FailRound));
         a.WriteRange(0, 7 * 4096);
         harvester.RunRound(null, CancellationToken.None).Commit();
 
