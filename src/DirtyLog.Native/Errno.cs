@@ -8,6 +8,7 @@ public static class Errno
 #pragma warning disable CS1591 // The names are the documentation: they are the kernel's.
     public const int EPERM = 1;
     public const int ENOENT = 2;
+    public const int ESRCH = 3;
     public const int EINTR = 4;
     public const int EIO = 5;
     public const int E2BIG = 7;

@@ -21,6 +21,12 @@ namespace DirtyLog.Native;
 /// once, a vCPU about to enter does not enter, and either way <see cref="Run"/> returns <c>KVM_EXIT_INTR</c>. No signal
 /// handler ever runs: outside <c>KVM_RUN</c> the signal stays blocked, and <see cref="Run"/> consumes it
 /// (<c>rt_sigtimedwait</c>) before returning.</para>
+/// <para><b>The binding ends with its thread.</b> The bound thread is held by a thread pidfd (<c>pidfd_open</c> with
+/// <c>PIDFD_THREAD</c>, Linux 6.9 and later), which names that thread and no other for as long as it is open: a kick
+/// after the thread exited reaches no one (never a thread that reused its id), returns <see langword="false"/> and
+/// ends the binding. On older kernels the kick checks that the bound managed thread is alive before <c>tgkill</c>, which
+/// leaves the kernel's own window between that check and the signal. <see cref="UnbindKick"/> ends a binding
+/// explicitly, as a run loop should before its thread goes on to other work.</para>
 /// </remarks>
 public sealed unsafe class KvmVcpu : IDisposable
 {
@@ -30,8 +36,10 @@ public sealed unsafe class KvmVcpu : IDisposable
     private readonly int _runSize;
     private readonly Lock _kickGate = new();
     private kvm_run* _run;
-    private int _kickThreadId; // 0: no thread bound; guarded by _kickGate
+    private int _kickThreadId; // 0: no thread bound; this and the two below are guarded by _kickGate
     private int _kickSignal;
+    private FileDescriptorHandle? _kickPidfd; // the bound thread, where the kernel has thread pidfds
+    private Thread? _kickThread;              // the bound managed thread, for kernels without them
 
     internal KvmVcpu(FileDescriptorHandle handle, int runSize, uint ringEntries)
     {
@@ -126,13 +134,35 @@ public sealed unsafe class KvmVcpu : IDisposable
         *(ulong*)(buffer + sizeof(kvm_signal_mask)) = old & ~kick;
         Handle.Ioctl(KVM_SET_SIGNAL_MASK, nameof(KVM_SET_SIGNAL_MASK), buffer);
 
+        int tid = CurrentThreadId();
+        FileDescriptorHandle? pidfd = OpenThreadPidfd(tid);
         lock (_kickGate)
         {
-            _kickThreadId = CurrentThreadId();
+            UnbindLocked();
+            _kickThreadId = tid;
             _kickSignal = signal;
+            _kickPidfd = pidfd;
+            _kickThread = Thread.CurrentThread;
         }
 
         DrainKicks();
+    }
+
+    /// <summary>Ends the binding made by <see cref="BindKickToCurrentThread"/>, from any thread; later kicks signal no one.</summary>
+    /// <returns>Whether a thread was bound.</returns>
+    /// <remarks>
+    /// Called on the bound thread, it also consumes a kick still pending there. The signal stays blocked in that thread
+    /// (harmless), and KVM keeps the signal mask for a later <c>KVM_RUN</c>.
+    /// </remarks>
+    public bool UnbindKick()
+    {
+        DrainKicks();
+        lock (_kickGate)
+        {
+            bool bound = _kickThreadId != 0;
+            UnbindLocked();
+            return bound;
+        }
     }
 
     /// <summary>
@@ -140,18 +170,50 @@ public sealed unsafe class KvmVcpu : IDisposable
     /// (if any) so that a <c>KVM_RUN</c> in progress returns. The run loop sees <c>KVM_EXIT_INTR</c> from <see cref="Run"/>
     /// and must check its own reason to stop (set it before kicking).
     /// </summary>
-    /// <exception cref="KernelException"><c>tgkill</c> failed.</exception>
-    public void Kick()
+    /// <returns>
+    /// Whether a live bound thread was signalled. <see langword="false"/> when no thread is bound, or the bound one has
+    /// exited (the binding then ends): only <c>immediate_exit</c> was set, so the next <c>KVM_RUN</c> returns at once.
+    /// </returns>
+    /// <exception cref="KernelException">The signal could not be sent for another reason than the thread being gone.</exception>
+    public bool Kick()
     {
         RequestImmediateExit(true);
         lock (_kickGate)
         {
-            // Under the gate, so that disposal cannot let the thread id go (and be reused) while a signal is on its way.
-            if (_kickThreadId != 0
-                && Interop.syscall(SyscallNumbers.__NR_tgkill, Environment.ProcessId, _kickThreadId, _kickSignal, 0) < 0)
+            // Under the gate, so that no unbinding lets the thread (or its pidfd) go while a signal is on its way.
+            if (_kickThreadId == 0)
             {
-                throw new KernelException("tgkill", $"kick of {Handle.Path}", Marshal.GetLastPInvokeError());
+                return false;
             }
+
+            long result;
+            if (_kickPidfd is { } pidfd)
+            {
+                result = Interop.syscall(SyscallNumbers.__NR_pidfd_send_signal, (long)pidfd.DangerousGetHandle(), _kickSignal, 0, PidfdConstants.PIDFD_SIGNAL_THREAD);
+            }
+            else if (_kickThread is { IsAlive: true })
+            {
+                result = Interop.syscall(SyscallNumbers.__NR_tgkill, Environment.ProcessId, _kickThreadId, _kickSignal, 0);
+            }
+            else
+            {
+                UnbindLocked();
+                return false;
+            }
+
+            if (result < 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == Errno.ESRCH)
+                {
+                    UnbindLocked();
+                    return false;
+                }
+
+                throw new KernelException(_kickPidfd is null ? "tgkill" : "pidfd_send_signal", $"kick of {Handle.Path}", errno);
+            }
+
+            return true;
         }
     }
 
@@ -216,12 +278,38 @@ public sealed unsafe class KvmVcpu : IDisposable
 
     private static int CurrentThreadId() => (int)Interop.syscall(SyscallNumbers.__NR_gettid, 0);
 
+    /// <summary>A pidfd naming thread <paramref name="tid"/> alone; <see langword="null"/> where the kernel has no thread pidfds (before 6.9).</summary>
+    private static FileDescriptorHandle? OpenThreadPidfd(int tid)
+    {
+        long fd = Interop.syscall(SyscallNumbers.__NR_pidfd_open, tid, PidfdConstants.PIDFD_THREAD, 0, 0);
+        if (fd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno is Errno.EINVAL or Errno.ENOSYS)
+            {
+                return null;
+            }
+
+            throw new KernelException("pidfd_open", $"thread {tid}", errno);
+        }
+
+        return FileDescriptorHandle.Adopt((int)fd, $"pidfd:{tid}");
+    }
+
+    private void UnbindLocked()
+    {
+        _kickThreadId = 0;
+        _kickThread = null;
+        _kickPidfd?.Dispose();
+        _kickPidfd = null;
+    }
+
     /// <summary>Unmaps <c>kvm_run</c> and closes the vCPU.</summary>
     public void Dispose()
     {
         lock (_kickGate)
         {
-            _kickThreadId = 0;
+            UnbindLocked();
         }
 
         DirtyRing?.Dispose();

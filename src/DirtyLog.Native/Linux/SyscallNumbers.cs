@@ -11,4 +11,6 @@ internal static class SyscallNumbers
     public const long __NR_gettid = 186;
     public const long __NR_tgkill = 234;
     public const long __NR_userfaultfd = 323;
+    public const long __NR_pidfd_send_signal = 424;
+    public const long __NR_pidfd_open = 434;
 }

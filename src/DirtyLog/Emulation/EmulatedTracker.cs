@@ -4,6 +4,7 @@ using System;
 using System.Collections.Generic;
 using System.Threading;
 using DirtyLog.Bitmaps;
+using DirtyLog.Internal;
 using DirtyLog.Tracking;
 
 namespace DirtyLog.Emulation;
@@ -15,7 +16,9 @@ namespace DirtyLog.Emulation;
 /// <remarks>
 /// Like a real tracker it logs only while started, a clearing read returns and forgets what it logged, and a failed
 /// read leaves it faulted. Thread safety: <see cref="Write"/> and <see cref="WriteRange"/> may be called from any
-/// thread at any time, concurrently with reads; the rest as <see cref="IDirtyTracker"/>.
+/// thread at any time, concurrently with reads, stops and disposal: a write racing <see cref="DirtyTrackerBase.Dispose()"/>
+/// is logged or dropped, never applied to the freed log (disposal waits for the writes in flight); the rest as
+/// <see cref="IDirtyTracker"/>.
 /// </remarks>
 public sealed class EmulatedTracker : DirtyTrackerBase
 {
@@ -24,6 +27,7 @@ public sealed class EmulatedTracker : DirtyTrackerBase
     private readonly AddressRange _coverage;
     private readonly SparseDirtyBitmap _log;
     private readonly ulong[] _scratch = new ulong[ChunkWords];
+    private RetireGate _writers; // writes in flight; disposal retires it before freeing the log
     private int _failures;
     private volatile bool _logging;
 
@@ -58,16 +62,23 @@ public sealed class EmulatedTracker : DirtyTrackerBase
 
     /// <summary>A write to one guest-physical address: logged while tracking.</summary>
     /// <param name="guestAddress">The address written.</param>
-    /// <returns>Whether it was logged (tracking and covered).</returns>
+    /// <returns>Whether it was logged (tracking, covered, not disposed).</returns>
     public bool Write(ulong guestAddress)
     {
-        if (!_logging || guestAddress - _coverage.Start >= _coverage.Length)
+        if (!_logging || guestAddress - _coverage.Start >= _coverage.Length || !_writers.TryEnter())
         {
             return false;
         }
 
-        _log.Mark(guestAddress / 4096);
-        return true;
+        try
+        {
+            _log.Mark(guestAddress / 4096);
+            return true;
+        }
+        finally
+        {
+            _writers.Exit();
+        }
     }
 
     /// <summary>Writes to a guest-physical range: logged while tracking, clipped to the coverage.</summary>
@@ -76,10 +87,17 @@ public sealed class EmulatedTracker : DirtyTrackerBase
     public void WriteRange(ulong guestAddress, ulong length)
     {
         AddressRange piece = new AddressRange(guestAddress, length).Intersect(_coverage);
-        if (_logging && !piece.IsEmpty)
+        if (_logging && !piece.IsEmpty && _writers.TryEnter())
         {
-            ulong first = piece.Start / 4096;
-            _log.MarkRange(first, ((piece.End + 4095) / 4096) - first);
+            try
+            {
+                ulong first = piece.Start / 4096;
+                _log.MarkRange(first, ((piece.End + 4095) / 4096) - first);
+            }
+            finally
+            {
+                _writers.Exit();
+            }
         }
     }
 
@@ -134,6 +152,8 @@ public sealed class EmulatedTracker : DirtyTrackerBase
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)
     {
+        // Writers do not take the tracker's lock: refuse new ones and wait out those in flight before freeing.
+        _writers.Retire();
         _log.Dispose();
         base.Dispose(disposing);
     }

@@ -83,6 +83,7 @@ public sealed class HarvestRound : IDisposable
 
     /// <summary>The consumer failed: marks the round's pages dirty again. Repeating it does nothing.</summary>
     /// <exception cref="InvalidOperationException">The round was committed.</exception>
+    /// <exception cref="ObjectDisposedException">The shared bitmap was disposed: the pages have nowhere to go back to.</exception>
     public void PutBack()
     {
         if (TryPutBack() == Committed)
@@ -91,8 +92,19 @@ public sealed class HarvestRound : IDisposable
         }
     }
 
-    /// <summary>Puts the pages back unless the round was committed.</summary>
-    public void Dispose() => TryPutBack();
+    /// <summary>Puts the pages back unless the round was committed. Never throws.</summary>
+    /// <remarks>After the shared bitmap was disposed there is nothing to put the pages back into: they are dropped with it.</remarks>
+    public void Dispose()
+    {
+        try
+        {
+            TryPutBack();
+        }
+        catch (ObjectDisposedException)
+        {
+            Release();
+        }
+    }
 
     /// <returns>The state before.</returns>
     private int TryPutBack()

@@ -85,14 +85,44 @@ internal sealed class HarvestWorker : IDisposable
         }
     }
 
-    public void Dispose()
+    /// <summary>
+    /// The tracker leaves the harvester: one last clearing read into the shared bitmap if it can be read now, else its
+    /// coverage marked there. Called with no round in progress.
+    /// </summary>
+    public void HandOver()
+    {
+        // A busy worker is still in a late read: it lands in the shared bitmap, but what the tracker logs after it
+        // would never be read, so the coverage stands in for it.
+        if (!IsBusy && Tracker.State == DirtyTrackerState.Started)
+        {
+            try
+            {
+                _ = Space is not null ? Space.ReadDirty(Tracker, DirtyReadMode.Clear, _shared) : ReadGuestTracker(_shared);
+                return;
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // Disposed, faulted by this read, or stopped meanwhile: the coverage below.
+            }
+        }
+
+        MarkCoverage();
+    }
+
+    /// <summary>Ends the thread after its current read, if any; it frees what it owns itself, so nothing is freed under a read.</summary>
+    /// <param name="wait">Whether to wait for the thread (disposal) or let a late read finish in the background (removal).</param>
+    public void Stop(bool wait)
     {
         _exit = true;
         _go.Release();
-        _thread.Join();
-        _go.Dispose();
-        _own?.Dispose();
+        if (wait)
+        {
+            _thread.Join();
+        }
     }
+
+    /// <summary>As <see cref="Stop"/>, waiting.</summary>
+    public void Dispose() => Stop(wait: true);
 
     private void Loop()
     {
@@ -101,7 +131,7 @@ internal sealed class HarvestWorker : IDisposable
             _go.Wait();
             if (_exit)
             {
-                return;
+                break;
             }
 
             ReadOnce();
@@ -109,6 +139,10 @@ internal sealed class HarvestWorker : IDisposable
             Volatile.Write(ref _busy, 0);
             latch.Signal();
         }
+
+        // Only this thread uses these, and it is done with them.
+        _go.Dispose();
+        _own?.Dispose();
     }
 
     private void ReadOnce()

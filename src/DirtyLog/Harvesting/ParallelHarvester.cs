@@ -25,15 +25,21 @@ namespace DirtyLog.Harvesting;
 /// late tracker's read lands there when it finishes (until then the tracker counts as late).</para>
 /// <para><b>Transactions.</b> A round's pages leave the shared bitmap when the round is taken, and come back if the
 /// consumer puts the round back (or disposes it uncommitted): see <see cref="HarvestRound"/>.</para>
-/// <para><b>Thread safety.</b> Rounds are serialised; <see cref="Add(IDirtyTracker, TrackerFaultPolicy)"/> and the
-/// start and stop calls may come from any thread, between rounds or during them. Writers keep marking the shared
+/// <para><b>Thread safety.</b> Every member may be called from any thread. Rounds are serialised;
+/// <see cref="Add(IDirtyTracker, TrackerFaultPolicy)"/> and the start and stop calls may come between rounds or during
+/// them; <see cref="Remove"/> and <see cref="Dispose"/> wait for a round in progress. Once <see cref="Dispose"/> has
+/// returned, no tracker is left started by this harvester: a racing <see cref="StartTracking"/> either finished before
+/// the disposal stopped everything or throws <see cref="ObjectDisposedException"/>. Writers keep marking the shared
 /// bitmap during rounds (its guarantees hold: a mark that races a round is returned by it or the next).</para>
+/// <para><b>Locks, in the order they are taken:</b> the life-cycle lock (start, stop, add, remove, dispose), then the
+/// round lock, then the list of workers; a tracker's own lock only inside these, never the other way round.</para>
 /// <para><b>Telemetry.</b> Each round is an activity and feeds the <c>DirtyLog</c> meter: see
 /// <see cref="DirtyLogTelemetry"/>.</para>
 /// </remarks>
 public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
 {
     private readonly List<HarvestWorker> _workers = [];
+    private readonly Lock _lifecycle = new();
     private readonly Lock _round = new();
     private long _rounds;
     private int _lastRunCount;
@@ -102,37 +108,59 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
         AddWorker(tracker, space, policy);
     }
 
-    /// <summary>Starts every tracker. If one fails, those this call started are stopped again and the failure is thrown.</summary>
-    /// <exception cref="DirtyTrackerException">A tracker could not start.</exception>
+    /// <summary>
+    /// Starts every tracker that is not started. A faulted tracker is stopped and started again, and its coverage is
+    /// marked dirty in the shared bitmap (what it had logged is unknown). If one fails, those this call started are
+    /// stopped again and the failure is thrown.
+    /// </summary>
+    /// <exception cref="DirtyTrackerException">A tracker could not start (or, faulted, could not stop first).</exception>
+    /// <exception cref="ObjectDisposedException">The harvester was disposed.</exception>
     public void StartTracking()
     {
-        var started = new List<IDirtyTracker>();
-        try
+        lock (_lifecycle)
         {
-            foreach (IDirtyTracker tracker in Trackers)
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var started = new List<IDirtyTracker>();
+            try
             {
-                if (tracker.State != DirtyTrackerState.Started)
+                foreach (HarvestWorker worker in Snapshot())
                 {
+                    IDirtyTracker tracker = worker.Tracker;
+                    DirtyTrackerState state = tracker.State;
+                    if (state == DirtyTrackerState.Started)
+                    {
+                        continue;
+                    }
+
+                    if (state == DirtyTrackerState.Faulted)
+                    {
+                        tracker.StopTracking();
+                    }
+
                     tracker.StartTracking();
                     started.Add(tracker);
+                    if (state == DirtyTrackerState.Faulted)
+                    {
+                        worker.MarkCoverage(); // after the restart, so that it covers every write the new epoch missed
+                    }
                 }
             }
-        }
-        catch
-        {
-            foreach (IDirtyTracker tracker in started)
+            catch
             {
-                try
+                foreach (IDirtyTracker tracker in started)
                 {
-                    tracker.StopTracking();
+                    try
+                    {
+                        tracker.StopTracking();
+                    }
+                    catch (DirtyTrackerException)
+                    {
+                        // The start failure is the one to report; this tracker is faulted and says so.
+                    }
                 }
-                catch (DirtyTrackerException)
-                {
-                    // The start failure is the one to report; this tracker is faulted and says so.
-                }
-            }
 
-            throw;
+                throw;
+            }
         }
     }
 
@@ -140,27 +168,54 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
     /// <exception cref="AggregateException">Some trackers could not stop; each is named.</exception>
     public void StopTracking()
     {
-        List<Exception>? failures = null;
-        foreach (IDirtyTracker tracker in Trackers)
+        lock (_lifecycle)
         {
-            try
-            {
-                tracker.StopTracking();
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                (failures ??= []).Add(e);
-            }
+            StopAll();
         }
+    }
 
-        if (failures is not null)
+    /// <summary>
+    /// Removes a tracker: it is never read again, and nothing it logged is lost. If it can still be read (started,
+    /// not disposed, its worker idle), one last clearing read hands its pages to the shared bitmap; otherwise its
+    /// coverage is marked dirty there. The tracker is neither stopped nor disposed: it is the caller's again.
+    /// </summary>
+    /// <param name="tracker">The tracker.</param>
+    /// <returns>Whether it was there to remove.</returns>
+    /// <exception cref="ObjectDisposedException">The harvester was disposed.</exception>
+    /// <remarks>Waits for a round in progress. A worker still busy with a late read finishes it in the background.</remarks>
+    public bool Remove(IDirtyTracker tracker)
+    {
+        ArgumentNullException.ThrowIfNull(tracker);
+        lock (_lifecycle)
         {
-            throw new AggregateException("Some trackers could not stop.", failures);
+            lock (_round)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                HarvestWorker? worker;
+                lock (_workers)
+                {
+                    worker = _workers.Find(w => ReferenceEquals(w.Tracker, tracker));
+                    if (worker is null)
+                    {
+                        return false;
+                    }
+
+                    _workers.Remove(worker);
+                }
+
+                worker.HandOver();
+                worker.Stop(wait: false);
+                return true;
+            }
         }
     }
 
     /// <summary>Runs one round: reads every tracker at once, then takes the dirty set from the shared bitmap.</summary>
-    /// <param name="deadline">How long the trackers may take (stop-copy); <see langword="null"/> to wait for all.</param>
+    /// <param name="deadline">
+    /// How long the trackers may take (stop-copy); <see langword="null"/> to wait for all. Zero or negative (a budget
+    /// already spent; <see cref="Timeout.InfiniteTimeSpan"/> too) means the deadline is past: the round takes what is
+    /// ready and treats every tracker still reading as late.
+    /// </param>
     /// <param name="cancellationToken">Cancels the wait; reads in progress still land in the shared bitmap.</param>
     /// <returns>The round: commit it once its pages are sent, put it back if sending failed.</returns>
     /// <exception cref="HarvestException">A tracker under <see cref="TrackerFaultPolicy.FailRound"/> failed or was late.</exception>
@@ -177,11 +232,7 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
             activity?.SetTag("dirtylog.round", number);
             long start = Stopwatch.GetTimestamp();
 
-            HarvestWorker[] workers;
-            lock (_workers)
-            {
-                workers = [.. _workers];
-            }
+            HarvestWorker[] workers = Snapshot();
 
             // Workers still busy with an earlier round are late for this one; the others go together. Only this
             // (serialised) method makes a worker busy, so one seen idle here is still idle when dispatched.
@@ -195,10 +246,9 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
                 }
             }
 
-            TimeSpan wait = deadline ?? Timeout.InfiniteTimeSpan;
             try
             {
-                latch.Done.Wait((int)Math.Min(int.MaxValue, wait < TimeSpan.Zero ? -1 : wait.TotalMilliseconds), cancellationToken);
+                latch.Done.Wait(WaitMilliseconds(deadline), cancellationToken);
             }
             catch (OperationCanceledException)
             {
@@ -229,35 +279,39 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
     }
 
     /// <summary>Stops every tracker (trying all, even after failures) and the workers. Never throws.</summary>
+    /// <remarks>Waits for a round in progress and for a start racing it: when it returns, no tracker is left started.</remarks>
     public void Dispose()
     {
-        lock (_round)
+        lock (_lifecycle)
         {
-            if (_disposed)
+            lock (_round)
             {
-                return;
+                if (_disposed)
+                {
+                    return;
+                }
+
+                _disposed = true;
             }
 
-            _disposed = true;
-        }
-
-        try
-        {
-            StopTracking();
-        }
-        catch (AggregateException)
-        {
-            // Each tracker that could not stop is faulted and says so; disposal goes on.
-        }
-
-        lock (_workers)
-        {
-            foreach (HarvestWorker worker in _workers)
+            try
             {
-                worker.Dispose();
+                StopAll();
+            }
+            catch (AggregateException)
+            {
+                // Each tracker that could not stop is faulted and says so; disposal goes on.
             }
 
-            _workers.Clear();
+            lock (_workers)
+            {
+                foreach (HarvestWorker worker in _workers)
+                {
+                    worker.Stop(wait: true);
+                }
+
+                _workers.Clear();
+            }
         }
     }
 
@@ -267,17 +321,57 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
 
     private void AddWorker(IDirtyTracker tracker, IoAddressSpace? space, TrackerFaultPolicy policy)
     {
-        lock (_workers)
+        lock (_lifecycle)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_workers.Any(w => ReferenceEquals(w.Tracker, tracker)))
+            lock (_workers)
             {
-                throw new ArgumentException($"{tracker.Name} was added already.", nameof(tracker));
-            }
+                if (_workers.Any(w => ReferenceEquals(w.Tracker, tracker)))
+                {
+                    throw new ArgumentException($"{tracker.Name} was added already.", nameof(tracker));
+                }
 
-            _workers.Add(new HarvestWorker(tracker, space, policy, Shared, Options.Attribution));
+                _workers.Add(new HarvestWorker(tracker, space, policy, Shared, Options.Attribution));
+            }
         }
     }
+
+    private HarvestWorker[] Snapshot()
+    {
+        lock (_workers)
+        {
+            return [.. _workers];
+        }
+    }
+
+    private void StopAll()
+    {
+        List<Exception>? failures = null;
+        foreach (HarvestWorker worker in Snapshot())
+        {
+            try
+            {
+                worker.Tracker.StopTracking();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                (failures ??= []).Add(e);
+            }
+        }
+
+        if (failures is not null)
+        {
+            throw new AggregateException("Some trackers could not stop.", failures);
+        }
+    }
+
+    /// <summary>The latch wait for a deadline: infinite for none, zero for one already past.</summary>
+    private static int WaitMilliseconds(TimeSpan? deadline) => deadline switch
+    {
+        null => Timeout.Infinite,
+        { } d when d <= TimeSpan.Zero => 0,
+        { } d => (int)Math.Min(int.MaxValue - 1, Math.Ceiling(d.TotalMilliseconds)),
+    };
 
     /// <summary>Outcomes per tracker; the fault policy for the failed and the late.</summary>
     private static TrackerRoundReport[] Collect(HarvestWorker[] workers, bool[] dispatched, TimeSpan waited, out HarvestException? failure)
@@ -300,7 +394,9 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
 
             TrackerRoundOutcome outcome = late ? TrackerRoundOutcome.Late : TrackerRoundOutcome.Faulted;
             DirtyLogTelemetry.Faults.Add(1, tag, new KeyValuePair<string, object?>("dirtylog.outcome", late ? "late" : "faulted"));
-            string cause = late ? $"missed the round's deadline ({waited.TotalMilliseconds:F1} ms)" : $"read failed: {fault!.Message}";
+            string cause = late ? $"missed the round's deadline ({waited.TotalMilliseconds:F1} ms)"
+                : fault is ObjectDisposedException ? $"read failed: the tracker was disposed (remove it from the harvester): {fault.Message}"
+                : $"read failed: {fault!.Message}";
             if (!late)
             {
                 Restart(w.Tracker);

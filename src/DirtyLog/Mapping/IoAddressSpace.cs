@@ -39,6 +39,13 @@ namespace DirtyLog.Mapping;
 /// logs between that read and the stop would be lost with the old log, so the guest pages it could reach are marked
 /// dirty (counted). A started device's tracked ranges never shrink; an unmap only stops counting the block for the next plan.</para>
 /// <para>Memory grows with the mappings (about 40 bytes each) and the blocks they touch, never with the IOVAs' width.</para>
+/// <para><b>Locks, in the order they are taken.</b> (1) This address space's reader-writer lock: it guards the mapping
+/// table, the block counts and the lists of attached trackers; reads and <see cref="TryTranslate"/> hold it shared, map
+/// changes exclusive (recursively shared inside them, for their sync reads). (2) A tracker's own lock
+/// (<see cref="DirtyTrackerBase"/>), which serialises its facility. Never the reverse: a read of an attached
+/// <see cref="IommuTracker"/>, even one made directly on the tracker, takes this address space's lock before the
+/// tracker's, because the tracker asks this map which ranges to read (asserted in debug builds). Device trackers never
+/// call back into the map. Neither lock is held while user callbacks run, except the sink of a read.</para>
 /// </remarks>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The lock lives as long as the address space, which the correlator keeps for the whole migration; its wait handles go with the finalizer-free GC.")]
 public sealed class IoAddressSpace : IMappedRangeSource
@@ -180,6 +187,14 @@ public sealed class IoAddressSpace : IMappedRangeSource
     /// <param name="length">Bytes, aligned, not zero.</param>
     /// <exception cref="ArgumentException">Unaligned, empty, wrapping, out of the guest space, or overlapping a mapping: nothing changed.</exception>
     /// <exception cref="DeviceTrackingPlanException">A device cannot track the new ranges: nothing changed.</exception>
+    /// <exception cref="Exception">
+    /// Whatever the backend throws when it refuses the map (<see cref="Native.KernelException"/> for iommufd): nothing
+    /// changed, the device trackers' ranges included.
+    /// </exception>
+    /// <exception cref="DirtyTrackerException">
+    /// The map is in force, but a started device tracker whose ranges it extended could not be re-armed: that
+    /// tracker is faulted or stopped, and every guest page it could reach was marked dirty.
+    /// </exception>
     public void Map(ulong iova, ulong guestAddress, ulong length) =>
         Locked(read: false, () =>
         {
@@ -193,8 +208,12 @@ public sealed class IoAddressSpace : IMappedRangeSource
     /// <param name="sync"><see cref="UnmapSync.Sync"/>, or <see cref="UnmapSync.Discard"/> for memory that goes away.</param>
     /// <returns>Bytes unmapped; 0 when nothing was mapped there.</returns>
     /// <exception cref="ArgumentException">Unaligned, empty or wrapping, or cutting a mapping the backend cannot cut: nothing changed.</exception>
+    /// <exception cref="Exception">
+    /// Whatever the backend throws when it refuses the unmap: the map is unchanged, and the IOMMU trackers' dirty bits
+    /// are still in the IOMMU (read without clearing) or already in the shared bitmap: nothing is lost.
+    /// </exception>
     public ulong Unmap(ulong iova, ulong length, UnmapSync sync = UnmapSync.Sync) =>
-        Locked(read: false, () => UnmapLocked(iova, length, sync));
+        Locked(read: false, () => UnmapLocked(iova, length, sync, null));
 
     /// <summary>
     /// A vIOMMU invalidation that changes the translation of whole mappings: the old translation is synced as by
@@ -205,13 +224,45 @@ public sealed class IoAddressSpace : IMappedRangeSource
     /// <param name="length">Bytes, aligned, not zero.</param>
     /// <param name="newGuestAddress">The new guest-physical address.</param>
     /// <exception cref="ArgumentException">As for <see cref="Unmap"/> and <see cref="Map"/>; checked before anything changes.</exception>
+    /// <exception cref="Exception">
+    /// Whatever the backend throws when it refuses the unmap or the new map: the old translation is in force again
+    /// (its dirty pages were synced into the shared bitmap, so none is lost).
+    /// </exception>
+    /// <exception cref="AggregateException">The new map was refused and restoring the old one failed too: the part not restored is unmapped.</exception>
     public void Remap(ulong iova, ulong length, ulong newGuestAddress) =>
         Locked(read: false, () =>
         {
             CheckRange(iova, length, nameof(length));
             CheckGuest(newGuestAddress, length);
-            UnmapLocked(iova, length, UnmapSync.Sync);
-            MapLocked(iova, newGuestAddress, length);
+            var removed = new List<IovaMapping>();
+            UnmapLocked(iova, length, UnmapSync.Sync, removed);
+            try
+            {
+                MapLocked(iova, newGuestAddress, length);
+            }
+            catch (Exception mapFailure)
+            {
+                // The new translation was refused: the old one goes back, so that the remap changed nothing. Its dirty
+                // pages were synced by the unmap, so nothing is lost either way.
+                try
+                {
+                    foreach (IovaMapping m in removed)
+                    {
+                        _backend.Map(m.Iova, m.GuestAddress, m.Length);
+                        AddToTable(m);
+                    }
+                }
+                catch (Exception restoreFailure)
+                {
+                    throw new AggregateException(
+                        $"Remapping IOVA 0x{iova:x} + 0x{length:x} failed, and so did restoring the old translation: the part not restored is unmapped (DMA to it faults).",
+                        mapFailure,
+                        restoreFailure);
+                }
+
+                throw;
+            }
+
             return 0;
         });
 
@@ -225,15 +276,16 @@ public sealed class IoAddressSpace : IMappedRangeSource
         }
 
         // New blocks for the device trackers: plan them before anything changes, so a device that cannot track
-        // them refuses the map rather than leaving it untracked.
+        // them refuses the map rather than leaving it untracked. Until the backend has mapped, every device's ranges
+        // can go back to what they were.
         ulong[] newBlocks = BlocksOf(iova, length).Where(b => !_blocks.ContainsKey(b)).ToArray();
         List<DeviceTracker> rearm = [];
-        if (newBlocks.Length != 0)
+        var before = new List<(DeviceTracker Device, IReadOnlyList<AddressRange> Ranges)>();
+        try
         {
-            AddressRange[] ranges = BlockRanges(_blocks.Keys.Concat(newBlocks));
-            var before = new List<(DeviceTracker Device, IReadOnlyList<AddressRange> Ranges)>();
-            try
+            if (newBlocks.Length != 0)
             {
+                AddressRange[] ranges = BlockRanges(_blocks.Keys.Concat(newBlocks));
                 foreach (DeviceTracker device in _deviceTrackers)
                 {
                     before.Add((device, device.MappedRanges));
@@ -245,31 +297,38 @@ public sealed class IoAddressSpace : IMappedRangeSource
                     }
                 }
             }
-            catch
-            {
-                foreach ((DeviceTracker device, IReadOnlyList<AddressRange> old) in before)
-                {
-                    device.SetMappedRanges(old);
-                }
 
-                throw;
-            }
+            _backend.Map(iova, guestAddress, length);
         }
-
-        _backend.Map(iova, guestAddress, length);
-        _table.Add(new IovaMapping(iova, guestAddress, length));
-        foreach (ulong block in BlocksOf(iova, length))
+        catch
         {
-            _blocks[block] = _blocks.GetValueOrDefault(block) + 1;
+            foreach ((DeviceTracker device, IReadOnlyList<AddressRange> old) in before)
+            {
+                device.SetMappedRanges(old);
+            }
+
+            throw;
         }
 
+        AddToTable(new IovaMapping(iova, guestAddress, length));
         foreach (DeviceTracker device in rearm)
         {
             Rearm(device);
         }
     }
 
-    private ulong UnmapLocked(ulong iova, ulong length, UnmapSync sync)
+    /// <summary>Adds a mapping to the table and counts it in its blocks.</summary>
+    private void AddToTable(IovaMapping m)
+    {
+        _table.Add(m);
+        foreach (ulong block in BlocksOf(m.Iova, m.Length))
+        {
+            _blocks[block] = _blocks.GetValueOrDefault(block) + 1;
+        }
+    }
+
+    /// <summary>The ordered unmap (see the remarks); <paramref name="removedParts"/>, when given, receives the parts of mappings unmapped, which a failed remap puts back.</summary>
+    private ulong UnmapLocked(ulong iova, ulong length, UnmapSync sync, List<IovaMapping>? removedParts)
     {
         CheckRange(iova, length, nameof(length));
         ulong end = iova + length;
@@ -317,6 +376,7 @@ public sealed class IoAddressSpace : IMappedRangeSource
             _table.Remove(m.Iova);
             ulong s = Math.Max(iova, m.Iova), e = Math.Min(end, m.End);
             removed.Add(new IovaMapping(s, m.Translate(s), e - s));
+            removedParts?.Add(new IovaMapping(s, m.Translate(s), e - s));
             unmapped += e - s;
 
             foreach (ulong block in BlocksOf(m.Iova, m.Length))
@@ -335,11 +395,7 @@ public sealed class IoAddressSpace : IMappedRangeSource
             {
                 if (rest.Length != 0)
                 {
-                    _table.Add(rest);
-                    foreach (ulong block in BlocksOf(rest.Iova, rest.Length))
-                    {
-                        _blocks[block] = _blocks.GetValueOrDefault(block) + 1;
-                    }
+                    AddToTable(rest);
                 }
             }
         }
@@ -466,10 +522,12 @@ public sealed class IoAddressSpace : IMappedRangeSource
 
     private void CheckGuest(ulong guestAddress, ulong length)
     {
-        ulong limit = _target.PageCount << _target.PageShift;
-        if ((guestAddress & (_backend.IovaAlignment - 1)) != 0 || guestAddress >= limit || length > limit - guestAddress)
+        // In pages, not bytes: a 64-bit bitmap's byte size (2^64) does not fit a ulong.
+        ulong last = guestAddress + length - 1;
+        if ((guestAddress & (_backend.IovaAlignment - 1)) != 0 || length == 0 || last < guestAddress
+            || (last >> _target.PageShift) >= _target.PageCount)
         {
-            throw new ArgumentException($"Guest range 0x{guestAddress:x} + 0x{length:x} is unaligned or outside the shared bitmap's {limit:N0} bytes.", nameof(guestAddress));
+            throw new ArgumentException($"Guest range 0x{guestAddress:x} + 0x{length:x} is unaligned or outside the shared bitmap's {_target.AddressWidth}-bit address space.", nameof(guestAddress));
         }
     }
 
@@ -523,6 +581,15 @@ public sealed class IoAddressSpace : IMappedRangeSource
             _table.CollectOverlapping(range.Start, range.End, overlapping);
             return Join(overlapping);
         });
+
+    /// <inheritdoc/>
+    void IMappedRangeSource.EnterRead() => _lock.EnterReadLock();
+
+    /// <inheritdoc/>
+    void IMappedRangeSource.ExitRead() => _lock.ExitReadLock();
+
+    /// <inheritdoc/>
+    bool IMappedRangeSource.IsHeldByCurrentThread => _lock.IsReadLockHeld || _lock.IsWriteLockHeld || _lock.IsUpgradeableReadLockHeld;
 
     /// <inheritdoc/>
     IReadOnlyList<AddressRange> IMappedRangeSource.AllMapped() => Locked(read: true, () => Join(_table.All()));

@@ -26,8 +26,23 @@ internal static class PageStreamFormat
     public const ushort Version = 1;
     public const int HeaderBytes = 24;
     public const int RecordBytes = 24;
-    public const int MaxDataPages = 256;      // 1 MiB of 4 KiB pages per data record: bounds every buffer
+    public const int MinPageSize = 4096;
+    public const int MaxPageSize = 2 << 20;   // an x86 huge page: one data record of one page still fits a pipe segment run
+    public const int MaxDataBytes = 1 << 20;  // a data record's payload, at most (or one page, if larger): bounds every buffer
     public const int MaxZeroPages = 1 << 20;
+
+    /// <summary>The most pages a data record of this page size holds: 1 MiB of them, or one.</summary>
+    public static int MaxDataPages(int pageSize) => Math.Max(1, MaxDataBytes / pageSize);
+
+    /// <summary>The one rule for page sizes, on both ends: a power of two from 4 KiB to 2 MiB.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">Not such a size.</exception>
+    public static void CheckPageSize(int pageSize, string paramName)
+    {
+        if (pageSize < MinPageSize || pageSize > MaxPageSize || !BitOperations.IsPow2(pageSize))
+        {
+            throw new ArgumentOutOfRangeException(paramName, pageSize, $"The page size must be a power of two from {MinPageSize} to {MaxPageSize} bytes.");
+        }
+    }
 
     public const byte Data = 1, Zero = 2, RoundEnd = 3, End = 4, Digest = 5;
 

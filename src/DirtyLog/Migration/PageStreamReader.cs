@@ -41,12 +41,13 @@ public sealed class PageStreamReader
     /// <summary>Creates a reader that applies pages to <paramref name="memory"/>.</summary>
     /// <param name="input">The pipe to read.</param>
     /// <param name="memory">The destination guest memory.</param>
-    /// <param name="pageSize">Bytes per page the stream must use: 4096 by default.</param>
+    /// <param name="pageSize">Bytes per page the stream must use: a power of two from 4 KiB to 2 MiB, as for the writer; 4096 by default.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="pageSize"/> breaks that rule.</exception>
     public PageStreamReader(PipeReader input, GuestMemoryView memory, int pageSize = 4096)
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(memory);
-        ArgumentOutOfRangeException.ThrowIfLessThan(pageSize, 4096);
+        CheckPageSize(pageSize, nameof(pageSize));
         _input = input;
         _memory = memory;
         _pageSize = pageSize;
@@ -183,8 +184,8 @@ public sealed class PageStreamReader
 
     private async ValueTask ApplyDataAsync(byte[] record, uint count, ulong firstPage, uint crc, CancellationToken cancellationToken)
     {
-        CheckPages(count, firstPage, MaxDataPages, "data");
-        int dataBytes = (int)count * _pageSize;
+        CheckPages(count, firstPage, MaxDataPages(_pageSize), "data");
+        int dataBytes = checked((int)count * _pageSize); // at most max(1 MiB, one page): checked above
         ReadOnlySequence<byte> buffered = await NeedAsync(RecordBytes + dataBytes, $"the {count} pages of a data record", cancellationToken).ConfigureAwait(false);
         ReadOnlySequence<byte> data = buffered.Slice(RecordBytes, dataBytes);
 

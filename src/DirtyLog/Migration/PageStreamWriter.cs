@@ -20,7 +20,7 @@ namespace DirtyLog.Migration;
 /// header and pages; the end record carries the CRC-32C of every record's CRC in order, and the totals.</para>
 /// <para>Pages are copied once, from guest memory straight into the pipe's buffer, and checksummed there: the guest
 /// may keep writing during pre-copy, and what is sent is exactly what was checksummed. A data record holds at most
-/// 256 pages, so no buffer grows with the run.</para>
+/// 1 MiB of pages (or one page, for pages above 1 MiB), so no buffer grows with the run.</para>
 /// <para>Not thread-safe: one sender writes one stream.</para>
 /// </remarks>
 public sealed class PageStreamWriter
@@ -35,14 +35,16 @@ public sealed class PageStreamWriter
     /// <summary>Creates a writer of the memory's pages.</summary>
     /// <param name="output">The pipe to write to.</param>
     /// <param name="memory">The source guest memory.</param>
-    /// <param name="pageSize">Bytes per page: 4096 by default.</param>
+    /// <param name="pageSize">Bytes per page: a power of two from 4 KiB to 2 MiB that divides the memory size; 4096 by default.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="pageSize"/> breaks that rule.</exception>
     public PageStreamWriter(PipeWriter output, GuestMemoryView memory, int pageSize = 4096)
     {
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(memory);
-        if (pageSize < 4096 || !System.Numerics.BitOperations.IsPow2(pageSize) || memory.Size % (ulong)pageSize != 0)
+        CheckPageSize(pageSize, nameof(pageSize));
+        if (memory.Size % (ulong)pageSize != 0)
         {
-            throw new ArgumentOutOfRangeException(nameof(pageSize), pageSize, "The page size must be a power of two of at least 4096 that divides the memory size.");
+            throw new ArgumentOutOfRangeException(nameof(pageSize), pageSize, $"The page size must divide the memory size ({memory.Size:N0} bytes).");
         }
 
         _output = output;
@@ -144,7 +146,7 @@ public sealed class PageStreamWriter
     private ulong WriteRecordAt(ulong page, ulong end)
     {
         bool zero = IsZero(page);
-        ulong limit = Math.Min(end, page + (ulong)(zero ? MaxZeroPages : MaxDataPages));
+        ulong limit = Math.Min(end, page + (ulong)(zero ? MaxZeroPages : MaxDataPages(_pageSize)));
         ulong last = page + 1;
         while (last < limit && IsZero(last) == zero)
         {

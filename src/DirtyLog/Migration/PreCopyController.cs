@@ -58,6 +58,11 @@ public sealed class PreCopyController
     /// <param name="round">The round.</param>
     /// <returns>The decision.</returns>
     /// <exception cref="InvalidOperationException">A final decision (stop-copy or abort) was already given.</exception>
+    /// <remarks>
+    /// An observation that throws (the throttle callback's exception is let through) changes nothing: the bandwidth,
+    /// rates, stall count and history are updated only once the decision stands. An expected downtime too long for a
+    /// <see cref="TimeSpan"/> (a stalled link) saturates at <see cref="TimeSpan.MaxValue"/>.
+    /// </remarks>
     public PreCopyDecision Observe(RoundObservation round)
     {
         ArgumentNullException.ThrowIfNull(round);
@@ -66,30 +71,31 @@ public sealed class PreCopyController
             throw new InvalidOperationException($"Pre-copy already ended with {_history[^1].Action}.");
         }
 
+        // Everything is computed into locals first and committed at the end.
         int number = _history.Count + 1;
-        if (round.BytesSent > 0 && round.SendDuration > TimeSpan.Zero)
-        {
-            Bandwidth = round.BytesSent / round.SendDuration.TotalSeconds;
-        }
+        double bandwidth = round.BytesSent > 0 && round.SendDuration > TimeSpan.Zero
+            ? round.BytesSent / round.SendDuration.TotalSeconds
+            : Bandwidth;
 
         double seconds = Math.Max(round.Interval.TotalSeconds, 1e-9);
         double dirtyRate = round.DirtyPages / seconds;
-        if (round.PagesPerTracker is not null)
-        {
-            TrackerRates = round.PagesPerTracker.ToDictionary(p => p.Key, p => p.Value / seconds);
-        }
+        IReadOnlyDictionary<string, double> trackerRates = round.PagesPerTracker is null
+            ? TrackerRates
+            : round.PagesPerTracker.ToDictionary(p => p.Key, p => p.Value / seconds);
 
         double dirtyBytes = (double)round.DirtyPages * Options.PageSize;
-        TimeSpan expected = Bandwidth > 0 ? TimeSpan.FromSeconds(dirtyBytes / Bandwidth) : TimeSpan.MaxValue;
+        TimeSpan expected = bandwidth > 0 ? Saturating(dirtyBytes / bandwidth) : TimeSpan.MaxValue;
 
-        if (round.DirtyPages < _smallest)
+        ulong smallest = _smallest;
+        int roundsWithoutProgress = _roundsWithoutProgress;
+        if (round.DirtyPages < smallest)
         {
-            _smallest = round.DirtyPages;
-            _roundsWithoutProgress = 0;
+            smallest = round.DirtyPages;
+            roundsWithoutProgress = 0;
         }
         else
         {
-            _roundsWithoutProgress++;
+            roundsWithoutProgress++;
         }
 
         PreCopyDecision decision;
@@ -101,9 +107,9 @@ public sealed class PreCopyController
         {
             decision = Decide(PreCopyAction.StopCopy, $"round budget of {Options.MaxRounds} spent (expected downtime {Ms(expected)})");
         }
-        else if (_roundsWithoutProgress >= Options.StallRounds)
+        else if (roundsWithoutProgress >= Options.StallRounds)
         {
-            string stalled = $"the dirty set has not shrunk below {_smallest:N0} pages for {_roundsWithoutProgress} rounds";
+            string stalled = $"the dirty set has not shrunk below {smallest:N0} pages for {roundsWithoutProgress} rounds";
             switch (Options.StallPolicy)
             {
                 case StallPolicy.ForceStopCopy:
@@ -112,11 +118,13 @@ public sealed class PreCopyController
                 case StallPolicy.Abort:
                     decision = Decide(PreCopyAction.Abort, $"{stalled}: aborting");
                     break;
-                default:
-                    _throttle!(new ThrottleRequest(number, dirtyRate, Bandwidth, TrackerRates));
-                    _roundsWithoutProgress = 0; // give the throttle time to act
+                case StallPolicy.Throttle:
+                    _throttle!(new ThrottleRequest(number, dirtyRate, bandwidth, trackerRates));
+                    roundsWithoutProgress = 0; // give the throttle time to act
                     decision = Decide(PreCopyAction.Throttle, $"{stalled}: throttling the guest");
                     break;
+                default:
+                    throw new InvalidOperationException($"Stall policy {Options.StallPolicy} is not defined."); // Validate refuses it
             }
         }
         else
@@ -124,11 +132,19 @@ public sealed class PreCopyController
             decision = Decide(PreCopyAction.Continue, $"expected downtime {Ms(expected)} is over the limit of {Ms(Options.DowntimeLimit)}");
         }
 
+        Bandwidth = bandwidth;
+        TrackerRates = trackerRates;
+        _smallest = smallest;
+        _roundsWithoutProgress = roundsWithoutProgress;
         _history.Add(decision);
         return decision;
 
-        PreCopyDecision Decide(PreCopyAction action, string reason) => new(action, reason, number, expected, dirtyRate, Bandwidth);
+        PreCopyDecision Decide(PreCopyAction action, string reason) => new(action, reason, number, expected, dirtyRate, bandwidth);
     }
 
-    private static string Ms(TimeSpan t) => t == TimeSpan.MaxValue ? "unknown (no bandwidth yet)" : $"{t.TotalMilliseconds:F0} ms";
+    /// <summary>Seconds as a time span, <see cref="TimeSpan.MaxValue"/> when they do not fit one.</summary>
+    private static TimeSpan Saturating(double seconds) =>
+        seconds >= TimeSpan.MaxValue.TotalSeconds || double.IsNaN(seconds) ? TimeSpan.MaxValue : TimeSpan.FromSeconds(seconds);
+
+    private static string Ms(TimeSpan t) => t == TimeSpan.MaxValue ? "unknown (no bandwidth measured yet, or a stalled link)" : $"{t.TotalMilliseconds:F0} ms";
 }

@@ -30,5 +30,9 @@ public sealed record PreCopyOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(StallRounds, 1, nameof(StallRounds));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRounds, 1, nameof(MaxRounds));
         ArgumentOutOfRangeException.ThrowIfLessThan(PageSize, 1, nameof(PageSize));
+        if (!Enum.IsDefined(StallPolicy))
+        {
+            throw new ArgumentOutOfRangeException(nameof(StallPolicy), StallPolicy, "Not a defined stall policy.");
+        }
     }
 }

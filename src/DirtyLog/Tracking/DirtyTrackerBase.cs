@@ -15,6 +15,12 @@ namespace DirtyLog.Tracking;
 /// The common part of every tracker: the life cycle, the serialisation promised by <see cref="IDirtyTracker"/>
 /// (one lock per tracker), and the checks on every read. A tracker supplies the start, stop and read of its facility.
 /// </summary>
+/// <remarks>
+/// Thread safety: every member may be called from any thread; start, stop, read and dispose are serialised by the
+/// tracker's own lock, which is held while the facility runs and while the read's sink is called. Lock order: a
+/// tracker attached to a correlator address space is read under that address space's lock, taken before this one
+/// (see <see cref="Mapping.IoAddressSpace"/>); nothing is ever taken the other way round.
+/// </remarks>
 public abstract class DirtyTrackerBase : IDirtyTracker
 {
     private readonly Lock _gate = new();
@@ -118,6 +124,19 @@ public abstract class DirtyTrackerBase : IDirtyTracker
             throw new ArgumentException($"The target's pages ({target.PageSize} bytes) are larger than {Name}'s granule ({PageSize} bytes).", nameof(target));
         }
 
+        // Checked before anything is consumed: a read cannot put back what it took from the facility.
+        ulong end = 0;
+        foreach (AddressRange covered in Coverage)
+        {
+            AddressRange piece = covered.Intersect(range);
+            end = piece.IsEmpty ? end : Math.Max(end, piece.End);
+        }
+
+        if (end != 0 && ((end - 1) >> target.PageShift) >= target.PageCount)
+        {
+            throw new ArgumentException($"{Name} covers up to 0x{end:x} within {range}, beyond the target's {target.AddressWidth}-bit address space.", nameof(target));
+        }
+
         return ReadDirty(range, new BitmapGranuleSink(target), mode);
     }
 
@@ -135,6 +154,21 @@ public abstract class DirtyTrackerBase : IDirtyTracker
             throw new NotSupportedException($"{Name} cannot read without clearing.");
         }
 
+        // Lock order: the lock of the map the tracker reads through (if any), then its own; see IoAddressSpace.
+        IMappedRangeSource? map = MapLock;
+        map?.EnterRead();
+        try
+        {
+            return ReadLocked(range, sink, mode);
+        }
+        finally
+        {
+            map?.ExitRead();
+        }
+    }
+
+    private ulong ReadLocked(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode)
+    {
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -147,9 +181,16 @@ public abstract class DirtyTrackerBase : IDirtyTracker
             {
                 return ReadCore(range, sink, mode);
             }
-            catch (Exception e) when (e is not DirtyTrackerException and not ArgumentException)
+            catch (Exception e)
             {
+                // Whatever failed (the facility, or the sink after the facility handed its bits over), part of the
+                // log may be gone: faulted is the only honest state, and it makes the caller mark the coverage.
                 _state = DirtyTrackerState.Faulted;
+                if (e is DirtyTrackerException)
+                {
+                    throw;
+                }
+
                 throw new DirtyTrackerException(Name, $"read of {range} failed; treat its coverage as dirty: {e.Message}", e);
             }
         }
@@ -185,6 +226,9 @@ public abstract class DirtyTrackerBase : IDirtyTracker
 
         GC.SuppressFinalize(this);
     }
+
+    /// <summary>The map whose lock a read takes before the tracker's own (an attached IOMMU tracker's address space).</summary>
+    private protected virtual IMappedRangeSource? MapLock => null;
 
     /// <summary>Starts the facility; called under the tracker's lock, only from <see cref="DirtyTrackerState.Stopped"/>.</summary>
     protected abstract void OnStart();

@@ -62,7 +62,11 @@ public interface IDirtyTracker : IDisposable
     /// <returns>The number of dirty granules reported.</returns>
     /// <exception cref="InvalidOperationException">The tracker is not started.</exception>
     /// <exception cref="NotSupportedException"><paramref name="mode"/> is <see cref="DirtyReadMode.NoClear"/> and the tracker cannot read without clearing.</exception>
-    /// <exception cref="ArgumentException">The target's page size is larger than the tracker's, or the range is not aligned to <see cref="PageSize"/>.</exception>
+    /// <exception cref="ArgumentException">
+    /// The target's page size is larger than the tracker's, the range is not aligned to <see cref="PageSize"/>, or
+    /// the part of the range the tracker covers does not fit the target's address space. Checked before anything is
+    /// read: the tracker stays started and keeps its pages.
+    /// </exception>
     /// <exception cref="DirtyTrackerException">The read failed; the tracker is <see cref="DirtyTrackerState.Faulted"/>.</exception>
     ulong ReadDirty(AddressRange range, SparseDirtyBitmap target, DirtyReadMode mode);
 
@@ -73,7 +77,10 @@ public interface IDirtyTracker : IDisposable
     /// <returns>The number of dirty granules reported.</returns>
     /// <exception cref="InvalidOperationException">The tracker is not started.</exception>
     /// <exception cref="NotSupportedException"><paramref name="mode"/> is <see cref="DirtyReadMode.NoClear"/> and the tracker cannot read without clearing.</exception>
-    /// <exception cref="ArgumentException">The range is not aligned to <see cref="PageSize"/>.</exception>
-    /// <exception cref="DirtyTrackerException">The read failed; the tracker is <see cref="DirtyTrackerState.Faulted"/>.</exception>
+    /// <exception cref="ArgumentException">The range is not aligned to <see cref="PageSize"/> (checked before anything is read).</exception>
+    /// <exception cref="DirtyTrackerException">
+    /// The read failed, in the facility or in the sink (an exception the sink throws is wrapped here: the bits it
+    /// was handed are gone from the facility); the tracker is <see cref="DirtyTrackerState.Faulted"/>.
+    /// </exception>
     ulong ReadDirty(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode);
 }

@@ -2,6 +2,7 @@
 
 using System;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.Linq;
 using System.Threading;
 using DirtyLog.Tracking.Ports;
@@ -104,8 +105,12 @@ public sealed class IommuTracker : DirtyTrackerBase
     protected override void OnStop() => _port.SetDirtyTracking(false);
 
     /// <inheritdoc/>
+    private protected override IMappedRangeSource? MapLock => RangeSource;
+
+    /// <inheritdoc/>
     protected override ulong ReadCore(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode)
     {
+        Debug.Assert(RangeSource is not { IsHeldByCurrentThread: false }, "lock order: an attached tracker is read under its address space's lock, taken before the tracker's");
         IReadOnlyList<AddressRange> mapped = RangeSource?.MappedWithin(range) ?? Volatile.Read(ref _mapped);
         ulong granule = (ulong)PageSize;
         ulong chunkBytes = (ulong)ChunkWords * 64 * granule;

@@ -1,0 +1,80 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Diagnostics;
+using System.IO;
+using System.Threading.Tasks;
+using NUnit.Framework;
+
+namespace DirtyLog.Tests.Build;
+
+/// <summary>
+/// What ships is decided by a project's place inside the repository, not by the folders above the checkout: a clone
+/// under a folder named <c>src</c> must not turn the tests, benchmarks and samples into packages.
+/// </summary>
+[TestFixture]
+[Category("Build")]
+public class ShippingProjectSelectionTests
+{
+    private string _checkout = null!;
+
+    [SetUp]
+    public void CopyTheBuildSettingsUnderAFolderNamedSrc()
+    {
+        string root = RepositoryRoot();
+        _checkout = Path.Combine(Path.GetTempPath(), $"dirtylog-{Guid.NewGuid():N}", "src", "checkout");
+        Directory.CreateDirectory(_checkout);
+        foreach (string file in new[] { "Directory.Build.props", "Directory.Packages.props", "global.json" })
+        {
+            File.Copy(Path.Combine(root, file), Path.Combine(_checkout, file));
+        }
+    }
+
+    [TearDown]
+    public void DeleteTheCopy() => Directory.Delete(Path.GetDirectoryName(Path.GetDirectoryName(_checkout)!)!, recursive: true);
+
+    [TestCase("src/Probe", "true")]
+    [TestCase("tests/Probe", "false")]
+    [TestCase("benchmarks/Probe", "false")]
+    [TestCase("samples/Probe", "false")]
+    public void OnlyProjectsUnderTheRepositorysOwnSrcFolderShip(string folder, string expected)
+    {
+        string project = Path.Combine(_checkout, folder, "Probe.csproj");
+        Directory.CreateDirectory(Path.GetDirectoryName(project)!);
+        File.WriteAllText(project, "<Project Sdk=\"Microsoft.NET.Sdk\" />");
+
+        Assert.That(Evaluate(project, "IsPackable"), Is.EqualTo(expected));
+    }
+
+    private static string Evaluate(string project, string property)
+    {
+        // No build server or node left behind holding the output pipes open.
+        var start = new ProcessStartInfo("dotnet", ["msbuild", project, $"-getProperty:{property}", "-nodeReuse:false"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = Path.GetDirectoryName(project)!,
+        };
+        start.Environment["MSBUILDDISABLENODEREUSE"] = "1";
+        using Process process = Process.Start(start)!;
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEndAsync();
+        Assert.That(process.WaitForExit(TimeSpan.FromMinutes(2)), Is.True, "msbuild hung");
+        Assert.That(Task.WaitAll([output, error], TimeSpan.FromMinutes(1)), Is.True, "msbuild's output never ended");
+        Assert.That(process.ExitCode, Is.Zero, $"msbuild failed: {output.Result}{error.Result}");
+        return output.Result.Trim();
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (DirectoryInfo? dir = new(TestContext.CurrentContext.TestDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "DirtyLog.sln")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("The repository root (DirtyLog.sln) is not above the test directory.");
+    }
+}

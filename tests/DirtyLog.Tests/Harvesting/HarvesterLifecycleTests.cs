@@ -1,0 +1,199 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using System.Threading;
+using DirtyLog.Bitmaps;
+using DirtyLog.Emulation;
+using DirtyLog.Harvesting;
+using DirtyLog.Tests.Infrastructure;
+using DirtyLog.Tracking;
+using NUnit.Framework;
+
+namespace DirtyLog.Tests.Harvesting;
+
+/// <summary>
+/// The harvester's life cycle at its edges: deadlines already past, start racing dispose, faulted trackers, trackers
+/// removed or disposed under it, rounds outliving the shared bitmap.
+/// </summary>
+[TestFixture]
+public class HarvesterLifecycleTests
+{
+    private const ulong MiB = 1UL << 20;
+
+    private readonly List<IDisposable> _owned = [];
+
+    [TearDown]
+    public void DisposeOwned()
+    {
+        for (int i = _owned.Count - 1; i >= 0; i--)
+        {
+            _owned[i].Dispose();
+        }
+
+        _owned.Clear();
+    }
+
+    private T Own<T>(T disposable)
+        where T : IDisposable
+    {
+        _owned.Add(disposable);
+        return disposable;
+    }
+
+    private EmulatedTracker Tracker(string name, ulong start, ulong length) => Own(new EmulatedTracker(name, new AddressRange(start, length)));
+
+    [Test]
+    public void ADeadlineAlreadyPastReadsWhatIsReadyAndTreatsTheRestAsLate()
+    {
+        SparseDirtyBitmap shared = Own(new SparseDirtyBitmap(40));
+        EmulatedTracker slow = Tracker("slow", 0, 64 * MiB);
+        slow.ReportDelay = TimeSpan.FromSeconds(3);
+        ParallelHarvester harvester = Own(new ParallelHarvester(shared));
+        harvester.Add(slow, TrackerFaultPolicy.MarkCoverageDirty);
+        harvester.StartTracking();
+        slow.Write(4096);
+
+        var clock = Stopwatch.StartNew();
+        using HarvestRound round = harvester.RunRound(TimeSpan.FromMilliseconds(-5), CancellationToken.None);
+        clock.Stop();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(1.5)), "a negative deadline waited for the slow tracker");
+            Assert.That(round.Trackers.Single().Outcome, Is.EqualTo(TrackerRoundOutcome.Late));
+            Assert.That(round.Pages, Is.EqualTo(64 * MiB / 4096), "the late tracker's coverage is in the round: nothing lost");
+        });
+        round.Commit();
+    }
+
+    [Test]
+    public void AStartParkedInsideATrackerWhenDisposeComesNeverLeavesItStartedAfterDisposeReturned()
+    {
+        SparseDirtyBitmap shared = Own(new SparseDirtyBitmap(40));
+        var gated = new GatedStartTracker(Tracker("gated", 0, 64 * MiB));
+        var harvester = new ParallelHarvester(shared);
+        harvester.Add(Tracker("plain", 64 * MiB, 64 * MiB), TrackerFaultPolicy.FailRound);
+        harvester.Add(gated, TrackerFaultPolicy.FailRound);
+
+        ObjectDisposedException? startFailure = null;
+        var starter = new Thread(() => startFailure = Catch(harvester.StartTracking)) { IsBackground = true };
+        starter.Start();
+        Assert.That(gated.Parked.Wait(TimeSpan.FromSeconds(10)), Is.True, "the start never reached the gated tracker");
+
+        // Dispose either returns while the start is parked, or waits for it; both are allowed, a started tracker after it is not.
+        var disposer = new Thread(harvester.Dispose) { IsBackground = true };
+        disposer.Start();
+        WaitUntilEndedOrBlocked(disposer);
+        gated.Release.Set();
+        Assert.That(starter.Join(TimeSpan.FromSeconds(10)) && disposer.Join(TimeSpan.FromSeconds(10)), Is.True, "the start and the disposal deadlocked");
+
+        Assert.That(harvester.Trackers, Is.Empty);
+        Assert.That(gated.State, Is.EqualTo(DirtyTrackerState.Stopped), $"a tracker is running after Dispose returned (the start ended with {startFailure?.GetType().Name ?? "success"})");
+    }
+
+    /// <summary>Runs <paramref name="action"/>; a start after disposal is refused with <see cref="ObjectDisposedException"/>, as documented.</summary>
+    private static ObjectDisposedException? Catch(Action action)
+    {
+        try
+        {
+            action();
+            return null;
+        }
+        catch (ObjectDisposedException e)
+        {
+            return e;
+        }
+    }
+
+    private static void WaitUntilEndedOrBlocked(Thread thread)
+    {
+        var spin = new SpinWait();
+        DateTime giveUp = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (thread.IsAlive && (thread.ThreadState & System.Threading.ThreadState.WaitSleepJoin) == 0)
+        {
+            Assert.That(DateTime.UtcNow, Is.LessThan(giveUp), "the disposal neither ended nor blocked");
+            spin.SpinOnce();
+        }
+    }
+
+    [Test]
+    public void StartTrackingRestartsAFaultedTrackerAndMarksItsCoverage()
+    {
+        SparseDirtyBitmap shared = Own(new SparseDirtyBitmap(40));
+        EmulatedTracker tracker = Tracker("faulty", 0, 4 * MiB);
+        tracker.StartTracking();
+        tracker.FailNextReads();
+        Assert.Throws<DirtyTrackerException>(() => tracker.ReadDirty(new AddressRange(0, 4 * MiB), shared, DirtyReadMode.Clear));
+        Assert.That(tracker.State, Is.EqualTo(DirtyTrackerState.Faulted));
+        ParallelHarvester harvester = Own(new ParallelHarvester(shared));
+        harvester.Add(tracker, TrackerFaultPolicy.FailRound);
+
+        harvester.StartTracking();
+
+        Assert.That(tracker.State, Is.EqualTo(DirtyTrackerState.Started));
+        using HarvestRound round = harvester.RunRound(null, CancellationToken.None);
+        Assert.That(round.Pages, Is.EqualTo(4 * MiB / 4096), "what the faulted tracker had logged is unknown: its coverage is dirty");
+        round.Commit();
+    }
+
+    [Test]
+    public void DisposingAnUncommittedRoundAfterTheSharedBitmapDoesNotThrow()
+    {
+        var shared = new SparseDirtyBitmap(40);
+        EmulatedTracker tracker = Tracker("t", 0, 4 * MiB);
+        var harvester = new ParallelHarvester(shared);
+        harvester.Add(tracker, TrackerFaultPolicy.FailRound);
+        harvester.StartTracking();
+        tracker.Write(0);
+        HarvestRound round = harvester.RunRound(null, CancellationToken.None);
+        harvester.Dispose();
+        shared.Dispose();
+
+        Assert.DoesNotThrow(round.Dispose);
+        Assert.That(round.IsCommitted, Is.False);
+    }
+
+    /// <summary>A tracker whose next start parks until the test releases it: a start caught half-way.</summary>
+    private sealed class GatedStartTracker(EmulatedTracker inner) : IDirtyTracker
+    {
+        private int _parked;
+
+        public ManualResetEventSlim Parked { get; } = new();
+
+        public ManualResetEventSlim Release { get; } = new();
+
+        public string Name => inner.Name;
+
+        public DirtyAddressSpace AddressSpace => inner.AddressSpace;
+
+        public long PageSize => inner.PageSize;
+
+        public IReadOnlyList<AddressRange> Coverage => inner.Coverage;
+
+        public bool CanReadWithoutClear => inner.CanReadWithoutClear;
+
+        public DirtyTrackerState State => inner.State;
+
+        public void StartTracking()
+        {
+            if (Interlocked.Exchange(ref _parked, 1) == 0)
+            {
+                Parked.Set();
+                Release.Wait();
+            }
+
+            inner.StartTracking();
+        }
+
+        public void StopTracking() => inner.StopTracking();
+
+        public ulong ReadDirty(AddressRange range, SparseDirtyBitmap target, DirtyReadMode mode) => inner.ReadDirty(range, target, mode);
+
+        public ulong ReadDirty(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode) => inner.ReadDirty(range, sink, mode);
+
+        public void Dispose() => inner.Dispose();
+    }
+}

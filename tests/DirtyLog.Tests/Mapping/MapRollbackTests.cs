@@ -1,0 +1,106 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Collections.Generic;
+using System.Linq;
+using DirtyLog.Bitmaps;
+using DirtyLog.Emulation;
+using DirtyLog.Mapping;
+using DirtyLog.Native;
+using DirtyLog.Tests.Infrastructure;
+using DirtyLog.Tracking;
+using NUnit.Framework;
+
+namespace DirtyLog.Tests.Mapping;
+
+/// <summary>
+/// Map changes the backend refuses leave everything as it was: the table, the device trackers' ranges, and for a
+/// remap the old translation, still in force and still tracked.
+/// </summary>
+[TestFixture]
+public class MapRollbackTests : EmulatedIommuFixture
+{
+    private const ulong X = 0x4000_0000, GiB = 1UL << 30;
+
+    private SparseDirtyBitmap _target = null!;
+    private EmulatedDmaDevice _device = null!;
+    private DeviceTracker _tracker = null!;
+    private IoAddressSpace _space = null!;
+
+    [SetUp]
+    public void CreateDeviceSpace()
+    {
+        _target = new SparseDirtyBitmap(40); // 1 TiB: far larger than the 64 MiB of guest RAM the backend knows
+        uint ioas = Iommu.AllocateIoas();
+        _device = new EmulatedDmaDevice(Iommu.AllocateHwpt(ioas, dirtyTracking: false), DeviceDirtyLogLimits.Mlx5);
+        _tracker = new DeviceTracker(_device);
+        _space = new Correlator(_target).AddAddressSpace(ioas, new EmulatedIoMapBackend(Iommu, ioas, 4096));
+        _space.Attach(_tracker);
+    }
+
+    [TearDown]
+    public void DisposeDeviceSpace()
+    {
+        _tracker.Dispose();
+        _device.Dispose();
+        _target.Dispose();
+    }
+
+    [Test]
+    public void AMapTheBackendRefusesLeavesTheDeviceRangesAndTheTableAsTheyWere()
+    {
+        _space.Map(X, 8 * MiB, 4096);
+        _tracker.StartTracking();
+        AddressRange[] rangesBefore = [.. _tracker.MappedRanges];
+        IovaMapping[] mappingsBefore = _space.GetMappings();
+
+        // A new 1 GiB block of IOVA onto guest memory the backend does not have: refused with ENOENT/EFAULT.
+        Assert.Throws<KernelException>(() => _space.Map(5 * GiB, 256 * MiB, 4096));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(_tracker.MappedRanges, Is.EqualTo(rangesBefore), "the device's ranges were extended by the refused map");
+            Assert.That(_space.GetMappings(), Is.EqualTo(mappingsBefore));
+            Assert.That(_tracker.State, Is.EqualTo(DirtyTrackerState.Started));
+            Assert.That(_space.Rearms, Is.Zero);
+        });
+    }
+
+    [Test]
+    public void ARemapTheBackendRefusesKeepsTheOldTranslationMappedAndTracked()
+    {
+        const ulong P = 8 * MiB;
+        _space.Map(X, P, 4096);
+        _tracker.StartTracking();
+        IovaMapping[] before = _space.GetMappings();
+
+        Assert.Throws<KernelException>(() => _space.Remap(X, 4096, 256 * MiB));
+
+        Assert.That(_space.GetMappings(), Is.EqualTo(before), "the old translation was lost");
+        Assert.That(_device.DmaWriteUInt64(X, 7), Is.True, "DMA to the IOVA still reaches the old page");
+        _space.ReadDirty(_tracker, DirtyReadMode.Clear);
+        var pages = new HashSet<ulong>();
+        _target.HarvestInto(pages);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Memory.ReadUInt64(P), Is.EqualTo(7UL));
+            Assert.That(pages, Does.Contain(P / 4096), "a write after the refused remap is tracked on the old page");
+        });
+    }
+
+    [Test]
+    public void AnAddressSpaceOverASixtyFourBitBitmapAcceptsMaps()
+    {
+        using var wide = new SparseDirtyBitmap(64);
+        uint ioas = Iommu.AllocateIoas();
+        EmulatedHwpt hwpt = Iommu.AllocateHwpt(ioas, dirtyTracking: true);
+        IoAddressSpace space = new Correlator(wide).AddAddressSpace(ioas, new EmulatedIoMapBackend(Iommu, ioas));
+        using var iommu = new IommuTracker(hwpt);
+        space.Attach(iommu);
+
+        space.Map(X, 4 * MiB, 64 * 1024);
+        iommu.StartTracking();
+        Assert.That(hwpt.DmaWriteUInt64(X + 4096, 1), Is.True);
+        Assert.That(space.ReadDirty(iommu, DirtyReadMode.Clear), Is.EqualTo(1UL));
+        Assert.That(wide.HarvestRuns().Select(r => r.FirstPage), Is.EqualTo(new[] { (4 * MiB + 4096) / 4096 }));
+    }
+}
