@@ -3,6 +3,7 @@
 using System;
 using System.Runtime.InteropServices;
 using System.Threading;
+using DirtyLog.Native.Internal;
 using DirtyLog.Native.Linux.Kvm;
 using static DirtyLog.Native.Linux.Kvm.KvmConstants;
 
@@ -15,11 +16,13 @@ namespace DirtyLog.Native;
 /// <remarks>
 /// One harvester at a time per ring (the fetch index is ours: KVM exports none); it may run on any thread while the
 /// vCPU runs. Flags are read with acquire loads and written with release stores, as <c>KVM_CAP_DIRTY_LOG_RING_ACQ_REL</c>
-/// requires.
+/// requires. <see cref="Dispose"/> may race a harvest on another thread (a reaper): it waits for the harvest in
+/// flight before unmapping, and later harvests throw <see cref="ObjectDisposedException"/>.
 /// </remarks>
 public sealed unsafe class KvmDirtyRing : IDisposable
 {
     private readonly nuint _bytes;
+    private RetireGate _users; // harvests in flight; disposal retires it before unmapping
     private kvm_dirty_gfn* _entries;
     private uint _fetch;
 
@@ -63,7 +66,20 @@ public sealed unsafe class KvmDirtyRing : IDisposable
     public int Harvest<TVisitor>(ref TVisitor visitor)
         where TVisitor : struct, IDirtyRingVisitor
     {
-        ObjectDisposedException.ThrowIf(_entries == null, this);
+        ObjectDisposedException.ThrowIf(!_users.TryEnter(), this);
+        try
+        {
+            return HarvestEntered(ref visitor);
+        }
+        finally
+        {
+            _users.Exit();
+        }
+    }
+
+    private int HarvestEntered<TVisitor>(ref TVisitor visitor)
+        where TVisitor : struct, IDirtyRingVisitor
+    {
         kvm_dirty_gfn* entries = _entries;
         uint mask = Entries - 1;
         uint fetch = _fetch;
@@ -95,9 +111,10 @@ public sealed unsafe class KvmDirtyRing : IDisposable
         public void Visit(uint slot, ulong offset) => onEntry(slot, offset);
     }
 
-    /// <summary>Unmaps the ring.</summary>
+    /// <summary>Unmaps the ring, once no harvest is using it.</summary>
     public void Dispose()
     {
+        _users.Retire();
         if (_entries != null)
         {
             Interop.munmap(_entries, _bytes);

@@ -3,6 +3,7 @@
 using System;
 using System.Runtime.InteropServices;
 using System.Threading;
+using DirtyLog.Native.Internal;
 using DirtyLog.Native.Linux;
 using DirtyLog.Native.Linux.Kvm;
 using static DirtyLog.Native.Linux.Kvm.KvmConstants;
@@ -35,6 +36,7 @@ public sealed unsafe class KvmVcpu : IDisposable
 
     private readonly int _runSize;
     private readonly Lock _kickGate = new();
+    private RetireGate _users; // uses of the kvm_run mapping in flight; disposal retires it before unmapping
     private kvm_run* _run;
     private int _kickThreadId; // 0: no thread bound; this and the two below are guarded by _kickGate
     private int _kickSignal;
@@ -79,7 +81,19 @@ public sealed unsafe class KvmVcpu : IDisposable
     /// stopped: see <see cref="Kick"/>). <see cref="Run"/> clears it when it returns <c>KVM_EXIT_INTR</c>.
     /// </summary>
     /// <param name="exit">Whether to exit immediately.</param>
-    public void RequestImmediateExit(bool exit) => Volatile.Write(ref _run->immediate_exit, exit ? (byte)1 : (byte)0);
+    /// <exception cref="ObjectDisposedException">The vCPU was disposed.</exception>
+    public void RequestImmediateExit(bool exit)
+    {
+        ObjectDisposedException.ThrowIf(!_users.TryEnter(), this);
+        try
+        {
+            Volatile.Write(ref _run->immediate_exit, exit ? (byte)1 : (byte)0);
+        }
+        finally
+        {
+            _users.Exit();
+        }
+    }
 
     /// <summary>The thread <see cref="Kick"/> signals, 0 when none is bound.</summary>
     public int KickThreadId
@@ -175,6 +189,7 @@ public sealed unsafe class KvmVcpu : IDisposable
     /// exited (the binding then ends): only <c>immediate_exit</c> was set, so the next <c>KVM_RUN</c> returns at once.
     /// </returns>
     /// <exception cref="KernelException">The signal could not be sent for another reason than the thread being gone.</exception>
+    /// <exception cref="ObjectDisposedException">The vCPU was disposed.</exception>
     public bool Kick()
     {
         RequestImmediateExit(true);
@@ -186,35 +201,42 @@ public sealed unsafe class KvmVcpu : IDisposable
                 return false;
             }
 
-            long result;
-            if (_kickPidfd is { } pidfd)
+            if (TrySignalBoundThreadLocked(out int errno))
             {
-                result = Interop.syscall(SyscallNumbers.__NR_pidfd_send_signal, (long)pidfd.DangerousGetHandle(), _kickSignal, 0, PidfdConstants.PIDFD_SIGNAL_THREAD);
+                return true;
             }
-            else if (_kickThread is { IsAlive: true })
-            {
-                result = Interop.syscall(SyscallNumbers.__NR_tgkill, Environment.ProcessId, _kickThreadId, _kickSignal, 0);
-            }
-            else
+
+            if (errno == Errno.ESRCH)
             {
                 UnbindLocked();
                 return false;
             }
 
-            if (result < 0)
-            {
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == Errno.ESRCH)
-                {
-                    UnbindLocked();
-                    return false;
-                }
-
-                throw new KernelException(_kickPidfd is null ? "tgkill" : "pidfd_send_signal", $"kick of {Handle.Path}", errno);
-            }
-
-            return true;
+            throw new KernelException(_kickPidfd is null ? "tgkill" : "pidfd_send_signal", $"kick of {Handle.Path}", errno);
         }
+    }
+
+    /// <summary>Sends the kick signal to the bound thread (under the kick gate, with a thread bound).</summary>
+    /// <returns>Whether it was sent; if not, <paramref name="errno"/> says why (<c>ESRCH</c>: the thread is gone).</returns>
+    private bool TrySignalBoundThreadLocked(out int errno)
+    {
+        long result;
+        if (_kickPidfd is { } pidfd)
+        {
+            result = Interop.syscall(SyscallNumbers.__NR_pidfd_send_signal, (long)pidfd.DangerousGetHandle(), _kickSignal, 0, PidfdConstants.PIDFD_SIGNAL_THREAD);
+        }
+        else if (_kickThread is { IsAlive: true })
+        {
+            result = Interop.syscall(SyscallNumbers.__NR_tgkill, Environment.ProcessId, _kickThreadId, _kickSignal, 0);
+        }
+        else
+        {
+            errno = Errno.ESRCH;
+            return false;
+        }
+
+        errno = result < 0 ? Marshal.GetLastPInvokeError() : 0;
+        return result >= 0;
     }
 
     /// <summary><c>KVM_RUN</c> until the guest exits.</summary>
@@ -222,22 +244,31 @@ public sealed unsafe class KvmVcpu : IDisposable
     /// The exit reason (<c>KVM_EXIT_*</c>); <c>KVM_EXIT_INTR</c> (10) when interrupted (EINTR: a <see cref="Kick"/>,
     /// <c>immediate_exit</c>, or another signal), after clearing <c>immediate_exit</c> and consuming pending kicks.
     /// </returns>
+    /// <exception cref="ObjectDisposedException">The vCPU was disposed.</exception>
     public uint Run()
     {
-        int result = Handle.TryIoctl(KVM_RUN, null, out int errno);
-        if (result < 0)
+        ObjectDisposedException.ThrowIf(!_users.TryEnter(), this);
+        try
         {
-            if (errno == Errno.EINTR)
+            int result = Handle.TryIoctl(KVM_RUN, null, out int errno);
+            if (result < 0)
             {
-                RequestImmediateExit(false);
-                DrainKicks();
-                return KVM_EXIT_INTR;
+                if (errno == Errno.EINTR)
+                {
+                    Volatile.Write(ref _run->immediate_exit, 0);
+                    DrainKicks();
+                    return KVM_EXIT_INTR;
+                }
+
+                throw new KernelException("ioctl", $"{nameof(KVM_RUN)} on {Handle.Path}", errno);
             }
 
-            throw new KernelException("ioctl", $"{nameof(KVM_RUN)} on {Handle.Path}", errno);
+            return _run->exit_reason;
         }
-
-        return _run->exit_reason;
+        finally
+        {
+            _users.Exit();
+        }
     }
 
     internal kvm_regs GetRegisters()
@@ -304,9 +335,28 @@ public sealed unsafe class KvmVcpu : IDisposable
         _kickPidfd = null;
     }
 
-    /// <summary>Unmaps <c>kvm_run</c> and closes the vCPU.</summary>
+    /// <summary>Unmaps <c>kvm_run</c> and closes the vCPU; may race the other members.</summary>
+    /// <remarks>
+    /// Later calls throw <see cref="ObjectDisposedException"/>; the mapping is unmapped only after every use in flight
+    /// has ended. A <see cref="Run"/> in progress on another thread is hurried out first: <c>immediate_exit</c> is set
+    /// and, only then (a signal to a thread outside <c>KVM_RUN</c> would stay pending there), the bound thread is
+    /// signalled; it returns <c>KVM_EXIT_INTR</c> at once if bound, or when the guest next exits if not.
+    /// </remarks>
     public void Dispose()
     {
+        if (_users.BeginRetire() && _run != null)
+        {
+            Volatile.Write(ref _run->immediate_exit, 1);
+            lock (_kickGate)
+            {
+                if (_kickThreadId != 0)
+                {
+                    TrySignalBoundThreadLocked(out _); // a thread already gone needs no hurrying
+                }
+            }
+        }
+
+        _users.WaitForUses();
         lock (_kickGate)
         {
             UnbindLocked();

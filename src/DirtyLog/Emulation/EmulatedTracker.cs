@@ -4,7 +4,7 @@ using System;
 using System.Collections.Generic;
 using System.Threading;
 using DirtyLog.Bitmaps;
-using DirtyLog.Internal;
+using DirtyLog.Native.Internal;
 using DirtyLog.Tracking;
 
 namespace DirtyLog.Emulation;

@@ -2,7 +2,7 @@
 
 using System.Threading;
 
-namespace DirtyLog.Internal;
+namespace DirtyLog.Native.Internal;
 
 /// <summary>
 /// Lets any number of threads use a resource without a lock while one thread retires it: each use is bracketed by
@@ -42,7 +42,17 @@ internal struct RetireGate
     /// <summary>Refuses new uses and waits until the uses in flight have ended. Idempotent.</summary>
     public void Retire()
     {
-        Interlocked.Or(ref _state, Retired);
+        BeginRetire();
+        WaitForUses();
+    }
+
+    /// <summary>Refuses new uses, without waiting.</summary>
+    /// <returns>Whether uses were in flight at that moment (the caller may hurry them before <see cref="WaitForUses"/>).</returns>
+    public bool BeginRetire() => (Interlocked.Or(ref _state, Retired) & int.MaxValue) != 0;
+
+    /// <summary>Waits until the uses in flight have ended (after <see cref="BeginRetire"/>).</summary>
+    public void WaitForUses()
+    {
         var spin = new SpinWait();
         while ((Volatile.Read(ref _state) & int.MaxValue) != 0)
         {
