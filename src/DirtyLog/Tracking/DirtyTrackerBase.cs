@@ -124,17 +124,21 @@ public abstract class DirtyTrackerBase : IDirtyTracker
             throw new ArgumentException($"The target's pages ({target.PageSize} bytes) are larger than {Name}'s granule ({PageSize} bytes).", nameof(target));
         }
 
-        // Checked before anything is consumed: a read cannot put back what it took from the facility.
-        ulong end = 0;
-        foreach (AddressRange covered in Coverage)
+        // Checked before anything is consumed: a read cannot put back what it took from the facility. Only a range
+        // that does not fit the target needs the coverage (which can be long: every mapping of an IO address space).
+        if (!range.IsEmpty && ((range.End - 1) >> target.PageShift) >= target.PageCount)
         {
-            AddressRange piece = covered.Intersect(range);
-            end = piece.IsEmpty ? end : Math.Max(end, piece.End);
-        }
+            ulong end = 0;
+            foreach (AddressRange covered in Coverage)
+            {
+                AddressRange piece = covered.Intersect(range);
+                end = piece.IsEmpty ? end : Math.Max(end, piece.End);
+            }
 
-        if (end != 0 && ((end - 1) >> target.PageShift) >= target.PageCount)
-        {
-            throw new ArgumentException($"{Name} covers up to 0x{end:x} within {range}, beyond the target's {target.AddressWidth}-bit address space.", nameof(target));
+            if (end != 0 && ((end - 1) >> target.PageShift) >= target.PageCount)
+            {
+                throw new ArgumentException($"{Name} covers up to 0x{end:x} within {range}, beyond the target's {target.AddressWidth}-bit address space.", nameof(target));
+            }
         }
 
         return ReadDirty(range, new BitmapGranuleSink(target), mode);

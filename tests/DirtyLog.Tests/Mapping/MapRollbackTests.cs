@@ -1,5 +1,6 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
+using System;
 using System.Collections.Generic;
 using System.Linq;
 using DirtyLog.Bitmaps;
@@ -88,6 +89,31 @@ public class MapRollbackTests : EmulatedIommuFixture
     }
 
     [Test]
+    public void AnUnmapTheBackendRefusesKeepsTheMappingAndLosesNoDirtyPage()
+    {
+        const ulong P = 8 * MiB;
+        uint ioas = Iommu.AllocateIoas();
+        EmulatedHwpt hwpt = Iommu.AllocateHwpt(ioas, dirtyTracking: true);
+        var backend = new RefusingBackend(new EmulatedIoMapBackend(Iommu, ioas, 4096));
+        IoAddressSpace space = new Correlator(_target).AddAddressSpace(ioas, backend);
+        using var iommu = new IommuTracker(hwpt);
+        space.Attach(iommu);
+        space.Map(X, P, 4096);
+        iommu.StartTracking();
+        Assert.That(hwpt.DmaWriteUInt64(X, 1), Is.True);
+
+        backend.RefuseNextUnmap = true;
+        Assert.Throws<InvalidOperationException>(() => space.Unmap(X, 4096));
+
+        Assert.That(space.GetMappings(), Is.EqualTo(new[] { new IovaMapping(X, P, 4096) }));
+        space.ReadDirty(iommu, DirtyReadMode.Clear);
+        var pages = new HashSet<ulong>();
+        _target.HarvestInto(pages);
+        Assert.That(pages, Does.Contain(P / 4096), "the write before the refused unmap is still reported");
+        Assert.That(space.Unmap(X, 4096), Is.EqualTo(4096UL), "a later unmap goes through");
+    }
+
+    [Test]
     public void AnAddressSpaceOverASixtyFourBitBitmapAcceptsMaps()
     {
         using var wide = new SparseDirtyBitmap(64);
@@ -102,5 +128,28 @@ public class MapRollbackTests : EmulatedIommuFixture
         Assert.That(hwpt.DmaWriteUInt64(X + 4096, 1), Is.True);
         Assert.That(space.ReadDirty(iommu, DirtyReadMode.Clear), Is.EqualTo(1UL));
         Assert.That(wide.HarvestRuns().Select(r => r.FirstPage), Is.EqualTo(new[] { (4 * MiB + 4096) / 4096 }));
+    }
+
+    /// <summary>A backend that refuses the next unmap, as iommufd does when a range is pinned or busy.</summary>
+    private sealed class RefusingBackend(IIoMapBackend inner) : IIoMapBackend
+    {
+        public bool RefuseNextUnmap { get; set; }
+
+        public ulong IovaAlignment => inner.IovaAlignment;
+
+        public bool AllowsPartialUnmap => inner.AllowsPartialUnmap;
+
+        public void Map(ulong iova, ulong guestAddress, ulong length) => inner.Map(iova, guestAddress, length);
+
+        public void Unmap(ulong iova, ulong length)
+        {
+            if (RefuseNextUnmap)
+            {
+                RefuseNextUnmap = false;
+                throw new InvalidOperationException("unmap refused");
+            }
+
+            inner.Unmap(iova, length);
+        }
     }
 }
