@@ -11,7 +11,6 @@ internal ref struct RunAccumulator<TSink>
     public TSink Sink;
     private ulong _start;
     private ulong _count;
-    private bool _dropped;
 
     public RunAccumulator(TSink sink) => Sink = sink;
 
@@ -33,14 +32,6 @@ internal ref struct RunAccumulator<TSink>
         }
 
         return FlushAndStart(start, count);
-    }
-
-    /// <summary>Test hook for <see cref="LossyHarvestWalk"/>: true the first time only.</summary>
-    public bool TryDropOnce()
-    {
-        bool first = !_dropped;
-        _dropped = true;
-        return first;
     }
 
     /// <summary>Hands the pending run to the sink; returns <see langword="false"/> when it was refused.</summary>

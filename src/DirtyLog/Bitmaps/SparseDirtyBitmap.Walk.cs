@@ -260,11 +260,6 @@ public sealed unsafe partial class SparseDirtyBitmap
             nonZero &= nonZero - 1;
             ref ulong word = ref line[w];
             ulong bits = TMode.Clears ? Interlocked.Exchange(ref word, 0) : Volatile.Read(ref word);
-            if (TMode.DropsOneWord && bits != 0 && acc.TryDropOnce())
-            {
-                continue;
-            }
-
             if (!EmitWord<TMode, TSink>(ref word, bits, first + ((ulong)w << WordShift), ref acc))
             {
                 return false;

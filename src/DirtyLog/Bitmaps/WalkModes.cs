@@ -6,31 +6,16 @@ namespace DirtyLog.Bitmaps;
 internal interface IWalkMode
 {
     static abstract bool Clears { get; }
-
-    /// <summary>Test hook: a harvest that loses the first non-zero word it takes, to prove the stress test can fail.</summary>
-    static abstract bool DropsOneWord { get; }
 }
 
 /// <summary>Read and clear: summary bits and words are taken with atomic exchanges.</summary>
 internal readonly struct HarvestWalk : IWalkMode
 {
     public static bool Clears => true;
-
-    public static bool DropsOneWord => false;
-}
-
-/// <summary>A deliberately broken harvest that throws away the first non-zero word it exchanges (tests only).</summary>
-internal readonly struct LossyHarvestWalk : IWalkMode
-{
-    public static bool Clears => true;
-
-    public static bool DropsOneWord => true;
 }
 
 /// <summary>Read only: nothing is written.</summary>
 internal readonly struct PeekWalk : IWalkMode
 {
     public static bool Clears => false;
-
-    public static bool DropsOneWord => false;
 }
