@@ -11,6 +11,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading;
 using System.Threading.Tasks;
+using DirtyLog.Memory;
 using DirtyLog.Migration;
 using DirtyLog.Native;
 

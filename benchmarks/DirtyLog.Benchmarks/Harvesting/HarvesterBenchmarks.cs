@@ -5,7 +5,7 @@ using System.Threading;
 using BenchmarkDotNet.Attributes;
 using DirtyLog.Benchmarks.Infrastructure;
 using DirtyLog.Bitmaps;
-using DirtyLog.Emulation;
+using DirtyLog.Testing;
 using DirtyLog.Harvesting;
 using DirtyLog.Tracking;
 

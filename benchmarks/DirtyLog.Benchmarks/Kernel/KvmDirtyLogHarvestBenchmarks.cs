@@ -4,6 +4,7 @@ using BenchmarkDotNet.Attributes;
 using DirtyLog.Benchmarks.Infrastructure;
 using DirtyLog.Bitmaps;
 using DirtyLog.Native;
+using DirtyLog.Testing;
 using DirtyLog.Tracking;
 
 namespace DirtyLog.Benchmarks.Kernel;

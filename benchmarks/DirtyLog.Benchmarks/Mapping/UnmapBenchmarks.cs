@@ -2,7 +2,7 @@
 
 using BenchmarkDotNet.Attributes;
 using DirtyLog.Bitmaps;
-using DirtyLog.Emulation;
+using DirtyLog.Testing;
 using DirtyLog.Mapping;
 using DirtyLog.Tracking;
 

@@ -4,7 +4,7 @@ using System;
 using BenchmarkDotNet.Attributes;
 using DirtyLog.Benchmarks.Infrastructure;
 using DirtyLog.Bitmaps;
-using DirtyLog.Emulation;
+using DirtyLog.Testing;
 using DirtyLog.Tracking;
 
 namespace DirtyLog.Benchmarks.Tracking;

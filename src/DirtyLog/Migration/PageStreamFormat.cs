@@ -4,6 +4,7 @@ using System;
 using System.Buffers.Binary;
 using System.Numerics;
 using System.Runtime.InteropServices;
+using DirtyLog.Memory;
 
 namespace DirtyLog.Migration;
 

@@ -6,6 +6,7 @@ using System.IO.Pipelines;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Bitmaps;
+using DirtyLog.Memory;
 using static DirtyLog.Migration.PageStreamFormat;
 
 namespace DirtyLog.Migration;

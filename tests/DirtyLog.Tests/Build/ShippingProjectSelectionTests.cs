@@ -4,6 +4,7 @@ using System;
 using System.Diagnostics;
 using System.IO;
 using System.Threading.Tasks;
+using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;
 
 namespace DirtyLog.Tests.Build;
@@ -21,7 +22,7 @@ public class ShippingProjectSelectionTests
     [SetUp]
     public void CopyTheBuildSettingsUnderAFolderNamedSrc()
     {
-        string root = RepositoryRoot();
+        string root = Repository.Root;
         _checkout = Path.Combine(Path.GetTempPath(), $"dirtylog-{Guid.NewGuid():N}", "src", "checkout");
         Directory.CreateDirectory(_checkout);
         foreach (string file in new[] { "Directory.Build.props", "Directory.Packages.props", "global.json" })
@@ -63,18 +64,5 @@ public class ShippingProjectSelectionTests
         Assert.That(Task.WaitAll([output, error], TimeSpan.FromMinutes(1)), Is.True, "msbuild's output never ended");
         Assert.That(process.ExitCode, Is.Zero, $"msbuild failed: {output.Result}{error.Result}");
         return output.Result.Trim();
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (DirectoryInfo? dir = new(TestContext.CurrentContext.TestDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "DirtyLog.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("The repository root (DirtyLog.sln) is not above the test directory.");
     }
 }

@@ -2,7 +2,7 @@
 
 using System;
 using System.Linq;
-using DirtyLog.Emulation;
+using DirtyLog.Testing;
 using DirtyLog.Native;
 using DirtyLog.Tracking;
 using DirtyLog.Tests.Infrastructure;

@@ -1,7 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
-using DirtyLog.Emulation;
+using DirtyLog.Testing;
 using DirtyLog.Native;
 using NUnit.Framework;
 

@@ -3,7 +3,7 @@
 using System;
 using System.Linq;
 using System.Threading;
-using DirtyLog.Emulation;
+using DirtyLog.Testing;
 using DirtyLog.Tracking;
 using NUnit.Framework;
 

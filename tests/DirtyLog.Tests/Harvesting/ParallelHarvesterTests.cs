@@ -8,7 +8,7 @@ using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Bitmaps;
-using DirtyLog.Emulation;
+using DirtyLog.Testing;
 using DirtyLog.Harvesting;
 using DirtyLog.Tracking;
 using NUnit.Framework;

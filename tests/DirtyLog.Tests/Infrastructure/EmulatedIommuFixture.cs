@@ -1,6 +1,6 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
-using DirtyLog.Emulation;
+using DirtyLog.Testing;
 using NUnit.Framework;
 
 namespace DirtyLog.Tests.Infrastructure;

@@ -20,7 +20,7 @@ internal static class UapiHeaders
         string? dir = Environment.GetEnvironmentVariable("DIRTYLOG_UAPI_INCLUDE");
         if (string.IsNullOrEmpty(dir))
         {
-            string? root = RepositoryRoot();
+            string? root = Repository.TryFindRoot();
             dir = root is null ? null : Path.Combine(root, ".uapi", "usr", "include");
         }
 
@@ -61,18 +61,5 @@ internal static class UapiHeaders
             output = e.Message;
             return -1;
         }
-    }
-
-    private static string? RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(TestContext.CurrentContext.TestDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "DirtyLog.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        return null;
     }
 }

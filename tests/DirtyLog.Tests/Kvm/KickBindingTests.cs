@@ -4,6 +4,7 @@ using System;
 using System.IO;
 using System.Threading;
 using DirtyLog.Native;
+using DirtyLog.Testing;
 using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;
 

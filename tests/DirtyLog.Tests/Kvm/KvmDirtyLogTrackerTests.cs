@@ -4,6 +4,7 @@ using System;
 using System.Collections.Generic;
 using DirtyLog.Bitmaps;
 using DirtyLog.Native;
+using DirtyLog.Testing;
 using DirtyLog.Tracking;
 using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;

@@ -6,6 +6,7 @@ using System.Linq;
 using System.Threading;
 using DirtyLog.Bitmaps;
 using DirtyLog.Native;
+using DirtyLog.Testing;
 using DirtyLog.Tracking;
 using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;

@@ -5,6 +5,7 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.Threading;
 using DirtyLog.Native;
+using DirtyLog.Testing;
 using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;
 

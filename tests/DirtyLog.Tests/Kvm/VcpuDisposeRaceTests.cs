@@ -3,6 +3,7 @@
 using System;
 using System.Threading;
 using DirtyLog.Native;
+using DirtyLog.Testing;
 using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;
 

@@ -3,7 +3,7 @@
 using System;
 using System.Collections.Generic;
 using DirtyLog.Bitmaps;
-using DirtyLog.Emulation;
+using DirtyLog.Testing;
 using DirtyLog.Mapping;
 using DirtyLog.Tests.Infrastructure;
 using DirtyLog.Tracking;

@@ -3,8 +3,9 @@
 using System;
 using System.Diagnostics;
 using System.Threading.Tasks;
+using DirtyLog.Memory;
 using DirtyLog.Migration;
-using DirtyLog.Emulation;
+using DirtyLog.Testing;
 using NUnit.Framework;
 
 namespace DirtyLog.Tests.Migration;

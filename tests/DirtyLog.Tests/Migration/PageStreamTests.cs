@@ -6,7 +6,8 @@ using System.IO.Pipelines;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Bitmaps;
-using DirtyLog.Emulation;
+using DirtyLog.Memory;
+using DirtyLog.Testing;
 using DirtyLog.Migration;
 using NUnit.Framework;
 

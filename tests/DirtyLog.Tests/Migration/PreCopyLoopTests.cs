@@ -4,7 +4,7 @@ using System;
 using System.Linq;
 using System.Threading;
 using DirtyLog.Bitmaps;
-using DirtyLog.Emulation;
+using DirtyLog.Testing;
 using DirtyLog.Harvesting;
 using DirtyLog.Migration;
 using DirtyLog.Tracking;

@@ -5,7 +5,7 @@ using System.IO.Pipelines;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Bitmaps;
-using DirtyLog.Emulation;
+using DirtyLog.Testing;
 using DirtyLog.Harvesting;
 using DirtyLog.Mapping;
 using DirtyLog.Migration;

@@ -2,7 +2,7 @@
 
 using System;
 using DirtyLog.Bitmaps;
-using DirtyLog.Emulation;
+using DirtyLog.Testing;
 using DirtyLog.Tests.Infrastructure;
 using DirtyLog.Tracking;
 using NUnit.Framework;

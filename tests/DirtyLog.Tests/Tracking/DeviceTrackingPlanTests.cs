@@ -65,7 +65,7 @@ public class DeviceTrackingPlanTests
 
         var plan = DeviceTrackingPlan.Create(mapped, 4096, new DeviceDirtyLogLimits { MaxRanges = 17 });
         // The emulated device's fold is a literal port of the kernel's pairwise merge: the oracle.
-        Assert.That(plan.Ranges, Is.EqualTo(DirtyLog.Emulation.EmulatedDmaDevice.Combine(mapped.ToArray(), 17)));
+        Assert.That(plan.Ranges, Is.EqualTo(DirtyLog.Testing.EmulatedDmaDevice.Combine(mapped.ToArray(), 17)));
     }
 
     [Test]

@@ -7,7 +7,7 @@ namespace DirtyLog.Tracking.Ports;
 /// <summary>
 /// A device's own DMA dirty logger (VFIO <c>DMA_LOGGING_START/STOP/REPORT</c>): what <see cref="DeviceTracker"/>
 /// needs of it. Implemented over a VFIO device by <see cref="VfioDmaLoggingPort"/> and by the emulator
-/// (<see cref="Emulation.EmulatedDmaDevice"/>); the tracker is the same over both.
+/// (<c>EmulatedDmaDevice</c> in the DirtyLog.Testing package); the tracker is the same over both.
 /// </summary>
 /// <remarks>Implementations follow the kernel's rules: errors surface as <c>KernelException</c> with the kernel's errno.</remarks>
 public interface IDeviceDirtyLogPort

@@ -7,7 +7,7 @@ namespace DirtyLog.Tracking.Ports;
 /// <summary>
 /// The dirty-tracking facility of one iommufd hardware page table (HWPT): what <see cref="IommuTracker"/> needs of
 /// the kernel, and nothing more. Implemented over <c>/dev/iommu</c> by <see cref="IommufdDirtyPort"/> and by the
-/// emulator (<see cref="Emulation.EmulatedHwpt"/>); the tracker is the same over both.
+/// emulator (<c>EmulatedHwpt</c> in the DirtyLog.Testing package); the tracker is the same over both.
 /// </summary>
 /// <remarks>Implementations follow the kernel's rules: errors surface as <c>KernelException</c> with the kernel's errno.</remarks>
 public interface IIommuDirtyPort

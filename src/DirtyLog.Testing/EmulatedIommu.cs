@@ -4,7 +4,7 @@ using System;
 using System.Collections.Generic;
 using DirtyLog.Native;
 
-namespace DirtyLog.Emulation;
+namespace DirtyLog.Testing;
 
 /// <summary>
 /// An emulated IOMMU behind iommufd: IO address spaces (IOAS) whose mappings are mirrored into hardware page tables

@@ -7,7 +7,7 @@ using DirtyLog.Bitmaps;
 using DirtyLog.Native.Internal;
 using DirtyLog.Tracking;
 
-namespace DirtyLog.Emulation;
+namespace DirtyLog.Testing;
 
 /// <summary>
 /// A guest-physical tracker whose writes are scripted: a stand-in for any real tracker in tests and benchmarks of
@@ -104,7 +104,7 @@ public sealed class EmulatedTracker : DirtyTrackerBase
     /// <inheritdoc/>
     protected override void OnStart()
     {
-        var discard = default(CountingRunSink);
+        var discard = default(Discard);
         _log.Harvest(ref discard); // a clean epoch, as enabling a real tracker starts one
         _logging = true;
     }
@@ -156,6 +156,12 @@ public sealed class EmulatedTracker : DirtyTrackerBase
         _writers.Retire();
         _log.Dispose();
         base.Dispose(disposing);
+    }
+
+    /// <summary>Accepts and forgets every run.</summary>
+    private readonly struct Discard : IDirtyRunSink
+    {
+        public bool TryAccept(DirtyRun run) => true;
     }
 
     /// <summary>Sets the bits of runs in a kernel-format buffer whose bit 0 is <c>firstPage</c>, a word at a time.</summary>

@@ -1,6 +1,6 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
-namespace DirtyLog.Emulation;
+namespace DirtyLog.Testing;
 
 /// <summary>One IOPTE of an emulated HWPT: a 4 KiB, 2 MiB or 1 GiB translation and its dirty bit.</summary>
 internal sealed class IoPageTableEntry

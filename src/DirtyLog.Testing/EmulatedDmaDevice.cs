@@ -10,7 +10,7 @@ using DirtyLog.Native;
 using DirtyLog.Tracking;
 using DirtyLog.Tracking.Ports;
 
-namespace DirtyLog.Emulation;
+namespace DirtyLog.Testing;
 
 /// <summary>
 /// An emulated passthrough device that does DMA through an <see cref="EmulatedHwpt"/> and keeps its own DMA dirty

@@ -2,7 +2,7 @@
 
 using System;
 
-namespace DirtyLog.Migration;
+namespace DirtyLog.Memory;
 
 /// <summary>
 /// Guest-physical memory 0 to <see cref="Size"/> - 1 as this process maps it (a KVM guest's RAM, emulated guest

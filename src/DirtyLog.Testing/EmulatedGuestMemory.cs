@@ -3,8 +3,9 @@
 using System;
 using System.Runtime.InteropServices;
 using System.Threading;
+using DirtyLog.Memory;
 
-namespace DirtyLog.Emulation;
+namespace DirtyLog.Testing;
 
 /// <summary>
 /// Guest RAM for emulated DMA: guest-physical addresses 0 to <see cref="Size"/> - 1 in native memory, zeroed.
@@ -49,7 +50,7 @@ public sealed unsafe class EmulatedGuestMemory : IDisposable
     /// </summary>
     /// <param name="memory">The guest memory.</param>
     /// <returns>Emulated guest memory over it.</returns>
-    public static EmulatedGuestMemory Over(Migration.GuestMemoryView memory)
+    public static EmulatedGuestMemory Over(GuestMemoryView memory)
     {
         ArgumentNullException.ThrowIfNull(memory);
         return new EmulatedGuestMemory((byte*)memory.Address, memory.Size);
@@ -91,7 +92,7 @@ public sealed unsafe class EmulatedGuestMemory : IDisposable
 
     /// <summary>A view of this memory for the page stream (valid until disposal).</summary>
     /// <returns>The view.</returns>
-    public Migration.GuestMemoryView AsView() => new((nint)Base, Size);
+    public GuestMemoryView AsView() => new((nint)Base, Size);
 
     /// <summary>Frees the memory. Must not race other calls.</summary>
     public void Dispose()

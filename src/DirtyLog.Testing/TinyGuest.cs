@@ -2,10 +2,11 @@
 
 using System;
 using System.Threading;
+using DirtyLog.Native;
 using DirtyLog.Native.Linux.Kvm;
 using static DirtyLog.Native.Linux.Kvm.KvmConstants;
 
-namespace DirtyLog.Native;
+namespace DirtyLog.Testing;
 
 /// <summary>
 /// A tiny real guest on <c>/dev/kvm</c> for tests, benchmarks and samples: one vCPU in flat 32-bit protected mode (set

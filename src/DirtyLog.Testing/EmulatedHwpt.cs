@@ -7,7 +7,7 @@ using System.Threading;
 using DirtyLog.Native;
 using DirtyLog.Tracking.Ports;
 
-namespace DirtyLog.Emulation;
+namespace DirtyLog.Testing;
 
 /// <summary>
 /// A hardware page table of the <see cref="EmulatedIommu"/>, and the emulated <see cref="IIommuDirtyPort"/> over it.

@@ -5,7 +5,7 @@ using System.Collections.Generic;
 using System.Threading;
 using DirtyLog.Native;
 
-namespace DirtyLog.Emulation;
+namespace DirtyLog.Testing;
 
 /// <summary>One IO address space of the emulated IOMMU: its mappings, its HWPTs, and the lock they share.</summary>
 internal sealed class EmulatedIoas

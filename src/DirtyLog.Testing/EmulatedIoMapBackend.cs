@@ -3,7 +3,7 @@
 using System;
 using DirtyLog.Mapping;
 
-namespace DirtyLog.Emulation;
+namespace DirtyLog.Testing;
 
 /// <summary>The map backend of one IOAS of the emulated IOMMU: <c>IOMMU_IOAS_MAP</c> and <c>IOMMU_IOAS_UNMAP</c> with the kernel's rules.</summary>
 /// <remarks>Like iommufd it cannot cut a mapping. Thread safety: as the emulated IOMMU (any thread).</remarks>

@@ -3,7 +3,7 @@
 using DirtyLog.Bitmaps;
 using DirtyLog.Tracking;
 
-namespace DirtyLog.Emulation;
+namespace DirtyLog.Testing;
 
 /// <summary>One START..STOP of an emulated device's DMA log: the ranges, the granted granule, and the log itself.</summary>
 internal sealed class DeviceLoggingSession
