@@ -11,6 +11,7 @@ using DirtyLog.Mapping;
 using DirtyLog.Migration;
 using DirtyLog.Native;
 using DirtyLog.Tracking;
+using DirtyLog.Tracking.Ports;
 
 namespace DirtyLog.Samples.LiveMigration;
 
@@ -46,7 +47,7 @@ internal sealed class SourceVm : IDisposable
         {
             _guest = new TinyGuest(options.GuestBytes, (uint)options.Seed, manualDirtyLogProtect: true, deviceMemoryBytes: options.DeviceBytes);
             Memory = new GuestMemoryView(_guest.Memory.Address, total);
-            vcpuTracker = Own(new KvmDirtyLogTracker(_guest.Vm, 0, "kvm-log"));
+            vcpuTracker = Own(new KvmDirtyLogTracker(new KvmVmPort(_guest.Vm), 0, "kvm-log"));
         }
         else
         {

@@ -6,6 +6,7 @@ using DirtyLog.Bitmaps;
 using DirtyLog.Native;
 using DirtyLog.Testing;
 using DirtyLog.Tracking;
+using DirtyLog.Tracking.Ports;
 
 namespace DirtyLog.Benchmarks.Kernel;
 
@@ -41,7 +42,7 @@ public class KvmDirtyLogHarvestBenchmarks
     public void Setup()
     {
         _guest = new TinyGuest(GiB, manualDirtyLogProtect: ManualProtect);
-        _tracker = new KvmDirtyLogTracker(_guest.Vm, 0);
+        _tracker = new KvmDirtyLogTracker(new KvmVmPort(_guest.Vm), 0);
         _shared = new SparseDirtyBitmap(48);
         _raw = new ulong[_guest.Pages / 64];
         _spread = new EvenSpread(_guest.Pages, 2, DirtyPercent);

@@ -6,6 +6,7 @@ using DirtyLog.Bitmaps;
 using DirtyLog.Native;
 using DirtyLog.Testing;
 using DirtyLog.Tracking;
+using DirtyLog.Tracking.Ports;
 
 namespace DirtyLog.Benchmarks.Kernel;
 
@@ -46,7 +47,7 @@ public class KvmDirtyRingHarvestBenchmarks
     {
         _guest = new TinyGuest(GiB, dirtyRingEntries: RingEntries);
         _ring = _guest.Vcpu.DirtyRing!;
-        _tracker = new KvmDirtyRingTracker(_guest.Vm, [_ring]);
+        _tracker = new KvmDirtyRingTracker(new KvmVmPort(_guest.Vm, [_ring]));
         _shared = new SparseDirtyBitmap(48);
         _spread = new EvenSpread(_guest.Pages, 2, DirtyPercent);
         _tracker.StartTracking();

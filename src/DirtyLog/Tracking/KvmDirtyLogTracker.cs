@@ -2,7 +2,9 @@
 
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using DirtyLog.Native;
+using DirtyLog.Tracking.Ports;
 
 namespace DirtyLog.Tracking;
 
@@ -21,26 +23,26 @@ namespace DirtyLog.Tracking;
 /// </remarks>
 public sealed class KvmDirtyLogTracker : DirtyTrackerBase
 {
-    private readonly KvmVm _vm;
+    private readonly IKvmDirtyLogPort _port;
     private readonly KvmMemorySlot _slot;
     private readonly ulong[] _bitmap;
 
     /// <summary>Creates a tracker for one slot of a VM.</summary>
-    /// <param name="vm">The VM.</param>
-    /// <param name="slotId">The slot, already created on <paramref name="vm"/>.</param>
+    /// <param name="port">The VM's dirty-log facility: <see cref="KvmVmPort"/> over a real VM, or the emulated VM of DirtyLog.Testing.</param>
+    /// <param name="slotId">The slot, already created.</param>
     /// <param name="name">A name; <c>kvm-log:slotN</c> by default.</param>
     /// <exception cref="ArgumentException">The slot does not exist.</exception>
-    public KvmDirtyLogTracker(KvmVm vm, uint slotId, string? name = null)
+    public KvmDirtyLogTracker(IKvmDirtyLogPort port, uint slotId, string? name = null)
         : base(name ?? $"kvm-log:slot{slotId}", DirtyAddressSpace.GuestPhysical, 4096)
     {
-        ArgumentNullException.ThrowIfNull(vm);
-        _vm = vm;
-        _slot = vm.GetSlot(slotId);
+        ArgumentNullException.ThrowIfNull(port);
+        _port = port;
+        _slot = port.GetSlots().FirstOrDefault(s => s.Id == slotId) ?? throw new ArgumentException($"Memory slot {slotId} does not exist.", nameof(slotId));
         _bitmap = new ulong[(_slot.Pages + 63) / 64];
     }
 
     /// <summary>Whether the VM uses manual dirty-log protection.</summary>
-    public bool ManualProtect => _vm.ManualDirtyLogProtect;
+    public bool ManualProtect => _port.ManualProtect;
 
     /// <inheritdoc/>
     public override IReadOnlyList<AddressRange> Coverage => [new AddressRange(_slot.GuestPhysicalAddress, _slot.Size)];
@@ -49,10 +51,10 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase
     public override bool CanReadWithoutClear => ManualProtect;
 
     /// <inheritdoc/>
-    protected override void OnStart() => _vm.SetMemorySlot(_slot with { LogDirtyPages = true });
+    protected override void OnStart() => _port.SetDirtyLogging(_slot.Id, true);
 
     /// <inheritdoc/>
-    protected override void OnStop() => _vm.SetMemorySlot(_slot with { LogDirtyPages = false });
+    protected override void OnStop() => _port.SetDirtyLogging(_slot.Id, false);
 
     /// <inheritdoc/>
     protected override ulong ReadCore(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode)
@@ -63,7 +65,7 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase
         }
 
         // GET overwrites every word of the slot's bitmap: no clearing needed.
-        _vm.GetDirtyLog(_slot.Id, _bitmap);
+        _port.GetDirtyLog(_slot.Id, _bitmap);
 
         // In manual mode the pages are handed over before CLEAR: CLEAR re-protects and flushes TLBs, after which first
         // touches of memory are dearer on nested hosts; and a hand-over that fails leaves the bits in KVM for the next
@@ -71,7 +73,7 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase
         ulong count = Deliver(_bitmap, _slot.Pages, _slot.GuestPhysicalAddress, sink);
         if (ManualProtect && mode == DirtyReadMode.Clear)
         {
-            _vm.ClearDirtyLog(_slot.Id, 0, (uint)_slot.Pages, _bitmap);
+            _port.ClearDirtyLog(_slot.Id, 0, (uint)_slot.Pages, _bitmap);
         }
 
         return count;

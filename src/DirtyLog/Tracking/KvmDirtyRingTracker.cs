@@ -6,6 +6,7 @@ using System.Linq;
 using System.Threading;
 using DirtyLog.Bitmaps;
 using DirtyLog.Native;
+using DirtyLog.Tracking.Ports;
 
 namespace DirtyLog.Tracking;
 
@@ -39,8 +40,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
 {
     private const uint ReservedEntries = 64 + 512;
 
-    private readonly KvmVm _vm;
-    private readonly KvmDirtyRing[] _rings;
+    private readonly IKvmDirtyRingPort _port;
     private readonly Lock _ringGate = new();
     private readonly Dictionary<(uint Id, ulong FirstPage, ulong Pages), PendingPages> _pending = new(); // under _ringGate
     private readonly ulong[] _scratch = new ulong[4096];
@@ -57,35 +57,28 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     private Exception? _reaperFault;
     private long _reaperReaps;
 
-    /// <summary>Creates a tracker over the rings of a VM's vCPUs.</summary>
-    /// <param name="vm">The VM, created with a dirty ring.</param>
-    /// <param name="rings">The rings of its vCPUs.</param>
+    /// <summary>Creates a tracker over the dirty rings of a VM's vCPUs.</summary>
+    /// <param name="port">The rings: <see cref="KvmVmPort"/> over a real VM and its vCPUs' rings, or the emulated VM of DirtyLog.Testing.</param>
     /// <param name="name">A name; <c>kvm-ring</c> by default.</param>
     /// <param name="reapInterval">The reaper's cadence while tracking; <see langword="null"/> for no reaper.</param>
-    /// <exception cref="ArgumentException">The VM has no ring, or no ring is given.</exception>
+    /// <exception cref="ArgumentException">The port has no ring.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="reapInterval"/> is not positive.</exception>
-    public KvmDirtyRingTracker(KvmVm vm, IEnumerable<KvmDirtyRing> rings, string? name = null, TimeSpan? reapInterval = null)
+    public KvmDirtyRingTracker(IKvmDirtyRingPort port, string? name = null, TimeSpan? reapInterval = null)
         : base(name ?? "kvm-ring", DirtyAddressSpace.GuestPhysical, 4096)
     {
-        ArgumentNullException.ThrowIfNull(vm);
-        ArgumentNullException.ThrowIfNull(rings);
+        ArgumentNullException.ThrowIfNull(port);
         if (reapInterval is { } interval)
         {
             ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(interval, TimeSpan.Zero, nameof(reapInterval));
         }
 
-        ReapInterval = reapInterval;
-        if (vm.DirtyRingEntries == 0)
+        if (port.RingEntries == 0 || port.RingCount == 0)
         {
-            throw new ArgumentException("The VM has no dirty ring: enable it before creating vCPUs.", nameof(vm));
+            throw new ArgumentException($"{port.Name} has no dirty ring.", nameof(port));
         }
 
-        _vm = vm;
-        _rings = rings.ToArray();
-        if (_rings.Length == 0)
-        {
-            throw new ArgumentException("At least one vCPU ring is needed.", nameof(rings));
-        }
+        ReapInterval = reapInterval;
+        _port = port;
     }
 
     /// <summary>The reaper's cadence, or <see langword="null"/> when the tracker runs none.</summary>
@@ -108,7 +101,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
 
     /// <inheritdoc/>
     public override IReadOnlyList<AddressRange> Coverage =>
-        _vm.GetSlots().OrderBy(s => s.GuestPhysicalAddress).Select(s => new AddressRange(s.GuestPhysicalAddress, s.Size)).ToArray();
+        _port.GetSlots().OrderBy(s => s.GuestPhysicalAddress).Select(s => new AddressRange(s.GuestPhysicalAddress, s.Size)).ToArray();
 
     /// <inheritdoc/>
     public override bool CanReadWithoutClear => false;
@@ -123,7 +116,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
         lock (_ringGate)
         {
             int total = HarvestRingsLocked();
-            LastResetCount = _vm.ResetDirtyRings();
+            LastResetCount = _port.ResetDirtyRings();
             return total;
         }
     }
@@ -131,13 +124,13 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     /// <inheritdoc/>
     protected override void OnStart()
     {
-        KvmMemorySlot[] slots = _vm.GetSlots();
+        IReadOnlyList<KvmMemorySlot> slots = _port.GetSlots();
         int enabled = 0;
         try
         {
-            for (; enabled < slots.Length; enabled++)
+            for (; enabled < slots.Count; enabled++)
             {
-                _vm.SetMemorySlot(slots[enabled] with { LogDirtyPages = true });
+                _port.SetDirtyLogging(slots[enabled].Id, true);
             }
         }
         catch
@@ -145,7 +138,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
             // Not half-started: the slots already switched go back to how they were.
             for (int i = 0; i < enabled; i++)
             {
-                _vm.SetMemorySlot(slots[i]);
+                _port.SetDirtyLogging(slots[i].Id, slots[i].LogDirtyPages);
             }
 
             throw;
@@ -172,9 +165,9 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
             _stopReaper = null;
         }
 
-        foreach (KvmMemorySlot slot in _vm.GetSlots())
+        foreach (KvmMemorySlot slot in _port.GetSlots())
         {
-            _vm.SetMemorySlot(slot with { LogDirtyPages = false });
+            _port.SetDirtyLogging(slot.Id, false);
         }
 
         Reap();
@@ -210,7 +203,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
             }
             finally
             {
-                LastResetCount = _vm.ResetDirtyRings();
+                LastResetCount = _port.ResetDirtyRings();
             }
         }
 
@@ -274,13 +267,14 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
         RefreshSlots();
         int total = 0;
         bool markAll = false;
-        foreach (KvmDirtyRing ring in _rings)
+        uint entries = _port.RingEntries;
+        for (int ring = 0; ring < _port.RingCount; ring++)
         {
             var recorder = new Recorder(this);
-            int n = ring.Harvest(ref recorder);
+            int n = _port.HarvestRing(ring, ref recorder);
             recorder.Flush();
             total += n;
-            if ((uint)n >= ring.Entries - Math.Min(ring.Entries / 2, ReservedEntries))
+            if ((uint)n >= entries - Math.Min(entries / 2, ReservedEntries))
             {
                 markAll = true;
                 Interlocked.Increment(ref _overflows);
@@ -299,14 +293,14 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
 
     private void RefreshSlots()
     {
-        long version = _vm.SlotTableVersion;
+        long version = _port.SlotTableVersion;
         if (version == _slotTableVersion)
         {
             return;
         }
 
         var bySlotId = new Dictionary<uint, PendingPages>();
-        foreach (KvmMemorySlot slot in _vm.GetSlots())
+        foreach (KvmMemorySlot slot in _port.GetSlots())
         {
             var key = (slot.Id, slot.GuestPhysicalAddress / 4096, slot.Pages);
             if (!_pending.TryGetValue(key, out PendingPages? pending))

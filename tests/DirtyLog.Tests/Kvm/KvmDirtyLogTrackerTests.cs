@@ -6,6 +6,7 @@ using DirtyLog.Bitmaps;
 using DirtyLog.Native;
 using DirtyLog.Testing;
 using DirtyLog.Tracking;
+using DirtyLog.Tracking.Ports;
 using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;
 
@@ -29,7 +30,7 @@ public class KvmDirtyLogTrackerTests : KvmFixture
     {
         using var guest = new TinyGuest(slotBytes, seed, manualProtect);
         Assume.That(!manualProtect || guest.Vm.CheckExtension(DirtyLog.Native.Linux.Kvm.KvmConstants.KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2) != 0, "KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 is not offered");
-        using var tracker = new KvmDirtyLogTracker(guest.Vm, slotId: 0);
+        using var tracker = new KvmDirtyLogTracker(new KvmVmPort(guest.Vm), slotId: 0);
         tracker.StartTracking();
         using var reported = new SparseDirtyBitmap(40);
         long overReported = 0;
@@ -64,7 +65,7 @@ public class KvmDirtyLogTrackerTests : KvmFixture
     public void ANoClearReadIsOnlyOfferedInManualMode()
     {
         using var classic = new TinyGuest(1UL << 20, 1, manualDirtyLogProtect: false);
-        using var tracker = new KvmDirtyLogTracker(classic.Vm, 0);
+        using var tracker = new KvmDirtyLogTracker(new KvmVmPort(classic.Vm), 0);
         tracker.StartTracking();
         using var pages = new SparseDirtyBitmap(40);
         Assert.That(() => tracker.ReadDirty(tracker.Coverage[0], pages, DirtyReadMode.NoClear), Throws.TypeOf<NotSupportedException>());
@@ -74,7 +75,7 @@ public class KvmDirtyLogTrackerTests : KvmFixture
     public void AMissingSlotIsRefusedAtConstruction()
     {
         using var guest = new TinyGuest(1UL << 20);
-        Assert.That(() => new KvmDirtyLogTracker(guest.Vm, slotId: 5), Throws.ArgumentException.With.Message.Contains("slot 5"));
+        Assert.That(() => new KvmDirtyLogTracker(new KvmVmPort(guest.Vm), slotId: 5), Throws.ArgumentException.With.Message.Contains("slot 5"));
     }
 
     [Test]

@@ -8,6 +8,7 @@ using DirtyLog.Bitmaps;
 using DirtyLog.Native;
 using DirtyLog.Testing;
 using DirtyLog.Tracking;
+using DirtyLog.Tracking.Ports;
 using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;
 
@@ -49,7 +50,7 @@ public class KvmDirtyRingTrackerTests : KvmFixture
     public void EveryPageHoldingTheCurrentIterationWasReported(uint seed)
     {
         using var guest = new TinyGuest(64UL << 20, seed, dirtyRingEntries: 4096);
-        using var tracker = new KvmDirtyRingTracker(guest.Vm, [guest.Vcpu.DirtyRing!]);
+        using var tracker = new KvmDirtyRingTracker(new KvmVmPort(guest.Vm, [guest.Vcpu.DirtyRing!]));
         tracker.StartTracking();
         using var reported = new SparseDirtyBitmap(40);
         for (ulong iteration = 1; iteration <= 8; iteration++)
@@ -73,7 +74,7 @@ public class KvmDirtyRingTrackerTests : KvmFixture
         // and can then wedge the ring (full, with nothing left to harvest). Either way nothing may be lost: every
         // overshoot is detected, every slot marked dirty and counted, and a wedge surfaces as an error, not a hang.
         using var guest = new TinyGuest(64UL << 20, seed: 3, dirtyRingEntries: 1024);
-        using var tracker = new KvmDirtyRingTracker(guest.Vm, [guest.Vcpu.DirtyRing!]);
+        using var tracker = new KvmDirtyRingTracker(new KvmVmPort(guest.Vm, [guest.Vcpu.DirtyRing!]));
         tracker.StartTracking();
         using var reported = new SparseDirtyBitmap(40);
         int ringFullExits = 0, emptyReaps = 0;
@@ -118,7 +119,7 @@ public class KvmDirtyRingTrackerTests : KvmFixture
         // The guest runs without pause on its own thread; the reaper empties the ring while it runs; the test reads in
         // rounds, then pauses the vCPU with a kick, reads once more, and judges from memory contents.
         using var guest = new TinyGuest(64UL << 20, seed, dirtyRingEntries: 4096);
-        using var tracker = new KvmDirtyRingTracker(guest.Vm, [guest.Vcpu.DirtyRing!], reapInterval: TimeSpan.FromMilliseconds(1));
+        using var tracker = new KvmDirtyRingTracker(new KvmVmPort(guest.Vm, [guest.Vcpu.DirtyRing!]), reapInterval: TimeSpan.FromMilliseconds(1));
         tracker.StartTracking();
         using var reported = new SparseDirtyBitmap(40);
         for (ulong iteration = 1; iteration <= 4; iteration++)
@@ -182,7 +183,7 @@ public class KvmDirtyRingTrackerTests : KvmFixture
     public void AReapIntervalMustBePositive()
     {
         using var guest = new TinyGuest(1UL << 20, dirtyRingEntries: 1024);
-        Assert.That(() => new KvmDirtyRingTracker(guest.Vm, [guest.Vcpu.DirtyRing!], reapInterval: TimeSpan.Zero), Throws.InstanceOf<ArgumentOutOfRangeException>());
+        Assert.That(() => new KvmDirtyRingTracker(new KvmVmPort(guest.Vm, [guest.Vcpu.DirtyRing!]), reapInterval: TimeSpan.Zero), Throws.InstanceOf<ArgumentOutOfRangeException>());
     }
 
     [Test]
@@ -204,6 +205,6 @@ public class KvmDirtyRingTrackerTests : KvmFixture
     public void AVmWithoutARingIsRefused()
     {
         using var guest = new TinyGuest(1UL << 20);
-        Assert.That(() => new KvmDirtyRingTracker(guest.Vm, []), Throws.ArgumentException.With.Message.Contains("no dirty ring"));
+        Assert.That(() => new KvmDirtyRingTracker(new KvmVmPort(guest.Vm, [])), Throws.ArgumentException.With.Message.Contains("no dirty ring"));
     }
 }
