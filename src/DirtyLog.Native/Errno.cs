@@ -11,6 +11,7 @@ public static class Errno
     public const int ESRCH = 3;
     public const int EINTR = 4;
     public const int EIO = 5;
+    public const int ENXIO = 6;
     public const int E2BIG = 7;
     public const int EBADF = 9;
     public const int EAGAIN = 11;

@@ -1,0 +1,285 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Threading;
+using DirtyLog.Bitmaps;
+using DirtyLog.Native;
+using DirtyLog.Testing;
+using DirtyLog.Tests.Infrastructure;
+using DirtyLog.Tracking;
+using NUnit.Framework;
+
+namespace DirtyLog.Tests.Kvm.Emulated;
+
+/// <summary>
+/// The dirty-ring tracker's logic (ordering, reset, slot decoding, soft-full, overshoot, a wedged ring, the reaper) on
+/// the emulated VM, without <c>/dev/kvm</c>: each test judges from memory contents, as the kernel's
+/// <c>dirty_log_test</c> does, that every page written with the round's value was reported.
+/// </summary>
+[TestFixture]
+public class EmulatedDirtyRingTrackerTests
+{
+    private const ulong MiB = 1UL << 20;
+    private const uint Entries = 4096;
+
+    private EmulatedKvmVm _vm = null!;
+    private SparseDirtyBitmap _reported = null!;
+
+    [SetUp]
+    public void CreateVm()
+    {
+        _vm = new EmulatedKvmVm(64 * MiB, vcpus: 2, ringEntries: Entries);
+        _vm.AddSlot(0, 0, 32 * MiB);
+        _vm.AddSlot(1, 32 * MiB, 16 * MiB);
+        _reported = new SparseDirtyBitmap(40);
+    }
+
+    [TearDown]
+    public void DisposeVm()
+    {
+        _reported.Dispose();
+        _vm.Dispose();
+    }
+
+    /// <summary>Pseudo-random page addresses over both slots (offset 8 inside the page, so page 0 is not special).</summary>
+    private static ulong[] RandomPages(int seed, int count) => FillRandom(new ulong[count], seed);
+
+    private static ulong[] FillRandom(ulong[] addresses, int seed)
+    {
+        var random = new Random(seed);
+        for (int i = 0; i < addresses.Length; i++)
+        {
+            addresses[i] = ((ulong)random.NextInt64(0, (long)(48 * MiB / 4096)) * 4096) + 8;
+        }
+
+        return addresses;
+    }
+
+    /// <summary>A run loop: runs the batch, reaping on every ring-full exit, as a VMM's vCPU thread does.</summary>
+    private static int RunToEnd(EmulatedKvmVcpu vcpu, ulong[] addresses, ulong value, KvmDirtyRingTracker tracker, int maxEmptyReaps = 2)
+    {
+        int done = 0, fullExits = 0, emptyReaps = 0;
+        while (done < addresses.Length)
+        {
+            EmulatedVcpuExit exit = vcpu.Run(addresses.AsSpan(done), value, out int written);
+            done += written;
+            if (exit == EmulatedVcpuExit.DirtyRingFull)
+            {
+                fullExits++;
+                emptyReaps = tracker.Reap() == 0 ? emptyReaps + 1 : 0;
+                if (emptyReaps >= maxEmptyReaps)
+                {
+                    throw new InvalidOperationException($"the ring is wedged after {done} writes");
+                }
+            }
+        }
+
+        return fullExits;
+    }
+
+    private HashSet<ulong> ReadAll(KvmDirtyRingTracker tracker)
+    {
+        tracker.ReadDirty(new AddressRange(0, 48 * MiB), _reported, DirtyReadMode.Clear);
+        var pages = new HashSet<ulong>();
+        _reported.HarvestInto(pages);
+        return pages;
+    }
+
+    private List<ulong> Missed(HashSet<ulong> reported, ulong value) =>
+        Enumerable.Range(0, (int)(48 * MiB / 4096)).Select(p => (ulong)p)
+            .Where(p => _vm.Memory.ReadUInt64((p * 4096) + 8) == value && !reported.Contains(p)).ToList();
+
+    [TestCase(1)]
+    [TestCase(2)]
+    public void EveryPageWrittenInARoundIsReportedInItsSlotAndNoOtherIs(int seed)
+    {
+        using var tracker = new KvmDirtyRingTracker(_vm);
+        tracker.StartTracking();
+        for (ulong round = 1; round <= 4; round++)
+        {
+            ulong[] pages = RandomPages(seed * 100 + (int)round, 1500);
+            RunToEnd(_vm.Vcpus[(int)round % 2], pages, round, tracker);
+            HashSet<ulong> reported = ReadAll(tracker);
+            Assert.That(Missed(reported, round), Is.Empty, $"round {round}");
+            Assert.That(reported, Is.EquivalentTo(pages.Select(a => a / 4096).Distinct()), $"round {round}: only the pages written");
+        }
+    }
+
+    [Test]
+    public void APageIsReportedAgainOnlyAfterItIsWrittenAgainAfterTheReset()
+    {
+        using var tracker = new KvmDirtyRingTracker(_vm);
+        tracker.StartTracking();
+        RunToEnd(_vm.Vcpus[0], [8, 4096 + 8], 1, tracker);
+        Assert.That(ReadAll(tracker), Is.EquivalentTo(new ulong[] { 0, 1 }));
+        Assert.That(tracker.LastResetCount, Is.EqualTo(2), "the read reset both entries");
+        Assert.That(ReadAll(tracker), Is.Empty, "nothing written since");
+        RunToEnd(_vm.Vcpus[1], [4096 + 8, 4096 + 16], 2, tracker);
+        Assert.That(ReadAll(tracker), Is.EquivalentTo(new ulong[] { 1 }), "one entry for two writes to a page the reset re-protected");
+    }
+
+    [Test]
+    public void AVcpuStopsAtTheSoftLimitAndAReapAtThatPointIsTreatedAsAPossibleOverflow()
+    {
+        using var tracker = new KvmDirtyRingTracker(_vm);
+        tracker.StartTracking();
+        ulong[] pages = Enumerable.Range(0, (int)_vm.RingSoftLimit + 10).Select(p => ((ulong)p * 4096) + 8).ToArray();
+        EmulatedVcpuExit exit = _vm.Vcpus[0].Run(pages, 1, out int written);
+        Assert.Multiple(() =>
+        {
+            Assert.That(exit, Is.EqualTo(EmulatedVcpuExit.DirtyRingFull));
+            Assert.That(written, Is.EqualTo((int)_vm.RingSoftLimit), "the vCPU exits before the write that would pass the soft limit");
+        });
+
+        Assert.That(tracker.Reap(), Is.EqualTo((int)_vm.RingSoftLimit));
+        Assert.That(tracker.Overflows, Is.EqualTo(1), "a ring at its soft limit may have overflowed on such hosts: every slot is marked");
+        Assert.That(_vm.Vcpus[0].Run(pages.AsSpan(written), 1, out int rest), Is.EqualTo(EmulatedVcpuExit.Completed));
+        Assert.That(rest, Is.EqualTo(10));
+        Assert.That(ReadAll(tracker).Count, Is.EqualTo((int)(48 * MiB / 4096)), "every page of every slot");
+    }
+
+    [Test]
+    public void ARunThatOvershootsTheRingLosesEntriesButTheTrackerLosesNoPage()
+    {
+        using var tracker = new KvmDirtyRingTracker(_vm);
+        tracker.StartTracking();
+        EmulatedKvmVcpu vcpu = _vm.Vcpus[0];
+        vcpu.OvershootNextRun = true;
+        ulong[] pages = Enumerable.Range(0, (int)Entries + 300).Select(p => ((ulong)p * 4096) + 8).ToArray();
+
+        Assert.That(vcpu.Run(pages, 7, out int written), Is.EqualTo(EmulatedVcpuExit.Completed));
+        Assert.Multiple(() =>
+        {
+            Assert.That(written, Is.EqualTo(pages.Length));
+            Assert.That(vcpu.HasOvershot, Is.True);
+            Assert.That(vcpu.LostEntries, Is.EqualTo(300), "the host lost the entries past the full ring");
+        });
+
+        HashSet<ulong> reported = ReadAll(tracker);
+        Assert.That(Missed(reported, 7), Is.Empty, "the overflow was detected and answered by marking every slot");
+        Assert.That(tracker.Overflows, Is.GreaterThan(0));
+    }
+
+    [Test]
+    public void AWedgedRingAnswersRingFullWithNothingToHarvestAndTheRunLoopCanTell()
+    {
+        using var tracker = new KvmDirtyRingTracker(_vm);
+        tracker.StartTracking();
+        EmulatedKvmVcpu vcpu = _vm.Vcpus[0];
+        vcpu.OvershootNextRun = true;
+        vcpu.WedgeAfterOvershoot = true;
+        ulong[] pages = Enumerable.Range(0, (int)Entries - 100).Select(p => ((ulong)p * 4096) + 8).ToArray();
+        Assert.That(vcpu.Run(pages, 3, out _), Is.EqualTo(EmulatedVcpuExit.Completed));
+
+        var e = Assert.Throws<InvalidOperationException>(() => RunToEnd(vcpu, [40 * MiB], 4, tracker));
+        Assert.That(e!.Message, Does.Contain("wedged"));
+        Assert.That(tracker.Reap(), Is.Zero, "nothing left to harvest");
+        Assert.That(_vm.Memory.ReadUInt64(40 * MiB), Is.Zero, "the wedged vCPU never ran the write");
+        Assert.That(Missed(ReadAll(tracker), 3), Is.Empty, "what it wrote before is all reported (every slot marked)");
+    }
+
+    [Test]
+    public void EntriesOfASlotDeletedBeforeTheReapAreUnknownAndMarkEveryRemainingSlot()
+    {
+        using var tracker = new KvmDirtyRingTracker(_vm);
+        tracker.StartTracking();
+        RunToEnd(_vm.Vcpus[0], [(32 * MiB) + 8, 8], 5, tracker);
+        _vm.DeleteSlot(1);
+
+        HashSet<ulong> reported = ReadAll(tracker);
+        Assert.Multiple(() =>
+        {
+            Assert.That(tracker.UnknownEntries, Is.EqualTo(1));
+            Assert.That(reported.Count, Is.EqualTo((int)(32 * MiB / 4096)), "every page of the slot that remains");
+        });
+    }
+
+    [Test]
+    public void ASlotRecreatedElsewhereReportsItsPagesAtItsNewAddress()
+    {
+        using var tracker = new KvmDirtyRingTracker(_vm);
+        tracker.StartTracking();
+        _vm.DeleteSlot(1);
+        _vm.AddSlot(1, 40 * MiB, 8 * MiB);
+        _vm.SetDirtyLogging(1, true);
+        RunToEnd(_vm.Vcpus[0], [(40 * MiB) + 8], 6, tracker);
+        Assert.That(ReadAll(tracker), Is.EquivalentTo(new[] { 40 * MiB / 4096 }));
+    }
+
+    [Test]
+    public void StartingLogsEverySlotAndStoppingStopsItAndResetsTheRings()
+    {
+        var tracker = new KvmDirtyRingTracker(_vm);
+        tracker.StartTracking();
+        Assert.That(_vm.GetSlots().Select(s => s.LogDirtyPages), Is.All.True);
+        RunToEnd(_vm.Vcpus[0], [8], 1, tracker);
+        tracker.Dispose();
+        Assert.That(_vm.GetSlots().Select(s => s.LogDirtyPages), Is.All.False);
+        Assert.That(_vm.Vcpus[0].Run(RandomPages(3, 50), 2, out _), Is.EqualTo(EmulatedVcpuExit.Completed));
+        var none = default(NoVisitor);
+        Assert.That(_vm.HarvestRing(0, ref none), Is.Zero, "nothing is pushed while no slot logs");
+    }
+
+    [TestCase(1)]
+    [TestCase(2)]
+    public void AReaperAtACadenceKeepsTwoRunningVcpusOutOfRingFullAndNothingIsLost(int seed)
+    {
+        using var tracker = new KvmDirtyRingTracker(_vm, reapInterval: TimeSpan.FromMilliseconds(1));
+        tracker.StartTracking();
+        for (ulong round = 1; round <= 3; round++)
+        {
+            using var stop = new ManualResetEventSlim();
+            var failures = new List<Exception>();
+            Thread[] vcpus = _vm.Vcpus.Select(vcpu => new Thread(() =>
+            {
+                try
+                {
+                    var random = new Random(seed * 1000 + (int)round * 10 + vcpu.Id);
+                    while (!stop.IsSet)
+                    {
+                        RunToEnd(vcpu, FillRandom(new ulong[64], random.Next()), round, tracker, maxEmptyReaps: 1000);
+                    }
+                }
+                catch (Exception e)
+                {
+                    lock (failures)
+                    {
+                        failures.Add(e);
+                    }
+                }
+            }) { IsBackground = true }).ToArray();
+            foreach (Thread t in vcpus)
+            {
+                t.Start();
+            }
+
+            // Reads in rounds while the vCPUs run: wait for the reaper's own progress, not for time.
+            var pages = new HashSet<ulong>();
+            for (int read = 0; read < 3; read++)
+            {
+                long target = tracker.ReaperReaps + 3;
+                Assert.That(SpinWait.SpinUntil(() => tracker.ReaperReaps >= target, TimeSpan.FromSeconds(10)), Is.True, "the reaper reaps");
+                pages.UnionWith(ReadAll(tracker));
+            }
+
+            stop.Set();
+            foreach (Thread t in vcpus)
+            {
+                Assert.That(t.Join(TimeSpan.FromSeconds(10)), Is.True);
+            }
+
+            pages.UnionWith(ReadAll(tracker));
+            Assert.That(failures, Is.Empty);
+            Assert.That(Missed(pages, round), Is.Empty, $"round {round}");
+        }
+
+        Assert.That(tracker.ReaperReaps, Is.GreaterThan(0));
+    }
+
+    private struct NoVisitor : IDirtyRingVisitor
+    {
+        public void Visit(uint slot, ulong offset) => throw new InvalidOperationException("an entry was pushed");
+    }
+}
