@@ -12,6 +12,17 @@ public readonly struct PageRegion
     private readonly ulong _end;
     private readonly ulong _categories;
 
+    /// <summary>Creates a region (for implementations of a scan other than the kernel's: an emulator).</summary>
+    /// <param name="start">The first byte.</param>
+    /// <param name="end">The byte past the region.</param>
+    /// <param name="categories">The page categories.</param>
+    public PageRegion(ulong start, ulong end, ulong categories)
+    {
+        _start = start;
+        _end = end;
+        _categories = categories;
+    }
+
     /// <summary>The first byte.</summary>
     public ulong Start => _start;
 

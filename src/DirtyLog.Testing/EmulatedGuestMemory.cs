@@ -4,6 +4,7 @@ using System;
 using System.Runtime.InteropServices;
 using System.Threading;
 using DirtyLog.Memory;
+using DirtyLog.Native;
 
 namespace DirtyLog.Testing;
 
@@ -17,10 +18,10 @@ namespace DirtyLog.Testing;
 /// </remarks>
 public sealed unsafe class EmulatedGuestMemory : IDisposable
 {
-    private readonly bool _owned = true;
+    private readonly AnonymousMapping? _mapping; // owned memory: page-aligned and zeroed lazily, as a VMM's guest RAM
     private byte* _base;
 
-    /// <summary>Allocates <paramref name="size"/> bytes of zeroed guest memory.</summary>
+    /// <summary>Maps <paramref name="size"/> bytes of zeroed, page-aligned guest memory (anonymous, touched lazily).</summary>
     /// <param name="size">Bytes, a multiple of 4096.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="size"/> is zero or not a multiple of 4096.</exception>
     public EmulatedGuestMemory(ulong size)
@@ -31,14 +32,14 @@ public sealed unsafe class EmulatedGuestMemory : IDisposable
         }
 
         Size = size;
-        _base = (byte*)NativeMemory.AllocZeroed((nuint)size);
+        _mapping = new AnonymousMapping(size);
+        _base = (byte*)_mapping.Address;
     }
 
     private EmulatedGuestMemory(byte* memory, ulong size)
     {
         _base = memory;
         Size = size;
-        _owned = false;
     }
 
     /// <summary>Bytes of guest memory.</summary>
@@ -97,11 +98,7 @@ public sealed unsafe class EmulatedGuestMemory : IDisposable
     /// <summary>Frees the memory. Must not race other calls.</summary>
     public void Dispose()
     {
-        if (_owned)
-        {
-            NativeMemory.Free(_base);
-        }
-
+        _mapping?.Dispose();
         _base = null;
     }
 

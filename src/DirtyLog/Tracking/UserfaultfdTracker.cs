@@ -5,6 +5,7 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
 using DirtyLog.Native;
+using DirtyLog.Tracking.Ports;
 
 namespace DirtyLog.Tracking;
 
@@ -23,21 +24,22 @@ namespace DirtyLog.Tracking;
 public sealed class UserfaultfdTracker : DirtyTrackerBase
 {
     private readonly HostMemoryRegion[] _regions;
+    private readonly IWriteProtectPort _port;
     private readonly ulong[] _scratch = new ulong[4096];
     private PageRegion[] _buffer = new PageRegion[4096];
-    private Userfaultfd? _uffd;
-    private PagemapScanner? _scanner;
     private long _scans;
     private long _reissues;
 
     /// <summary>Creates a tracker over guest memory regions this process maps.</summary>
     /// <param name="regions">Disjoint, page-aligned regions.</param>
     /// <param name="name">A name; <c>uffd</c> by default.</param>
+    /// <param name="port">The write tracking: <see cref="UserfaultfdWriteProtectPort"/> (the kernel's) by default, or the emulator of DirtyLog.Testing.</param>
     /// <exception cref="ArgumentException">No region, or a region not page-aligned.</exception>
-    public UserfaultfdTracker(IEnumerable<HostMemoryRegion> regions, string? name = null)
+    public UserfaultfdTracker(IEnumerable<HostMemoryRegion> regions, string? name = null, IWriteProtectPort? port = null)
         : base(name ?? "uffd", DirtyAddressSpace.GuestPhysical, 4096)
     {
         ArgumentNullException.ThrowIfNull(regions);
+        _port = port ?? new UserfaultfdWriteProtectPort();
         _regions = regions.OrderBy(r => r.GuestPhysicalAddress).ToArray();
         if (_regions.Length == 0)
         {
@@ -73,38 +75,10 @@ public sealed class UserfaultfdTracker : DirtyTrackerBase
     }
 
     /// <inheritdoc/>
-    protected override void OnStart()
-    {
-        Userfaultfd uffd = Userfaultfd.CreateAsyncWriteProtect();
-        PagemapScanner? scanner = null;
-        try
-        {
-            scanner = PagemapScanner.OpenSelf();
-            foreach (HostMemoryRegion r in _regions)
-            {
-                uffd.RegisterWriteProtect(r.HostAddress, r.Length);
-                uffd.WriteProtect(r.HostAddress, r.Length, protect: true);
-            }
-        }
-        catch
-        {
-            scanner?.Dispose();
-            uffd.Dispose();
-            throw;
-        }
-
-        _uffd = uffd;
-        _scanner = scanner;
-    }
+    protected override void OnStart() => _port.Arm(_regions.Select(r => (r.HostAddress, r.Length)).ToArray());
 
     /// <inheritdoc/>
-    protected override void OnStop()
-    {
-        _scanner?.Dispose();
-        _uffd?.Dispose();
-        _scanner = null;
-        _uffd = null;
-    }
+    protected override void OnStop() => _port.Disarm();
 
     /// <inheritdoc/>
     protected override ulong ReadCore(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode)
@@ -132,7 +106,7 @@ public sealed class UserfaultfdTracker : DirtyTrackerBase
     {
         for (ulong cursor = start; cursor < end;)
         {
-            int n = _scanner!.ScanWritten(cursor, end, _buffer, reprotect, out ulong walkEnd);
+            int n = _port.ScanWritten(cursor, end, _buffer, reprotect, out ulong walkEnd);
             Interlocked.Increment(ref _scans);
             for (int i = 0; i < n; i++)
             {
