@@ -435,47 +435,17 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
         }
     }
 
-    /// <summary>
-    /// Pages only one tracker reported, per tracker, and pages several did: one sweep over every tracker's runs, so
-    /// the cost follows runs, not pages.
-    /// </summary>
+    /// <summary>Pages only one tracker reported, per tracker, and pages several did (see <see cref="RoundAttribution"/>).</summary>
     private static ulong Attribute(HarvestWorker[] workers, TrackerRoundReport[] reports)
     {
-        var edges = new List<(ulong Page, int Delta, int Worker)>();
+        var runs = new IReadOnlyList<DirtyRun>?[workers.Length];
         for (int i = 0; i < workers.Length; i++)
         {
-            if (reports[i].Outcome == TrackerRoundOutcome.Read)
-            {
-                foreach (DirtyRun run in workers[i].Runs)
-                {
-                    edges.Add((run.FirstPage, +1, i));
-                    edges.Add((run.EndPage, -1, i));
-                }
-            }
+            runs[i] = reports[i].Outcome == TrackerRoundOutcome.Read ? workers[i].Runs : null;
         }
 
-        edges.Sort((a, b) => a.Page != b.Page ? a.Page.CompareTo(b.Page) : a.Delta.CompareTo(b.Delta));
         var exclusive = new ulong[workers.Length];
-        ulong several = 0;
-        int active = 0;
-        long activeSum = 0; // with one tracker active, its index
-        ulong last = 0;
-        foreach ((ulong page, int delta, int worker) in edges)
-        {
-            if (active == 1)
-            {
-                exclusive[activeSum] += page - last;
-            }
-            else if (active > 1)
-            {
-                several += page - last;
-            }
-
-            active += delta;
-            activeSum += delta * worker;
-            last = page;
-        }
-
+        ulong several = RoundAttribution.Compute(runs, exclusive);
         for (int i = 0; i < reports.Length; i++)
         {
             if (exclusive[i] != 0)
