@@ -2,6 +2,7 @@
 
 using System;
 using System.Collections.Generic;
+using System.Diagnostics;
 using System.Linq;
 using System.Threading;
 using DirtyLog.Bitmaps;
@@ -41,20 +42,15 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     private const uint ReservedEntries = 64 + 512;
 
     private readonly IKvmDirtyRingPort _port;
+    // Lock order: the tracker's own lock (DirtyTrackerBase), then _ringGate; reaps from the run loop and the reaper
+    // take _ringGate alone.
     private readonly Lock _ringGate = new();
-    private readonly Dictionary<(uint Id, ulong FirstPage, ulong Pages), PendingPages> _pending = new(); // under _ringGate
+    private readonly RingEntryDecoder _decoder = new(); // under _ringGate
     private readonly ulong[] _scratch = new ulong[4096];
-    private Dictionary<uint, PendingPages> _bySlotId = new(); // the current slots; under _ringGate
-    private long _slotTableVersion = -1;
-    private uint _lastSlotField = uint.MaxValue;
-    private PendingPages? _lastPending;
     private long _overflows;
     private long _entries;
     private long _unknownEntries;
-    private bool _unknownSinceReap; // touched only under _ringGate
-    private Thread? _reaper;
-    private ManualResetEventSlim? _stopReaper;
-    private Exception? _reaperFault;
+    private RingReaper? _reaper; // under the tracker's own lock
     private long _reaperReaps;
 
     /// <summary>Creates a tracker over the dirty rings of a VM's vCPUs.</summary>
@@ -144,26 +140,24 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
             throw;
         }
 
-        _reaperFault = null;
         if (ReapInterval is { } interval)
         {
-            _stopReaper = new ManualResetEventSlim();
-            _reaper = new Thread(() => ReaperLoop(interval, _stopReaper)) { IsBackground = true, Name = $"{Name} reaper" };
-            _reaper.Start();
+            _reaper = new RingReaper(
+                () =>
+                {
+                    Reap();
+                    Interlocked.Increment(ref _reaperReaps);
+                },
+                interval,
+                $"{Name} reaper");
         }
     }
 
     /// <inheritdoc/>
     protected override void OnStop()
     {
-        if (_reaper is not null)
-        {
-            _stopReaper!.Set();
-            _reaper.Join();
-            _stopReaper.Dispose();
-            _reaper = null;
-            _stopReaper = null;
-        }
+        _reaper?.Dispose();
+        _reaper = null;
 
         foreach (KvmMemorySlot slot in _port.GetSlots())
         {
@@ -173,17 +167,14 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
         Reap();
         lock (_ringGate)
         {
-            _pending.Clear();
-            _bySlotId.Clear();
-            _slotTableVersion = -1;
-            _lastSlotField = uint.MaxValue;
+            _decoder.Clear();
         }
     }
 
     /// <inheritdoc/>
     protected override ulong ReadCore(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode)
     {
-        if (Volatile.Read(ref _reaperFault) is { } fault)
+        if (_reaper?.Fault is { } fault)
         {
             throw new InvalidOperationException($"the reaper failed: {fault.Message}", fault);
         }
@@ -212,11 +203,10 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
 
     private ulong DeliverPendingLocked(ulong first, ulong end, ulong chunkPages, IDirtyGranuleSink sink)
     {
+        Debug.Assert(_ringGate.IsHeldByCurrentThread, "the pending pages are guarded by the ring lock");
         ulong count = 0;
-        List<(uint, ulong, ulong)>? stale = null;
-        foreach (KeyValuePair<(uint Id, ulong FirstPage, ulong Pages), PendingPages> entry in _pending)
+        foreach (PendingPages pending in _decoder.Pending)
         {
-            PendingPages pending = entry.Value;
             ulong from = Math.Max(first, pending.FirstPage), to = Math.Min(end, pending.FirstPage + pending.Pages);
             for (ulong page = from; page < to; page += Math.Min(chunkPages, to - page))
             {
@@ -226,51 +216,26 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
                     count += Deliver(_scratch.AsSpan(0, (int)((pages + 63) / 64)), pages, page * 4096, sink);
                 }
             }
-
-            // A slot that was moved or resized: its old pages go once read.
-            if ((!_bySlotId.TryGetValue(entry.Key.Id, out PendingPages? current) || current != pending) && pending.IsEmpty)
-            {
-                (stale ??= []).Add(entry.Key);
-            }
         }
 
-        foreach ((uint, ulong, ulong) key in stale ?? [])
-        {
-            _pending.Remove(key);
-        }
-
+        // A slot that was moved, resized or deleted: its old pages go once read.
+        _decoder.DropEmptyReplaced();
         return count;
-    }
-
-    private void ReaperLoop(TimeSpan interval, ManualResetEventSlim stop)
-    {
-        while (!stop.Wait(interval))
-        {
-            try
-            {
-                Reap();
-                Interlocked.Increment(ref _reaperReaps);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                // The next read reports it and faults the tracker; reaping on would hide the failure.
-                Volatile.Write(ref _reaperFault, e);
-                return;
-            }
-        }
     }
 
     /// <summary>Harvests every ring into the pending pages, marking every slot when a ring may have overflowed; under the gate.</summary>
     private int HarvestRingsLocked()
     {
+        Debug.Assert(_ringGate.IsHeldByCurrentThread, "the rings are harvested under the ring lock");
+
         // Entries decode through the slot table as it is now; it is re-read only when it changed.
-        RefreshSlots();
+        _decoder.Refresh(_port);
         int total = 0;
         bool markAll = false;
         uint entries = _port.RingEntries;
         for (int ring = 0; ring < _port.RingCount; ring++)
         {
-            var recorder = new Recorder(this);
+            RingEntryDecoder.Recorder recorder = _decoder.NewRecorder();
             int n = _port.HarvestRing(ring, ref recorder);
             recorder.Flush();
             total += n;
@@ -281,125 +246,13 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
             }
         }
 
-        if (markAll || _unknownSinceReap)
+        if (_decoder.TakeUnknown() | markAll)
         {
-            _unknownSinceReap = false;
-            MarkEverySlot();
+            _decoder.MarkEverySlot();
         }
 
+        Interlocked.Exchange(ref _unknownEntries, _decoder.UnknownEntries);
         Interlocked.Add(ref _entries, total);
         return total;
-    }
-
-    private void RefreshSlots()
-    {
-        long version = _port.SlotTableVersion;
-        if (version == _slotTableVersion)
-        {
-            return;
-        }
-
-        var bySlotId = new Dictionary<uint, PendingPages>();
-        foreach (KvmMemorySlot slot in _port.GetSlots())
-        {
-            var key = (slot.Id, slot.GuestPhysicalAddress / 4096, slot.Pages);
-            if (!_pending.TryGetValue(key, out PendingPages? pending))
-            {
-                pending = new PendingPages(key.Item2, key.Item3);
-                _pending.Add(key, pending);
-            }
-
-            bySlotId.Add(slot.Id, pending);
-        }
-
-        _bySlotId = bySlotId;
-        _slotTableVersion = version;
-        _lastSlotField = uint.MaxValue;
-    }
-
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    private void Record(uint slotField, ulong offset)
-    {
-        // Entries come in runs from one slot: one dictionary lookup per run.
-        PendingPages? pending = _lastPending;
-        if (slotField != _lastSlotField)
-        {
-            pending = (slotField >> 16) == 0 && _bySlotId.TryGetValue(slotField & 0xFFFF, out PendingPages? found) ? found : null;
-            _lastSlotField = slotField;
-            _lastPending = pending;
-        }
-
-        if (pending is null || offset >= pending.Pages)
-        {
-            Interlocked.Increment(ref _unknownEntries);
-            _unknownSinceReap = true;
-            return;
-        }
-
-        pending.Mark(offset);
-    }
-
-    private void MarkEverySlot()
-    {
-        foreach (PendingPages pending in _bySlotId.Values)
-        {
-            pending.MarkAll();
-        }
-    }
-
-    /// <summary>
-    /// Records ring entries into the pending pages with no call per entry: the current slot's arrays are held here,
-    /// and only a change of slot (or an entry it cannot place) goes through <see cref="Record"/>. Entries come in
-    /// runs over nearby pages, so the bits of the current word are gathered in a register and stored once per word.
-    /// </summary>
-    private struct Recorder(KvmDirtyRingTracker owner) : IDirtyRingVisitor
-    {
-        private uint _slot = uint.MaxValue;
-        private ulong _pages;
-        private ulong[]? _words;
-        private ulong[]? _summary;
-        private ulong _word = ulong.MaxValue;
-        private ulong _bits;
-
-        public void Visit(uint slot, ulong offset)
-        {
-            if (slot == _slot && offset < _pages)
-            {
-                ulong w = offset >> 6;
-                if (w != _word)
-                {
-                    Flush();
-                    _word = w;
-                }
-
-                _bits |= 1UL << (int)(offset & 63);
-                return;
-            }
-
-            Flush();
-            owner.Record(slot, offset);
-            PendingPages? pending = owner._lastPending;
-            if (owner._lastSlotField == slot && pending is not null)
-            {
-                (_slot, _pages, _words, _summary) = (slot, pending.Pages, pending.Words, pending.Summary);
-            }
-            else
-            {
-                _slot = uint.MaxValue;
-            }
-        }
-
-        /// <summary>Stores the gathered word; call after the harvest.</summary>
-        public void Flush()
-        {
-            if (_bits != 0)
-            {
-                _words![_word] |= _bits;
-                _summary![_word >> 6] |= 1UL << (int)(_word & 63);
-                _bits = 0;
-            }
-
-            _word = ulong.MaxValue;
-        }
     }
 }
