@@ -84,7 +84,7 @@ public sealed unsafe partial class SparseDirtyBitmap
     /// <exception cref="ObjectDisposedException">The bitmap was disposed.</exception>
     public ulong Count()
     {
-        var sink = default(CountingRunSink);
+        var sink = default(DiscardingRunSink);
         return Peek(ref sink).Pages;
     }
 
@@ -96,7 +96,7 @@ public sealed unsafe partial class SparseDirtyBitmap
     /// <exception cref="ObjectDisposedException">The bitmap was disposed.</exception>
     public ulong CountRange(ulong firstPage, ulong pageCount)
     {
-        var sink = default(CountingRunSink);
+        var sink = default(DiscardingRunSink);
         return PeekRange(firstPage, pageCount, ref sink).Pages;
     }
 

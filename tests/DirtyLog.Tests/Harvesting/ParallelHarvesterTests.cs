@@ -61,26 +61,34 @@ public class ParallelHarvesterTests
     }
 
     [Test]
-    public void ARoundTakesAsLongAsItsSlowestTrackerNotTheSum()
+    public void ARoundReadsEveryTrackerAtOnceNotOneAfterAnother()
     {
         EmulatedTracker[] trackers = Enumerable.Range(0, 4).Select(i => Tracker($"t{i}", (ulong)i * 64 * MiB, 64 * MiB)).ToArray();
         using var harvester = new ParallelHarvester(_shared);
         foreach (EmulatedTracker t in trackers)
         {
-            t.ReportDelay = TimeSpan.FromMilliseconds(150);
+            t.HoldReports();
             harvester.Add(t, TrackerFaultPolicy.FailRound);
         }
 
         harvester.StartTracking();
         Assert.That(trackers[2].Write(2 * 64 * MiB), Is.True);
-        using HarvestRound round = harvester.RunRound(null, CancellationToken.None);
+        Task<HarvestRound> pending = Task.Run(() => harvester.RunRound(null, CancellationToken.None));
+
+        // Every tracker is inside its read at the same time: the round waits for the slowest, not for the sum.
+        Assert.That(trackers.All(t => t.WaitForHeldReads(1, TimeSpan.FromSeconds(10))), Is.True, "all four reads were in progress together");
+        Assert.That(pending.IsCompleted, Is.False, "the round waits for its trackers");
+        foreach (EmulatedTracker t in trackers)
+        {
+            t.ReleaseReports();
+        }
+
+        using HarvestRound round = pending.Result;
         DirtyRun[] runs = round.Runs.ToArray();
         round.Commit();
         Assert.Multiple(() =>
         {
-            Assert.That(round.Duration, Is.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(150)));
-            Assert.That(round.Duration, Is.LessThan(TimeSpan.FromMilliseconds(450)), "four 150 ms reads one after another would take 600 ms");
-            Assert.That(round.Trackers.Select(r => r.Latency), Has.All.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(150)));
+            Assert.That(round.Trackers.Select(r => r.Outcome), Is.All.EqualTo(TrackerRoundOutcome.Read));
             Assert.That(runs, Is.EqualTo(new[] { new DirtyRun(2 * 64 * MiB / 4096, 1) }));
         });
     }
@@ -209,23 +217,30 @@ public class ParallelHarvesterTests
     {
         EmulatedTracker fast = Tracker("fast", 0, 4 * MiB), slow = Tracker("slow", 4 * MiB, 4 * MiB);
         using ParallelHarvester harvester = Started((fast, TrackerFaultPolicy.FailRound), (slow, TrackerFaultPolicy.MarkCoverageDirty));
-        slow.ReportDelay = TimeSpan.FromMilliseconds(400);
+        slow.HoldReports();
         fast.Write(4096);
         slow.Write(4 * MiB);
-
-        var clock = Stopwatch.StartNew();
-        using HarvestRound round = harvester.RunRound(TimeSpan.FromMilliseconds(50), CancellationToken.None);
-        clock.Stop();
-        Assert.Multiple(() =>
+        try
         {
-            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromMilliseconds(350)), "the round kept its deadline");
-            Assert.That(round.Trackers[1].Outcome, Is.EqualTo(TrackerRoundOutcome.Late));
-            Assert.That(round.Pages, Is.EqualTo(1 + 1024UL), "the fast tracker's page and the slow tracker's whole coverage");
-        });
-        round.Commit();
+            using HarvestRound round = harvester.RunRound(TimeSpan.FromMilliseconds(50), CancellationToken.None);
+            Assert.Multiple(() =>
+            {
+                Assert.That(slow.HeldReads, Is.EqualTo(1), "the round returned while the slow read was still held");
+                Assert.That(round.Trackers[1].Outcome, Is.EqualTo(TrackerRoundOutcome.Late));
+                Assert.That(round.Pages, Is.EqualTo(1 + 1024UL), "the fast tracker's page and the slow tracker's whole coverage");
+            });
+            round.Commit();
 
-        // Still reading: late again, marked again; then its read lands, and it is on time once more.
-        slow.ReportDelay = TimeSpan.Zero;
+            // Still reading: late again, marked again; then its read lands, and it is on time once more.
+            using HarvestRound again = harvester.RunRound(TimeSpan.FromMilliseconds(50), CancellationToken.None);
+            Assert.That(again.Trackers[1].Outcome, Is.EqualTo(TrackerRoundOutcome.Late));
+            again.Commit();
+        }
+        finally
+        {
+            slow.ReleaseReports(); // a held read holds the tracker's lock: nothing could stop it
+        }
+
         SpinWait.SpinUntil(() => harvester.RunRound(TimeSpan.FromSeconds(5), CancellationToken.None) is { } r && Settle(r) == TrackerRoundOutcome.Read, TimeSpan.FromSeconds(10));
         slow.Write(5 * MiB);
         using HarvestRound after = harvester.RunRound(TimeSpan.FromSeconds(5), CancellationToken.None);
@@ -237,9 +252,16 @@ public class ParallelHarvesterTests
     {
         EmulatedTracker slow = Tracker("slow", 0, 4 * MiB);
         using ParallelHarvester harvester = Started((slow, TrackerFaultPolicy.FailRound));
-        slow.ReportDelay = TimeSpan.FromMilliseconds(300);
-        Assert.That(() => harvester.RunRound(TimeSpan.FromMilliseconds(30), CancellationToken.None),
-            Throws.TypeOf<HarvestException>().With.Property(nameof(HarvestException.Tracker)).EqualTo("slow").And.Message.Contains("deadline"));
+        slow.HoldReports();
+        try
+        {
+            Assert.That(() => harvester.RunRound(TimeSpan.FromMilliseconds(30), CancellationToken.None),
+                Throws.TypeOf<HarvestException>().With.Property(nameof(HarvestException.Tracker)).EqualTo("slow").And.Message.Contains("deadline"));
+        }
+        finally
+        {
+            slow.ReleaseReports();
+        }
     }
 
     [Test]
@@ -248,10 +270,14 @@ public class ParallelHarvesterTests
         EmulatedTracker slow = Tracker("slow", 0, 4 * MiB);
         using ParallelHarvester harvester = Started((slow, TrackerFaultPolicy.FailRound));
         slow.Write(8192);
-        slow.ReportDelay = TimeSpan.FromMilliseconds(200);
-        using var cancel = new CancellationTokenSource(TimeSpan.FromMilliseconds(20));
-        Assert.That(() => harvester.RunRound(null, cancel.Token), Throws.InstanceOf<OperationCanceledException>());
-        slow.ReportDelay = TimeSpan.Zero;
+        slow.HoldReports();
+        using var cancel = new CancellationTokenSource();
+        Task<HarvestRound> pending = Task.Run(() => harvester.RunRound(null, cancel.Token));
+        Assert.That(slow.WaitForHeldReads(1, TimeSpan.FromSeconds(10)), Is.True);
+        cancel.Cancel();
+        Assert.That(() => pending.GetAwaiter().GetResult(), Throws.InstanceOf<OperationCanceledException>());
+        Assert.That(_shared.Count(), Is.Zero, "the read is still held");
+        slow.ReleaseReports();
         Assert.That(SpinWait.SpinUntil(() => _shared.Count() == 1, TimeSpan.FromSeconds(5)), Is.True, "the cancelled read still merged its page");
     }
 

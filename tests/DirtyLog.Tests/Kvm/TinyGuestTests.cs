@@ -114,7 +114,8 @@ public class TinyGuestTests : KvmFixture
         });
         vcpuThread.Start();
         Assert.That(running.Wait(TimeSpan.FromSeconds(10)), Is.True);
-        Thread.Sleep(50); // let it enter the guest and write
+        ulong firstPage = TinyGuest.PagesWrittenBy(start, 1, guest.Pages)[0];
+        Assert.That(SpinWait.SpinUntil(() => guest.Memory.ReadUInt64(firstPage * 4096) == 42, TimeSpan.FromSeconds(10)), Is.True, "the guest is running: its first write is in memory");
         var clock = Stopwatch.StartNew();
         pause.Cancel();
         bool joined = vcpuThread.Join(TimeSpan.FromSeconds(10));
