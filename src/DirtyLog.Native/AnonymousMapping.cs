@@ -29,7 +29,7 @@ public sealed unsafe class AnonymousMapping : IDisposable
             Interop.MAP_PRIVATE | Interop.MAP_ANONYMOUS | Interop.MAP_NORESERVE, -1, 0);
         if (address == (void*)-1)
         {
-            throw new KernelException("mmap", $"{length} anonymous bytes", Marshal.GetLastPInvokeError());
+            throw KernelErrors.Last("mmap", $"{length} anonymous bytes");
         }
 
         _address = (byte*)address;

@@ -41,7 +41,7 @@ public sealed class FileDescriptorHandle : SafeHandle
 
         if (fd < 0)
         {
-            throw new KernelException("open", path, Marshal.GetLastPInvokeError());
+            throw KernelErrors.Last("open", path);
         }
 
         var handle = new FileDescriptorHandle { Path = path };
@@ -74,7 +74,7 @@ public sealed class FileDescriptorHandle : SafeHandle
             int result = Interop.ioctl((int)handle.ToInt64(), request, arg);
             if (result < 0)
             {
-                throw new KernelException("ioctl", $"{requestName} on {Path}", Marshal.GetLastPInvokeError());
+                throw KernelErrors.Last("ioctl", $"{requestName} on {Path}");
             }
 
             return result;

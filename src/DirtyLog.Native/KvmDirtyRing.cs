@@ -34,7 +34,7 @@ public sealed unsafe class KvmDirtyRing : IDisposable
         void* ring = Interop.mmap(null, _bytes, Interop.PROT_READ | Interop.PROT_WRITE, Interop.MAP_SHARED, (int)vcpu.DangerousGetHandle(), offset);
         if (ring == (void*)-1)
         {
-            throw new KernelException("mmap", $"dirty ring of {vcpu.Path}", Marshal.GetLastPInvokeError());
+            throw KernelErrors.Last("mmap", $"dirty ring of {vcpu.Path}");
         }
 
         _entries = (kvm_dirty_gfn*)ring;

@@ -52,7 +52,7 @@ public sealed unsafe class KvmVcpu : IDisposable
         {
             int errno = Marshal.GetLastPInvokeError();
             handle.Dispose();
-            throw new KernelException("mmap", $"kvm_run of {handle.Path}", errno);
+            throw KernelErrors.From("mmap", $"kvm_run of {handle.Path}", errno);
         }
 
         _run = (kvm_run*)run;
@@ -139,7 +139,7 @@ public sealed unsafe class KvmVcpu : IDisposable
         ulong old;
         if (Interop.syscall(SyscallNumbers.__NR_rt_sigprocmask, SignalConstants.SIG_BLOCK, (long)&kick, (long)&old, sizeof(ulong)) < 0)
         {
-            throw new KernelException("rt_sigprocmask", $"blocking signal {signal} for {Handle.Path}", Marshal.GetLastPInvokeError());
+            throw KernelErrors.Last("rt_sigprocmask", $"blocking signal {signal} for {Handle.Path}");
         }
 
         // Inside KVM_RUN the thread's mask becomes this one: what it was, with the kick signal open.
@@ -212,7 +212,7 @@ public sealed unsafe class KvmVcpu : IDisposable
                 return false;
             }
 
-            throw new KernelException(_kickPidfd is null ? "tgkill" : "pidfd_send_signal", $"kick of {Handle.Path}", errno);
+            throw KernelErrors.From(_kickPidfd is null ? "tgkill" : "pidfd_send_signal", $"kick of {Handle.Path}", errno);
         }
     }
 
@@ -260,7 +260,7 @@ public sealed unsafe class KvmVcpu : IDisposable
                     return KVM_EXIT_INTR;
                 }
 
-                throw new KernelException("ioctl", $"{nameof(KVM_RUN)} on {Handle.Path}", errno);
+                throw KernelErrors.From("ioctl", $"{nameof(KVM_RUN)} on {Handle.Path}", errno);
             }
 
             return _run->exit_reason;
@@ -321,7 +321,7 @@ public sealed unsafe class KvmVcpu : IDisposable
                 return null;
             }
 
-            throw new KernelException("pidfd_open", $"thread {tid}", errno);
+            throw KernelErrors.From("pidfd_open", $"thread {tid}", errno);
         }
 
         return FileDescriptorHandle.Adopt((int)fd, $"pidfd:{tid}");

@@ -90,7 +90,7 @@ public sealed unsafe class KvmVm : IDisposable
             // Newer kernels stop part way on a pending signal: call again.
             if (errno != Errno.EINTR)
             {
-                throw new KernelException("ioctl", $"{nameof(KVM_RESET_DIRTY_RINGS)} on {Handle.Path}", errno);
+                throw KernelErrors.From("ioctl", $"{nameof(KVM_RESET_DIRTY_RINGS)} on {Handle.Path}", errno);
             }
         }
     }

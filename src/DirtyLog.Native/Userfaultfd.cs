@@ -35,7 +35,7 @@ public sealed unsafe class Userfaultfd : IDisposable
         long fd = Interop.syscall(SyscallNumbers.__NR_userfaultfd, UFFD_USER_MODE_ONLY | Interop.O_CLOEXEC | Interop.O_NONBLOCK);
         if (fd < 0)
         {
-            throw new KernelException("userfaultfd", "UFFD_USER_MODE_ONLY", Marshal.GetLastPInvokeError());
+            throw KernelErrors.Last("userfaultfd", "UFFD_USER_MODE_ONLY");
         }
 
         FileDescriptorHandle handle = FileDescriptorHandle.Adopt((int)fd, "userfaultfd");
