@@ -1,6 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Threading;
 using DirtyLog.Native.Internal;
@@ -220,6 +221,7 @@ public sealed unsafe class KvmVcpu : IDisposable
     /// <returns>Whether it was sent; if not, <paramref name="errno"/> says why (<c>ESRCH</c>: the thread is gone).</returns>
     private bool TrySignalBoundThreadLocked(out int errno)
     {
+        Debug.Assert(_kickGate.IsHeldByCurrentThread, "the binding is guarded by the kick gate");
         long result;
         if (_kickPidfd is { } pidfd)
         {
@@ -329,6 +331,7 @@ public sealed unsafe class KvmVcpu : IDisposable
 
     private void UnbindLocked()
     {
+        Debug.Assert(_kickGate.IsHeldByCurrentThread, "the binding is guarded by the kick gate");
         _kickThreadId = 0;
         _kickThread = null;
         _kickPidfd?.Dispose();

@@ -163,7 +163,7 @@ public abstract class DirtyTrackerBase : IDirtyTracker
         map?.EnterRead();
         try
         {
-            return ReadLocked(range, sink, mode);
+            return ReadUnderOwnLock(range, sink, mode);
         }
         finally
         {
@@ -171,7 +171,7 @@ public abstract class DirtyTrackerBase : IDirtyTracker
         }
     }
 
-    private ulong ReadLocked(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode)
+    private ulong ReadUnderOwnLock(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode)
     {
         lock (_gate)
         {
