@@ -41,7 +41,7 @@ internal sealed class SourceVm : IDisposable
         ulong total = options.GuestBytes + options.DeviceBytes;
         Shared = new SparseDirtyBitmap(40);
         Harvester = new ParallelHarvester(Shared);
-        UsesKvm = !options.NoKvm && Kvm.IsAvailable;
+        UsesKvm = !options.NoKvm && KvmSystem.IsAvailable;
         IDirtyTracker vcpuTracker;
         if (UsesKvm)
         {

@@ -12,11 +12,11 @@ namespace DirtyLog.Native;
 /// <remarks>Calls may come from any thread; the kernel serialises what must be. The slot table is kept here so that dirty-log calls can be checked.</remarks>
 public sealed unsafe class KvmVm : IDisposable
 {
-    private readonly Kvm _kvm;
+    private readonly KvmSystem _kvm;
     private readonly Dictionary<uint, KvmMemorySlot> _slots = new();
     private long _slotTableVersion;
 
-    internal KvmVm(Kvm kvm, FileDescriptorHandle handle)
+    internal KvmVm(KvmSystem kvm, FileDescriptorHandle handle)
     {
         _kvm = kvm;
         Handle = handle;

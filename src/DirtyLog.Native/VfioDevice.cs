@@ -30,7 +30,7 @@ public sealed unsafe class VfioDevice : IDisposable
     /// <summary><c>VFIO_DEVICE_BIND_IOMMUFD</c>: binds the device to an iommufd.</summary>
     /// <param name="iommufd">The iommufd.</param>
     /// <returns>The device id within that iommufd.</returns>
-    public uint BindIommufd(Iommufd iommufd)
+    public uint BindIommufd(IommufdContext iommufd)
     {
         ArgumentNullException.ThrowIfNull(iommufd);
         bool added = false;

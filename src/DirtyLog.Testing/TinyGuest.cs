@@ -70,7 +70,7 @@ public sealed unsafe class TinyGuest : IDisposable
     // A guest that keeps exiting (a wedged dirty ring) must fail a test, not hang it.
     private const int MaxExitsPerWrite = 100_000;
 
-    private readonly Kvm _kvm;
+    private readonly KvmSystem _kvm;
     private uint _state;
 
     /// <summary>Creates the VM, its memory slot (slot 0 at GPA 0) and its vCPU.</summary>
@@ -91,7 +91,7 @@ public sealed unsafe class TinyGuest : IDisposable
         }
 
         _state = seed;
-        _kvm = Kvm.Open();
+        _kvm = KvmSystem.Open();
         try
         {
             Vm = _kvm.CreateVm();

@@ -14,5 +14,5 @@ public abstract class KvmFixture
 {
     [SetUp]
     public void RequireKvm() =>
-        Assume.That(DirtyLog.Native.Kvm.IsAvailable, $"{DirtyLog.Native.Kvm.DevicePath} is missing: no KVM on this machine");
+        Assume.That(DirtyLog.Native.KvmSystem.IsAvailable, $"{DirtyLog.Native.KvmSystem.DevicePath} is missing: no KVM on this machine");
 }

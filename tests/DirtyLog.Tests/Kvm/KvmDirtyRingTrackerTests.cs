@@ -23,7 +23,7 @@ public class KvmDirtyRingTrackerTests : KvmFixture
     [SetUp]
     public void RequireARing()
     {
-        using var kvm = DirtyLog.Native.Kvm.Open();
+        using var kvm = KvmSystem.Open();
         Assume.That(kvm.CheckExtension(DirtyLog.Native.Linux.Kvm.KvmConstants.KVM_CAP_DIRTY_LOG_RING) > 0
             || kvm.CheckExtension(DirtyLog.Native.Linux.Kvm.KvmConstants.KVM_CAP_DIRTY_LOG_RING_ACQ_REL) > 0, "KVM offers no dirty ring");
     }
@@ -189,7 +189,7 @@ public class KvmDirtyRingTrackerTests : KvmFixture
     [Test]
     public void RingSizesKvmWouldRefuseAreRefusedFirst()
     {
-        using var kvm = DirtyLog.Native.Kvm.Open();
+        using var kvm = KvmSystem.Open();
         using KvmVm vm = kvm.CreateVm();
         Assert.Multiple(() =>
         {

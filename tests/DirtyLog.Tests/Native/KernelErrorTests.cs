@@ -15,7 +15,7 @@ public class KernelErrorTests
     [Test]
     public void AnIoctlOnTheWrongDeviceNamesTheCallTheRequestAndTheErrno()
     {
-        using Iommufd notAnIommu = Iommufd.Open("/dev/null");
+        using IommufdContext notAnIommu = IommufdContext.Open("/dev/null");
         var error = Assert.Throws<KernelException>(() => notAnIommu.AllocateIoas())!;
         Assert.Multiple(() =>
         {
@@ -30,7 +30,7 @@ public class KernelErrorTests
     [Test]
     public void OpeningAMissingNodeFailsWithEnoent()
     {
-        var error = Assert.Throws<KernelException>(() => Iommufd.Open("/dev/dirtylog-no-such-node"))!;
+        var error = Assert.Throws<KernelException>(() => IommufdContext.Open("/dev/dirtylog-no-such-node"))!;
         Assert.Multiple(() =>
         {
             Assert.That(error.Errno, Is.EqualTo(Errno.ENOENT));
@@ -42,7 +42,7 @@ public class KernelErrorTests
     [Test]
     public void ABitmapShorterThanTheRangeIsRejectedBeforeAnySystemCall()
     {
-        using Iommufd iommufd = Iommufd.Open("/dev/null");
+        using IommufdContext iommufd = IommufdContext.Open("/dev/null");
         Assert.That(() => iommufd.GetDirtyBitmap(1, 0, 65 * 4096, 4096, new ulong[1], noClear: false),
             Throws.ArgumentException.With.Message.Contains("needs 2"));
         Assert.That(() => iommufd.GetDirtyBitmap(1, 0, 4096, 3000, new ulong[1], noClear: false),
@@ -52,7 +52,7 @@ public class KernelErrorTests
     [Test]
     public void AClosedDescriptorCannotBeUsed()
     {
-        Iommufd iommufd = Iommufd.Open("/dev/null");
+        IommufdContext iommufd = IommufdContext.Open("/dev/null");
         iommufd.Dispose();
         Assert.That(() => iommufd.AllocateIoas(), Throws.TypeOf<ObjectDisposedException>());
     }
@@ -62,8 +62,8 @@ public class KernelErrorTests
     [Category("IommuFd")]
     public void TheRealIommufdAllocatesAndDestroysAnIoas()
     {
-        Assume.That(File.Exists(Iommufd.DevicePath), $"{Iommufd.DevicePath} is missing: no iommufd on this machine");
-        using Iommufd iommufd = Iommufd.Open();
+        Assume.That(File.Exists(IommufdContext.DevicePath), $"{IommufdContext.DevicePath} is missing: no iommufd on this machine");
+        using IommufdContext iommufd = IommufdContext.Open();
         uint ioas = iommufd.AllocateIoas();
         var ranges = iommufd.GetIovaRanges(ioas, out ulong alignment);
         Assert.Multiple(() =>

@@ -20,7 +20,7 @@ public class RealVfioPortTests
 {
     private static string RequireDevice()
     {
-        Assume.That(File.Exists(Iommufd.DevicePath), $"{Iommufd.DevicePath} is missing: no iommufd on this machine");
+        Assume.That(File.Exists(IommufdContext.DevicePath), $"{IommufdContext.DevicePath} is missing: no iommufd on this machine");
         string[] devices = Directory.Exists("/dev/vfio/devices") ? Directory.GetFiles("/dev/vfio/devices", "vfio*") : [];
         Assume.That(devices, Is.Not.Empty, "no VFIO device cdev under /dev/vfio/devices");
         return devices.Order().First();
@@ -30,7 +30,7 @@ public class RealVfioPortTests
     public void ADeviceBindsToTheIommufdAndAnswersTheDmaLoggingProbe()
     {
         string path = RequireDevice();
-        using Iommufd iommufd = Iommufd.Open();
+        using IommufdContext iommufd = IommufdContext.Open();
         using VfioDevice device = VfioDevice.Open(path);
         uint deviceId = device.BindIommufd(iommufd);
         uint ioas = iommufd.AllocateIoas();
@@ -44,7 +44,7 @@ public class RealVfioPortTests
     public void AnIommuTrackerRunsOverARealDirtyTrackingHwpt()
     {
         string path = RequireDevice();
-        using Iommufd iommufd = Iommufd.Open();
+        using IommufdContext iommufd = IommufdContext.Open();
         using VfioDevice device = VfioDevice.Open(path);
         uint deviceId = device.BindIommufd(iommufd);
         Assume.That(iommufd.SupportsDirtyTracking(deviceId), "the IOMMU behind the device has no dirty tracking");

@@ -21,7 +21,7 @@ namespace DirtyLog.Tests.Native;
 [Category("UapiHeaders")]
 public class UapiHeaderCheckTests
 {
-    private static readonly Assembly s_native = typeof(Iommufd).Assembly;
+    private static readonly Assembly s_native = typeof(IommufdContext).Assembly;
 
     private static (Type Type, string Header)[] BoundStructs() => s_native.GetTypes()
         .Select(t => (t, t.GetCustomAttribute<UapiStructAttribute>()?.Header))

@@ -28,7 +28,7 @@ public class UserfaultfdTrackerTests
     {
         try
         {
-            DirtyLog.Native.Userfaultfd.CreateAsyncWriteProtect().Dispose();
+            UserfaultfdContext.CreateAsyncWriteProtect().Dispose();
         }
         catch (KernelException e)
         {

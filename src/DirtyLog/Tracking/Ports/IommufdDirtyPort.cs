@@ -5,11 +5,11 @@ using DirtyLog.Native;
 
 namespace DirtyLog.Tracking.Ports;
 
-/// <summary>The real <see cref="IIommuDirtyPort"/>: one HWPT of an open <see cref="Iommufd"/>.</summary>
+/// <summary>The real <see cref="IIommuDirtyPort"/>: one HWPT of an open <see cref="IommufdContext"/>.</summary>
 /// <remarks>Does not own the iommufd; the HWPT must have been allocated with dirty tracking.</remarks>
 public sealed class IommufdDirtyPort : IIommuDirtyPort
 {
-    private readonly Iommufd _iommufd;
+    private readonly IommufdContext _iommufd;
     private readonly uint _hwptId;
 
     /// <summary>Creates the port and reads the IOAS's IOVA alignment.</summary>
@@ -17,7 +17,7 @@ public sealed class IommufdDirtyPort : IIommuDirtyPort
     /// <param name="ioasId">The IOAS the HWPT was allocated over.</param>
     /// <param name="hwptId">The HWPT, allocated with <c>IOMMU_HWPT_ALLOC_DIRTY_TRACKING</c>.</param>
     /// <exception cref="KernelException">The IOAS does not exist.</exception>
-    public IommufdDirtyPort(Iommufd iommufd, uint ioasId, uint hwptId)
+    public IommufdDirtyPort(IommufdContext iommufd, uint ioasId, uint hwptId)
     {
         ArgumentNullException.ThrowIfNull(iommufd);
         _iommufd = iommufd;

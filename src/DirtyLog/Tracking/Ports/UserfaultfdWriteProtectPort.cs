@@ -10,7 +10,7 @@ namespace DirtyLog.Tracking.Ports;
 /// <remarks>Each <see cref="Arm"/> opens both, each <see cref="Disarm"/> closes them. Thread safety: one caller at a time.</remarks>
 public sealed class UserfaultfdWriteProtectPort : IWriteProtectPort
 {
-    private Userfaultfd? _uffd;
+    private UserfaultfdContext? _uffd;
     private PagemapScanner? _scanner;
 
     /// <inheritdoc/>
@@ -20,7 +20,7 @@ public sealed class UserfaultfdWriteProtectPort : IWriteProtectPort
     public void Arm(IReadOnlyList<(nint Start, ulong Length)> ranges)
     {
         ArgumentNullException.ThrowIfNull(ranges);
-        Userfaultfd uffd = Userfaultfd.CreateAsyncWriteProtect();
+        UserfaultfdContext uffd = UserfaultfdContext.CreateAsyncWriteProtect();
         PagemapScanner? scanner = null;
         try
         {

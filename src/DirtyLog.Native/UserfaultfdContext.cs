@@ -13,9 +13,9 @@ namespace DirtyLog.Native;
 /// kernel resolves write faults on protected pages itself and only records that the page was written, which
 /// <see cref="PagemapScanner"/> then reads. It sees writes by this process's threads only.
 /// </summary>
-public sealed unsafe class Userfaultfd : IDisposable
+public sealed unsafe class UserfaultfdContext : IDisposable
 {
-    private Userfaultfd(FileDescriptorHandle handle, ulong features)
+    private UserfaultfdContext(FileDescriptorHandle handle, ulong features)
     {
         Handle = handle;
         Features = features;
@@ -30,7 +30,7 @@ public sealed unsafe class Userfaultfd : IDisposable
     /// <summary>Creates the userfaultfd (user-mode faults only) and negotiates asynchronous write-protect.</summary>
     /// <returns>The userfaultfd.</returns>
     /// <exception cref="KernelException">The syscall or <c>UFFDIO_API</c> failed (EINVAL: the kernel lacks async write-protect).</exception>
-    public static Userfaultfd CreateAsyncWriteProtect()
+    public static UserfaultfdContext CreateAsyncWriteProtect()
     {
         long fd = Interop.syscall(SyscallNumbers.__NR_userfaultfd, UFFD_USER_MODE_ONLY | Interop.O_CLOEXEC | Interop.O_NONBLOCK);
         if (fd < 0)
@@ -43,7 +43,7 @@ public sealed unsafe class Userfaultfd : IDisposable
         {
             var api = new uffdio_api { api = UFFD_API, features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED };
             handle.Ioctl(UFFDIO_API, nameof(UFFDIO_API), &api);
-            return new Userfaultfd(handle, api.features);
+            return new UserfaultfdContext(handle, api.features);
         }
         catch
         {

@@ -16,12 +16,12 @@ namespace DirtyLog.Native;
 /// IOAS's iova lock for reading and MAP/UNMAP take it for writing, so one query is atomic with respect to an unmap;
 /// the order between a query and an unmap is the caller's to enforce.
 /// </remarks>
-public sealed unsafe class Iommufd : IDisposable
+public sealed unsafe class IommufdContext : IDisposable
 {
     /// <summary>The device node of the iommufd subsystem.</summary>
     public const string DevicePath = "/dev/iommu";
 
-    private Iommufd(FileDescriptorHandle handle) => Handle = handle;
+    private IommufdContext(FileDescriptorHandle handle) => Handle = handle;
 
     /// <summary>The open descriptor (what <c>VFIO_DEVICE_BIND_IOMMUFD</c> takes).</summary>
     public FileDescriptorHandle Handle { get; }
@@ -30,7 +30,7 @@ public sealed unsafe class Iommufd : IDisposable
     /// <param name="path">The device node; <see cref="DevicePath"/> unless testing.</param>
     /// <returns>The open iommufd.</returns>
     /// <exception cref="KernelException">The node is missing (ENOENT) or not accessible.</exception>
-    public static Iommufd Open(string path = DevicePath) => new(FileDescriptorHandle.Open(path));
+    public static IommufdContext Open(string path = DevicePath) => new(FileDescriptorHandle.Open(path));
 
     /// <summary><c>IOMMU_IOAS_ALLOC</c>: creates an IO address space.</summary>
     /// <returns>Its object id.</returns>

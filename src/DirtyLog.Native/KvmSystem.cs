@@ -6,12 +6,12 @@ using static DirtyLog.Native.Linux.Kvm.KvmConstants;
 namespace DirtyLog.Native;
 
 /// <summary>The KVM subsystem (<c>/dev/kvm</c>): capabilities and virtual machines.</summary>
-public sealed unsafe class Kvm : IDisposable
+public sealed unsafe class KvmSystem : IDisposable
 {
     /// <summary>The device node.</summary>
     public const string DevicePath = "/dev/kvm";
 
-    private Kvm(FileDescriptorHandle handle) => Handle = handle;
+    private KvmSystem(FileDescriptorHandle handle) => Handle = handle;
 
     /// <summary>The open descriptor.</summary>
     public FileDescriptorHandle Handle { get; }
@@ -23,9 +23,9 @@ public sealed unsafe class Kvm : IDisposable
     /// <returns>The open subsystem.</returns>
     /// <exception cref="KernelException">The node is missing or not accessible.</exception>
     /// <exception cref="NotSupportedException">The kernel speaks another KVM API version.</exception>
-    public static Kvm Open()
+    public static KvmSystem Open()
     {
-        var kvm = new Kvm(FileDescriptorHandle.Open(DevicePath));
+        var kvm = new KvmSystem(FileDescriptorHandle.Open(DevicePath));
         int version = kvm.Handle.Ioctl(KVM_GET_API_VERSION, nameof(KVM_GET_API_VERSION), null);
         if (version != KVM_API_VERSION)
         {
