@@ -117,7 +117,7 @@ public sealed unsafe class KvmVm : IDisposable
         {
             slot = slot.Id,
             flags = slot.LogDirtyPages ? KVM_MEM_LOG_DIRTY_PAGES : 0,
-            guest_phys_addr = slot.GuestPhysicalAddress,
+            guest_phys_addr = slot.GuestAddress,
             memory_size = slot.Size,
             userspace_addr = slot.HostAddress,
         };

@@ -73,7 +73,7 @@ internal sealed class EmulatedIoas
             throw EmulatedIommu.Error(Request, Errno.EFAULT);
         }
 
-        var mapping = new IommuMapping(iova, length, guestAddress, maxEntrySize);
+        var mapping = new IommuMapping(iova, guestAddress, length, maxEntrySize);
         Lock.EnterWriteLock();
         try
         {

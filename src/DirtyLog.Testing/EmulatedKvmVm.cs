@@ -105,10 +105,10 @@ public sealed class EmulatedKvmVm : IKvmDirtyLogPort, IKvmDirtyRingPort, IDispos
 
             if (_slots.TryGetValue(id, out SlotState? existing))
             {
-                throw Error("KVM_SET_USER_MEMORY_REGION", existing.Slot.GuestPhysicalAddress == guestAddress && existing.Slot.Size == size ? Errno.EEXIST : Errno.EINVAL);
+                throw Error("KVM_SET_USER_MEMORY_REGION", existing.Slot.GuestAddress == guestAddress && existing.Slot.Size == size ? Errno.EEXIST : Errno.EINVAL);
             }
 
-            if (_slots.Values.Any(s => guestAddress < s.Slot.GuestPhysicalAddress + s.Slot.Size && s.Slot.GuestPhysicalAddress < guestAddress + size))
+            if (_slots.Values.Any(s => guestAddress < s.Slot.GuestAddress + s.Slot.Size && s.Slot.GuestAddress < guestAddress + size))
             {
                 throw Error("KVM_SET_USER_MEMORY_REGION", Errno.EEXIST);
             }
@@ -257,9 +257,9 @@ public sealed class EmulatedKvmVm : IKvmDirtyLogPort, IKvmDirtyRingPort, IDispos
             lock (_gate)
             {
 
-                SlotState slot = _slots.Values.FirstOrDefault(s => address - s.Slot.GuestPhysicalAddress < s.Slot.Size)
+                SlotState slot = _slots.Values.FirstOrDefault(s => address - s.Slot.GuestAddress < s.Slot.Size)
                     ?? throw new ArgumentException($"Guest address 0x{address:x} is in no memory slot.", nameof(guestAddresses));
-                ulong page = (address - slot.Slot.GuestPhysicalAddress) / 4096;
+                ulong page = (address - slot.Slot.GuestAddress) / 4096;
                 EmulatedDirtyRing? ring = vcpu.Ring;
                 bool pushes = ring is not null && slot.Slot.LogDirtyPages && !slot.IsWritable(page);
                 if (pushes && !overshoot && ring!.Used >= RingSoftLimit)

@@ -41,6 +41,7 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
     private readonly List<HarvestWorker> _workers = [];
     private readonly Lock _lifecycle = new();
     private readonly Lock _round = new();
+    // _disposed is written once, under _lifecycle and _round together, so reading it under either one is enough.
     private long _rounds;
     private int _lastRunCount;
     private bool _disposed;

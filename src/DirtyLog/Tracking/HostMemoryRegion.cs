@@ -2,8 +2,8 @@
 
 namespace DirtyLog.Tracking;
 
-/// <summary>Guest memory as this process maps it: <see cref="Length"/> bytes at <see cref="HostAddress"/> backing guest-physical <see cref="GuestPhysicalAddress"/>.</summary>
+/// <summary>Guest memory as this process maps it: <see cref="Length"/> bytes at <see cref="HostAddress"/> backing guest-physical <see cref="GuestAddress"/>.</summary>
 /// <param name="HostAddress">The page-aligned address in this process.</param>
-/// <param name="GuestPhysicalAddress">The guest-physical address of its first byte.</param>
+/// <param name="GuestAddress">The guest-physical address of its first byte.</param>
 /// <param name="Length">Bytes, a multiple of 4096.</param>
-public readonly record struct HostMemoryRegion(nint HostAddress, ulong GuestPhysicalAddress, ulong Length);
+public readonly record struct HostMemoryRegion(nint HostAddress, ulong GuestAddress, ulong Length);

@@ -45,7 +45,7 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase
     public bool ManualProtect => _port.ManualProtect;
 
     /// <inheritdoc/>
-    public override IReadOnlyList<AddressRange> Coverage => [new AddressRange(_slot.GuestPhysicalAddress, _slot.Size)];
+    public override IReadOnlyList<AddressRange> Coverage => [new AddressRange(_slot.GuestAddress, _slot.Size)];
 
     /// <inheritdoc/>
     public override bool CanReadWithoutClear => ManualProtect;
@@ -70,7 +70,7 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase
         // In manual mode the pages are handed over before CLEAR: CLEAR re-protects and flushes TLBs, after which first
         // touches of memory are dearer on nested hosts; and a hand-over that fails leaves the bits in KVM for the next
         // read. The caller reads page contents after this read returns, so after the re-protection either way.
-        ulong count = Deliver(_bitmap, _slot.Pages, _slot.GuestPhysicalAddress, sink);
+        ulong count = Deliver(_bitmap, _slot.Pages, _slot.GuestAddress, sink);
         if (ManualProtect && mode == DirtyReadMode.Clear)
         {
             _port.ClearDirtyLog(_slot.Id, 0, (uint)_slot.Pages, _bitmap);

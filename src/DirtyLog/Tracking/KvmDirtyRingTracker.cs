@@ -97,7 +97,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
 
     /// <inheritdoc/>
     public override IReadOnlyList<AddressRange> Coverage =>
-        _port.GetSlots().OrderBy(s => s.GuestPhysicalAddress).Select(s => new AddressRange(s.GuestPhysicalAddress, s.Size)).ToArray();
+        _port.GetSlots().OrderBy(s => s.GuestAddress).Select(s => new AddressRange(s.GuestAddress, s.Size)).ToArray();
 
     /// <inheritdoc/>
     public override bool CanReadWithoutClear => false;

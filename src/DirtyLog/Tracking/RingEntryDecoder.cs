@@ -37,7 +37,7 @@ internal sealed class RingEntryDecoder
         var bySlotId = new Dictionary<uint, PendingPages>();
         foreach (KvmMemorySlot slot in port.GetSlots())
         {
-            var key = (slot.Id, slot.GuestPhysicalAddress / 4096, slot.Pages);
+            var key = (slot.Id, slot.GuestAddress / 4096, slot.Pages);
             if (!_pending.TryGetValue(key, out PendingPages? pending))
             {
                 pending = new PendingPages(key.Item2, key.Item3);

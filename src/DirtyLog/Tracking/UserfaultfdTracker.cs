@@ -40,7 +40,7 @@ public sealed class UserfaultfdTracker : DirtyTrackerBase
     {
         ArgumentNullException.ThrowIfNull(regions);
         _port = port ?? new UserfaultfdWriteProtectPort();
-        _regions = regions.OrderBy(r => r.GuestPhysicalAddress).ToArray();
+        _regions = regions.OrderBy(r => r.GuestAddress).ToArray();
         if (_regions.Length == 0)
         {
             throw new ArgumentException("At least one memory region is needed.", nameof(regions));
@@ -48,7 +48,7 @@ public sealed class UserfaultfdTracker : DirtyTrackerBase
 
         foreach (HostMemoryRegion r in _regions)
         {
-            if ((((ulong)r.HostAddress | r.GuestPhysicalAddress | r.Length) & 4095) != 0 || r.Length == 0)
+            if ((((ulong)r.HostAddress | r.GuestAddress | r.Length) & 4095) != 0 || r.Length == 0)
             {
                 throw new ArgumentException($"Region {r} is not page-aligned.", nameof(regions));
             }
@@ -62,7 +62,7 @@ public sealed class UserfaultfdTracker : DirtyTrackerBase
     public long Reissues => Interlocked.Read(ref _reissues);
 
     /// <inheritdoc/>
-    public override IReadOnlyList<AddressRange> Coverage => _regions.Select(r => new AddressRange(r.GuestPhysicalAddress, r.Length)).ToArray();
+    public override IReadOnlyList<AddressRange> Coverage => _regions.Select(r => new AddressRange(r.GuestAddress, r.Length)).ToArray();
 
     /// <inheritdoc/>
     public override bool CanReadWithoutClear => true;
@@ -87,11 +87,11 @@ public sealed class UserfaultfdTracker : DirtyTrackerBase
         ulong count = 0;
         foreach (HostMemoryRegion region in _regions)
         {
-            AddressRange piece = new AddressRange(region.GuestPhysicalAddress, region.Length).Intersect(range);
+            AddressRange piece = new AddressRange(region.GuestAddress, region.Length).Intersect(range);
             for (ulong gpa = piece.Start; gpa < piece.End; gpa += Math.Min(chunkBytes, piece.End - gpa))
             {
                 ulong length = Math.Min(chunkBytes, piece.End - gpa);
-                ulong host = (ulong)region.HostAddress + (gpa - region.GuestPhysicalAddress);
+                ulong host = (ulong)region.HostAddress + (gpa - region.GuestAddress);
                 Span<ulong> words = _scratch.AsSpan(0, (int)((length / 4096 + 63) / 64));
                 words.Clear();
                 ScanChunk(host, host + length, words, mode == DirtyReadMode.Clear);
