@@ -18,51 +18,27 @@ namespace DirtyLog.Tests.Mapping;
 /// remap the old translation, still in force and still tracked.
 /// </summary>
 [TestFixture]
-public class MapRollbackTests : EmulatedIommuFixture
+public class MapRollbackTests : DeviceSpaceFixture
 {
     private const ulong X = 0x4000_0000, GiB = 1UL << 30;
-
-    private SparseDirtyBitmap _target = null!;
-    private EmulatedDmaDevice _device = null!;
-    private DeviceTracker _tracker = null!;
-    private IoAddressSpace _space = null!;
-
-    [SetUp]
-    public void CreateDeviceSpace()
-    {
-        _target = new SparseDirtyBitmap(40); // 1 TiB: far larger than the 64 MiB of guest RAM the backend knows
-        uint ioas = Iommu.AllocateIoas();
-        _device = new EmulatedDmaDevice(Iommu.AllocateHwpt(ioas, dirtyTracking: false), DeviceDirtyLogLimits.Mlx5);
-        _tracker = new DeviceTracker(_device);
-        _space = new Correlator(_target).AddAddressSpace(ioas, new EmulatedIoMapBackend(Iommu, ioas, 4096));
-        _space.Attach(_tracker);
-    }
-
-    [TearDown]
-    public void DisposeDeviceSpace()
-    {
-        _tracker.Dispose();
-        _device.Dispose();
-        _target.Dispose();
-    }
 
     [Test]
     public void AMapTheBackendRefusesLeavesTheDeviceRangesAndTheTableAsTheyWere()
     {
-        _space.Map(X, 8 * MiB, 4096);
-        _tracker.StartTracking();
-        AddressRange[] rangesBefore = [.. _tracker.MappedRanges];
-        IovaMapping[] mappingsBefore = _space.GetMappings();
+        Space.Map(X, 8 * MiB, 4096);
+        Tracker.StartTracking();
+        AddressRange[] rangesBefore = [.. Tracker.MappedRanges];
+        IovaMapping[] mappingsBefore = Space.GetMappings();
 
         // A new 1 GiB block of IOVA onto guest memory the backend does not have: refused with ENOENT/EFAULT.
-        Assert.Throws<KernelException>(() => _space.Map(5 * GiB, 256 * MiB, 4096));
+        Assert.Throws<KernelException>(() => Space.Map(5 * GiB, 256 * MiB, 4096));
 
         Assert.Multiple(() =>
         {
-            Assert.That(_tracker.MappedRanges, Is.EqualTo(rangesBefore), "the device's ranges were extended by the refused map");
-            Assert.That(_space.GetMappings(), Is.EqualTo(mappingsBefore));
-            Assert.That(_tracker.State, Is.EqualTo(DirtyTrackerState.Started));
-            Assert.That(_space.Rearms, Is.Zero);
+            Assert.That(Tracker.MappedRanges, Is.EqualTo(rangesBefore), "the device's ranges were extended by the refused map");
+            Assert.That(Space.GetMappings(), Is.EqualTo(mappingsBefore));
+            Assert.That(Tracker.State, Is.EqualTo(DirtyTrackerState.Started));
+            Assert.That(Space.Rearms, Is.Zero);
         });
     }
 
@@ -70,17 +46,17 @@ public class MapRollbackTests : EmulatedIommuFixture
     public void ARemapTheBackendRefusesKeepsTheOldTranslationMappedAndTracked()
     {
         const ulong P = 8 * MiB;
-        _space.Map(X, P, 4096);
-        _tracker.StartTracking();
-        IovaMapping[] before = _space.GetMappings();
+        Space.Map(X, P, 4096);
+        Tracker.StartTracking();
+        IovaMapping[] before = Space.GetMappings();
 
-        Assert.Throws<KernelException>(() => _space.Remap(X, 4096, 256 * MiB));
+        Assert.Throws<KernelException>(() => Space.Remap(X, 4096, 256 * MiB));
 
-        Assert.That(_space.GetMappings(), Is.EqualTo(before), "the old translation was lost");
-        Assert.That(_device.DmaWriteUInt64(X, 7), Is.True, "DMA to the IOVA still reaches the old page");
-        _space.ReadDirty(_tracker, DirtyReadMode.Clear);
+        Assert.That(Space.GetMappings(), Is.EqualTo(before), "the old translation was lost");
+        Assert.That(Device.DmaWriteUInt64(X, 7), Is.True, "DMA to the IOVA still reaches the old page");
+        Space.ReadDirty(Tracker, DirtyReadMode.Clear);
         var pages = new HashSet<ulong>();
-        _target.HarvestInto(pages);
+        Target.HarvestInto(pages);
         Assert.Multiple(() =>
         {
             Assert.That(Memory.ReadUInt64(P), Is.EqualTo(7UL));
@@ -95,7 +71,7 @@ public class MapRollbackTests : EmulatedIommuFixture
         uint ioas = Iommu.AllocateIoas();
         EmulatedHwpt hwpt = Iommu.AllocateHwpt(ioas, dirtyTracking: true);
         var backend = new RefusingBackend(new EmulatedIoMapBackend(Iommu, ioas, 4096));
-        IoAddressSpace space = new Correlator(_target).AddAddressSpace(ioas, backend);
+        IoAddressSpace space = new Correlator(Target).AddAddressSpace(ioas, backend);
         using var iommu = new IommuTracker(hwpt);
         space.Attach(iommu);
         space.Map(X, P, 4096);
@@ -108,7 +84,7 @@ public class MapRollbackTests : EmulatedIommuFixture
         Assert.That(space.GetMappings(), Is.EqualTo(new[] { new IovaMapping(X, P, 4096) }));
         space.ReadDirty(iommu, DirtyReadMode.Clear);
         var pages = new HashSet<ulong>();
-        _target.HarvestInto(pages);
+        Target.HarvestInto(pages);
         Assert.That(pages, Does.Contain(P / 4096), "the write before the refused unmap is still reported");
         Assert.That(space.Unmap(X, 4096), Is.EqualTo(4096UL), "a later unmap goes through");
     }
