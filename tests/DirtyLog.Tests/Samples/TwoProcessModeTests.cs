@@ -27,8 +27,8 @@ public class TwoProcessModeTests
     public async Task ListenAndSendMigrateAndTheDestinationVerifiesTheMemoryDigest()
     {
         int port = FreePort();
+        // ListenAsync binds and listens before its first await: once it has returned its task, a connect is accepted.
         Task<int> destination = Program.ListenAsync(port, Small);
-        await Task.Delay(100); // the listener binds first; a refused connect would fail the send and the test
         int source = await Program.SendAsync("127.0.0.1", port, Small);
         Assert.That((source, await destination.WaitAsync(TimeSpan.FromMinutes(1))), Is.EqualTo((0, 0)));
     }
@@ -38,7 +38,6 @@ public class TwoProcessModeTests
     {
         int port = FreePort();
         Task<int> destination = Program.ListenAsync(port, Small);
-        await Task.Delay(100);
         using (var client = new TcpClient())
         {
             await client.ConnectAsync(IPAddress.Loopback, port);
