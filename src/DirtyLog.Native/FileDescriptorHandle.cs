@@ -89,14 +89,14 @@ public sealed class FileDescriptorHandle : SafeHandle
     }
 
     /// <summary>Like <see cref="Ioctl"/>, but returns the errno instead of throwing (for calls where EINTR is an answer).</summary>
-    internal unsafe int TryIoctl(uint request, void* arg, out int errno)
+    internal unsafe int TryIoctl(uint request, void* arg, out Errno errno)
     {
         bool added = false;
         try
         {
             DangerousAddRef(ref added);
             int result = Interop.ioctl((int)handle.ToInt64(), request, arg);
-            errno = result < 0 ? Marshal.GetLastPInvokeError() : 0;
+            errno = result < 0 ? (Errno)Marshal.GetLastPInvokeError() : 0;
             return result;
         }
         finally

@@ -14,12 +14,12 @@ internal static class KernelErrors
     /// <param name="call">The system call (<c>ioctl</c>, <c>mmap</c>, ...).</param>
     /// <param name="request">What it was asked: the ioctl and its object, the path, the range.</param>
     /// <returns>The exception to throw.</returns>
-    public static KernelException Last(string call, string request) => From(call, request, Marshal.GetLastPInvokeError());
+    public static KernelException Last(string call, string request) => From(call, request, (Errno)Marshal.GetLastPInvokeError());
 
     /// <summary>The failure of a system call whose errno the caller already read (to test it first).</summary>
     /// <param name="call">The system call.</param>
     /// <param name="request">What it was asked.</param>
     /// <param name="errno">The errno.</param>
     /// <returns>The exception to throw.</returns>
-    public static KernelException From(string call, string request, int errno) => new(call, request, errno);
+    public static KernelException From(string call, string request, Errno errno) => new(call, request, errno);
 }

@@ -14,13 +14,13 @@ public sealed class KernelException : IOException
     /// <param name="call">The system call or operation, such as <c>ioctl</c> or <c>open</c>.</param>
     /// <param name="request">What was asked: the ioctl's kernel name (<c>IOMMU_HWPT_GET_DIRTY_BITMAP</c>) or a path.</param>
     /// <param name="errno">The errno value.</param>
-    public KernelException(string call, string request, int errno)
+    public KernelException(string call, string request, Errno errno)
         : base(FormatMessage(call, request, errno))
     {
         Call = call;
         Request = request;
         Errno = errno;
-        HResult = errno;
+        HResult = (int)errno;
     }
 
     /// <summary>Creates an exception with a message only (for serialisers and tests).</summary>
@@ -55,11 +55,13 @@ public sealed class KernelException : IOException
     public string Request { get; }
 
     /// <summary>The errno value.</summary>
-    public int Errno { get; }
+    public Errno Errno { get; }
 
-    /// <summary>The symbolic errno name, such as <c>EINVAL</c>.</summary>
-    public string ErrnoName => Native.Errno.NameOf(Errno);
+    /// <summary>The symbolic errno name, such as <c>EINVAL</c>, or <c>errno N</c> for a value not named in <see cref="Native.Errno"/>.</summary>
+    public string ErrnoName => NameOf(Errno);
 
-    private static string FormatMessage(string call, string request, int errno) =>
-        $"{call} {request} failed: {Native.Errno.NameOf(errno)} ({errno}): {Marshal.GetPInvokeErrorMessage(errno)}";
+    private static string NameOf(Errno errno) => Enum.IsDefined(errno) ? errno.ToString() : $"errno {(int)errno}";
+
+    private static string FormatMessage(string call, string request, Errno errno) =>
+        $"{call} {request} failed: {NameOf(errno)} ({(int)errno}): {Marshal.GetPInvokeErrorMessage((int)errno)}";
 }

@@ -51,7 +51,7 @@ public sealed unsafe class KvmVcpu : IDisposable
         void* run = Interop.mmap(null, (nuint)runSize, Interop.PROT_READ | Interop.PROT_WRITE, Interop.MAP_SHARED, (int)handle.DangerousGetHandle(), 0);
         if (run == (void*)-1)
         {
-            int errno = Marshal.GetLastPInvokeError();
+            Errno errno = (Errno)Marshal.GetLastPInvokeError();
             handle.Dispose();
             throw KernelErrors.From("mmap", $"kvm_run of {handle.Path}", errno);
         }
@@ -202,7 +202,7 @@ public sealed unsafe class KvmVcpu : IDisposable
                 return false;
             }
 
-            if (TrySignalBoundThreadLocked(out int errno))
+            if (TrySignalBoundThreadLocked(out Errno errno))
             {
                 return true;
             }
@@ -219,7 +219,7 @@ public sealed unsafe class KvmVcpu : IDisposable
 
     /// <summary>Sends the kick signal to the bound thread (under the kick gate, with a thread bound).</summary>
     /// <returns>Whether it was sent; if not, <paramref name="errno"/> says why (<c>ESRCH</c>: the thread is gone).</returns>
-    private bool TrySignalBoundThreadLocked(out int errno)
+    private bool TrySignalBoundThreadLocked(out Errno errno)
     {
         Debug.Assert(_kickGate.IsHeldByCurrentThread, "the binding is guarded by the kick gate");
         long result;
@@ -237,7 +237,7 @@ public sealed unsafe class KvmVcpu : IDisposable
             return false;
         }
 
-        errno = result < 0 ? Marshal.GetLastPInvokeError() : 0;
+        errno = result < 0 ? (Errno)Marshal.GetLastPInvokeError() : 0;
         return result >= 0;
     }
 
@@ -252,7 +252,7 @@ public sealed unsafe class KvmVcpu : IDisposable
         ObjectDisposedException.ThrowIf(!_users.TryEnter(), this);
         try
         {
-            int result = Handle.TryIoctl(KVM_RUN, null, out int errno);
+            int result = Handle.TryIoctl(KVM_RUN, null, out Errno errno);
             if (result < 0)
             {
                 if (errno == Errno.EINTR)
@@ -317,7 +317,7 @@ public sealed unsafe class KvmVcpu : IDisposable
         long fd = Interop.syscall(SyscallNumbers.__NR_pidfd_open, tid, PidfdConstants.PIDFD_THREAD, 0, 0);
         if (fd < 0)
         {
-            int errno = Marshal.GetLastPInvokeError();
+            Errno errno = (Errno)Marshal.GetLastPInvokeError();
             if (errno is Errno.EINVAL or Errno.ENOSYS)
             {
                 return null;

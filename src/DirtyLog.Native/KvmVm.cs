@@ -81,7 +81,7 @@ public sealed unsafe class KvmVm : IDisposable
     {
         while (true)
         {
-            int result = Handle.TryIoctl(KVM_RESET_DIRTY_RINGS, null, out int errno);
+            int result = Handle.TryIoctl(KVM_RESET_DIRTY_RINGS, null, out Errno errno);
             if (result >= 0)
             {
                 return result;

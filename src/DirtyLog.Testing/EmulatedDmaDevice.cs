@@ -225,7 +225,7 @@ public sealed class EmulatedDmaDevice : IDeviceDirtyLogPort, IDisposable
     /// <summary>Stops logging and frees the log.</summary>
     public void Dispose() => StopLogging();
 
-    private static KernelException Error(string request, int errno) => new("ioctl", $"{request} on the emulated device", errno);
+    private static KernelException Error(string request, Errno errno) => new("ioctl", $"{request} on the emulated device", errno);
 
     /// <summary>The kernel's <c>vfio_combine_iova_ranges</c>: merge the pair with the smallest gap until few enough remain.</summary>
     internal static AddressRange[] Combine(AddressRange[] sorted, int maxRanges)

@@ -64,9 +64,9 @@ public sealed class EmulatedHwpt : IIommuDirtyPort
     /// <summary>Makes the next <paramref name="count"/> dirty queries fail with <paramref name="errno"/>.</summary>
     /// <param name="errno">The errno, such as <see cref="Errno.EIO"/>.</param>
     /// <param name="count">How many queries fail.</param>
-    public void FailNextReports(int errno, int count = 1)
+    public void FailNextReports(Errno errno, int count = 1)
     {
-        Volatile.Write(ref _failErrno, errno);
+        Volatile.Write(ref _failErrno, (int)errno);
         Volatile.Write(ref _failures, count);
     }
 
@@ -185,7 +185,7 @@ public sealed class EmulatedHwpt : IIommuDirtyPort
 
         if (Volatile.Read(ref _failures) > 0 && Interlocked.Decrement(ref _failures) >= 0)
         {
-            throw EmulatedIommu.Error(GetRequest, Volatile.Read(ref _failErrno));
+            throw EmulatedIommu.Error(GetRequest, (Errno)Volatile.Read(ref _failErrno));
         }
 
         _ioas.Lock.EnterReadLock();

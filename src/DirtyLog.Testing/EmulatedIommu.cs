@@ -90,7 +90,7 @@ public sealed class EmulatedIommu
     /// <returns>The bytes unmapped.</returns>
     public ulong Unmap(uint ioasId, ulong iova, ulong length) => Find(ioasId, "IOMMU_IOAS_UNMAP").Unmap(iova, length);
 
-    internal static KernelException Error(string request, int errno) => new("ioctl", $"{request} on the emulated IOMMU", errno);
+    internal static KernelException Error(string request, Errno errno) => new("ioctl", $"{request} on the emulated IOMMU", errno);
 
     private EmulatedIoas Find(uint ioasId, string request)
     {

@@ -303,10 +303,10 @@ public sealed class EmulatedKvmVm : IKvmDirtyLogPort, IKvmDirtyRingPort, IDispos
         }
     }
 
-    private SlotState Slot(uint slotId, string request, int errno) =>
+    private SlotState Slot(uint slotId, string request, Errno errno) =>
         _slots.TryGetValue(slotId, out SlotState? state) ? state : throw Error(request, errno);
 
-    private static KernelException Error(string request, int errno) => new("ioctl", $"{request} on the emulated KVM VM", errno);
+    private static KernelException Error(string request, Errno errno) => new("ioctl", $"{request} on the emulated KVM VM", errno);
 
     /// <summary>One slot: its registration, its dirty bitmap while logging (bitmap mode), and which pages are writable (not write-protected).</summary>
     private sealed class SlotState(KvmMemorySlot slot)

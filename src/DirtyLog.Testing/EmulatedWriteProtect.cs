@@ -188,5 +188,5 @@ public sealed class EmulatedWriteProtect : IWriteProtectPort
         }
     }
 
-    private static KernelException Error(string request, int errno) => new("ioctl", $"{request} on the emulated userfaultfd", errno);
+    private static KernelException Error(string request, Errno errno) => new("ioctl", $"{request} on the emulated userfaultfd", errno);
 }

@@ -19,7 +19,7 @@ public class EmulatedDmaDeviceTests : EmulatedIommuFixture
     [SetUp]
     public void MapTheFirst8MiB() => Iommu.Map(Ioas, 0, 0, 8 * MiB, 4 * KiB);
 
-    private static int Errno(Action call) => Assert.Throws<KernelException>(() => call())!.Errno;
+    private static DirtyLog.Native.Errno Errno(Action call) => Assert.Throws<KernelException>(() => call())!.Errno;
 
     [Test]
     public void StartRejectsWhatTheKernelRejects()

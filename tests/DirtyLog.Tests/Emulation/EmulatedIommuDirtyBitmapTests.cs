@@ -229,5 +229,5 @@ public class EmulatedIommuDirtyBitmapTests
         }
     }
 
-    private static int Errno(Action call) => Assert.Throws<KernelException>(() => call())!.Errno;
+    private static DirtyLog.Native.Errno Errno(Action call) => Assert.Throws<KernelException>(() => call())!.Errno;
 }
