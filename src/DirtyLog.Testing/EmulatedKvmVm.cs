@@ -4,6 +4,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Numerics;
+using System.Threading;
 using DirtyLog.Native;
 using DirtyLog.Tracking.Ports;
 
@@ -31,7 +32,7 @@ public sealed class EmulatedKvmVm : IKvmDirtyLogPort, IKvmDirtyRingPort, IDispos
     /// <summary>Entries below a ring's size at which KVM reports it full: <c>KVM_DIRTY_RING_RSVD_ENTRIES</c> (64) plus x86's PML batch (512).</summary>
     public const uint ReservedRingEntries = 64 + 512;
 
-    private readonly object _gate = new();
+    private readonly Lock _gate = new();
     private readonly Dictionary<uint, SlotState> _slots = new();
     private readonly EmulatedKvmVcpu[] _vcpus;
     private long _slotTableVersion;

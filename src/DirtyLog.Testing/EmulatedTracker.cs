@@ -27,7 +27,7 @@ public sealed class EmulatedTracker : DirtyTrackerBase
     private readonly AddressRange _coverage;
     private readonly SparseDirtyBitmap _log;
     private readonly ulong[] _scratch = new ulong[ChunkWords];
-    private readonly ManualResetEventSlim _gate = new(initialState: true); // the report gate; open unless a test holds it
+    private readonly ManualResetEventSlim _reportGate = new(initialState: true); // the report gate; open unless a test holds it
     private RetireGate _writers; // writes in flight; disposal retires it before freeing the log
     private int _held;
     private int _failures;
@@ -62,10 +62,10 @@ public sealed class EmulatedTracker : DirtyTrackerBase
     public int HeldReads => Volatile.Read(ref _held);
 
     /// <summary>Closes the report gate: every read waits at its start until <see cref="ReleaseReports"/> (a tracker as slow as the test wants).</summary>
-    public void HoldReports() => _gate.Reset();
+    public void HoldReports() => _reportGate.Reset();
 
     /// <summary>Opens the report gate: held reads go on, and later ones do not wait.</summary>
-    public void ReleaseReports() => _gate.Set();
+    public void ReleaseReports() => _reportGate.Set();
 
     /// <summary>Waits until at least <paramref name="count"/> reads are held at the gate: the event a test waits for instead of a time.</summary>
     /// <param name="count">Reads.</param>
@@ -132,10 +132,10 @@ public sealed class EmulatedTracker : DirtyTrackerBase
     /// <inheritdoc/>
     protected override ulong ReadCore(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode)
     {
-        if (!_gate.IsSet)
+        if (!_reportGate.IsSet)
         {
             Interlocked.Increment(ref _held);
-            _gate.Wait();
+            _reportGate.Wait();
             Interlocked.Decrement(ref _held);
         }
 
@@ -179,7 +179,7 @@ public sealed class EmulatedTracker : DirtyTrackerBase
         // Writers do not take the tracker's lock: refuse new ones and wait out those in flight before freeing.
         _writers.Retire();
         _log.Dispose();
-        _gate.Dispose();
+        _reportGate.Dispose();
         base.Dispose(disposing);
     }
 

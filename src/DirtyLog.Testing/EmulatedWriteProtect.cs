@@ -2,6 +2,7 @@
 
 using System;
 using System.Collections.Generic;
+using System.Threading;
 using DirtyLog.Native;
 using DirtyLog.Tracking.Ports;
 
@@ -26,7 +27,7 @@ public sealed class EmulatedWriteProtect : IWriteProtectPort
     /// <summary><c>PAGE_IS_WRITTEN</c>, the category the scan reports.</summary>
     public const ulong PageIsWritten = 2;
 
-    private readonly object _gate = new();
+    private readonly Lock _gate = new();
     private readonly EmulatedGuestMemory _memory;
     private readonly ulong _base;
     private readonly ulong[] _armed;

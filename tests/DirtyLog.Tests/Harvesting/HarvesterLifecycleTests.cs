@@ -96,7 +96,7 @@ public class HarvesterLifecycleTests
         // Dispose either returns while the start is parked, or waits for it; both are allowed, a started tracker after it is not.
         var disposer = new Thread(harvester.Dispose) { IsBackground = true };
         disposer.Start();
-        WaitUntilEndedOrBlocked(disposer);
+        ThreadStates.WaitUntilBlocked(disposer, mayEnd: true, "the disposal");
         gated.Release.Set();
         Assert.That(starter.Join(TimeSpan.FromSeconds(10)) && disposer.Join(TimeSpan.FromSeconds(10)), Is.True, "the start and the disposal deadlocked");
 
@@ -115,17 +115,6 @@ public class HarvesterLifecycleTests
         catch (ObjectDisposedException e)
         {
             return e;
-        }
-    }
-
-    private static void WaitUntilEndedOrBlocked(Thread thread)
-    {
-        var spin = new SpinWait();
-        DateTime giveUp = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (thread.IsAlive && (thread.ThreadState & System.Threading.ThreadState.WaitSleepJoin) == 0)
-        {
-            Assert.That(DateTime.UtcNow, Is.LessThan(giveUp), "the disposal neither ended nor blocked");
-            spin.SpinOnce();
         }
     }
 

@@ -49,7 +49,7 @@ public class LockOrderTests : EmulatedIommuFixture
         ulong directPages = ulong.MaxValue;
         var direct = new Thread(() => directPages = directSide.ReadDirty(new AddressRange(X, 4096), new DiscardingSink(), DirtyReadMode.NoClear)) { IsBackground = true };
         direct.Start();
-        WaitUntilBlocked(direct);
+        ThreadStates.WaitUntilBlocked(direct, mayEnd: false, "the direct read");
 
         first.Release.Set();
         bool unmapEnded = unmap.Join(Bound), directEnded = direct.Join(Bound);
@@ -61,19 +61,6 @@ public class LockOrderTests : EmulatedIommuFixture
         Assert.That(directPages, Is.Zero, "the direct read ran after the unmap, over nothing mapped");
         unmapSide.Dispose();
         directSide.Dispose();
-    }
-
-    /// <summary>Waits (bounded) until the thread blocks: it is waiting for a lock, since it has nothing else to wait for.</summary>
-    private static void WaitUntilBlocked(Thread thread)
-    {
-        var spin = new SpinWait();
-        DateTime giveUp = DateTime.UtcNow + Bound;
-        while ((thread.ThreadState & ThreadState.WaitSleepJoin) == 0)
-        {
-            Assert.That(DateTime.UtcNow, Is.LessThan(giveUp), "the direct read never blocked");
-            Assert.That(thread.IsAlive, Is.True, "the direct read finished while the unmap held the address space");
-            spin.SpinOnce();
-        }
     }
 
     /// <summary>A HWPT port whose next read can be parked until the test releases it.</summary>
