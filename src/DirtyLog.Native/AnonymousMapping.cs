@@ -1,7 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
-using System.Runtime.InteropServices;
+using DirtyLog.Native.Internal;
 
 namespace DirtyLog.Native;
 
@@ -12,7 +12,8 @@ namespace DirtyLog.Native;
 /// <remarks>Thread safety: the memory itself may be accessed from any thread; <see cref="Dispose"/> must not race users.</remarks>
 public sealed unsafe class AnonymousMapping : IDisposable
 {
-    private byte* _address;
+    private readonly MemoryMappingHandle _mapping;
+    private byte* _address; // null once disposed
 
     /// <summary>Maps <paramref name="length"/> bytes of zeroed memory.</summary>
     /// <param name="length">Bytes, a multiple of 4096.</param>
@@ -25,14 +26,8 @@ public sealed unsafe class AnonymousMapping : IDisposable
             throw new ArgumentOutOfRangeException(nameof(length), length, "The length must be a non-zero multiple of 4096.");
         }
 
-        void* address = Interop.mmap(null, (nuint)length, Interop.PROT_READ | Interop.PROT_WRITE,
-            Interop.MAP_PRIVATE | Interop.MAP_ANONYMOUS | Interop.MAP_NORESERVE, -1, 0);
-        if (address == (void*)-1)
-        {
-            throw KernelErrors.Last("mmap", $"{length} anonymous bytes");
-        }
-
-        _address = (byte*)address;
+        _mapping = MemoryMappingHandle.MapAnonymous((nuint)length);
+        _address = _mapping.Pointer;
         Length = length;
     }
 
@@ -73,13 +68,10 @@ public sealed unsafe class AnonymousMapping : IDisposable
         data.CopyTo(new Span<byte>((byte*)Address + offset, data.Length));
     }
 
-    /// <summary>Unmaps the memory.</summary>
+    /// <summary>Unmaps the memory (a mapping never disposed is unmapped by its handle's finalizer).</summary>
     public void Dispose()
     {
-        if (_address != null)
-        {
-            Interop.munmap(_address, (nuint)Length);
-            _address = null;
-        }
+        _address = null;
+        _mapping.Dispose();
     }
 }

@@ -67,45 +67,21 @@ public sealed class FileDescriptorHandle : SafeHandle
     /// <returns>The ioctl's non-negative result.</returns>
     internal unsafe int Ioctl(uint request, string requestName, void* arg)
     {
-        bool added = false;
-        try
+        int result = Interop.ioctl(this, request, arg);
+        if (result < 0)
         {
-            DangerousAddRef(ref added);
-            int result = Interop.ioctl((int)handle.ToInt64(), request, arg);
-            if (result < 0)
-            {
-                throw KernelErrors.Last("ioctl", $"{requestName} on {Path}");
-            }
+            throw KernelErrors.Last("ioctl", $"{requestName} on {Path}");
+        }
 
-            return result;
-        }
-        finally
-        {
-            if (added)
-            {
-                DangerousRelease();
-            }
-        }
+        return result;
     }
 
     /// <summary>Like <see cref="Ioctl"/>, but returns the errno instead of throwing (for calls where EINTR is an answer).</summary>
     internal unsafe int TryIoctl(uint request, void* arg, out Errno errno)
     {
-        bool added = false;
-        try
-        {
-            DangerousAddRef(ref added);
-            int result = Interop.ioctl((int)handle.ToInt64(), request, arg);
-            errno = result < 0 ? (Errno)Marshal.GetLastPInvokeError() : 0;
-            return result;
-        }
-        finally
-        {
-            if (added)
-            {
-                DangerousRelease();
-            }
-        }
+        int result = Interop.ioctl(this, request, arg);
+        errno = result < 0 ? (Errno)Marshal.GetLastPInvokeError() : 0;
+        return result;
     }
 
     /// <inheritdoc/>

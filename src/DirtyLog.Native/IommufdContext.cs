@@ -3,6 +3,7 @@
 using System;
 using System.Collections.Generic;
 using DirtyLog.Native.Linux.Iommufd;
+using DirtyLog.Tracking;
 using static DirtyLog.Native.Linux.Iommufd.IommufdConstants;
 
 namespace DirtyLog.Native;
@@ -77,8 +78,11 @@ public sealed unsafe class IommufdContext : IDisposable
     /// <summary><c>IOMMU_IOAS_IOVA_RANGES</c>: the IOVA ranges the address space allows, and their alignment.</summary>
     /// <param name="ioasId">The IO address space.</param>
     /// <param name="alignment">The IOVA alignment every map and dirty query must respect.</param>
-    /// <returns>The allowed ranges.</returns>
-    public IReadOnlyList<IovaRange> GetIovaRanges(uint ioasId, out ulong alignment)
+    /// <returns>
+    /// The allowed ranges, in the kernel's order. An IO address space with no device attached allows all 2^64 bytes:
+    /// that window comes back as its two halves (see <see cref="AddressRange.FromInclusive"/>).
+    /// </returns>
+    public IReadOnlyList<AddressRange> GetIovaRanges(uint ioasId, out ulong alignment)
     {
         // The kernel answers EMSGSIZE with the count when the buffer is short: ask, then ask again with room.
         var ranges = new iommu_iova_range[8];
@@ -104,10 +108,10 @@ public sealed unsafe class IommufdContext : IDisposable
                 }
 
                 alignment = cmd.out_iova_alignment;
-                var result = new IovaRange[cmd.num_iovas];
-                for (int i = 0; i < result.Length; i++)
+                var result = new List<AddressRange>((int)cmd.num_iovas);
+                for (int i = 0; i < cmd.num_iovas; i++)
                 {
-                    result[i] = new IovaRange(ranges[i].start, ranges[i].last - ranges[i].start + 1);
+                    result.AddRange(AddressRange.FromInclusive(ranges[i].start, ranges[i].last));
                 }
 
                 return result;

@@ -1,7 +1,6 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
-using System.Runtime.InteropServices;
 using System.Threading;
 using DirtyLog.Native.Internal;
 using DirtyLog.Native.Linux.Kvm;
@@ -21,7 +20,7 @@ namespace DirtyLog.Native;
 /// </remarks>
 public sealed unsafe class KvmDirtyRing : IDisposable
 {
-    private readonly nuint _bytes;
+    private readonly MemoryMappingHandle _mapping;
     private RetireGate _users; // harvests in flight; disposal retires it before unmapping
     private kvm_dirty_gfn* _entries;
     private uint _fetch;
@@ -29,15 +28,9 @@ public sealed unsafe class KvmDirtyRing : IDisposable
     internal KvmDirtyRing(FileDescriptorHandle vcpu, uint entries)
     {
         Entries = entries;
-        _bytes = (nuint)(entries * (ulong)sizeof(kvm_dirty_gfn));
         long offset = KVM_DIRTY_LOG_PAGE_OFFSET * (long)Environment.SystemPageSize;
-        void* ring = Interop.mmap(null, _bytes, Interop.PROT_READ | Interop.PROT_WRITE, Interop.MAP_SHARED, (int)vcpu.DangerousGetHandle(), offset);
-        if (ring == (void*)-1)
-        {
-            throw KernelErrors.Last("mmap", $"dirty ring of {vcpu.Path}");
-        }
-
-        _entries = (kvm_dirty_gfn*)ring;
+        _mapping = MemoryMappingHandle.MapShared(vcpu, (nuint)(entries * (ulong)sizeof(kvm_dirty_gfn)), offset, "dirty ring");
+        _entries = (kvm_dirty_gfn*)_mapping.Pointer;
     }
 
     /// <summary>Entries in the ring.</summary>
@@ -115,10 +108,7 @@ public sealed unsafe class KvmDirtyRing : IDisposable
     public void Dispose()
     {
         _users.Retire();
-        if (_entries != null)
-        {
-            Interop.munmap(_entries, _bytes);
-            _entries = null;
-        }
+        _entries = null;
+        _mapping.Dispose();
     }
 }

@@ -35,7 +35,7 @@ public sealed unsafe class KvmVcpu : IDisposable
     /// <summary>The signal <see cref="BindKickToCurrentThread"/> uses unless told otherwise: <c>SIGUSR2</c>, which .NET leaves alone.</summary>
     public const int DefaultKickSignal = SignalConstants.SIGUSR2;
 
-    private readonly int _runSize;
+    private readonly MemoryMappingHandle _runMapping;
     private readonly Lock _kickGate = new();
     private RetireGate _users; // uses of the kvm_run mapping in flight; disposal retires it before unmapping
     private kvm_run* _run;
@@ -47,16 +47,17 @@ public sealed unsafe class KvmVcpu : IDisposable
     internal KvmVcpu(FileDescriptorHandle handle, int runSize, uint ringEntries)
     {
         Handle = handle;
-        _runSize = runSize;
-        void* run = Interop.mmap(null, (nuint)runSize, Interop.PROT_READ | Interop.PROT_WRITE, Interop.MAP_SHARED, (int)handle.DangerousGetHandle(), 0);
-        if (run == (void*)-1)
+        try
         {
-            Errno errno = (Errno)Marshal.GetLastPInvokeError();
+            _runMapping = MemoryMappingHandle.MapShared(handle, (nuint)runSize, 0, "kvm_run");
+        }
+        catch
+        {
             handle.Dispose();
-            throw KernelErrors.From("mmap", $"kvm_run of {handle.Path}", errno);
+            throw;
         }
 
-        _run = (kvm_run*)run;
+        _run = (kvm_run*)_runMapping.Pointer;
         if (ringEntries != 0)
         {
             try
@@ -225,7 +226,7 @@ public sealed unsafe class KvmVcpu : IDisposable
         long result;
         if (_kickPidfd is { } pidfd)
         {
-            result = Interop.syscall(SyscallNumbers.__NR_pidfd_send_signal, (long)pidfd.DangerousGetHandle(), _kickSignal, 0, PidfdConstants.PIDFD_SIGNAL_THREAD);
+            result = Interop.syscall(SyscallNumbers.__NR_pidfd_send_signal, pidfd, _kickSignal, 0, PidfdConstants.PIDFD_SIGNAL_THREAD);
         }
         else if (_kickThread is { IsAlive: true })
         {
@@ -366,11 +367,8 @@ public sealed unsafe class KvmVcpu : IDisposable
         }
 
         DirtyRing?.Dispose();
-        if (_run != null)
-        {
-            Interop.munmap(_run, (nuint)_runSize);
-            _run = null;
-        }
+        _run = null;
+        _runMapping.Dispose();
 
         Handle.Dispose();
     }

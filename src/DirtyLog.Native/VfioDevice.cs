@@ -2,6 +2,7 @@
 
 using System;
 using DirtyLog.Native.Linux.Vfio;
+using DirtyLog.Tracking;
 using static DirtyLog.Native.Linux.Vfio.VfioConstants;
 
 namespace DirtyLog.Native;
@@ -33,6 +34,7 @@ public sealed unsafe class VfioDevice : IDisposable
     public uint BindIommufd(IommufdContext iommufd)
     {
         ArgumentNullException.ThrowIfNull(iommufd);
+        // The iommufd travels inside a struct, where no marshaller can reference it: hold it by hand for the call.
         bool added = false;
         try
         {
@@ -94,12 +96,12 @@ public sealed unsafe class VfioDevice : IDisposable
     /// <param name="ranges">At most 256 non-overlapping ranges, each aligned to <paramref name="pageSize"/>.</param>
     /// <param name="pageSize">The page size asked for.</param>
     /// <returns>The page size the device granted (it may round it): use it for REPORT.</returns>
-    public ulong StartDmaLogging(ReadOnlySpan<IovaRange> ranges, ulong pageSize)
+    public ulong StartDmaLogging(ReadOnlySpan<AddressRange> ranges, ulong pageSize)
     {
         var native = new vfio_device_feature_dma_logging_range[ranges.Length];
         for (int i = 0; i < ranges.Length; i++)
         {
-            native[i] = new vfio_device_feature_dma_logging_range { iova = ranges[i].Iova, length = ranges[i].Length };
+            native[i] = new vfio_device_feature_dma_logging_range { iova = ranges[i].Start, length = ranges[i].Length };
         }
 
         fixed (vfio_device_feature_dma_logging_range* p = native)

@@ -13,11 +13,19 @@ internal static partial class Interop
     internal const int MAP_ANONYMOUS = 0x20;
     internal const int MAP_NORESERVE = 0x4000;
 
-    /// <summary><c>void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)</c>; MAP_FAILED is -1.</summary>
+    /// <summary>
+    /// <c>void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset)</c> of a file (a vCPU's
+    /// <c>kvm_run</c> or dirty ring); MAP_FAILED is -1. The descriptor is referenced for the call only: the mapping
+    /// itself keeps the file alive in the kernel.
+    /// </summary>
     [LibraryImport(Libc, EntryPoint = "mmap", SetLastError = true)]
-    internal static unsafe partial void* mmap(void* addr, nuint length, int prot, int flags, int fd, long offset);
+    internal static unsafe partial void* mmap(void* addr, nuint length, int prot, int flags, SafeHandle fd, long offset);
 
-    /// <summary><c>int munmap(void *addr, size_t length)</c>.</summary>
+    /// <summary><c>mmap</c> with no file (MAP_ANONYMOUS, fd -1).</summary>
+    [LibraryImport(Libc, EntryPoint = "mmap", SetLastError = true)]
+    internal static unsafe partial void* mmap_anonymous(void* addr, nuint length, int prot, int flags, int fd, long offset);
+
+    /// <summary><c>int munmap(void *addr, size_t length)</c>. Only <see cref="Internal.MemoryMappingHandle"/> calls it.</summary>
     [LibraryImport(Libc, EntryPoint = "munmap", SetLastError = true)]
     internal static unsafe partial int munmap(void* addr, nuint length);
 }

@@ -16,4 +16,11 @@ internal static partial class Interop
     /// <summary><c>long syscall(long number, ...)</c> with four arguments (rt_sigprocmask, rt_sigtimedwait, tgkill).</summary>
     [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
     internal static partial long syscall(long number, long arg1, long arg2, long arg3, long arg4);
+
+    /// <summary>
+    /// <c>long syscall(long number, ...)</c> whose first argument is a descriptor (pidfd_send_signal), referenced by the
+    /// marshaller for the call so that it cannot be closed and reused under the kernel.
+    /// </summary>
+    [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
+    internal static partial long syscall(long number, SafeHandle fd, long arg2, long arg3, long arg4);
 }

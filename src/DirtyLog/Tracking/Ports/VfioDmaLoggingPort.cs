@@ -39,13 +39,7 @@ public sealed class VfioDmaLoggingPort : IDeviceDirtyLogPort
     /// <inheritdoc/>
     public ulong StartLogging(ReadOnlySpan<AddressRange> ranges, ulong pageSize)
     {
-        var native = new IovaRange[ranges.Length];
-        for (int i = 0; i < ranges.Length; i++)
-        {
-            native[i] = new IovaRange(ranges[i].Start, ranges[i].Length);
-        }
-
-        return _device.StartDmaLogging(native, pageSize);
+        return _device.StartDmaLogging(ranges, pageSize);
     }
 
     /// <inheritdoc/>
