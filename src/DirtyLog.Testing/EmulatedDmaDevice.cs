@@ -73,8 +73,8 @@ public sealed class EmulatedDmaDevice : IDeviceDirtyLogPort, IDisposable
     /// <summary>The ranges the device tracks now (after its own folding), empty when stopped.</summary>
     public IReadOnlyList<AddressRange> TrackedRanges => Volatile.Read(ref _session)?.Ranges ?? [];
 
-    /// <summary>How long each REPORT takes before it runs (a device's report queue takes milliseconds).</summary>
-    public TimeSpan ReportDelay { get; set; }
+    /// <summary>The gate each REPORT passes before it runs: held by tests, slowed by benchmarks.</summary>
+    public ReportGate Reports { get; } = new();
 
     /// <summary>A firmware error: every REPORT fails with EIO until STOP and START.</summary>
     public void InjectDeviceError() => _deviceError = true;
@@ -192,10 +192,7 @@ public sealed class EmulatedDmaDevice : IDeviceDirtyLogPort, IDisposable
             throw Error(ReportRequest, Errno.EFAULT);
         }
 
-        if (ReportDelay > TimeSpan.Zero)
-        {
-            Thread.Sleep(ReportDelay);
-        }
+        Reports.Pass();
 
         lock (_gate)
         {

@@ -18,7 +18,7 @@ namespace DirtyLog.Testing;
 /// (EINVAL), a non-zero page size (EINVAL) and no overflow (EOVERFLOW); the bitmap is only ORed into; a dirty huge
 /// entry marks every bit it covers; a query stops silently at the first unmapped hole, leaving what follows
 /// unreported and uncleared; unmapping drops entries with their dirty bits.</para>
-/// <para>Fault and latency injection (<see cref="ReportDelay"/>, <see cref="FailNextReports"/>) let tests drive a
+/// <para>Fault and latency injection (<see cref="Reports"/>, <see cref="FailNextReports"/>) let tests drive a
 /// harvester's deadlines and fault policies.</para>
 /// <para>Thread safety: DMA and queries may run from any number of threads; see <see cref="EmulatedIommu"/>.</para>
 /// </remarks>
@@ -58,8 +58,8 @@ public sealed class EmulatedHwpt : IIommuDirtyPort
     /// <inheritdoc/>
     public ulong IovaAlignment => _ioas.IovaAlignment;
 
-    /// <summary>How long each dirty query takes before it runs (a real IOMMU walk of a large space takes milliseconds).</summary>
-    public TimeSpan ReportDelay { get; set; }
+    /// <summary>The gate each dirty query passes before it runs: held by tests, slowed by benchmarks.</summary>
+    public ReportGate Reports { get; } = new();
 
     /// <summary>Makes the next <paramref name="count"/> dirty queries fail with <paramref name="errno"/>.</summary>
     /// <param name="errno">The errno, such as <see cref="Errno.EIO"/>.</param>
@@ -178,10 +178,7 @@ public sealed class EmulatedHwpt : IIommuDirtyPort
             throw EmulatedIommu.Error(GetRequest, Errno.EFAULT);
         }
 
-        if (ReportDelay > TimeSpan.Zero)
-        {
-            Thread.Sleep(ReportDelay);
-        }
+        Reports.Pass();
 
         if (Volatile.Read(ref _failures) > 0 && Interlocked.Decrement(ref _failures) >= 0)
         {

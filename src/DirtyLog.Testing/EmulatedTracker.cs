@@ -11,7 +11,7 @@ namespace DirtyLog.Testing;
 
 /// <summary>
 /// A guest-physical tracker whose writes are scripted: a stand-in for any real tracker in tests and benchmarks of
-/// harvesting and pre-copy control, with report latency and failures on demand.
+/// harvesting and pre-copy control, with reports held, slowed or failed on demand.
 /// </summary>
 /// <remarks>
 /// Like a real tracker it logs only while started, a clearing read returns and forgets what it logged, and a failed
@@ -27,9 +27,7 @@ public sealed class EmulatedTracker : DirtyTrackerBase
     private readonly AddressRange _coverage;
     private readonly SparseDirtyBitmap _log;
     private readonly ulong[] _scratch = new ulong[ChunkWords];
-    private readonly ManualResetEventSlim _reportGate = new(initialState: true); // the report gate; open unless a test holds it
     private RetireGate _writers; // writes in flight; disposal retires it before freeing the log
-    private int _held;
     private int _failures;
     private volatile bool _logging;
 
@@ -55,23 +53,8 @@ public sealed class EmulatedTracker : DirtyTrackerBase
     /// <inheritdoc/>
     public override bool CanReadWithoutClear => true;
 
-    /// <summary>How long each read takes before it reports (a firmware queue, a slow ioctl): latency for benchmarks; tests use <see cref="HoldReports"/>.</summary>
-    public TimeSpan ReportDelay { get; set; }
-
-    /// <summary>Reads waiting at the report gate now.</summary>
-    public int HeldReads => Volatile.Read(ref _held);
-
-    /// <summary>Closes the report gate: every read waits at its start until <see cref="ReleaseReports"/> (a tracker as slow as the test wants).</summary>
-    public void HoldReports() => _reportGate.Reset();
-
-    /// <summary>Opens the report gate: held reads go on, and later ones do not wait.</summary>
-    public void ReleaseReports() => _reportGate.Set();
-
-    /// <summary>Waits until at least <paramref name="count"/> reads are held at the gate: the event a test waits for instead of a time.</summary>
-    /// <param name="count">Reads.</param>
-    /// <param name="timeout">How long to wait at most.</param>
-    /// <returns>Whether they were.</returns>
-    public bool WaitForHeldReads(int count, TimeSpan timeout) => SpinWait.SpinUntil(() => HeldReads >= count, timeout);
+    /// <summary>The gate each read passes before it reports: held by tests, slowed by benchmarks.</summary>
+    public ReportGate Reports { get; } = new();
 
     /// <summary>Makes the next <paramref name="count"/> reads fail (the tracker then faults).</summary>
     /// <param name="count">Reads to fail.</param>
@@ -132,17 +115,7 @@ public sealed class EmulatedTracker : DirtyTrackerBase
     /// <inheritdoc/>
     protected override ulong ReadCore(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode)
     {
-        if (!_reportGate.IsSet)
-        {
-            Interlocked.Increment(ref _held);
-            _reportGate.Wait();
-            Interlocked.Decrement(ref _held);
-        }
-
-        if (ReportDelay > TimeSpan.Zero)
-        {
-            Thread.Sleep(ReportDelay);
-        }
+        Reports.Pass();
 
         if (Volatile.Read(ref _failures) > 0 && Interlocked.Decrement(ref _failures) >= 0)
         {
@@ -179,7 +152,6 @@ public sealed class EmulatedTracker : DirtyTrackerBase
         // Writers do not take the tracker's lock: refuse new ones and wait out those in flight before freeing.
         _writers.Retire();
         _log.Dispose();
-        _reportGate.Dispose();
         base.Dispose(disposing);
     }
 

@@ -43,7 +43,7 @@ public class HarvesterBenchmarks
         _spreads = new EvenSpread[Trackers];
         for (int i = 0; i < Trackers; i++)
         {
-            _trackers[i] = new EmulatedTracker($"t{i}", new AddressRange((ulong)i * GiB, GiB)) { ReportDelay = TimeSpan.FromMilliseconds(LatencyMs) };
+            _trackers[i] = new EmulatedTracker($"t{i}", new AddressRange((ulong)i * GiB, GiB)) { Reports = { Delay = TimeSpan.FromMilliseconds(LatencyMs) } };
             _plain.Add(_trackers[i], TrackerFaultPolicy.FailRound);
             _attributing.Add(_trackers[i], TrackerFaultPolicy.FailRound);
             _spreads[i] = new EvenSpread(GiB / 4096, 0, 1);

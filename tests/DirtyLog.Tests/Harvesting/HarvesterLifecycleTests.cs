@@ -54,7 +54,7 @@ public class HarvesterLifecycleTests
         harvester.Add(slow, TrackerFaultPolicy.MarkCoverageDirty);
         harvester.StartTracking();
         slow.Write(4096);
-        slow.HoldReports(); // a read that never ends until the test says so: the round must not wait for it
+        slow.Reports.Hold(); // a read that never ends until the test says so: the round must not wait for it
 
         HarvestRound round;
         try
@@ -65,7 +65,7 @@ public class HarvesterLifecycleTests
         }
         finally
         {
-            slow.ReleaseReports();
+            slow.Reports.Release();
         }
 
         using (round)

@@ -67,7 +67,7 @@ public class ParallelHarvesterTests
         using var harvester = new ParallelHarvester(_shared);
         foreach (EmulatedTracker t in trackers)
         {
-            t.HoldReports();
+            t.Reports.Hold();
             harvester.Add(t, TrackerFaultPolicy.FailRound);
         }
 
@@ -76,11 +76,11 @@ public class ParallelHarvesterTests
         Task<HarvestRound> pending = Task.Run(() => harvester.RunRound(null, CancellationToken.None));
 
         // Every tracker is inside its read at the same time: the round waits for the slowest, not for the sum.
-        Assert.That(trackers.All(t => t.WaitForHeldReads(1, TimeSpan.FromSeconds(10))), Is.True, "all four reads were in progress together");
+        Assert.That(trackers.All(t => t.Reports.WaitForHeld(1, TimeSpan.FromSeconds(10))), Is.True, "all four reads were in progress together");
         Assert.That(pending.IsCompleted, Is.False, "the round waits for its trackers");
         foreach (EmulatedTracker t in trackers)
         {
-            t.ReleaseReports();
+            t.Reports.Release();
         }
 
         using HarvestRound round = pending.Result;
@@ -217,7 +217,7 @@ public class ParallelHarvesterTests
     {
         EmulatedTracker fast = Tracker("fast", 0, 4 * MiB), slow = Tracker("slow", 4 * MiB, 4 * MiB);
         using ParallelHarvester harvester = Started((fast, TrackerFaultPolicy.FailRound), (slow, TrackerFaultPolicy.MarkCoverageDirty));
-        slow.HoldReports();
+        slow.Reports.Hold();
         fast.Write(4096);
         slow.Write(4 * MiB);
         try
@@ -225,7 +225,7 @@ public class ParallelHarvesterTests
             using HarvestRound round = harvester.RunRound(TimeSpan.FromMilliseconds(50), CancellationToken.None);
             Assert.Multiple(() =>
             {
-                Assert.That(slow.HeldReads, Is.EqualTo(1), "the round returned while the slow read was still held");
+                Assert.That(slow.Reports.HeldCount, Is.EqualTo(1), "the round returned while the slow read was still held");
                 Assert.That(round.Trackers[1].Outcome, Is.EqualTo(TrackerRoundOutcome.Late));
                 Assert.That(round.Pages, Is.EqualTo(1 + 1024UL), "the fast tracker's page and the slow tracker's whole coverage");
             });
@@ -238,7 +238,7 @@ public class ParallelHarvesterTests
         }
         finally
         {
-            slow.ReleaseReports(); // a held read holds the tracker's lock: nothing could stop it
+            slow.Reports.Release(); // a held read holds the tracker's lock: nothing could stop it
         }
 
         SpinWait.SpinUntil(() => harvester.RunRound(TimeSpan.FromSeconds(5), CancellationToken.None) is { } r && Settle(r) == TrackerRoundOutcome.Read, TimeSpan.FromSeconds(10));
@@ -252,7 +252,7 @@ public class ParallelHarvesterTests
     {
         EmulatedTracker slow = Tracker("slow", 0, 4 * MiB);
         using ParallelHarvester harvester = Started((slow, TrackerFaultPolicy.FailRound));
-        slow.HoldReports();
+        slow.Reports.Hold();
         try
         {
             Assert.That(() => harvester.RunRound(TimeSpan.FromMilliseconds(30), CancellationToken.None),
@@ -260,7 +260,7 @@ public class ParallelHarvesterTests
         }
         finally
         {
-            slow.ReleaseReports();
+            slow.Reports.Release();
         }
     }
 
@@ -270,14 +270,14 @@ public class ParallelHarvesterTests
         EmulatedTracker slow = Tracker("slow", 0, 4 * MiB);
         using ParallelHarvester harvester = Started((slow, TrackerFaultPolicy.FailRound));
         slow.Write(8192);
-        slow.HoldReports();
+        slow.Reports.Hold();
         using var cancel = new CancellationTokenSource();
         Task<HarvestRound> pending = Task.Run(() => harvester.RunRound(null, cancel.Token));
-        Assert.That(slow.WaitForHeldReads(1, TimeSpan.FromSeconds(10)), Is.True);
+        Assert.That(slow.Reports.WaitForHeld(1, TimeSpan.FromSeconds(10)), Is.True);
         cancel.Cancel();
         Assert.That(() => pending.GetAwaiter().GetResult(), Throws.InstanceOf<OperationCanceledException>());
         Assert.That(_shared.Count(), Is.Zero, "the read is still held");
-        slow.ReleaseReports();
+        slow.Reports.Release();
         Assert.That(SpinWait.SpinUntil(() => _shared.Count() == 1, TimeSpan.FromSeconds(5)), Is.True, "the cancelled read still merged its page");
     }
 

@@ -119,9 +119,11 @@ public class KvmDirtyRingTrackerTests : KvmFixture
         // The guest runs without pause on its own thread; the reaper empties the ring while it runs; the test reads in
         // rounds, then pauses the vCPU with a kick, reads once more, and judges from memory contents.
         using var guest = new TinyGuest(64UL << 20, seed, dirtyRingEntries: 4096);
-        using var tracker = new KvmDirtyRingTracker(new KvmVmPort(guest.Vm, [guest.Vcpu.DirtyRing!]), reapInterval: TimeSpan.FromMilliseconds(1));
+        var port = new ThreadRecordingRingPort(new KvmVmPort(guest.Vm, [guest.Vcpu.DirtyRing!]));
+        using var tracker = new KvmDirtyRingTracker(port, reapInterval: TimeSpan.FromMilliseconds(1));
         tracker.StartTracking();
         using var reported = new SparseDirtyBitmap(40);
+        var ownThreads = new List<Thread> { Thread.CurrentThread };
         for (ulong iteration = 1; iteration <= 4; iteration++)
         {
             var pages = new HashSet<ulong>();
@@ -140,6 +142,7 @@ public class KvmDirtyRingTrackerTests : KvmFixture
                 }
             });
             long entriesBefore = tracker.EntriesHarvested;
+            ownThreads.Add(vcpu);
             vcpu.Start();
             Assert.That(SpinWait.SpinUntil(() => tracker.EntriesHarvested > entriesBefore, TimeSpan.FromSeconds(10)), Is.True, "the guest runs and the reaper harvests");
             for (int round = 0; round < 4; round++)
@@ -174,9 +177,12 @@ public class KvmDirtyRingTrackerTests : KvmFixture
 
         TestContext.Out.WriteLine($"{tracker.ReaperReaps} reaper reaps, {tracker.EntriesHarvested} entries, {tracker.Overflows} overflows");
         tracker.StopTracking();
-        long reapsAfterStop = tracker.ReaperReaps;
-        Thread.Sleep(20);
-        Assert.That(tracker.ReaperReaps, Is.EqualTo(reapsAfterStop), "stopping the tracker stops its reaper");
+        IReadOnlyList<Thread> reapers = port.HarvestersOtherThan([.. ownThreads]);
+        Assert.Multiple(() =>
+        {
+            Assert.That(reapers, Is.Not.Empty, "a reaper thread harvested");
+            Assert.That(reapers.Where(t => t.IsAlive), Is.Empty, "stopping the tracker ended its reaper");
+        });
     }
 
     [Test]

@@ -226,7 +226,8 @@ public class EmulatedDirtyRingTrackerTests
     [TestCase(2)]
     public void AReaperAtACadenceKeepsTwoRunningVcpusOutOfRingFullAndNothingIsLost(int seed)
     {
-        using var tracker = new KvmDirtyRingTracker(_vm, reapInterval: TimeSpan.FromMilliseconds(1));
+        var port = new ThreadRecordingRingPort(_vm);
+        using var tracker = new KvmDirtyRingTracker(port, reapInterval: TimeSpan.FromMilliseconds(1));
         tracker.StartTracking();
         for (ulong round = 1; round <= 3; round++)
         {
@@ -276,6 +277,8 @@ public class EmulatedDirtyRingTrackerTests
         }
 
         Assert.That(tracker.ReaperReaps, Is.GreaterThan(0));
+        tracker.StopTracking();
+        Assert.That(port.HarvestersOtherThan(Thread.CurrentThread).Where(t => t.IsAlive), Is.Empty, "stopping the tracker ended its reaper");
     }
 
     private struct NoVisitor : IDirtyRingVisitor
