@@ -6,10 +6,24 @@ using System.Text;
 
 namespace DirtyLog.Native;
 
-/// <summary>A Linux file descriptor owned by DirtyLog, closed exactly once when released.</summary>
-/// <remarks>Calls through it take a reference for their duration, so a concurrent dispose cannot close a descriptor in use.</remarks>
+/// <summary>
+/// A Linux file descriptor DirtyLog works on: one it opened and owns (closed exactly once when released), or one it
+/// borrows from the VMM (<see cref="Borrow(SafeHandle, string)"/>, <see cref="Borrow(int, string)"/>), which it never
+/// closes.
+/// </summary>
+/// <remarks>
+/// <para>Calls through it take a reference for their duration, so a concurrent dispose cannot close a descriptor in use.</para>
+/// <para>A descriptor borrowed from the VMM's own <see cref="SafeHandle"/> keeps a reference on that handle until this
+/// one is disposed: the VMM may dispose its handle at any time, and the descriptor is closed (by the VMM's handle) only
+/// after DirtyLog let go of it, so its number can never be reused under DirtyLog. A descriptor borrowed as a bare
+/// <see langword="int"/> has no such guard: the VMM must keep it open until DirtyLog's objects over it are disposed.</para>
+/// <para>Thread safety: as <see cref="SafeHandle"/>; every member may be called from any thread.</para>
+/// </remarks>
 public sealed class FileDescriptorHandle : SafeHandle
 {
+    private SafeHandle? _lender; // the VMM's handle this one borrows from, referenced until release
+    private bool _owns = true;   // whether releasing closes the descriptor
+
     /// <summary>Creates an invalid handle; <see cref="Open(string)"/> is the way to get a valid one.</summary>
     public FileDescriptorHandle()
         : base(new IntPtr(-1), ownsHandle: true)
@@ -49,15 +63,93 @@ public sealed class FileDescriptorHandle : SafeHandle
         return handle;
     }
 
-    /// <summary>Takes ownership of a descriptor a kernel call returned (a VM or vCPU fd).</summary>
-    /// <param name="fd">The descriptor.</param>
-    /// <param name="path">What it is, for error messages.</param>
+    /// <summary>Whether disposing this handle closes the descriptor (false for a borrowed one).</summary>
+    public bool OwnsDescriptor => _owns;
+
+    /// <summary>The descriptor number, for messages and for the VMM's own calls; DirtyLog's calls go through the handle.</summary>
+    public int Descriptor => (int)handle.ToInt64();
+
+    /// <summary>Takes ownership of a descriptor: disposing the handle closes it.</summary>
+    /// <param name="fd">The descriptor (for instance a VM fd the VMM hands over for good).</param>
+    /// <param name="description">What it is, for error messages (such as <c>kvm-vm</c>).</param>
     /// <returns>The owning handle.</returns>
-    internal static FileDescriptorHandle Adopt(int fd, string path)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="fd"/> is negative.</exception>
+    public static FileDescriptorHandle Own(int fd, string description) => Wrap(fd, description, owns: true, lender: null);
+
+    /// <summary>Borrows a descriptor the VMM owns and keeps open: disposing the handle never closes it.</summary>
+    /// <param name="fd">The descriptor.</param>
+    /// <param name="description">What it is, for error messages.</param>
+    /// <returns>A handle that does not own the descriptor.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="fd"/> is negative.</exception>
+    public static FileDescriptorHandle Borrow(int fd, string description) => Wrap(fd, description, owns: false, lender: null);
+
+    /// <summary>
+    /// Borrows the descriptor of the VMM's own handle (a <see cref="Microsoft.Win32.SafeHandles.SafeFileHandle"/> or
+    /// its own kind): never closed by DirtyLog; the VMM's handle stays referenced until this one is disposed.
+    /// </summary>
+    /// <param name="lender">The VMM's handle.</param>
+    /// <param name="description">What it is, for error messages.</param>
+    /// <returns>A handle that does not own the descriptor.</returns>
+    /// <exception cref="ObjectDisposedException"><paramref name="lender"/> is closed.</exception>
+    /// <exception cref="ArgumentException"><paramref name="lender"/> is invalid.</exception>
+    public static FileDescriptorHandle Borrow(SafeHandle lender, string description)
     {
-        var handle = new FileDescriptorHandle { Path = path };
-        handle.SetHandle(new IntPtr(fd));
-        return handle;
+        ArgumentNullException.ThrowIfNull(lender);
+        if (lender.IsInvalid)
+        {
+            throw new ArgumentException($"The handle lent as {description} is invalid.", nameof(lender));
+        }
+
+        bool added = false;
+        lender.DangerousAddRef(ref added); // throws ObjectDisposedException when closed
+        try
+        {
+            return Wrap(checked((int)lender.DangerousGetHandle().ToInt64()), description, owns: false, lender);
+        }
+        catch
+        {
+            lender.DangerousRelease();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// What the descriptor is, as <c>/proc/self/fd</c> names it: <c>anon_inode:kvm-vm</c>,
+    /// <c>anon_inode:kvm-vcpu:0</c>, <c>/dev/iommu</c>, <c>/dev/vfio/devices/vfio0</c>.
+    /// </summary>
+    /// <returns>The name.</returns>
+    /// <exception cref="KernelException">The descriptor is not open (EBADF).</exception>
+    internal string Describe()
+    {
+        string? target = new System.IO.FileInfo($"/proc/self/fd/{Descriptor}").LinkTarget;
+        return target ?? throw KernelErrors.From("readlink", $"/proc/self/fd/{Descriptor} ({Path})", Errno.EBADF);
+    }
+
+    /// <summary>Checks that the descriptor is of the kind a binding expects, before anything is done with it.</summary>
+    /// <param name="prefix">The start of its <c>/proc/self/fd</c> name, such as <c>anon_inode:kvm-vm</c>.</param>
+    /// <param name="what">What the binding expected, for the message.</param>
+    /// <param name="paramName">The caller's parameter that holds this handle.</param>
+    /// <returns>Its name.</returns>
+    /// <exception cref="KernelException">The descriptor is not open (EBADF).</exception>
+    /// <exception cref="ArgumentException">It is open but something else.</exception>
+    internal string Require(string prefix, string what, string paramName = "handle")
+    {
+        string name = Describe();
+        if (!name.StartsWith(prefix, StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"Descriptor {Descriptor} ({Path}) is {name}, not {what}.", paramName);
+        }
+
+        return name;
+    }
+
+    private static FileDescriptorHandle Wrap(int fd, string description, bool owns, SafeHandle? lender)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(fd);
+        ArgumentException.ThrowIfNullOrEmpty(description);
+        var result = new FileDescriptorHandle { Path = description, _owns = owns, _lender = lender };
+        result.SetHandle(new IntPtr(fd));
+        return result;
     }
 
     /// <summary>
@@ -85,5 +177,14 @@ public sealed class FileDescriptorHandle : SafeHandle
     }
 
     /// <inheritdoc/>
-    protected override bool ReleaseHandle() => Interop.close((int)handle.ToInt64()) == 0;
+    protected override bool ReleaseHandle()
+    {
+        if (_lender is { } lender)
+        {
+            lender.DangerousRelease(); // the VMM's handle may close its descriptor now
+            return true;
+        }
+
+        return !_owns || Interop.close((int)handle.ToInt64()) == 0;
+    }
 }

@@ -27,6 +27,22 @@ public sealed unsafe class IommufdContext : IDisposable
     /// <summary>The open descriptor (what <c>VFIO_DEVICE_BIND_IOMMUFD</c> takes).</summary>
     public FileDescriptorHandle Handle { get; }
 
+    /// <summary>
+    /// An iommufd the VMM opened, over its descriptor: owned by DirtyLog only if <paramref name="handle"/> owns it
+    /// (<see cref="FileDescriptorHandle.Own"/>); a borrowed one (<see cref="FileDescriptorHandle.Borrow(System.Runtime.InteropServices.SafeHandle, string)"/>)
+    /// stays the VMM's, and disposing this object leaves it open.
+    /// </summary>
+    /// <param name="handle">The descriptor.</param>
+    /// <returns>The wrapper.</returns>
+    /// <exception cref="KernelException">The descriptor is not open (EBADF).</exception>
+    /// <exception cref="ArgumentException">It is open but not an iommufd (a path under <c>/dev/iommu</c>).</exception>
+    public static IommufdContext FromHandle(FileDescriptorHandle handle)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        handle.Require("/dev/iommu", "an iommufd");
+        return new(handle);
+    }
+
     /// <summary>Opens the iommufd.</summary>
     /// <param name="path">The device node; <see cref="DevicePath"/> unless testing.</param>
     /// <returns>The open iommufd.</returns>

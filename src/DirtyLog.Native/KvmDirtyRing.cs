@@ -37,6 +37,31 @@ public sealed unsafe class KvmDirtyRing : IDisposable
     public uint Entries { get; }
 
     /// <summary>
+    /// Maps the dirty ring of a vCPU the VMM created (its VM enabled the ring before creating it): DirtyLog harvests
+    /// it; the VMM keeps running the vCPU. The mapping holds the vCPU in the kernel, not the descriptor: the VMM may
+    /// dispose <paramref name="vcpu"/> once this returns, and the ring stays valid until disposed.
+    /// </summary>
+    /// <param name="vcpu">The vCPU descriptor, owned or borrowed (<see cref="FileDescriptorHandle.Borrow(System.Runtime.InteropServices.SafeHandle, string)"/>).</param>
+    /// <param name="entries">The entries per ring the VM enabled (<c>KVM_CAP_DIRTY_LOG_RING</c>'s size / 16).</param>
+    /// <returns>The ring.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="entries"/> is not a power of two of 256 to 65,536.</exception>
+    /// <exception cref="ArgumentException">The descriptor is open but not a KVM vCPU.</exception>
+    /// <exception cref="KernelException">
+    /// The descriptor is not open (EBADF), or the vCPU has no ring of that size (mmap fails: EINVAL when its VM enabled none).
+    /// </exception>
+    public static KvmDirtyRing Map(FileDescriptorHandle vcpu, uint entries)
+    {
+        ArgumentNullException.ThrowIfNull(vcpu);
+        if (entries < 256 || entries > 65536 || (entries & (entries - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(entries), entries, "The ring must hold a power of two of 256 to 65,536 entries.");
+        }
+
+        vcpu.Require("anon_inode:kvm-vcpu", "a KVM vCPU", nameof(vcpu));
+        return new KvmDirtyRing(vcpu, entries);
+    }
+
+    /// <summary>
     /// Harvests every entry KVM has pushed, in order, marking each for reset; stops at the first entry not dirty.
     /// Call <see cref="KvmVm.ResetDirtyRings"/> afterwards, and read page contents only after that.
     /// </summary>

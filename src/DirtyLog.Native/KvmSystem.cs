@@ -49,7 +49,7 @@ public sealed unsafe class KvmSystem : IDisposable
     public KvmVm CreateVm()
     {
         int fd = Handle.Ioctl(KVM_CREATE_VM, nameof(KVM_CREATE_VM), null);
-        return new KvmVm(this, FileDescriptorHandle.Adopt(fd, "kvm-vm"));
+        return new KvmVm(this, FileDescriptorHandle.Own(fd, "kvm-vm"));
     }
 
     /// <summary>Closes <c>/dev/kvm</c>; VMs stay valid until disposed.</summary>

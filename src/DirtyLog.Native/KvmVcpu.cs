@@ -327,7 +327,7 @@ public sealed unsafe class KvmVcpu : IDisposable
             throw KernelErrors.From("pidfd_open", $"thread {tid}", errno);
         }
 
-        return FileDescriptorHandle.Adopt((int)fd, $"pidfd:{tid}");
+        return FileDescriptorHandle.Own((int)fd, $"pidfd:{tid}");
     }
 
     private void UnbindLocked()

@@ -12,14 +12,44 @@ namespace DirtyLog.Native;
 /// <remarks>Calls may come from any thread; the kernel serialises what must be. The slot table is kept here so that dirty-log calls can be checked.</remarks>
 public sealed unsafe class KvmVm : IDisposable
 {
-    private readonly KvmSystem _kvm;
+    private readonly KvmSystem? _kvm; // null for a VM the VMM created
     private readonly Dictionary<uint, KvmMemorySlot> _slots = new();
     private long _slotTableVersion;
 
-    internal KvmVm(KvmSystem kvm, FileDescriptorHandle handle)
+    internal KvmVm(KvmSystem? kvm, FileDescriptorHandle handle)
     {
         _kvm = kvm;
         Handle = handle;
+    }
+
+    /// <summary>
+    /// A VM the VMM created (<c>KVM_CREATE_VM</c> on its own <c>/dev/kvm</c>), over its descriptor: DirtyLog reads and
+    /// resets its dirty state; the VMM keeps creating vCPUs, setting memslots and running it. The descriptor is closed
+    /// by disposing only if <paramref name="handle"/> owns it (<see cref="FileDescriptorHandle.Own"/>); a borrowed one
+    /// (<see cref="FileDescriptorHandle.Borrow(System.Runtime.InteropServices.SafeHandle, string)"/>) stays the VMM's.
+    /// </summary>
+    /// <param name="handle">The VM descriptor.</param>
+    /// <param name="manualDirtyLogProtect">
+    /// Whether the VMM enabled <c>KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2</c> on it (KVM offers no way to ask).
+    /// </param>
+    /// <param name="dirtyRingEntries">The entries per vCPU ring the VMM enabled, 0 when it logs with bitmaps.</param>
+    /// <returns>The VM.</returns>
+    /// <exception cref="KernelException">The descriptor is not open (EBADF), or not a KVM descriptor (ENOTTY).</exception>
+    /// <exception cref="ArgumentException">It is open but not a KVM VM (<c>/dev/kvm</c> itself, a vCPU, a file).</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="dirtyRingEntries"/> is not 0 or a power of two of 256 to 65,536.</exception>
+    public static KvmVm FromHandle(FileDescriptorHandle handle, bool manualDirtyLogProtect = false, uint dirtyRingEntries = 0)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        if (dirtyRingEntries != 0)
+        {
+            CheckRingEntries(dirtyRingEntries, nameof(dirtyRingEntries));
+        }
+
+        handle.Require("anon_inode:kvm-vm", "a KVM VM");
+
+        // A harmless VM ioctl, so that a descriptor that only looks right fails here, naming the call and errno.
+        handle.Ioctl(KVM_CHECK_EXTENSION, nameof(KVM_CHECK_EXTENSION), (void*)KVM_CAP_USER_MEMORY);
+        return new KvmVm(null, handle) { ManualDirtyLogProtect = manualDirtyLogProtect, DirtyRingEntries = dirtyRingEntries };
     }
 
     /// <summary>The VM descriptor.</summary>
@@ -63,10 +93,7 @@ public sealed unsafe class KvmVm : IDisposable
     /// <exception cref="KernelException">KVM refused (EINVAL: vCPUs exist or the size was set; E2BIG: too large).</exception>
     public void EnableDirtyRing(uint entries)
     {
-        if (entries < 256 || entries > 65536 || (entries & (entries - 1)) != 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(entries), entries, "The ring must hold a power of two of 256 to 65,536 entries.");
-        }
+        CheckRingEntries(entries, nameof(entries));
 
         uint cap = CheckExtension(KVM_CAP_DIRTY_LOG_RING_ACQ_REL) > 0 ? KVM_CAP_DIRTY_LOG_RING_ACQ_REL
             : CheckExtension(KVM_CAP_DIRTY_LOG_RING) > 0 ? KVM_CAP_DIRTY_LOG_RING
@@ -150,21 +177,36 @@ public sealed unsafe class KvmVm : IDisposable
     /// <returns>The vCPU.</returns>
     public KvmVcpu CreateVcpu(uint id)
     {
+        if (_kvm is null)
+        {
+            throw new InvalidOperationException("The VMM created this VM: it creates its vCPUs too, and hands their descriptors to KvmDirtyRing.Map.");
+        }
+
         int fd = Handle.Ioctl(KVM_CREATE_VCPU, nameof(KVM_CREATE_VCPU), (void*)id);
-        return new KvmVcpu(FileDescriptorHandle.Adopt(fd, $"kvm-vcpu{id}"), _kvm.VcpuMmapSize, DirtyRingEntries);
+        return new KvmVcpu(FileDescriptorHandle.Own(fd, $"kvm-vcpu{id}"), _kvm.VcpuMmapSize, DirtyRingEntries);
     }
 
     /// <summary><c>KVM_GET_DIRTY_LOG</c>: the slot's dirty bitmap (classic: fetched and re-protected; manual: only copied).</summary>
-    /// <param name="slotId">The slot.</param>
+    /// <param name="slotId">A slot set through <see cref="SetMemorySlot"/>.</param>
     /// <param name="bitmap">At least ceil(pages / 64) words; bit i = page i of the slot.</param>
-    public void GetDirtyLog(uint slotId, Span<ulong> bitmap)
+    public void GetDirtyLog(uint slotId, Span<ulong> bitmap) => GetDirtyLog(GetSlot(slotId), bitmap);
+
+    /// <summary>
+    /// <c>KVM_GET_DIRTY_LOG</c> of a slot described by the caller (the VMM set it with its own
+    /// <c>KVM_SET_USER_MEMORY_REGION</c>): the slot's size bounds what KVM writes into <paramref name="bitmap"/>.
+    /// </summary>
+    /// <param name="slot">The slot, as the VMM set it.</param>
+    /// <param name="bitmap">At least ceil(pages / 64) words; bit i = page i of the slot.</param>
+    /// <exception cref="ArgumentException"><paramref name="bitmap"/> is shorter than the slot needs.</exception>
+    /// <exception cref="KernelException">KVM refused: ENOENT when the slot does not log dirty pages, EINVAL when there is no such slot.</exception>
+    public void GetDirtyLog(KvmMemorySlot slot, Span<ulong> bitmap)
     {
-        KvmMemorySlot slot = GetSlot(slotId);
+        ArgumentNullException.ThrowIfNull(slot);
         CheckBitmap(slot, bitmap.Length, nameof(bitmap));
         fixed (ulong* p = bitmap)
         {
-            var log = new kvm_dirty_log { slot = slotId, dirty_bitmap = (ulong)p };
-            Handle.Ioctl(KVM_GET_DIRTY_LOG, nameof(KVM_GET_DIRTY_LOG), &log);
+            var log = new kvm_dirty_log { slot = slot.Id, dirty_bitmap = (ulong)p };
+            Handle.Ioctl(KVM_GET_DIRTY_LOG, $"{nameof(KVM_GET_DIRTY_LOG)}(slot {slot.Id})", &log);
         }
     }
 
@@ -189,6 +231,14 @@ public sealed unsafe class KvmVm : IDisposable
 
     /// <summary>Closes the VM.</summary>
     public void Dispose() => Handle.Dispose();
+
+    private static void CheckRingEntries(uint entries, string paramName)
+    {
+        if (entries < 256 || entries > 65536 || (entries & (entries - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(paramName, entries, "The ring must hold a power of two of 256 to 65,536 entries.");
+        }
+    }
 
     private static void CheckBitmap(KvmMemorySlot slot, int words, string paramName)
     {

@@ -38,7 +38,7 @@ public sealed unsafe class UserfaultfdContext : IDisposable
             throw KernelErrors.Last("userfaultfd", "UFFD_USER_MODE_ONLY");
         }
 
-        FileDescriptorHandle handle = FileDescriptorHandle.Adopt((int)fd, "userfaultfd");
+        FileDescriptorHandle handle = FileDescriptorHandle.Own((int)fd, "userfaultfd");
         try
         {
             var api = new uffdio_api { api = UFFD_API, features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED };

@@ -22,6 +22,22 @@ public sealed unsafe class VfioDevice : IDisposable
     /// <summary>The open descriptor.</summary>
     public FileDescriptorHandle Handle { get; }
 
+    /// <summary>
+    /// A VFIO device the VMM opened, over its descriptor: owned by DirtyLog only if <paramref name="handle"/> owns it
+    /// (<see cref="FileDescriptorHandle.Own"/>); a borrowed one (<see cref="FileDescriptorHandle.Borrow(System.Runtime.InteropServices.SafeHandle, string)"/>)
+    /// stays the VMM's, and disposing this object leaves it open.
+    /// </summary>
+    /// <param name="handle">The descriptor.</param>
+    /// <returns>The wrapper.</returns>
+    /// <exception cref="KernelException">The descriptor is not open (EBADF).</exception>
+    /// <exception cref="ArgumentException">It is open but not a VFIO device (a path under <c>/dev/vfio/</c>).</exception>
+    public static VfioDevice FromHandle(FileDescriptorHandle handle)
+    {
+        ArgumentNullException.ThrowIfNull(handle);
+        handle.Require("/dev/vfio/", "a VFIO device");
+        return new(handle);
+    }
+
     /// <summary>Opens a VFIO device cdev.</summary>
     /// <param name="path">Such as <c>/dev/vfio/devices/vfio0</c>.</param>
     /// <returns>The open device.</returns>

@@ -34,6 +34,7 @@ public sealed class EmulatedKvmVm : IKvmDirtyLogPort, IKvmDirtyRingPort, IDispos
 
     private readonly Lock _gate = new();
     private readonly Dictionary<uint, SlotState> _slots = new();
+    private readonly KvmSlotWatchers _watchers = new();
     private readonly EmulatedKvmVcpu[] _vcpus;
     private long _slotTableVersion;
 
@@ -90,13 +91,14 @@ public sealed class EmulatedKvmVm : IKvmDirtyLogPort, IKvmDirtyRingPort, IDispos
         }
     }
 
-    /// <summary><c>KVM_SET_USER_MEMORY_REGION</c> for a new slot (dirty logging off).</summary>
+    /// <summary><c>KVM_SET_USER_MEMORY_REGION</c> for a new slot (dirty logging off); watchers (trackers) are told after.</summary>
     /// <param name="id">The slot id.</param>
     /// <param name="guestAddress">The first guest-physical byte, page-aligned.</param>
     /// <param name="size">Bytes, a non-zero multiple of 4096, inside guest memory.</param>
     /// <exception cref="KernelException"><c>EINVAL</c> (unaligned, outside memory, or an existing slot moved or resized), <c>EEXIST</c> (overlap).</exception>
     public void AddSlot(uint id, ulong guestAddress, ulong size)
     {
+        KvmMemorySlot added;
         lock (_gate)
         {
             if (size == 0 || ((guestAddress | size) & 4095) != 0 || !Memory.Contains(guestAddress, size) || id > ushort.MaxValue)
@@ -114,26 +116,36 @@ public sealed class EmulatedKvmVm : IKvmDirtyLogPort, IKvmDirtyRingPort, IDispos
                 throw Error("KVM_SET_USER_MEMORY_REGION", Errno.EEXIST);
             }
 
-            _slots.Add(id, new SlotState(new KvmMemorySlot(id, guestAddress, size, (ulong)Memory.AsView().Address + guestAddress, false)));
+            added = new KvmMemorySlot(id, guestAddress, size, (ulong)Memory.AsView().Address + guestAddress, false);
+            _slots.Add(id, new SlotState(added));
             _slotTableVersion++;
         }
+
+        _watchers.SlotAdded(added);
     }
 
     /// <summary><c>KVM_SET_USER_MEMORY_REGION</c> with size 0: deletes a slot (its bitmap goes; ring entries naming it stay in the rings).</summary>
     /// <param name="id">The slot id.</param>
     /// <exception cref="KernelException"><c>EINVAL</c>: no such slot.</exception>
+    /// <remarks>Watchers (trackers) are told first, while the slot and its dirty state still exist, as a VMM tells its port.</remarks>
     public void DeleteSlot(uint id)
     {
+        KvmMemorySlot slot;
         lock (_gate)
         {
-            if (!_slots.Remove(id))
-            {
-                throw Error("KVM_SET_USER_MEMORY_REGION", Errno.EINVAL);
-            }
+            slot = _slots.TryGetValue(id, out SlotState? state) ? state.Slot : throw Error("KVM_SET_USER_MEMORY_REGION", Errno.EINVAL);
+        }
 
+        _watchers.SlotRemoving(slot);
+        lock (_gate)
+        {
+            _slots.Remove(id);
             _slotTableVersion++;
         }
     }
+
+    /// <inheritdoc/>
+    public IDisposable WatchSlots(IKvmSlotWatcher watcher) => _watchers.Add(watcher);
 
     /// <inheritdoc/>
     public IReadOnlyList<KvmMemorySlot> GetSlots()

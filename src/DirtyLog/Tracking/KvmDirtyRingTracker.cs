@@ -33,8 +33,12 @@ namespace DirtyLog.Tracking;
 /// <para><b>The reaper.</b> Given a reap interval, the tracker runs one background thread while it tracks that reaps
 /// at that cadence, as QEMU's reaper does: the rings are emptied while the vCPUs run, long before a ring fills. A reap
 /// that fails stops the reaper and faults the tracker at its next read (its coverage must then be treated as dirty).</para>
+/// <para><b>Slots come and go while tracking</b>, as the port tells (<see cref="IKvmSlotPort.WatchSlots"/>): before a
+/// slot is removed every ring is reaped while the slot still decodes, and its pages are kept for the next read; a slot
+/// added is logged and reported entirely dirty. Entries that name a slot the table no longer has (the guest wrote it
+/// between that reap and the deletion) are counted in <see cref="UnknownEntries"/> and mark every slot dirty.</para>
 /// <para>Thread safety: <see cref="Reap"/> may be called from the vCPU thread and the reaper while reads run elsewhere;
-/// they are serialised. Reads of page contents must follow the read that reported them (the reset re-protects
+/// they are serialised. Lock order: the tracker's own lock, then the port's slot watchers, then the ring lock. Reads of page contents must follow the read that reported them (the reset re-protects
 /// first).</para>
 /// </remarks>
 public sealed class KvmDirtyRingTracker : DirtyTrackerBase
@@ -46,6 +50,8 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     // take _ringGate alone.
     private readonly Lock _ringGate = new();
     private readonly RingEntryDecoder _decoder = new(); // under _ringGate
+    private readonly IDisposable _watch;
+    private bool _tracking; // under _ringGate
     private readonly ulong[] _scratch = new ulong[4096];
     private long _overflows;
     private long _entries;
@@ -75,6 +81,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
 
         ReapInterval = reapInterval;
         _port = port;
+        _watch = port.WatchSlots(new Watcher(this));
     }
 
     /// <summary>The reaper's cadence, or <see langword="null"/> when the tracker runs none.</summary>
@@ -140,6 +147,11 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
             throw;
         }
 
+        lock (_ringGate)
+        {
+            _tracking = true;
+        }
+
         if (ReapInterval is { } interval)
         {
             _reaper = new RingReaper(
@@ -158,6 +170,11 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     {
         _reaper?.Dispose();
         _reaper = null;
+        lock (_ringGate)
+        {
+            _tracking = false;
+        }
+
 
         foreach (KvmMemorySlot slot in _port.GetSlots())
         {
@@ -221,6 +238,52 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
         // A slot that was moved, resized or deleted: its old pages go once read.
         _decoder.DropEmptyReplaced();
         return count;
+    }
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        _watch.Dispose();
+        base.Dispose(disposing);
+    }
+
+    private void SlotAdded(KvmMemorySlot slot)
+    {
+        lock (_ringGate)
+        {
+            if (!_tracking)
+            {
+                return;
+            }
+
+            // Marked first, so that a failure to log it below still reports it whole.
+            _decoder.Refresh(_port);
+            _decoder.MarkSlot(slot.Id);
+            _port.SetDirtyLogging(slot.Id, true);
+        }
+    }
+
+    private void SlotRemoving(KvmMemorySlot slot)
+    {
+        lock (_ringGate)
+        {
+            if (!_tracking)
+            {
+                return;
+            }
+
+            // Every ring, while the slot still decodes: its entries become its pending pages, kept for the next read.
+            HarvestRingsLocked();
+            LastResetCount = _port.ResetDirtyRings();
+        }
+    }
+
+    /// <summary>The port's calls, kept off the tracker's public surface.</summary>
+    private sealed class Watcher(KvmDirtyRingTracker owner) : IKvmSlotWatcher
+    {
+        public void OnSlotAdded(KvmMemorySlot slot) => owner.SlotAdded(slot);
+
+        public void OnSlotRemoving(KvmMemorySlot slot) => owner.SlotRemoving(slot);
     }
 
     /// <summary>Harvests every ring into the pending pages, marking every slot when a ring may have overflowed; under the gate.</summary>

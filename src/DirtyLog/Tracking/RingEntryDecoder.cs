@@ -64,6 +64,16 @@ internal sealed class RingEntryDecoder
         return unknown;
     }
 
+    /// <summary>Marks every page of one current slot (added while tracking: none of it was ever sent).</summary>
+    /// <param name="slotId">The slot.</param>
+    public void MarkSlot(uint slotId)
+    {
+        if (_bySlotId.TryGetValue(slotId, out PendingPages? pending))
+        {
+            pending.MarkAll();
+        }
+    }
+
     /// <summary>Marks every page of every current slot (a ring that may have overflowed, an entry that could not be placed).</summary>
     public void MarkEverySlot()
     {

@@ -11,7 +11,7 @@ namespace DirtyLog.Tests.Infrastructure;
 /// A ring port that forwards to another and remembers every thread that harvested through it, so that a test can
 /// check that a tracker's reaper thread has ended (an event) instead of watching a counter stand still for a while.
 /// </summary>
-internal sealed class ThreadRecordingRingPort(IKvmDirtyRingPort inner) : IKvmDirtyRingPort
+internal sealed class ThreadRecordingRingPort(IKvmDirtyRingPort inner, bool tellSlotChanges = true) : IKvmDirtyRingPort
 {
     private readonly Lock _gate = new();
     private readonly HashSet<Thread> _harvesters = [];
@@ -53,4 +53,8 @@ internal sealed class ThreadRecordingRingPort(IKvmDirtyRingPort inner) : IKvmDir
     }
 
     public int ResetDirtyRings() => inner.ResetDirtyRings();
+
+    /// <summary>Forwards, unless this port plays a VMM that changes slots without telling (then nothing is told).</summary>
+    public System.IDisposable WatchSlots(IKvmSlotWatcher watcher) =>
+        tellSlotChanges ? inner.WatchSlots(watcher) : new System.Threading.CancellationTokenSource();
 }

@@ -34,6 +34,7 @@ internal static class KvmConstants
 
     public const uint KVM_MEM_LOG_DIRTY_PAGES = 1 << 0;
 
+    public const uint KVM_CAP_USER_MEMORY = 3;
     public const uint KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 = 168;
     public const uint KVM_CAP_DIRTY_LOG_RING = 192;
     public const uint KVM_CAP_DIRTY_LOG_RING_ACQ_REL = 223;

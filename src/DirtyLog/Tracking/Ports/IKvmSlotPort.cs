@@ -29,4 +29,9 @@ public interface IKvmSlotPort
     /// <param name="slotId">The slot.</param>
     /// <param name="enable">Whether to log.</param>
     void SetDirtyLogging(uint slotId, bool enable);
+
+    /// <summary>Registers a watcher told of every slot added or removed until the registration is disposed.</summary>
+    /// <param name="watcher">The watcher (a tracker).</param>
+    /// <returns>The registration; disposing it stops the calls (a call in progress finishes first).</returns>
+    System.IDisposable WatchSlots(IKvmSlotWatcher watcher);
 }

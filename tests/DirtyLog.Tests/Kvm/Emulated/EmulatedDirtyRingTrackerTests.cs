@@ -181,9 +181,26 @@ public class EmulatedDirtyRingTrackerTests
     }
 
     [Test]
-    public void EntriesOfASlotDeletedBeforeTheReapAreUnknownAndMarkEveryRemainingSlot()
+    public void ASlotRemovedWhileTrackingIsHarvestedFirstAndOnlyItsWrittenPagesAreReported()
     {
         using var tracker = new KvmDirtyRingTracker(_vm);
+        tracker.StartTracking();
+        RunToEnd(_vm.Vcpus[0], [(32 * MiB) + 8, 8], 5, tracker);
+        _vm.DeleteSlot(1);
+
+        HashSet<ulong> reported = ReadAll(tracker);
+        Assert.Multiple(() =>
+        {
+            Assert.That(tracker.UnknownEntries, Is.Zero, "the rings were reaped while the slot still decoded");
+            Assert.That(reported, Is.EquivalentTo(new[] { 32 * MiB / 4096, 0UL }), "the removed slot's page, and the other slot's");
+        });
+    }
+
+    [Test]
+    public void EntriesOfASlotDeletedWithoutTellingTheTrackerAreUnknownAndMarkEveryRemainingSlot()
+    {
+        // A VMM that deletes a slot without telling DirtyLog: the entries naming it decode to nothing.
+        using var tracker = new KvmDirtyRingTracker(new ThreadRecordingRingPort(_vm, tellSlotChanges: false));
         tracker.StartTracking();
         RunToEnd(_vm.Vcpus[0], [(32 * MiB) + 8, 8], 5, tracker);
         _vm.DeleteSlot(1);
@@ -197,15 +214,20 @@ public class EmulatedDirtyRingTrackerTests
     }
 
     [Test]
-    public void ASlotRecreatedElsewhereReportsItsPagesAtItsNewAddress()
+    public void ASlotMovedWhileTrackingIsLoggedAndReportedWholeAtItsNewAddress()
     {
         using var tracker = new KvmDirtyRingTracker(_vm);
         tracker.StartTracking();
         _vm.DeleteSlot(1);
         _vm.AddSlot(1, 40 * MiB, 8 * MiB);
-        _vm.SetDirtyLogging(1, true);
+        Assert.That(_vm.GetSlots().Single(s => s.Id == 1).LogDirtyPages, Is.True, "the tracker logs the new slot");
         RunToEnd(_vm.Vcpus[0], [(40 * MiB) + 8], 6, tracker);
-        Assert.That(ReadAll(tracker), Is.EquivalentTo(new[] { 40 * MiB / 4096 }));
+        ulong first = 40 * MiB / 4096;
+        Assert.That(ReadAll(tracker), Is.EquivalentTo(Enumerable.Range(0, (int)(8 * MiB / 4096)).Select(p => first + (ulong)p)),
+            "never sent: all of it");
+
+        RunToEnd(_vm.Vcpus[0], [(44 * MiB) + 8], 7, tracker);
+        Assert.That(ReadAll(tracker), Is.EquivalentTo(new[] { 44 * MiB / 4096 }), "then only what is written");
     }
 
     [Test]
