@@ -1,8 +1,10 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Runtime.InteropServices;
 using System.Threading;
 using DirtyLog.Native.Internal;
+using DirtyLog.Native.Linux;
 using DirtyLog.Native.Linux.Kvm;
 using static DirtyLog.Native.Linux.Kvm.KvmConstants;
 
@@ -31,6 +33,15 @@ public sealed unsafe class KvmDirtyRing : IDisposable
         long offset = KVM_DIRTY_LOG_PAGE_OFFSET * (long)Environment.SystemPageSize;
         _mapping = MemoryMappingHandle.MapShared(vcpu, (nuint)(entries * (ulong)sizeof(kvm_dirty_gfn)), offset, "dirty ring");
         _entries = (kvm_dirty_gfn*)_mapping.Pointer;
+        try
+        {
+            ProbeBacked(vcpu);
+        }
+        catch
+        {
+            _mapping.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Entries in the ring.</summary>
@@ -122,6 +133,28 @@ public sealed unsafe class KvmDirtyRing : IDisposable
 
         _fetch = fetch;
         return count;
+    }
+
+    /// <summary>
+    /// Checks that KVM backs the whole mapping (a vCPU whose VM enabled no ring, or a smaller one, maps fine and then
+    /// faults with SIGBUS on first touch): reads its first and last entries with <c>process_vm_readv</c> on this
+    /// process, which answers EFAULT where a plain read would kill the process.
+    /// </summary>
+    private void ProbeBacked(FileDescriptorHandle vcpu)
+    {
+        kvm_dirty_gfn copy;
+        long* local = stackalloc long[2] { (long)&copy, sizeof(kvm_dirty_gfn) };
+        long* remote = stackalloc long[2] { 0, sizeof(kvm_dirty_gfn) };
+        foreach (long entry in new[] { (long)_entries, (long)(_entries + (Entries - 1)) })
+        {
+            remote[0] = entry;
+            long read = Interop.syscall6(SyscallNumbers.__NR_process_vm_readv, Environment.ProcessId, (long)local, 1, (long)remote, 1, 0);
+            if (read != sizeof(kvm_dirty_gfn))
+            {
+                Errno errno = read < 0 ? (Errno)Marshal.GetLastPInvokeError() : Errno.EFAULT;
+                throw KernelErrors.From("mmap", $"dirty ring of {vcpu.Path} ({Entries} entries): KVM backs no such ring; did its VM enable one of that size?", errno);
+            }
+        }
     }
 
     private readonly struct ActionVisitor(Action<uint, ulong> onEntry) : IDirtyRingVisitor

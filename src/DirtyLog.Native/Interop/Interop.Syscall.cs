@@ -17,6 +17,10 @@ internal static partial class Interop
     [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
     internal static partial long syscall(long number, long arg1, long arg2, long arg3, long arg4);
 
+    /// <summary><c>long syscall(long number, ...)</c> with six arguments (process_vm_readv).</summary>
+    [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
+    internal static partial long syscall6(long number, long arg1, long arg2, long arg3, long arg4, long arg5, long arg6);
+
     /// <summary>
     /// <c>long syscall(long number, ...)</c> whose first argument is a descriptor (pidfd_send_signal), referenced by the
     /// marshaller for the call so that it cannot be closed and reused under the kernel.

@@ -10,6 +10,7 @@ internal static class SyscallNumbers
     public const long __NR_rt_sigtimedwait = 128;
     public const long __NR_gettid = 186;
     public const long __NR_tgkill = 234;
+    public const long __NR_process_vm_readv = 310;
     public const long __NR_userfaultfd = 323;
     public const long __NR_pidfd_send_signal = 424;
     public const long __NR_pidfd_open = 434;

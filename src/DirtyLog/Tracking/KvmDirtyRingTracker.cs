@@ -52,6 +52,8 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     private readonly RingEntryDecoder _decoder = new(); // under _ringGate
     private readonly IDisposable _watch;
     private bool _tracking; // under _ringGate
+    private int _emptyRingFullReaps; // ring-full exits in a row whose reap found nothing; under _ringGate
+    private bool _wedged;
     private readonly ulong[] _scratch = new ulong[4096];
     private long _overflows;
     private long _entries;
@@ -103,8 +105,61 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     public long UnknownEntries => Interlocked.Read(ref _unknownEntries);
 
     /// <inheritdoc/>
-    public override IReadOnlyList<AddressRange> Coverage =>
-        _port.GetSlots().OrderBy(s => s.GuestAddress).Select(s => new AddressRange(s.GuestAddress, s.Size)).ToArray();
+    /// <remarks>The VM's slots, and slots removed or moved whose pages are not read yet.</remarks>
+    public override IReadOnlyList<AddressRange> Coverage
+    {
+        get
+        {
+            var ranges = _port.GetSlots().Select(s => new AddressRange(s.GuestAddress, s.Size)).ToList();
+            lock (_ringGate)
+            {
+                foreach (PendingPages pending in _decoder.Pending)
+                {
+                    if (!pending.IsEmpty)
+                    {
+                        ranges.Add(new AddressRange(pending.FirstPage * 4096, pending.Pages * 4096));
+                    }
+                }
+            }
+
+            return [.. ranges.Distinct().OrderBy(r => r.Start)];
+        }
+    }
+
+    /// <summary>The exit reason of <c>KVM_EXIT_DIRTY_RING_FULL</c> (31), which the VMM's run loop hands to <see cref="HandleRingFull"/>.</summary>
+    public const uint RingFullExitReason = 31;
+
+    /// <summary>Whether a ring was found wedged (<see cref="HandleRingFull"/> returned <see cref="DirtyRingFullOutcome.Wedged"/>).</summary>
+    public bool IsWedged => Volatile.Read(ref _wedged);
+
+    /// <summary>
+    /// The one call a VMM's run loop makes when <c>KVM_RUN</c> returns <see cref="RingFullExitReason"/>: reaps every ring,
+    /// then says whether the vCPU may run again.
+    /// </summary>
+    /// <returns>
+    /// <see cref="DirtyRingFullOutcome.Reaped"/>: entries were harvested, run the vCPU again.
+    /// <see cref="DirtyRingFullOutcome.Wedged"/>: a second ring-full exit in a row found nothing to harvest, so KVM will
+    /// keep refusing to enter (measured on hosts whose ring overshot its soft limit). Every slot is marked dirty, so the
+    /// next read reports the whole VM and nothing is lost; the VM cannot run on in ring mode: finish this migration with
+    /// stop-and-copy, and log the next VM with the dirty bitmap (<see cref="KvmDirtyLogTracker"/>).
+    /// </returns>
+    public DirtyRingFullOutcome HandleRingFull()
+    {
+        lock (_ringGate)
+        {
+            int harvested = HarvestRingsLocked();
+            LastResetCount = _port.ResetDirtyRings();
+            _emptyRingFullReaps = harvested == 0 ? _emptyRingFullReaps + 1 : 0;
+            if (_emptyRingFullReaps < 2)
+            {
+                return DirtyRingFullOutcome.Reaped;
+            }
+
+            _decoder.MarkEverySlot();
+            Volatile.Write(ref _wedged, true);
+            return DirtyRingFullOutcome.Wedged;
+        }
+    }
 
     /// <inheritdoc/>
     public override bool CanReadWithoutClear => false;

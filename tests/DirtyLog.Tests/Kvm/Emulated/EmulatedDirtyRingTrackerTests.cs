@@ -181,6 +181,37 @@ public class EmulatedDirtyRingTrackerTests
     }
 
     [Test]
+    public void TheRunLoopsOneCallSaysReapedThenWedgedAndAWedgedRingLosesNothing()
+    {
+        using var tracker = new KvmDirtyRingTracker(_vm);
+        tracker.StartTracking();
+        EmulatedKvmVcpu vcpu = _vm.Vcpus[0];
+        vcpu.OvershootNextRun = true;
+        vcpu.WedgeAfterOvershoot = true;
+        ulong[] pages = Enumerable.Range(0, (int)Entries - 100).Select(p => ((ulong)p * 4096) + 8).ToArray();
+        Assert.That(vcpu.Run(pages, 3, out _), Is.EqualTo(EmulatedVcpuExit.Completed), "the overshooting run");
+
+        var outcomes = new List<DirtyRingFullOutcome>();
+        while (vcpu.Run([40 * MiB], 4, out _) == EmulatedVcpuExit.DirtyRingFull && outcomes.Count < 10)
+        {
+            DirtyRingFullOutcome outcome = tracker.HandleRingFull();
+            outcomes.Add(outcome);
+            if (outcome == DirtyRingFullOutcome.Wedged)
+            {
+                break;
+            }
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(outcomes, Is.EqualTo(new[] { DirtyRingFullOutcome.Reaped, DirtyRingFullOutcome.Reaped, DirtyRingFullOutcome.Wedged })
+                .Or.EqualTo(new[] { DirtyRingFullOutcome.Reaped, DirtyRingFullOutcome.Wedged }), "the first reap harvests, then two find nothing");
+            Assert.That(tracker.IsWedged, Is.True);
+            Assert.That(Missed(ReadAll(tracker), 3), Is.Empty, "what it wrote before is all reported");
+        });
+    }
+
+    [Test]
     public void ASlotRemovedWhileTrackingIsHarvestedFirstAndOnlyItsWrittenPagesAreReported()
     {
         using var tracker = new KvmDirtyRingTracker(_vm);
