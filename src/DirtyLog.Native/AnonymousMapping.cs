@@ -1,6 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Runtime.Versioning;
 using DirtyLog.Native.Internal;
 
 namespace DirtyLog.Native;
@@ -10,6 +11,7 @@ namespace DirtyLog.Native;
 /// guest RAM for a KVM memory slot, or memory the VMM's own threads write.
 /// </summary>
 /// <remarks>Thread safety: the memory itself may be accessed from any thread; <see cref="Dispose"/> must not race users.</remarks>
+[SupportedOSPlatform("linux")]
 public sealed unsafe class AnonymousMapping : IDisposable
 {
     private readonly MemoryMappingHandle _mapping;

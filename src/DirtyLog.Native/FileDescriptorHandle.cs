@@ -3,6 +3,7 @@
 using System;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Runtime.Versioning;
 
 namespace DirtyLog.Native;
 
@@ -19,6 +20,7 @@ namespace DirtyLog.Native;
 /// <see langword="int"/> has no such guard: the VMM must keep it open until DirtyLog's objects over it are disposed.</para>
 /// <para>Thread safety: as <see cref="SafeHandle"/>; every member may be called from any thread.</para>
 /// </remarks>
+[SupportedOSPlatform("linux")]
 public sealed class FileDescriptorHandle : SafeHandle
 {
     private SafeHandle? _lender; // the VMM's handle this one borrows from, referenced until release

@@ -2,6 +2,7 @@
 
 using System;
 using System.Collections.Generic;
+using System.Runtime.Versioning;
 using DirtyLog.Native.Linux.Iommufd;
 using DirtyLog.Tracking;
 using static DirtyLog.Native.Linux.Iommufd.IommufdConstants;
@@ -17,6 +18,7 @@ namespace DirtyLog.Native;
 /// IOAS's iova lock for reading and MAP/UNMAP take it for writing, so one query is atomic with respect to an unmap;
 /// the order between a query and an unmap is the caller's to enforce.
 /// </remarks>
+[SupportedOSPlatform("linux")]
 public sealed unsafe class IommufdContext : IDisposable
 {
     /// <summary>The device node of the iommufd subsystem.</summary>

@@ -3,6 +3,7 @@
 using System;
 using System.Runtime.InteropServices;
 using System.Threading;
+using System.Runtime.Versioning;
 using DirtyLog.Native.Internal;
 using DirtyLog.Native.Linux;
 using DirtyLog.Native.Linux.Kvm;
@@ -20,6 +21,7 @@ namespace DirtyLog.Native;
 /// requires. <see cref="Dispose"/> may race a harvest on another thread (a reaper): it waits for the harvest in
 /// flight before unmapping, and later harvests throw <see cref="ObjectDisposedException"/>.
 /// </remarks>
+[SupportedOSPlatform("linux")]
 public sealed unsafe class KvmDirtyRing : IDisposable
 {
     private readonly MemoryMappingHandle _mapping;

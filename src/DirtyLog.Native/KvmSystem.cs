@@ -1,11 +1,13 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Runtime.Versioning;
 using static DirtyLog.Native.Linux.Kvm.KvmConstants;
 
 namespace DirtyLog.Native;
 
 /// <summary>The KVM subsystem (<c>/dev/kvm</c>): capabilities and virtual machines.</summary>
+[SupportedOSPlatform("linux")]
 public sealed unsafe class KvmSystem : IDisposable
 {
     /// <summary>The device node.</summary>

@@ -4,6 +4,7 @@ using System;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Threading;
+using System.Runtime.Versioning;
 using DirtyLog.Native.Internal;
 using DirtyLog.Native.Linux;
 using DirtyLog.Native.Linux.Kvm;
@@ -30,6 +31,7 @@ namespace DirtyLog.Native;
 /// leaves the kernel's own window between that check and the signal. <see cref="UnbindKick"/> ends a binding
 /// explicitly, as a run loop should before its thread goes on to other work.</para>
 /// </remarks>
+[SupportedOSPlatform("linux")]
 public sealed unsafe class KvmVcpu : IDisposable
 {
     /// <summary>The signal <see cref="BindKickToCurrentThread"/> uses unless told otherwise: <c>SIGUSR2</c>, which .NET leaves alone.</summary>

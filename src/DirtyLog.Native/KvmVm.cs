@@ -3,6 +3,7 @@
 using System;
 using System.Collections.Generic;
 using System.Threading;
+using System.Runtime.Versioning;
 using DirtyLog.Native.Linux.Kvm;
 using static DirtyLog.Native.Linux.Kvm.KvmConstants;
 
@@ -10,6 +11,7 @@ namespace DirtyLog.Native;
 
 /// <summary>A KVM virtual machine: memory slots, capabilities, vCPUs, and the dirty log.</summary>
 /// <remarks>Calls may come from any thread; the kernel serialises what must be. The slot table is kept here so that dirty-log calls can be checked.</remarks>
+[SupportedOSPlatform("linux")]
 public sealed unsafe class KvmVm : IDisposable
 {
     private readonly KvmSystem? _kvm; // null for a VM the VMM created

@@ -1,12 +1,14 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Runtime.Versioning;
 using DirtyLog.Native.Linux.Userfaultfd;
 using static DirtyLog.Native.Linux.Userfaultfd.PagemapConstants;
 
 namespace DirtyLog.Native;
 
 /// <summary><c>PAGEMAP_SCAN</c> on <c>/proc/self/pagemap</c>: which pages of this process were written since they were last write-protected.</summary>
+[SupportedOSPlatform("linux")]
 public sealed unsafe class PagemapScanner : IDisposable
 {
     private PagemapScanner(FileDescriptorHandle handle) => Handle = handle;

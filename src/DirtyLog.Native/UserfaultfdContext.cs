@@ -2,6 +2,7 @@
 
 using System;
 using System.Runtime.InteropServices;
+using System.Runtime.Versioning;
 using DirtyLog.Native.Linux;
 using DirtyLog.Native.Linux.Userfaultfd;
 using static DirtyLog.Native.Linux.Userfaultfd.UserfaultfdConstants;
@@ -13,6 +14,7 @@ namespace DirtyLog.Native;
 /// kernel resolves write faults on protected pages itself and only records that the page was written, which
 /// <see cref="PagemapScanner"/> then reads. It sees writes by this process's threads only.
 /// </summary>
+[SupportedOSPlatform("linux")]
 public sealed unsafe class UserfaultfdContext : IDisposable
 {
     private UserfaultfdContext(FileDescriptorHandle handle, ulong features)

@@ -1,6 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Runtime.Versioning;
 using DirtyLog.Native.Linux.Vfio;
 using DirtyLog.Tracking;
 using static DirtyLog.Native.Linux.Vfio.VfioConstants;
@@ -15,6 +16,7 @@ namespace DirtyLog.Native;
 /// The device reports in IOVA and knows nothing of how IOVA maps to guest memory. Its log survives an unmap,
 /// and REPORT is always read-and-clear. Calls may come from several threads; the kernel serialises them per device.
 /// </remarks>
+[SupportedOSPlatform("linux")]
 public sealed unsafe class VfioDevice : IDisposable
 {
     private VfioDevice(FileDescriptorHandle handle) => Handle = handle;

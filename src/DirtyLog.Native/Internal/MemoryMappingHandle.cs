@@ -2,6 +2,7 @@
 
 using System;
 using System.Runtime.InteropServices;
+using System.Runtime.Versioning;
 
 namespace DirtyLog.Native.Internal;
 
@@ -13,6 +14,7 @@ namespace DirtyLog.Native.Internal;
 /// Thread safety: <see cref="SafeHandle"/>'s. Owners read <see cref="Pointer"/> once and guard their own uses of the
 /// memory against their dispose (<see cref="RetireGate"/>): the handle's reference count is not taken on hot paths.
 /// </remarks>
+[SupportedOSPlatform("linux")]
 internal sealed unsafe class MemoryMappingHandle : SafeHandle
 {
     private MemoryMappingHandle(void* address, nuint length)

@@ -3,6 +3,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Runtime.Versioning;
 using System.Threading;
 using DirtyLog.Native;
 using DirtyLog.Tracking.Ports;
@@ -21,6 +22,7 @@ namespace DirtyLog.Tracking;
 /// (its region buffer full, a huge page split) the scan is re-issued from <c>walk_end</c> until the range is covered.
 /// Thread safety: as <see cref="IDirtyTracker"/>; writers may keep writing during a read.</para>
 /// </remarks>
+[SupportedOSPlatform("linux")]
 public sealed class UserfaultfdTracker : DirtyTrackerBase
 {
     private readonly HostMemoryRegion[] _regions;

@@ -1,12 +1,14 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Runtime.Versioning;
 using DirtyLog.Native;
 
 namespace DirtyLog.Tracking.Ports;
 
 /// <summary>The real <see cref="IIommuDirtyPort"/>: one HWPT of an open <see cref="IommufdContext"/>.</summary>
 /// <remarks>Does not own the iommufd; the HWPT must have been allocated with dirty tracking.</remarks>
+[SupportedOSPlatform("linux")]
 public sealed class IommufdDirtyPort : IIommuDirtyPort
 {
     private readonly IommufdContext _iommufd;

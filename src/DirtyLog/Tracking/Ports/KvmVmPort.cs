@@ -4,6 +4,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
+using System.Runtime.Versioning;
 using DirtyLog.Native;
 
 namespace DirtyLog.Tracking.Ports;
@@ -23,6 +24,7 @@ namespace DirtyLog.Tracking.Ports;
 /// are told to trackers one at a time. Lock order: a tracker's locks, then the slot watchers' (<see cref="KvmSlotWatchers"/>),
 /// then a tracker's slot or ring lock, then this port's table lock, which is held only to copy or change the table.</para>
 /// </remarks>
+[SupportedOSPlatform("linux")]
 public sealed class KvmVmPort : IKvmDirtyLogPort, IKvmDirtyRingPort
 {
     private readonly KvmVm _vm;

@@ -2,12 +2,14 @@
 
 using System;
 using System.Collections.Generic;
+using System.Runtime.Versioning;
 using DirtyLog.Native;
 
 namespace DirtyLog.Tracking.Ports;
 
 /// <summary>The real <see cref="IWriteProtectPort"/>: a userfaultfd in asynchronous write-protect mode and this process's pagemap.</summary>
 /// <remarks>Each <see cref="Arm"/> opens both, each <see cref="Disarm"/> closes them. Thread safety: one caller at a time.</remarks>
+[SupportedOSPlatform("linux")]
 public sealed class UserfaultfdWriteProtectPort : IWriteProtectPort
 {
     private UserfaultfdContext? _uffd;

@@ -1,12 +1,14 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Runtime.Versioning;
 using DirtyLog.Native;
 
 namespace DirtyLog.Tracking.Ports;
 
 /// <summary>The real <see cref="IDeviceDirtyLogPort"/>: DMA logging of a VFIO device opened through its cdev.</summary>
 /// <remarks>Does not own the device. VFIO does not report the device's limits: pass them (see <see cref="DeviceDirtyLogLimits.Mlx5"/>).</remarks>
+[SupportedOSPlatform("linux")]
 public sealed class VfioDmaLoggingPort : IDeviceDirtyLogPort
 {
     private readonly VfioDevice _device;
