@@ -16,9 +16,9 @@ internal static class Program
     private static int Main(string[] args)
     {
         Type[] types = typeof(Program).Assembly.GetTypes().Where(t => t.IsPublic && !t.IsAbstract && t.IsClass).ToArray();
-        if (!DirtyLog.Native.KvmSystem.IsAvailable)
+        if (!DirtyLog.Testing.KvmSystem.IsAvailable)
         {
-            Console.WriteLine($"{DirtyLog.Native.KvmSystem.DevicePath} is missing: the KVM benchmarks are left out.");
+            Console.WriteLine($"{DirtyLog.Testing.KvmSystem.DevicePath} is missing: the KVM benchmarks are left out.");
             types = types.Where(t => t.GetCustomAttribute<BenchmarkCategoryAttribute>()?.Categories.Contains(Infrastructure.Categories.Kvm) != true).ToArray();
         }
 

@@ -9,20 +9,19 @@ using static DirtyLog.Native.Linux.Kvm.KvmConstants;
 
 namespace DirtyLog.Native;
 
-/// <summary>A KVM virtual machine: memory slots, capabilities, vCPUs, and the dirty log.</summary>
-/// <remarks>Calls may come from any thread; the kernel serialises what must be. The slot table is kept here so that dirty-log calls can be checked.</remarks>
+/// <summary>
+/// A KVM virtual machine as DirtyLog needs it: its dirty log (<c>KVM_GET_DIRTY_LOG</c>, <c>KVM_CLEAR_DIRTY_LOG</c>), the
+/// reset of its dirty rings, and the logging flag of its memory slots. Creating VMs, vCPUs and running them is the
+/// VMM's business: <see cref="FromHandle"/> wraps the VMM's VM.
+/// </summary>
+/// <remarks>Calls may come from any thread; the kernel serialises what must be.</remarks>
 [SupportedOSPlatform("linux")]
 public sealed unsafe class KvmVm : IDisposable
 {
-    private readonly KvmSystem? _kvm; // null for a VM the VMM created
     private readonly Dictionary<uint, KvmMemorySlot> _slots = new();
     private long _slotTableVersion;
 
-    internal KvmVm(KvmSystem? kvm, FileDescriptorHandle handle)
-    {
-        _kvm = kvm;
-        Handle = handle;
-    }
+    internal KvmVm(FileDescriptorHandle handle) => Handle = handle;
 
     /// <summary>
     /// A VM the VMM created (<c>KVM_CREATE_VM</c> on its own <c>/dev/kvm</c>), over its descriptor: DirtyLog reads and
@@ -51,58 +50,22 @@ public sealed unsafe class KvmVm : IDisposable
 
         // A harmless VM ioctl, so that a descriptor that only looks right fails here, naming the call and errno.
         handle.Ioctl(KVM_CHECK_EXTENSION, nameof(KVM_CHECK_EXTENSION), (void*)KVM_CAP_USER_MEMORY);
-        return new KvmVm(null, handle) { ManualDirtyLogProtect = manualDirtyLogProtect, DirtyRingEntries = dirtyRingEntries };
+        return new KvmVm(handle) { ManualDirtyLogProtect = manualDirtyLogProtect, DirtyRingEntries = dirtyRingEntries };
     }
 
     /// <summary>The VM descriptor.</summary>
     public FileDescriptorHandle Handle { get; }
 
-    /// <summary>Whether manual dirty-log protection was enabled (<see cref="EnableManualDirtyLogProtect"/>).</summary>
-    public bool ManualDirtyLogProtect { get; private set; }
+    /// <summary>Whether the VM enabled manual dirty-log protection (<c>KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2</c>).</summary>
+    public bool ManualDirtyLogProtect { get; internal set; }
+
+    /// <summary>The dirty ring's entries per vCPU, 0 when the VM logs with bitmaps.</summary>
+    public uint DirtyRingEntries { get; internal set; }
 
     /// <summary><c>KVM_CHECK_EXTENSION</c> on the VM fd (preferred over the system fd).</summary>
     /// <param name="capability">The capability number.</param>
     /// <returns>0 when absent; otherwise a capability-specific value.</returns>
     public int CheckExtension(uint capability) => Handle.Ioctl(KVM_CHECK_EXTENSION, nameof(KVM_CHECK_EXTENSION), (void*)capability);
-
-    /// <summary><c>KVM_ENABLE_CAP</c> with one argument.</summary>
-    /// <param name="capability">The capability.</param>
-    /// <param name="argument">args[0].</param>
-    public void EnableCapability(uint capability, ulong argument)
-    {
-        var cap = new kvm_enable_cap { cap = capability };
-        cap.args[0] = argument;
-        Handle.Ioctl(KVM_ENABLE_CAP, $"{nameof(KVM_ENABLE_CAP)}({capability})", &cap);
-    }
-
-    /// <summary>Enables <c>KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2</c> (without INITIALLY_SET): GET only copies, CLEAR re-protects.</summary>
-    public void EnableManualDirtyLogProtect()
-    {
-        EnableCapability(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE);
-        ManualDirtyLogProtect = true;
-    }
-
-    /// <summary>The dirty ring's entries per vCPU, 0 when the VM logs with bitmaps.</summary>
-    public uint DirtyRingEntries { get; private set; }
-
-    /// <summary>
-    /// Enables the per-vCPU dirty ring (<c>KVM_CAP_DIRTY_LOG_RING_ACQ_REL</c> where offered, else <c>KVM_CAP_DIRTY_LOG_RING</c>).
-    /// Must come before any vCPU is created.
-    /// </summary>
-    /// <param name="entries">Entries per vCPU: a power of two, 256 to 65,536 (16 bytes each).</param>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="entries"/> is not a power of two in range.</exception>
-    /// <exception cref="NotSupportedException">KVM offers no dirty ring.</exception>
-    /// <exception cref="KernelException">KVM refused (EINVAL: vCPUs exist or the size was set; E2BIG: too large).</exception>
-    public void EnableDirtyRing(uint entries)
-    {
-        CheckRingEntries(entries, nameof(entries));
-
-        uint cap = CheckExtension(KVM_CAP_DIRTY_LOG_RING_ACQ_REL) > 0 ? KVM_CAP_DIRTY_LOG_RING_ACQ_REL
-            : CheckExtension(KVM_CAP_DIRTY_LOG_RING) > 0 ? KVM_CAP_DIRTY_LOG_RING
-            : throw new NotSupportedException("KVM offers no dirty ring on this host.");
-        EnableCapability(cap, entries * (ulong)sizeof(kvm_dirty_gfn));
-        DirtyRingEntries = entries;
-    }
 
     /// <summary><c>KVM_RESET_DIRTY_RINGS</c>: re-protects the harvested entries of every vCPU's ring and returns them to KVM.</summary>
     /// <returns>The number of entries reset.</returns>
@@ -170,24 +133,6 @@ public sealed unsafe class KvmVm : IDisposable
         }
     }
 
-    /// <summary><c>KVM_SET_TSS_ADDR</c>, which x86 guests need before the first run on some hosts.</summary>
-    /// <param name="address">A guest-physical address of three free pages.</param>
-    public void SetTssAddress(ulong address) => Handle.TryIoctl(KVM_SET_TSS_ADDR, (void*)address, out _);
-
-    /// <summary><c>KVM_CREATE_VCPU</c>, and the mapping of its <c>kvm_run</c>.</summary>
-    /// <param name="id">The vCPU id.</param>
-    /// <returns>The vCPU.</returns>
-    public KvmVcpu CreateVcpu(uint id)
-    {
-        if (_kvm is null)
-        {
-            throw new InvalidOperationException("The VMM created this VM: it creates its vCPUs too, and hands their descriptors to KvmDirtyRing.Map.");
-        }
-
-        int fd = Handle.Ioctl(KVM_CREATE_VCPU, nameof(KVM_CREATE_VCPU), (void*)id);
-        return new KvmVcpu(FileDescriptorHandle.Own(fd, $"kvm-vcpu{id}"), _kvm.VcpuMmapSize, DirtyRingEntries);
-    }
-
     /// <summary><c>KVM_GET_DIRTY_LOG</c>: the slot's dirty bitmap (classic: fetched and re-protected; manual: only copied).</summary>
     /// <param name="slotId">A slot set through <see cref="SetMemorySlot"/>.</param>
     /// <param name="bitmap">At least ceil(pages / 64) words; bit i = page i of the slot.</param>
@@ -234,7 +179,7 @@ public sealed unsafe class KvmVm : IDisposable
     /// <summary>Closes the VM.</summary>
     public void Dispose() => Handle.Dispose();
 
-    private static void CheckRingEntries(uint entries, string paramName)
+    internal static void CheckRingEntries(uint entries, string paramName)
     {
         if (entries < 256 || entries > 65536 || (entries & (entries - 1)) != 0)
         {

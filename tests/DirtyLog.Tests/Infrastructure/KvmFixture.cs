@@ -14,5 +14,5 @@ public abstract class KvmFixture
 {
     [SetUp]
     public void RequireKvm() =>
-        Assume.That(DirtyLog.Native.KvmSystem.IsAvailable, $"{DirtyLog.Native.KvmSystem.DevicePath} is missing: no KVM on this machine");
+        Assume.That(DirtyLog.Testing.KvmSystem.IsAvailable, $"{DirtyLog.Testing.KvmSystem.DevicePath} is missing: no KVM on this machine");
 }

@@ -2,9 +2,10 @@
 
 using System;
 using System.Runtime.Versioning;
+using DirtyLog.Native;
 using static DirtyLog.Native.Linux.Kvm.KvmConstants;
 
-namespace DirtyLog.Native;
+namespace DirtyLog.Testing;
 
 /// <summary>The KVM subsystem (<c>/dev/kvm</c>): capabilities and virtual machines.</summary>
 [SupportedOSPlatform("linux")]
@@ -51,7 +52,7 @@ public sealed unsafe class KvmSystem : IDisposable
     public KvmVm CreateVm()
     {
         int fd = Handle.Ioctl(KVM_CREATE_VM, nameof(KVM_CREATE_VM), null);
-        return new KvmVm(this, FileDescriptorHandle.Own(fd, "kvm-vm"));
+        return new KvmVm(FileDescriptorHandle.Own(fd, "kvm-vm"));
     }
 
     /// <summary>Closes <c>/dev/kvm</c>; VMs stay valid until disposed.</summary>

@@ -5,12 +5,13 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Threading;
 using System.Runtime.Versioning;
+using DirtyLog.Native;
 using DirtyLog.Native.Internal;
 using DirtyLog.Native.Linux;
 using DirtyLog.Native.Linux.Kvm;
 using static DirtyLog.Native.Linux.Kvm.KvmConstants;
 
-namespace DirtyLog.Native;
+namespace DirtyLog.Testing;
 
 /// <summary>A KVM vCPU and its <c>kvm_run</c> mapping.</summary>
 /// <remarks>
