@@ -2,6 +2,7 @@
 
 using System;
 using System.Collections.Generic;
+using System.IO;
 using System.Threading;
 using DirtyLog.Bitmaps;
 using DirtyLog.Memory;
@@ -25,7 +26,9 @@ internal sealed class SourceVm : IDisposable
     private const ulong IovaBase = 1UL << 32;
 
     private readonly MigrationOptions _options;
-    private readonly TinyGuest? _guest;
+    private readonly SampleVmm? _vmm;          // the sample's own VMM: its VM, memslots, vCPU and run loop
+    private readonly FileDescriptorHandle? _vmHandle; // DirtyLog's borrow of the VMM's VM descriptor
+    private readonly KvmVm? _vm;
     private readonly AnonymousMapping? _simulatedRam;
     private readonly EmulatedTracker? _simulatedVcpuTracker;
     private readonly EmulatedGuestMemory _dmaMemory;
@@ -41,13 +44,21 @@ internal sealed class SourceVm : IDisposable
         ulong total = options.GuestBytes + options.DeviceBytes;
         Shared = new SparseDirtyBitmap(40);
         Harvester = new ParallelHarvester(Shared);
-        UsesKvm = !options.NoKvm && KvmSystem.IsAvailable;
+        UsesKvm = !options.NoKvm && File.Exists("/dev/kvm");
         IDirtyTracker vcpuTracker;
         if (UsesKvm)
         {
-            _guest = new TinyGuest(options.GuestBytes, (uint)options.Seed, manualDirtyLogProtect: true, deviceMemoryBytes: options.DeviceBytes);
-            Memory = new GuestMemoryView(_guest.Memory.Address, total);
-            vcpuTracker = Own(new KvmDirtyLogTracker(new KvmVmPort(_guest.Vm), 0, "kvm-log"));
+            // The VMM creates and owns everything; DirtyLog borrows the VM descriptor and learns the slots from it.
+            _vmm = new SampleVmm(total, manualProtect: true, seed: (uint)options.Seed);
+            _vmm.SetSlot(0, 0, options.GuestBytes, logDirtyPages: false);
+            _vmm.SetSlot(1, options.GuestBytes, options.DeviceBytes, logDirtyPages: false);
+            Memory = new GuestMemoryView(_vmm.Memory, total);
+            _vmHandle = FileDescriptorHandle.Borrow(_vmm.Vm, "sample-vm");
+            _vm = KvmVm.FromHandle(_vmHandle, manualDirtyLogProtect: true);
+            var slots = new KvmVmPort(_vm, logging: DirtyLoggingControl.ByDirtyLog);
+            slots.AddSlot(new KvmMemorySlot(0, 0, options.GuestBytes, _vmm.HostAddress(0), LogDirtyPages: false));
+            slots.AddSlot(new KvmMemorySlot(1, options.GuestBytes, options.DeviceBytes, _vmm.HostAddress(options.GuestBytes), LogDirtyPages: false));
+            vcpuTracker = Own(new KvmDirtyLogTracker(slots, 0, "kvm-log")); // the vCPU writes RAM; VMM threads, device memory
         }
         else
         {
@@ -111,9 +122,9 @@ internal sealed class SourceVm : IDisposable
         ulong guestPages = _options.GuestBytes / 4096, devicePages = _options.DeviceBytes / 4096;
         StartWriter("vcpu", value =>
         {
-            if (_guest is not null)
+            if (_vmm is not null)
             {
-                _guest.Write((uint)burst, value);
+                _vmm.WriteRandom((uint)burst, value, guestPages, exit => false);
             }
             else
             {
@@ -169,7 +180,9 @@ internal sealed class SourceVm : IDisposable
 
         _dmaMemory.Dispose();
         Shared.Dispose();
-        _guest?.Dispose();
+        _vm?.Dispose();
+        _vmHandle?.Dispose();
+        _vmm?.Dispose();
         _simulatedRam?.Dispose();
     }
 

@@ -6,20 +6,22 @@ using System.Runtime.InteropServices;
 using System.Threading;
 using Microsoft.Win32.SafeHandles;
 
-namespace DirtyLog.Tests.Infrastructure;
+namespace DirtyLog.Samples.LiveMigration;
 
 /// <summary>
-/// A VMM of the tests' own, written as a VMM author would, with its own ioctls, structs and memory and nothing from
-/// DirtyLog: it opens <c>/dev/kvm</c>, creates the VM, its memslots and one vCPU, and runs a guest loop that writes a
-/// value at the start of a range of pages, then halts. The adoption tests hand its descriptors to DirtyLog.
+/// The sample's own VMM, written as a VMM author writes one, with its own ioctls, structs and memory and nothing from
+/// DirtyLog: it opens <c>/dev/kvm</c>, creates the VM, its memslots and one vCPU, and runs two tiny guest programs
+/// (pages in a range, or pseudo-random pages). DirtyLog only ever sees its descriptors, borrowed (see
+/// <see cref="SourceVm"/>); the adoption tests drive it the same way.
 /// </summary>
-/// <remarks>Not thread-safe: one test drives it; <see cref="Run"/> runs the vCPU on the calling thread.</remarks>
-internal sealed unsafe partial class OwnVmm : IDisposable
+/// <remarks>Not thread-safe: one thread drives it; the runs execute the vCPU on the calling thread.</remarks>
+internal sealed unsafe partial class SampleVmm : IDisposable
 {
     public const uint ExitHlt = 5;
     public const uint ExitIntr = 10;
     public const uint ExitDirtyRingFull = 31;
     public const ulong CodeAddress = 0x1000;
+    public const ulong RandomCodeAddress = 0x1040;
 
     private const uint KvmCreateVm = 0xAE01, KvmCheckExtension = 0xAE03, KvmGetVcpuMmapSize = 0xAE04;
     private const uint KvmCreateVcpu = 0xAE41, KvmSetTssAddr = 0xAE47, KvmRun = 0xAE80;
@@ -30,8 +32,29 @@ internal sealed unsafe partial class OwnVmm : IDisposable
     private const uint CapManualDirtyLogProtect2 = 168, CapDirtyLogRing = 192, CapDirtyLogRingAcqRel = 223;
     private const uint MemLogDirtyPages = 1;
 
-    // The guest, 32-bit flat protected mode: for (esi = first; esi < edi; esi += 4096) [esi] = eax; hlt.
+    // The guests, 32-bit flat protected mode. Range: for (esi = first; esi < edi; esi += 4096) [esi] = eax; hlt.
     private static readonly byte[] s_code = [0x89, 0x06, 0x81, 0xC6, 0x00, 0x10, 0x00, 0x00, 0x39, 0xFE, 0x72, 0xF4, 0xF4];
+
+    // Random: ecx times, esi = esi * 1103515245 + 12345; page = max(2, (esi >> 8) & edi); [page * 4096] = edx:eax; hlt.
+    private static readonly byte[] s_randomCode =
+    [
+        0x69, 0xF6, 0x6D, 0x4E, 0xC6, 0x41, // imul esi, esi, 0x41C64E6D
+        0x81, 0xC6, 0x39, 0x30, 0x00, 0x00, // add esi, 12345
+        0x89, 0xF3,                         // mov ebx, esi
+        0xC1, 0xEB, 0x08,                   // shr ebx, 8
+        0x21, 0xFB,                         // and ebx, edi
+        0x83, 0xFB, 0x02,                   // cmp ebx, 2
+        0x73, 0x03,                         // jae +3
+        0x83, 0xC3, 0x02,                   // add ebx, 2
+        0xC1, 0xE3, 0x0C,                   // shl ebx, 12
+        0x89, 0x03,                         // mov [ebx], eax
+        0x89, 0x53, 0x04,                   // mov [ebx+4], edx
+        0x49,                               // dec ecx
+        0x75, 0xDA,                         // jnz loop (-38)
+        0xF4,                               // hlt
+    ];
+
+    private uint _randomState;
 
     private readonly SafeFileHandle _kvm;
     private readonly byte* _memory;
@@ -39,8 +62,9 @@ internal sealed unsafe partial class OwnVmm : IDisposable
     private readonly int _runSize;
 
     /// <summary>Creates the VM with <paramref name="memoryBytes"/> of guest memory, its slots not yet set.</summary>
-    public OwnVmm(ulong memoryBytes, bool manualProtect = false, uint ringEntries = 0)
+    public SampleVmm(ulong memoryBytes, bool manualProtect = false, uint ringEntries = 0, uint seed = 1)
     {
+        _randomState = seed;
         MemoryBytes = memoryBytes;
         _kvm = File.OpenHandle("/dev/kvm", FileMode.Open, FileAccess.ReadWrite);
         Vm = new SafeFileHandle(Check(ioctl(_kvm, KvmCreateVm, 0), "KVM_CREATE_VM"), ownsHandle: true);
@@ -56,9 +80,15 @@ internal sealed unsafe partial class OwnVmm : IDisposable
             EnableCap(cap, ringEntries * 16UL);
         }
 
-        _memory = (byte*)NativeMemory.AlignedAlloc((nuint)memoryBytes, 4096);
-        NativeMemory.Clear(_memory, (nuint)memoryBytes);
+        // Guest RAM: anonymous memory, zero until touched.
+        _memory = (byte*)mmap_anonymous(null, (nuint)memoryBytes, 3, 0x22 | 0x4000, -1, 0); // MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE
+        if (_memory == (byte*)-1)
+        {
+            throw new IOException($"mmap of guest memory failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+
         s_code.CopyTo(new Span<byte>(_memory + CodeAddress, s_code.Length));
+        s_randomCode.CopyTo(new Span<byte>(_memory + RandomCodeAddress, s_randomCode.Length));
 
         Vcpu = new SafeFileHandle(Check(ioctl(Vm, KvmCreateVcpu, 0), "KVM_CREATE_VCPU"), ownsHandle: true);
         _runSize = Check(ioctl(_kvm, KvmGetVcpuMmapSize, 0), "KVM_GET_VCPU_MMAP_SIZE");
@@ -81,6 +111,9 @@ internal sealed unsafe partial class OwnVmm : IDisposable
 
     /// <summary>The host address of guest-physical <paramref name="guestAddress"/>.</summary>
     public ulong HostAddress(ulong guestAddress) => (ulong)_memory + guestAddress;
+
+    /// <summary>Guest memory, from the host.</summary>
+    public nint Memory => (nint)_memory;
 
     /// <summary>The 8 bytes at <paramref name="guestAddress"/>, read from the host.</summary>
     public ulong Read(ulong guestAddress) => Volatile.Read(ref *(ulong*)(_memory + guestAddress));
@@ -111,6 +144,37 @@ internal sealed unsafe partial class OwnVmm : IDisposable
         regs[16] = CodeAddress;         // rip
         regs[17] = 2;                   // rflags
         Check(ioctl(Vcpu, KvmSetRegs, (nint)regs), "KVM_SET_REGS");
+        RunToHalt(onExit);
+    }
+
+    /// <summary>
+    /// Runs the random guest: <paramref name="writes"/> writes of <paramref name="value"/> to pseudo-random pages of
+    /// [2, <paramref name="pages"/>) (a power of two), each at the page's first byte.
+    /// </summary>
+    public void WriteRandom(uint writes, ulong value, ulong pages, Func<uint, bool> onExit)
+    {
+        if (pages < 4 || (pages & (pages - 1)) != 0 || pages * 4096 > MemoryBytes)
+        {
+            throw new ArgumentOutOfRangeException(nameof(pages), pages, "The random guest needs a power of two of pages inside guest memory.");
+        }
+
+        ulong* regs = stackalloc ulong[18];
+        Check(ioctl(Vcpu, KvmGetRegs, (nint)regs), "KVM_GET_REGS");
+        regs[0] = (uint)value;          // rax
+        regs[2] = writes;               // rcx
+        regs[3] = value >> 32;          // rdx
+        regs[4] = _randomState;         // rsi
+        regs[5] = pages - 1;            // rdi
+        regs[16] = RandomCodeAddress;   // rip
+        regs[17] = 2;                   // rflags
+        Check(ioctl(Vcpu, KvmSetRegs, (nint)regs), "KVM_SET_REGS");
+        RunToHalt(onExit);
+        Check(ioctl(Vcpu, KvmGetRegs, (nint)regs), "KVM_GET_REGS");
+        _randomState = (uint)regs[4];
+    }
+
+    private void RunToHalt(Func<uint, bool> onExit)
+    {
         for (int exits = 0; exits < 1_000_000; exits++)
         {
             if (ioctl(Vcpu, KvmRun, 0) < 0)
@@ -149,7 +213,7 @@ internal sealed unsafe partial class OwnVmm : IDisposable
         Vcpu?.Dispose();
         Vm?.Dispose();
         _kvm.Dispose();
-        NativeMemory.AlignedFree(_memory);
+        munmap(_memory, (nuint)MemoryBytes);
     }
 
     private void EnableCap(uint cap, ulong arg0)
@@ -193,6 +257,9 @@ internal sealed unsafe partial class OwnVmm : IDisposable
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial void* mmap(void* addr, nuint length, int prot, int flags, SafeHandle fd, long offset);
+
+    [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
+    private static partial void* mmap_anonymous(void* addr, nuint length, int prot, int flags, int fd, long offset);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int munmap(void* addr, nuint length);
