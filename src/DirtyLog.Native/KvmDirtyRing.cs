@@ -28,6 +28,7 @@ public sealed unsafe class KvmDirtyRing : IDisposable
     private RetireGate _users; // harvests in flight; disposal retires it before unmapping
     private kvm_dirty_gfn* _entries;
     private uint _fetch;
+    private bool _resetToCheck; // entries were harvested since the last check that KVM reset them
 
     internal KvmDirtyRing(FileDescriptorHandle vcpu, uint entries)
     {
@@ -134,7 +135,41 @@ public sealed unsafe class KvmDirtyRing : IDisposable
         }
 
         _fetch = fetch;
+        _resetToCheck |= count != 0;
         return count;
+    }
+
+    /// <summary>
+    /// After <c>KVM_RESET_DIRTY_RINGS</c> on this ring's VM: whether KVM collected the entries harvested since the last
+    /// check (it clears their flags). A ring whose harvested entries keep the reset flag is not one of that VM's: a
+    /// vCPU of another VM was mapped by mistake, and its ring would fill and never empty.
+    /// </summary>
+    /// <returns><see langword="false"/> when the last harvested entry was not collected.</returns>
+    /// <exception cref="ObjectDisposedException">The ring was disposed.</exception>
+    public bool CheckHarvestedEntriesWereReset()
+    {
+        ObjectDisposedException.ThrowIf(!_users.TryEnter(), this);
+        try
+        {
+            if (!_resetToCheck)
+            {
+                return true;
+            }
+
+            // The last harvested entry cannot have been reused since: a vCPU stops at the soft limit, short of a lap.
+            kvm_dirty_gfn* last = _entries + ((_fetch - 1) & (Entries - 1));
+            if ((Volatile.Read(ref last->flags) & KVM_DIRTY_GFN_F_RESET) != 0)
+            {
+                return false;
+            }
+
+            _resetToCheck = false;
+            return true;
+        }
+        finally
+        {
+            _users.Exit();
+        }
     }
 
     /// <summary>

@@ -204,6 +204,33 @@ public class AdoptionTests : KvmFixture
     }
 
     [Test]
+    public void ARingOfAVcpuOfAnotherVmIsCaughtAtTheFirstResetAndFaultsTheTracker()
+    {
+        const uint entries = 4096;
+        using var mine = new SampleVmm(8 * MiB, ringEntries: entries);
+        using var other = new SampleVmm(8 * MiB, ringEntries: entries);
+        mine.SetSlot(0, 0, 8 * MiB, false);
+        other.SetSlot(0, 0, 8 * MiB, true);
+
+        using FileDescriptorHandle vmHandle = FileDescriptorHandle.Borrow(mine.Vm, "my VM");
+        using KvmVm vm = KvmVm.FromHandle(vmHandle, dirtyRingEntries: entries);
+        using FileDescriptorHandle wrongVcpu = FileDescriptorHandle.Borrow(other.Vcpu, "another VM's vCPU");
+        using KvmDirtyRing wrongRing = KvmDirtyRing.Map(wrongVcpu, entries);
+        var port = new KvmVmPort(vm, [wrongRing]);
+        port.AddSlot(new KvmMemorySlot(0, 0, 8 * MiB, mine.HostAddress(0), false));
+        using var tracker = new KvmDirtyRingTracker(port);
+        tracker.StartTracking();
+        other.Run(2, 10, 1, _ => false); // the other VM's vCPU pushes entries into the ring we were given
+
+        var error = Assert.Throws<DirtyTrackerException>(() => Read(tracker))!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(error.ToString(), Does.Contain("another VM"));
+            Assert.That(tracker.State, Is.EqualTo(DirtyTrackerState.Faulted), "its coverage must be treated as dirty");
+        });
+    }
+
+    [Test]
     public void UnderTheVmmsOwnLoggingASlotDeclaredWithoutTheFlagRefusesToStart()
     {
         using var vmm = new SampleVmm(8 * MiB);

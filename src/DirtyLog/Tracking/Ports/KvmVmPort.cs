@@ -190,7 +190,23 @@ public sealed class KvmVmPort : IKvmDirtyLogPort, IKvmDirtyRingPort
         where TVisitor : struct, IDirtyRingVisitor => _rings[ring].Harvest(ref visitor);
 
     /// <inheritdoc/>
-    public int ResetDirtyRings() => _vm.ResetDirtyRings();
+    /// <exception cref="InvalidOperationException">
+    /// A ring's harvested entries were not collected by the VM's reset: that ring is a vCPU of another VM.
+    /// </exception>
+    public int ResetDirtyRings()
+    {
+        int reset = _vm.ResetDirtyRings();
+        for (int i = 0; i < _rings.Length; i++)
+        {
+            if (!_rings[i].CheckHarvestedEntriesWereReset())
+            {
+                throw new InvalidOperationException(
+                    $"Ring {i} was not reset by KVM_RESET_DIRTY_RINGS on {_vm.Handle.Path}: it is the ring of a vCPU of another VM.");
+            }
+        }
+
+        return reset;
+    }
 
     private KvmMemorySlot GetSlot(uint slotId)
     {
