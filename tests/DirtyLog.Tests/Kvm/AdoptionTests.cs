@@ -151,6 +151,49 @@ public class AdoptionTests : KvmFixture
     }
 
     [Test]
+    public void TheDirtyRingOfAVmTheVmmOwnsFollowsItsSlotsAddedAndRemovedWhileTracking()
+    {
+        const uint entries = 65536;
+        using var vmm = new SampleVmm(32 * MiB, ringEntries: entries);
+        vmm.SetSlot(0, 0, 8 * MiB, false);
+        vmm.SetSlot(1, 8 * MiB, 8 * MiB, false);
+        using FileDescriptorHandle vmHandle = FileDescriptorHandle.Borrow(vmm.Vm, "the VMM's VM");
+        using KvmVm vm = KvmVm.FromHandle(vmHandle, dirtyRingEntries: entries);
+        using FileDescriptorHandle vcpuHandle = FileDescriptorHandle.Borrow(vmm.Vcpu, "the VMM's vCPU 0");
+        using KvmDirtyRing ring = KvmDirtyRing.Map(vcpuHandle, entries);
+        var port = new KvmVmPort(vm, [ring]);
+        port.AddSlot(new KvmMemorySlot(0, 0, 8 * MiB, vmm.HostAddress(0), false));
+        port.AddSlot(new KvmMemorySlot(1, 8 * MiB, 8 * MiB, vmm.HostAddress(8 * MiB), false));
+        using var tracker = new KvmDirtyRingTracker(port);
+        tracker.StartTracking();
+
+        // The guest writes slot 1; the VMM unplugs it (telling DirtyLog first) and plugs 4 MiB at 16 MiB.
+        vmm.Run(2048, 4096, 1, _ => false);
+        port.RemoveSlot(1);
+        vmm.SetSlot(1, 8 * MiB, 0, false);
+        vmm.SetSlot(2, 16 * MiB, 4 * MiB, false);
+        port.AddSlot(new KvmMemorySlot(2, 16 * MiB, 4 * MiB, vmm.HostAddress(16 * MiB), false));
+        HashSet<ulong> first = Read(tracker);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Missed(vmm, first, 2048, 4096, 1), Is.Empty, "the removed slot was reaped before it went");
+            Assert.That(tracker.UnknownEntries, Is.Zero);
+            for (ulong page = 4096; page < 5120; page++)
+            {
+                Assert.That(first, Does.Contain(page), "the added slot is reported whole");
+            }
+        });
+
+        vmm.Run(4096, 5120, 2, _ => false);
+        HashSet<ulong> second = Read(tracker);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Missed(vmm, second, 4096, 5120, 2), Is.Empty, "the added slot logs");
+            Assert.That(second, Has.None.InRange(2048UL, 4095UL), "the removed slot is no longer covered");
+        });
+    }
+
+    [Test]
     public void ABorrowedDescriptorIsNeverClosedByDirtyLogAndStaysOpenWhileBorrowed()
     {
         using var vmm = new SampleVmm(4 * MiB);
