@@ -2,7 +2,6 @@
 
 using System;
 using System.Collections.Generic;
-using System.Diagnostics;
 using System.IO;
 using System.IO.Pipelines;
 using System.Linq;
@@ -14,54 +13,78 @@ using DirtyLog.Migration;
 
 namespace DirtyLog.Samples.LiveMigration;
 
-/// <summary>The source side: a full first pass, pre-copy rounds under the controller, then stop-copy.</summary>
+/// <summary>What the source saw of a migration.</summary>
+/// <param name="Rounds">Each round, with its end-to-end send time (until the destination acknowledged it).</param>
+/// <param name="Decision">The controller's last decision.</param>
+/// <param name="Downtime">From the pause to the destination's acknowledgement of the end: what the guest was stopped for.</param>
+/// <param name="Digest">The source memory's digest, sent after the switch-over.</param>
+internal sealed record MigrationOutcome(List<RoundRow> Rounds, PreCopyDecision Decision, TimeSpan Downtime, uint Digest);
+
+/// <summary>
+/// The source side: a full first pass, pre-copy rounds under the controller, then stop-copy. Every round is timed end to
+/// end, from its first byte to the destination's acknowledgement that it applied it, so the controller's bandwidth is
+/// the destination's, not the socket buffer's.
+/// </summary>
 internal static class Migrator
 {
-    /// <summary>Migrates the running source VM over <paramref name="connection"/>.</summary>
-    /// <returns>The rounds, and when the guest was paused.</returns>
-    public static async Task<(List<RoundRow> Rounds, long PausedAt, PreCopyDecision Decision)> SendAsync(SourceVm vm, Stream connection, MigrationOptions options, Action<RoundRow> progress, CancellationToken cancellationToken)
+    /// <summary>Migrates the running source VM over <paramref name="connection"/> (both directions: pages out, acknowledgements in).</summary>
+    public static async Task<MigrationOutcome> SendAsync(SourceVm vm, Stream connection, MigrationOptions options, Action<RoundRow> progress, CancellationToken cancellationToken)
     {
-        PipeWriter output = PipeWriter.Create(connection);
+        PipeWriter output = PipeWriter.Create(connection, new StreamPipeWriterOptions(leaveOpen: true));
+        var acks = new PageStreamAcknowledgements(PipeReader.Create(connection, new StreamPipeReaderOptions(leaveOpen: true)));
+        Task ackLoop = acks.RunAsync(cancellationToken);
         var writer = new PageStreamWriter(output, vm.Memory);
         var controller = new PreCopyController(new PreCopyOptions { DowntimeLimit = options.DowntimeLimit });
         var rows = new List<RoundRow>();
-        var clock = Stopwatch.StartNew();
 
         // The first pass sends everything; the trackers already log what changes meanwhile.
-        TimeSpan sendStart = clock.Elapsed;
+        TimeSpan sendStart = acks.Now;
         long bytes = await writer.WriteRoundAsync([new DirtyRun(0, vm.Pages)], cancellationToken).ConfigureAwait(false);
-        rows.Add(new RoundRow("full copy", 1, vm.Pages, bytes, TimeSpan.Zero, clock.Elapsed - sendStart, []));
+        TimeSpan applied = await acks.WaitForRoundAsync(writer.Rounds, cancellationToken).ConfigureAwait(false);
+        rows.Add(new RoundRow("full copy", 1, vm.Pages, bytes, TimeSpan.Zero, applied - sendStart, []));
         progress(rows[^1]);
 
-        TimeSpan lastHarvest = clock.Elapsed;
+        TimeSpan lastHarvest = acks.Now;
         PreCopyDecision decision;
         do
         {
-            (RoundRow row, ulong pages, IReadOnlyDictionary<string, ulong> perTracker) = await RoundAsync(vm, writer, "pre-copy", rows.Count + 1, clock, null, cancellationToken).ConfigureAwait(false);
+            (RoundRow row, ulong pages, IReadOnlyDictionary<string, ulong> perTracker) = await RoundAsync(vm, writer, acks, "pre-copy", rows.Count + 1, null, cancellationToken).ConfigureAwait(false);
             rows.Add(row);
             progress(row);
-            decision = controller.Observe(new RoundObservation(pages, (ulong)row.BytesSent, row.Send, clock.Elapsed - lastHarvest, perTracker));
-            lastHarvest = clock.Elapsed;
+            decision = controller.Observe(new RoundObservation(pages, (ulong)row.BytesSent, row.Send, acks.Now - lastHarvest, perTracker));
+            lastHarvest = acks.Now;
         }
         while (decision.Action is PreCopyAction.Continue or PreCopyAction.Throttle);
 
         if (decision.Action == PreCopyAction.Abort)
         {
-            return (rows, 0, decision);
+            await output.CompleteAsync().ConfigureAwait(false);
+            return new MigrationOutcome(rows, decision, TimeSpan.Zero, 0);
         }
 
-        // Stop-copy: pause the vCPU and the devices, the final harvest (with a deadline), the rest, the end marker.
-        long pausedAt = Stopwatch.GetTimestamp();
+        // Stop-copy: pause the vCPU and the devices, the final harvest (with a deadline), the rest, the vCPU's state,
+        // the end; the downtime lasts until the destination acknowledges the end.
+        TimeSpan pausedAt = acks.Now;
         vm.Pause();
-        (RoundRow last, _, _) = await RoundAsync(vm, writer, "stop-copy", rows.Count + 1, clock, TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
+        (RoundRow last, _, _) = await RoundAsync(vm, writer, acks, "stop-copy", rows.Count + 1, TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
         rows.Add(last);
         progress(last);
-        await writer.WriteEndAsync(includeMemoryDigest: true, cancellationToken).ConfigureAwait(false);
+        foreach ((string name, byte[] state) in vm.SaveState())
+        {
+            await writer.WriteStateAsync(name, state, cancellationToken).ConfigureAwait(false);
+        }
+
+        await writer.WriteEndAsync(cancellationToken).ConfigureAwait(false);
+        TimeSpan downtime = await acks.WaitForEndAsync(cancellationToken).ConfigureAwait(false) - pausedAt;
+
+        // After the switch-over the source is stopped for good: proving the copy costs no downtime.
+        uint digest = await writer.WriteMemoryDigestAsync(cancellationToken).ConfigureAwait(false);
         await output.CompleteAsync().ConfigureAwait(false);
-        return (rows, pausedAt, decision);
+        await ackLoop.ConfigureAwait(false);
+        return new MigrationOutcome(rows, decision, downtime, digest);
     }
 
-    private static async Task<(RoundRow Row, ulong Pages, IReadOnlyDictionary<string, ulong> PerTracker)> RoundAsync(SourceVm vm, PageStreamWriter writer, string phase, int number, Stopwatch clock, TimeSpan? deadline, CancellationToken cancellationToken)
+    private static async Task<(RoundRow Row, ulong Pages, IReadOnlyDictionary<string, ulong> PerTracker)> RoundAsync(SourceVm vm, PageStreamWriter writer, PageStreamAcknowledgements acks, string phase, int number, TimeSpan? deadline, CancellationToken cancellationToken)
     {
         HarvestRound? attempt = null;
         int faults = 0;
@@ -80,13 +103,12 @@ internal static class Migrator
         }
 
         using HarvestRound round = attempt;
-        DirtyRun[] runs = round.Runs.ToArray();
-        TimeSpan start = clock.Elapsed;
-        long bytes = await writer.WriteRoundAsync(runs, cancellationToken).ConfigureAwait(false);
-        TimeSpan send = clock.Elapsed - start;
-        round.Commit(); // sent: only now is the round's dirty set gone (an exception above put it back)
+        TimeSpan start = acks.Now;
+        long bytes = await writer.WriteRoundAsync(round, cancellationToken).ConfigureAwait(false); // the round's runs, not a copy
+        TimeSpan applied = await acks.WaitForRoundAsync(writer.Rounds, cancellationToken).ConfigureAwait(false);
+        round.Commit(); // sent and applied: only now is the round's dirty set gone (an exception above put it back)
         var trackers = round.Trackers.Select(t => (t.Tracker, t.Latency, t.PagesReported)).ToList();
         faults += round.Trackers.Count(t => t.Outcome != TrackerRoundOutcome.Read);
-        return (new RoundRow(phase, number, round.Pages, bytes, round.Duration, send, trackers) { Faults = faults }, round.Pages, round.Trackers.ToDictionary(t => t.Tracker, t => t.PagesReported));
+        return (new RoundRow(phase, number, round.Pages, bytes, round.Duration, applied - start, trackers) { Faults = faults }, round.Pages, round.Trackers.ToDictionary(t => t.Tracker, t => t.PagesReported));
     }
 }

@@ -92,19 +92,20 @@ internal static class Program
             : $"source: SIMULATED vCPU threads (no /dev/kvm here) over {options.GuestBytes >> 20} MiB + {options.DeviceBytes >> 20} MiB, 2 DMA devices, 1 in-VMM device");
         Console.WriteLine($"destination: 127.0.0.1:{port}; writers dirty {options.PagesPerSecond:N0} pages/s each");
 
-        Task<(PageStreamSummary Summary, long DoneAt)> receive = ReceiveAsync(listener, new GuestMemoryView(destination.Address, vm.Memory.Size));
+        Task<PageStreamSummary> receive = ReceiveAsync(listener, new GuestMemoryView(destination.Address, vm.Memory.Size));
         using var client = new TcpClient();
         await client.ConnectAsync(IPAddress.Loopback, port).ConfigureAwait(false);
         vm.Start();
-        (List<RoundRow> rows, long pausedAt, PreCopyDecision decision) = await Migrator.SendAsync(vm, client.GetStream(), options, Print, CancellationToken.None).ConfigureAwait(false);
+        MigrationOutcome outcome = await Migrator.SendAsync(vm, client.GetStream(), options, Print, CancellationToken.None).ConfigureAwait(false);
+        (List<RoundRow> rows, PreCopyDecision decision) = (outcome.Rounds, outcome.Decision);
         if (decision.Action == PreCopyAction.Abort)
         {
             Console.WriteLine($"migration aborted: {decision.Reason}; the guest keeps running on the source");
             return (false, rows.Sum(r => r.Faults));
         }
 
-        (PageStreamSummary summary, long doneAt) = await receive.ConfigureAwait(false);
-        TimeSpan downtime = Stopwatch.GetElapsedTime(pausedAt, doneAt);
+        PageStreamSummary summary = await receive.ConfigureAwait(false);
+        TimeSpan downtime = outcome.Downtime;
         bool equal = vm.Memory.Slice(0, (int)vm.Memory.Size).SequenceEqual(new GuestMemoryView(destination.Address, vm.Memory.Size).Slice(0, (int)vm.Memory.Size));
         Report(rows, decision, summary, downtime, options);
         Console.WriteLine(equal
@@ -113,12 +114,20 @@ internal static class Program
         return (equal, rows.Sum(r => r.Faults));
     }
 
-    private static async Task<(PageStreamSummary, long)> ReceiveAsync(TcpListener listener, GuestMemoryView memory)
+    /// <summary>
+    /// The destination: applies the stream, acknowledging each round back over the same connection; at the end record
+    /// the guest could resume here; then it checks the source's memory digest, which comes after the switch-over.
+    /// </summary>
+    private static async Task<PageStreamSummary> ReceiveAsync(TcpListener listener, GuestMemoryView memory)
     {
         using TcpClient connection = await listener.AcceptTcpClientAsync().ConfigureAwait(false);
-        var reader = new PageStreamReader(PipeReader.Create(connection.GetStream()), memory);
-        PageStreamSummary summary = await reader.ReadToEndAsync(CancellationToken.None).ConfigureAwait(false);
-        return (summary, Stopwatch.GetTimestamp());
+        NetworkStream stream = connection.GetStream();
+        PipeWriter acks = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
+        var reader = new PageStreamReader(PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true)), memory) { Acknowledgements = acks };
+        await reader.ReadToEndAsync(CancellationToken.None).ConfigureAwait(false);
+        PageStreamSummary summary = await reader.VerifyMemoryDigestAsync(CancellationToken.None).ConfigureAwait(false);
+        await acks.CompleteAsync().ConfigureAwait(false);
+        return summary;
     }
 
     internal static async Task<int> ListenAsync(int port, MigrationOptions options)
@@ -129,10 +138,10 @@ internal static class Program
         Console.WriteLine($"destination: waiting on port {port} for up to {memory.Length >> 20} MiB of guest memory");
         try
         {
-            (PageStreamSummary summary, _) = await ReceiveAsync(listener, new GuestMemoryView(memory.Address, memory.Length)).ConfigureAwait(false);
+            PageStreamSummary summary = await ReceiveAsync(listener, new GuestMemoryView(memory.Address, memory.Length)).ConfigureAwait(false);
             Console.WriteLine($"destination: complete: {summary.Rounds} rounds, {summary.DataPages:N0} pages with data, {summary.ZeroPages:N0} zero pages, every record checksummed");
             Console.WriteLine(summary.MemoryVerified
-                ? "verdict: destination memory matches the source's memory digest (CRC-32C of every byte)"
+                ? $"verdict: destination memory matches the source's memory digest (CRC-32C of every page); state received: {string.Join(", ", summary.States.Keys)}"
                 : "verdict: the source sent no memory digest; the stream itself was complete and intact");
             return 0;
         }
@@ -151,9 +160,9 @@ internal static class Program
         {
             await client.ConnectAsync(host, port).ConfigureAwait(false);
             vm.Start();
-            (List<RoundRow> rows, _, PreCopyDecision decision) = await Migrator.SendAsync(vm, client.GetStream(), options, Print, CancellationToken.None).ConfigureAwait(false);
-            Console.WriteLine($"source: {decision.Reason}; {rows.Count} rounds sent");
-            return decision.Action == PreCopyAction.Abort ? 1 : 0;
+            MigrationOutcome outcome = await Migrator.SendAsync(vm, client.GetStream(), options, Print, CancellationToken.None).ConfigureAwait(false);
+            Console.WriteLine($"source: {outcome.Decision.Reason}; {outcome.Rounds.Count} rounds sent; downtime {outcome.Downtime.TotalMilliseconds:F1} ms (pause to the destination's acknowledgement of the end)");
+            return outcome.Decision.Action == PreCopyAction.Abort ? 1 : 0;
         }
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
         {
@@ -182,9 +191,9 @@ internal static class Program
 
         Console.WriteLine();
         Console.WriteLine($"switch-over: {decision.Reason}");
-        Console.WriteLine($"downtime (vCPU paused to destination complete): {downtime.TotalMilliseconds:F1} ms");
+        Console.WriteLine($"downtime (vCPU paused to the destination's acknowledgement that it applied everything): {downtime.TotalMilliseconds:F1} ms");
         Console.WriteLine($"tracker faults handled: {rows.Sum(r => r.Faults)}");
-        Console.WriteLine($"stream: {summary.Rounds} rounds, {summary.DataPages:N0} pages with data, {summary.ZeroPages:N0} zero pages, {summary.Bytes / 1e6:F1} MB; memory digest {(summary.MemoryVerified ? "matched" : "not sent")}");
+        Console.WriteLine($"stream: {summary.Rounds} rounds, {summary.DataPages:N0} pages with data, {summary.ZeroPages:N0} zero pages, {summary.Bytes / 1e6:F1} MB; state: {(summary.States.Count == 0 ? "none" : string.Join(", ", summary.States.Select(s => $"{s.Key} ({s.Value.Length} bytes)")))}; memory digest (after the switch-over, outside the downtime) {(summary.MemoryVerified ? "matched" : "not sent")}");
         if (options.ChartPath is { } path)
         {
             File.WriteAllLines(path, ["round,phase,dirty_pages,bytes_sent", .. rows.Select(r => $"{r.Round},{r.Phase},{r.DirtyPages},{r.BytesSent}")]);

@@ -109,6 +109,19 @@ internal sealed unsafe partial class SampleVmm : IDisposable
 
     public ulong MemoryBytes { get; }
 
+    /// <summary>The vCPU's state as KVM gives it: <c>kvm_regs</c> (144 bytes) then <c>kvm_sregs</c> (312 bytes).</summary>
+    public byte[] SaveVcpuState()
+    {
+        var state = new byte[144 + 312];
+        fixed (byte* p = state)
+        {
+            Check(ioctl(Vcpu, KvmGetRegs, (nint)p), "KVM_GET_REGS");
+            Check(ioctl(Vcpu, KvmGetSregs, (nint)(p + 144)), "KVM_GET_SREGS");
+        }
+
+        return state;
+    }
+
     /// <summary>The host address of guest-physical <paramref name="guestAddress"/>.</summary>
     public ulong HostAddress(ulong guestAddress) => (ulong)_memory + guestAddress;
 

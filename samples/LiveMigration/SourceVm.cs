@@ -159,6 +159,18 @@ internal sealed class SourceVm : IDisposable
         });
     }
 
+    /// <summary>
+    /// What travels with memory once paused, as named state records: the vCPU's registers (KVM's structs, as the
+    /// sample's VMM takes them); the emulated devices here keep no state outside guest memory.
+    /// </summary>
+    public IEnumerable<(string Name, byte[] State)> SaveState()
+    {
+        if (_vmm is not null)
+        {
+            yield return ("vcpu0", _vmm.SaveVcpuState());
+        }
+    }
+
     /// <summary>Pauses every writer (the vCPU first) and waits until they stopped: stop-copy begins.</summary>
     public void Pause()
     {

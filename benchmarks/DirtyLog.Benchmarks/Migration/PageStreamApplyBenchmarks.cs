@@ -63,7 +63,7 @@ public class PageStreamApplyBenchmarks
         PipeWriter output = PipeWriter.Create(encoded, new StreamPipeWriterOptions(leaveOpen: true));
         var writer = new PageStreamWriter(output, View(_source));
         writer.WriteRoundAsync([new DirtyRun(0, pages)], CancellationToken.None).AsTask().GetAwaiter().GetResult();
-        writer.WriteEndAsync(includeMemoryDigest: false, CancellationToken.None).AsTask().GetAwaiter().GetResult();
+        writer.WriteEndAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult();
         output.Complete();
         _stream = encoded.ToArray();
     }

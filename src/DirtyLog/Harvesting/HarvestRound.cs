@@ -46,6 +46,12 @@ public sealed class HarvestRound : IDisposable
     /// <summary>The dirty pages, as maximal runs in ascending order; empty once the round is settled.</summary>
     public ReadOnlySpan<DirtyRun> Runs => Volatile.Read(ref _buffer) is { } runs ? runs.AsSpan(0, _count) : default;
 
+    /// <summary>
+    /// <see cref="Runs"/> as memory, for an asynchronous consumer that sends them without a copy
+    /// (<c>PageStreamWriter.WriteRoundAsync(HarvestRound, ...)</c> uses it). It is the round's own pooled buffer: use
+    /// it only until the round is committed, put back or disposed, that is, await the send before settling the round.
+    /// </summary>
+    public ReadOnlyMemory<DirtyRun> RunMemory => Volatile.Read(ref _buffer) is { } runs ? runs.AsMemory(0, _count) : default;
 
     /// <summary>Pages in <see cref="Runs"/>.</summary>
     public ulong Pages { get; }

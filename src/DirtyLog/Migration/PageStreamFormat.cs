@@ -9,22 +9,35 @@ using DirtyLog.Memory;
 namespace DirtyLog.Migration;
 
 /// <summary>
-/// The page stream's wire format, version 1, little-endian. A 24-byte stream header, then 24-byte records, data
-/// records followed by their pages:
+/// The page stream's wire format, version 2, little-endian. A 24-byte stream header, then 24-byte records, data and
+/// state records followed by their bytes:
 /// <code>
 /// header: "DLPS" | version u16 | reserved u16 | page size u32 | reserved u32 | memory bytes u64
-/// record: kind u8 | reserved u8 | reserved u16 | pages u32 | first page (or round, or total) u64 | crc u32 | reserved u32
-/// kinds:  1 data (pages follow) | 2 zero pages | 3 round end | 4 end of stream | 5 memory digest
+/// record: kind u8 | reserved u8 | reserved u16 | count u32 | value u64 | crc u32 | reserved u32
+/// kinds:  1 data: count pages from page value follow
+///         2 zero pages: count pages from page value
+///         3 round end: value is the round
+///         4 end of stream: value is the total of pages; crc chains every earlier record's crc
+///         5 memory digest (after the end, optional): value is the source memory's digest
+///         6 state: value name bytes (UTF-8, 1 to 255), then count payload bytes (at most 16 MiB) follow
+/// ack:    "DLAK" | reserved u32 | round applied u64 (2^64-1: the end) | stream bytes read u64   (destination to source)
 /// </code>
-/// The optional memory digest record, just before the end, holds the CRC-32C of the source's whole memory, taken
-/// with the guest paused: the destination compares its own memory with it.
-/// A record's CRC-32C covers its header with the CRC field zeroed, then its pages. The end record's CRC field holds
-/// the CRC-32C of every earlier record's CRC in order, so a dropped, repeated or reordered record is caught.
+/// A data record's CRC is the CRC-32C of its header (CRC field zeroed) extended by each page's own CRC-32C in order,
+/// so both ends have every page's CRC without a second pass. The memory digest is the CRC-32C of every page's CRC in
+/// page order: the destination keeps the CRC of each page it applied (zero pages included), which is its memory at
+/// the end of the stream, and the source hashes its stopped memory after the switch-over, outside the downtime.
+/// Other records' CRC-32C covers their header (CRC field zeroed) and their bytes. The end record's CRC field holds the
+/// CRC-32C of every earlier record's CRC in order, so a dropped, repeated or reordered record is caught.
 /// </summary>
 internal static class PageStreamFormat
 {
     public const uint Magic = 0x5350_4C44; // "DLPS"
-    public const ushort Version = 1;
+    public const ushort Version = 2;
+    public const uint AckMagic = 0x4B41_4C44; // "DLAK"
+    public const int AckBytes = 24;
+    public const ulong EndAcknowledged = ulong.MaxValue;
+    public const int MaxStateNameBytes = 255;
+    public const int MaxStateBytes = 16 << 20;
     public const int HeaderBytes = 24;
     public const int RecordBytes = 24;
     public const int MinPageSize = 4096;
@@ -45,18 +58,37 @@ internal static class PageStreamFormat
         }
     }
 
-    public const byte Data = 1, Zero = 2, RoundEnd = 3, End = 4, Digest = 5;
+    public const byte Data = 1, Zero = 2, RoundEnd = 3, End = 4, Digest = 5, State = 6;
 
-    /// <summary>The CRC-32C of guest memory, a page at a time.</summary>
-    public static uint MemoryDigest(GuestMemoryView memory, ulong bytes)
+    /// <summary>The CRC-32C of one page of zeros of this size.</summary>
+    public static uint ZeroPageCrc(int pageSize)
     {
-        uint crc = ~0u;
-        for (ulong address = 0; address < bytes; address += 1 << 20)
+        ReadOnlySpan<byte> zeros = new byte[pageSize];
+        return Crc(~0u, zeros);
+    }
+
+    /// <summary>The memory digest of guest memory: the CRC-32C of each page's CRC-32C, in page order.</summary>
+    public static uint MemoryDigest(GuestMemoryView memory, ulong bytes, int pageSize)
+    {
+        uint digest = ~0u;
+        for (ulong address = 0; address < bytes; address += (ulong)pageSize)
         {
-            crc = Crc(crc, memory.Slice(address, (int)Math.Min(1UL << 20, bytes - address)));
+            digest = BitOperations.Crc32C(digest, Crc(~0u, memory.Slice(address, pageSize)));
         }
 
-        return crc;
+        return digest;
+    }
+
+    /// <summary>The memory digest from a table of page CRCs.</summary>
+    public static uint MemoryDigest(ReadOnlySpan<uint> pageCrcs)
+    {
+        uint digest = ~0u;
+        foreach (uint crc in pageCrcs)
+        {
+            digest = BitOperations.Crc32C(digest, crc);
+        }
+
+        return digest;
     }
 
     public static void WriteHeader(Span<byte> span, uint pageSize, ulong memoryBytes)

@@ -3,6 +3,7 @@
 using System;
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Collections.Generic;
 using System.IO.Pipelines;
 using System.Threading;
 using System.Threading.Tasks;
@@ -22,6 +23,13 @@ namespace DirtyLog.Migration;
 /// short included, ends with a <see cref="PageStreamException"/> that says what and at which offset; nothing is ever
 /// written outside guest memory. Pages of records before the bad one have been applied: a failed stream leaves the
 /// destination incomplete, never corrupt beyond what the source had sent.</para>
+/// <para>The reader returns at the end record and reads nothing after it: the connection is the VMM's again (for
+/// <see cref="VerifyMemoryDigestAsync"/>, or its own protocol). With <see cref="Acknowledgements"/> set, it tells the
+/// source after each round and at the end how far it has applied, so that the source's bandwidth and expected
+/// downtime are end to end (<see cref="PageStreamAcknowledgements"/> reads them).</para>
+/// <para>Zero pages are written only where the destination page is not zero already; the destination keeps each
+/// applied page's CRC-32C (4 bytes per page) for the memory digest. Destination memory is expected to start zeroed
+/// (fresh), or the first pass to cover every page, as a full copy does.</para>
 /// <para>Not thread-safe: one receiver reads one stream.</para>
 /// </remarks>
 public sealed class PageStreamReader
@@ -38,6 +46,11 @@ public sealed class PageStreamReader
     private ReadOnlySequence<byte> _pending; // the last buffer read and not yet advanced past
     private bool _hasPending;
     private bool _memoryVerified;
+    private bool _ended;
+    private uint[] _pageCrcs = [];           // the CRC-32C of every page as applied
+    private uint _zeroPageCrc;
+    private uint _appliedDigest;             // the digest of the pages as they were at the end record
+    private readonly Dictionary<string, ReadOnlyMemory<byte>> _states = new(StringComparer.Ordinal);
 
     /// <summary>Creates a reader that applies pages to <paramref name="memory"/>.</summary>
     /// <param name="input">The pipe to read.</param>
@@ -57,12 +70,23 @@ public sealed class PageStreamReader
     /// <summary>Called after each round-end record with the round number (progress display).</summary>
     public Action<long, PageStreamSummary>? RoundReceived { get; set; }
 
+    /// <summary>
+    /// Where to acknowledge progress to the source (the other direction of the connection), or <see langword="null"/>:
+    /// after each round is applied and at the end, a 24-byte acknowledgement with the round and the bytes read.
+    /// </summary>
+    public PipeWriter? Acknowledgements { get; set; }
+
     /// <summary>Reads and applies the whole stream, up to and including its end record.</summary>
     /// <param name="cancellationToken">Cancels the reads.</param>
     /// <returns>What the stream carried.</returns>
     /// <exception cref="PageStreamException">The stream was truncated, corrupted or hostile.</exception>
     public async ValueTask<PageStreamSummary> ReadToEndAsync(CancellationToken cancellationToken)
     {
+        if (_ended)
+        {
+            throw new InvalidOperationException("The stream was read to its end already.");
+        }
+
         ReadOnlySequence<byte> header = await NeedAsync(HeaderBytes, "the stream header", cancellationToken).ConfigureAwait(false);
         CheckHeader(header.Slice(0, HeaderBytes));
         Consume(HeaderBytes);
@@ -104,24 +128,11 @@ public sealed class PageStreamReader
                     Chain(crc);
                     _rounds++;
                     Consume(RecordBytes);
+                    await AcknowledgeAsync((ulong)_rounds, cancellationToken).ConfigureAwait(false);
                     RoundReceived?.Invoke(_rounds, Summary());
                     break;
-                case Digest:
-                    if (count != 0 || value > uint.MaxValue)
-                    {
-                        throw Fail($"memory digest record with {count} pages and value 0x{value:x}");
-                    }
-
-                    CheckCrc(HeaderCrc(record), crc, "memory digest record");
-                    uint mine = MemoryDigest(_memory, _sourcePages * (ulong)_pageSize);
-                    if (mine != (uint)value)
-                    {
-                        throw Fail($"the destination's memory differs from the source's: digest 0x{mine:x8}, source 0x{value:x8}");
-                    }
-
-                    _memoryVerified = true;
-                    Chain(crc);
-                    Consume(RecordBytes);
+                case State:
+                    await ReadStateAsync(record, count, value, crc, cancellationToken).ConfigureAwait(false);
                     break;
                 case End:
                     if (count != 0 || value != _dataPages + _zeroPages)
@@ -135,7 +146,9 @@ public sealed class PageStreamReader
                     }
 
                     Consume(RecordBytes);
-                    await ExpectNothingMoreAsync(cancellationToken).ConfigureAwait(false);
+                    _ended = true;
+                    _appliedDigest = MemoryDigest(_pageCrcs);
+                    await AcknowledgeAsync(EndAcknowledged, cancellationToken).ConfigureAwait(false);
                     return Summary();
                 default:
                     throw Fail($"unknown record kind {kind}");
@@ -143,7 +156,91 @@ public sealed class PageStreamReader
         }
     }
 
-    private PageStreamSummary Summary() => new(_dataPages, _zeroPages, _rounds, _offset) { MemoryVerified = _memoryVerified };
+    /// <summary>
+    /// After <see cref="ReadToEndAsync"/>: reads the memory digest the source sends once it is stopped for good
+    /// (<see cref="PageStreamWriter.WriteMemoryDigestAsync"/>), and compares it with the pages applied, as they were at
+    /// the end record; the guest may be running here already. A mismatch means the source's memory held a page the
+    /// stream never carried: a write the dirty tracking lost.
+    /// </summary>
+    /// <param name="cancellationToken">Cancels the read.</param>
+    /// <returns>The summary, with <see cref="PageStreamSummary.MemoryVerified"/> set.</returns>
+    /// <exception cref="InvalidOperationException">The stream was not read to its end yet.</exception>
+    /// <exception cref="PageStreamException">The record is missing or damaged, or the memory differs.</exception>
+    public async ValueTask<PageStreamSummary> VerifyMemoryDigestAsync(CancellationToken cancellationToken)
+    {
+        if (!_ended)
+        {
+            throw new InvalidOperationException("The memory digest follows the end record: read the stream to its end first.");
+        }
+
+        ReadOnlySequence<byte> buffered = await NeedAsync(RecordBytes, "the memory digest record", cancellationToken).ConfigureAwait(false);
+        byte[] record = buffered.Slice(0, RecordBytes).ToArray();
+        ulong value = BinaryPrimitives.ReadUInt64LittleEndian(record.AsSpan(8));
+        if (record[0] != Digest || BinaryPrimitives.ReadUInt32LittleEndian(record.AsSpan(4)) != 0 || value > uint.MaxValue
+            || record[1] != 0 || record[2] != 0 || record[3] != 0 || BinaryPrimitives.ReadUInt32LittleEndian(record.AsSpan(20)) != 0)
+        {
+            throw Fail($"a memory digest record was expected, not kind {record[0]} with value 0x{value:x}");
+        }
+
+        CheckCrc(HeaderCrc(record), ReadCrc(record), "memory digest record");
+        Consume(RecordBytes);
+        if (_appliedDigest != (uint)value)
+        {
+            throw Fail($"the destination's memory differs from the source's: digest 0x{_appliedDigest:x8}, source 0x{value:x8}");
+        }
+
+        _memoryVerified = true;
+        return Summary();
+    }
+
+    private PageStreamSummary Summary() =>
+        new(_dataPages, _zeroPages, _rounds, _offset) { MemoryVerified = _memoryVerified, States = new Dictionary<string, ReadOnlyMemory<byte>>(_states, StringComparer.Ordinal) };
+
+    private async ValueTask AcknowledgeAsync(ulong round, CancellationToken cancellationToken)
+    {
+        if (Acknowledgements is not { } acks)
+        {
+            return;
+        }
+
+        Span<byte> ack = acks.GetSpan(AckBytes)[..AckBytes];
+        ack.Clear();
+        BinaryPrimitives.WriteUInt32LittleEndian(ack, AckMagic);
+        BinaryPrimitives.WriteUInt64LittleEndian(ack[8..], round);
+        BinaryPrimitives.WriteUInt64LittleEndian(ack[16..], (ulong)_offset);
+        acks.Advance(AckBytes);
+        await acks.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask ReadStateAsync(byte[] record, uint count, ulong nameBytes, uint crc, CancellationToken cancellationToken)
+    {
+        if (nameBytes is 0 or > MaxStateNameBytes || count > MaxStateBytes)
+        {
+            throw Fail($"a state record with a {nameBytes}-byte name and {count} bytes (1 to {MaxStateNameBytes} and at most {MaxStateBytes} allowed)");
+        }
+
+        int total = RecordBytes + (int)nameBytes + (int)count;
+        ReadOnlySequence<byte> buffered = await NeedAsync(total, $"the {count} bytes of a state record", cancellationToken).ConfigureAwait(false);
+        byte[] body = buffered.Slice(RecordBytes, total - RecordBytes).ToArray();
+        CheckCrc(Crc(HeaderCrc(record), body), crc, "state record");
+        string name;
+        try
+        {
+            name = new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetString(body, 0, (int)nameBytes);
+        }
+        catch (System.Text.DecoderFallbackException)
+        {
+            throw Fail("a state record's name is not UTF-8");
+        }
+
+        if (!_states.TryAdd(name, body.AsMemory((int)nameBytes)))
+        {
+            throw Fail($"a second state record named \"{name}\"");
+        }
+
+        Chain(crc);
+        Consume(total);
+    }
 
     private void CheckHeader(ReadOnlySequence<byte> bytes)
     {
@@ -178,6 +275,9 @@ public sealed class PageStreamReader
         }
 
         _sourcePages = memory / (ulong)_pageSize;
+        _zeroPageCrc = ZeroPageCrc(_pageSize);
+        _pageCrcs = new uint[_sourcePages];
+        _pageCrcs.AsSpan().Fill(_zeroPageCrc); // fresh destination memory reads zero
     }
 
     private async ValueTask ApplyDataAsync(byte[] record, uint count, ulong firstPage, uint crc, CancellationToken cancellationToken)
@@ -189,12 +289,16 @@ public sealed class PageStreamReader
 
         // Everything is checked before a byte of guest memory is written.
         uint actual = HeaderCrc(record);
-        foreach (ReadOnlyMemory<byte> segment in data)
+        Span<uint> pageCrcs = _pageCrcs.AsSpan((int)firstPage, (int)count);
+        Span<uint> computed = count <= 256 ? stackalloc uint[(int)count] : new uint[count];
+        PageCrcs(data, computed);
+        foreach (uint pageCrc in computed)
         {
-            actual = Crc(actual, segment.Span);
+            actual = System.Numerics.BitOperations.Crc32C(actual, pageCrc);
         }
 
         CheckCrc(actual, crc, $"data record for pages {firstPage:N0}+{count}");
+        computed.CopyTo(pageCrcs);
         ulong address = firstPage * (ulong)_pageSize;
         foreach (ReadOnlyMemory<byte> segment in data)
         {
@@ -214,12 +318,37 @@ public sealed class PageStreamReader
     /// </summary>
     private void ApplyZeroPages(ulong firstPage, uint count)
     {
+        _pageCrcs.AsSpan((int)firstPage, (int)count).Fill(_zeroPageCrc);
         for (ulong p = firstPage; p < firstPage + count; p++)
         {
             Span<byte> page = _memory.Slice(p * (ulong)_pageSize, _pageSize);
             if (page.IndexOfAnyExcept((byte)0) >= 0)
             {
                 page.Clear();
+            }
+        }
+    }
+
+    /// <summary>The CRC-32C of each page of <paramref name="data"/>, pages that may straddle segments included.</summary>
+    private void PageCrcs(ReadOnlySequence<byte> data, Span<uint> crcs)
+    {
+        int page = 0, filled = 0;
+        uint crc = ~0u;
+        foreach (ReadOnlyMemory<byte> segment in data)
+        {
+            ReadOnlySpan<byte> rest = segment.Span;
+            while (!rest.IsEmpty)
+            {
+                int take = Math.Min(rest.Length, _pageSize - filled);
+                crc = Crc(crc, rest[..take]);
+                rest = rest[take..];
+                filled += take;
+                if (filled == _pageSize)
+                {
+                    crcs[page++] = crc;
+                    crc = ~0u;
+                    filled = 0;
+                }
             }
         }
     }
@@ -274,23 +403,6 @@ public sealed class PageStreamReader
         _pending = result.Buffer;
         _hasPending = true;
         return result.Buffer;
-    }
-
-    private async ValueTask ExpectNothingMoreAsync(CancellationToken cancellationToken)
-    {
-        ReadResult result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
-        while (result.Buffer.IsEmpty && !result.IsCompleted && !result.IsCanceled)
-        {
-            _input.AdvanceTo(result.Buffer.End);
-            result = await _input.ReadAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        long extra = result.Buffer.Length;
-        _input.AdvanceTo(result.Buffer.End);
-        if (extra != 0 || !result.IsCompleted)
-        {
-            throw Fail($"{(extra != 0 ? $"{extra} bytes" : "more data")} after the end marker");
-        }
     }
 
     private PageStreamException Fail(string message) => new(message, _offset);

@@ -1,5 +1,8 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
+using System;
+using System.Collections.Generic;
+
 namespace DirtyLog.Migration;
 
 /// <summary>What a complete page stream carried.</summary>
@@ -9,6 +12,9 @@ namespace DirtyLog.Migration;
 /// <param name="Bytes">Bytes read.</param>
 public sealed record PageStreamSummary(ulong DataPages, ulong ZeroPages, long Rounds, long Bytes)
 {
-    /// <summary>Whether the stream carried the source's memory digest and the destination's memory matched it.</summary>
+    /// <summary>Whether the source's memory digest was read (after the end) and the applied pages matched it.</summary>
     public bool MemoryVerified { get; init; }
+
+    /// <summary>The state records, by name: what the VMM sent along with memory (vCPU registers, device state).</summary>
+    public IReadOnlyDictionary<string, ReadOnlyMemory<byte>> States { get; init; } = new Dictionary<string, ReadOnlyMemory<byte>>();
 }

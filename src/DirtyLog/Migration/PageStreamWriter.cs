@@ -6,6 +6,7 @@ using System.IO.Pipelines;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Bitmaps;
+using DirtyLog.Harvesting;
 using DirtyLog.Memory;
 using static DirtyLog.Migration.PageStreamFormat;
 
@@ -16,9 +17,11 @@ namespace DirtyLog.Migration;
 /// checksummed records (see the format in the remarks); pages that are all zero go as a count without data.
 /// </summary>
 /// <remarks>
-/// <para>Format, version 1, little-endian: a 24-byte header (<c>"DLPS"</c>, version, page size, memory size), then
-/// 24-byte records: data (pages follow), zero pages, round end, end of stream. Each record carries a CRC-32C of its
-/// header and pages; the end record carries the CRC-32C of every record's CRC in order, and the totals.</para>
+/// <para>Format, version 2, little-endian: a 24-byte header (<c>"DLPS"</c>, version, page size, memory size), then
+/// 24-byte records: data (pages follow), zero pages, round end, state (named bytes a VMM sends along: vCPU
+/// registers, device state), end of stream, and after the end an optional memory digest. Each record carries a
+/// CRC-32C of its header and bytes; the end record carries the CRC-32C of every record's CRC in order, and the
+/// totals. The stream does not own the connection: after the end record it is the VMM's again.</para>
 /// <para>Pages are copied once, from guest memory straight into the pipe's buffer, and checksummed there: the guest
 /// may keep writing during pre-copy, and what is sent is exactly what was checksummed. A data record holds at most
 /// 1 MiB of pages (or one page, for pages above 1 MiB), so no buffer grows with the run.</para>
@@ -30,8 +33,10 @@ public sealed class PageStreamWriter
     private readonly GuestMemoryView _memory;
     private readonly int _pageSize;
     private uint _chain = ~0u;
+    private readonly HashSet<string> _stateNames = new(StringComparer.Ordinal);
     private bool _headerWritten;
     private bool _ended;
+    private bool _digestSent;
 
     /// <summary>Creates a writer of the memory's pages.</summary>
     /// <param name="output">The pipe to write to.</param>
@@ -71,12 +76,37 @@ public sealed class PageStreamWriter
     /// <returns>Bytes written for the round.</returns>
     /// <exception cref="ArgumentOutOfRangeException">A run leaves guest memory (nothing of it is written).</exception>
     /// <exception cref="InvalidOperationException">The stream was ended.</exception>
-    public async ValueTask<long> WriteRoundAsync(IReadOnlyList<DirtyRun> runs, CancellationToken cancellationToken)
+    public ValueTask<long> WriteRoundAsync(IReadOnlyList<DirtyRun> runs, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(runs);
+        return WriteRunsAsync(runs as DirtyRun[] ?? [.. runs], cancellationToken);
+    }
+
+    /// <summary>
+    /// Writes a harvest round's pages, then a round-end record, and flushes. The runs are read in place from the
+    /// round's own buffer, with no copy: settle the round (commit it once sent) only after the task completes.
+    /// </summary>
+    /// <param name="round">The round, not yet settled.</param>
+    /// <param name="cancellationToken">Cancels the flush.</param>
+    /// <returns>Bytes written for the round.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">A run leaves guest memory (nothing of it is written).</exception>
+    /// <exception cref="InvalidOperationException">The stream was ended, or the round was settled already.</exception>
+    public ValueTask<long> WriteRoundAsync(HarvestRound round, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(round);
+        if (round.IsCommitted || round.IsPutBack)
+        {
+            throw new InvalidOperationException($"Round {round.Number} was settled: its runs are gone.");
+        }
+
+        return WriteRunsAsync(round.RunMemory, cancellationToken);
+    }
+
+    private async ValueTask<long> WriteRunsAsync(ReadOnlyMemory<DirtyRun> runs, CancellationToken cancellationToken)
+    {
         ObjectDisposedException.ThrowIf(_ended, this);
         ulong pages = _memory.Size / (ulong)_pageSize;
-        foreach (DirtyRun run in runs)
+        foreach (DirtyRun run in runs.Span)
         {
             if (run.FirstPage >= pages || run.PageCount > pages - run.FirstPage)
             {
@@ -86,8 +116,9 @@ public sealed class PageStreamWriter
 
         long before = BytesWritten;
         WriteHeaderOnce();
-        foreach (DirtyRun run in runs)
+        for (int i = 0; i < runs.Length; i++)
         {
+            DirtyRun run = runs.Span[i];
             for (ulong page = run.FirstPage; page < run.EndPage;)
             {
                 page += WriteRecordAt(page, run.EndPage);
@@ -105,22 +136,57 @@ public sealed class PageStreamWriter
     }
 
     /// <summary>
-    /// Writes the end record (totals and the chained checksum) and flushes: the stream is complete. With
-    /// <paramref name="includeMemoryDigest"/>, a digest of the whole source memory goes first, which the destination
-    /// compares with its own memory: call it with the guest and its devices paused.
+    /// Writes a state record: bytes the VMM sends along with memory under a name of its choosing (vCPU registers,
+    /// device state), checksummed and chained like pages. The reader hands them back by name.
     /// </summary>
-    /// <param name="includeMemoryDigest">Whether to send a CRC-32C of the whole memory (one pass over it).</param>
+    /// <param name="name">The name: 1 to 255 bytes of UTF-8, unique in the stream.</param>
+    /// <param name="state">The bytes: at most 16 MiB.</param>
     /// <param name="cancellationToken">Cancels the flush.</param>
     /// <returns>A task that completes when flushed.</returns>
-    public async ValueTask WriteEndAsync(bool includeMemoryDigest, CancellationToken cancellationToken)
+    /// <exception cref="ArgumentException">The name is empty, too long, or used already in this stream.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The state is larger than 16 MiB.</exception>
+    /// <exception cref="InvalidOperationException">The stream was ended.</exception>
+    public async ValueTask WriteStateAsync(string name, ReadOnlyMemory<byte> state, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ObjectDisposedException.ThrowIf(_ended, this);
+        byte[] nameBytes = System.Text.Encoding.UTF8.GetBytes(name);
+        if (nameBytes.Length > MaxStateNameBytes)
+        {
+            throw new ArgumentException($"The state name takes {nameBytes.Length} bytes of UTF-8; at most {MaxStateNameBytes} fit.", nameof(name));
+        }
+
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(state.Length, MaxStateBytes, nameof(state));
+        if (!_stateNames.Add(name))
+        {
+            throw new ArgumentException($"A state named \"{name}\" was written already.", nameof(name));
+        }
+
+        WriteHeaderOnce();
+        int total = RecordBytes + nameBytes.Length + state.Length;
+        Span<byte> span = _output.GetSpan(total);
+        WriteRecord(span, State, (uint)state.Length, (ulong)nameBytes.Length);
+        nameBytes.CopyTo(span[RecordBytes..]);
+        state.Span.CopyTo(span[(RecordBytes + nameBytes.Length)..]);
+        uint crc = Crc(HeaderCrc(span), span[RecordBytes..total]);
+        WriteCrc(span, crc);
+        _chain = System.Numerics.BitOperations.Crc32C(_chain, crc);
+        _output.Advance(total);
+        BytesWritten += total;
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Writes the end record (totals and the chained checksum) and flushes: the stream is complete, and the reader
+    /// returns. The connection stays open for whatever the VMM sends next (and for <see cref="WriteMemoryDigestAsync"/>).
+    /// </summary>
+    /// <param name="cancellationToken">Cancels the flush.</param>
+    /// <returns>A task that completes when flushed.</returns>
+    /// <exception cref="InvalidOperationException">The stream was ended already.</exception>
+    public async ValueTask WriteEndAsync(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_ended, this);
         WriteHeaderOnce();
-        if (includeMemoryDigest)
-        {
-            WriteControl(Digest, MemoryDigest(_memory, _memory.Size));
-        }
-
         Span<byte> span = _output.GetSpan(RecordBytes);
         WriteRecord(span, End, 0, DataPages + ZeroPages);
         WriteCrc(span, _chain);
@@ -128,6 +194,33 @@ public sealed class PageStreamWriter
         BytesWritten += RecordBytes;
         _ended = true;
         await FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// After the end: the digest of the whole source memory (the CRC-32C of every page's CRC-32C), which the
+    /// destination compares with the pages it applied (<see cref="PageStreamReader.VerifyMemoryDigestAsync"/>). Call
+    /// it once the source is stopped for good, after the switch-over: it reads all memory, and the destination already
+    /// runs, so it costs no downtime. A mismatch is a page the dirty tracking lost.
+    /// </summary>
+    /// <param name="cancellationToken">Cancels the flush.</param>
+    /// <returns>The digest sent.</returns>
+    /// <exception cref="InvalidOperationException">The stream has not ended, or the digest was sent already.</exception>
+    public async ValueTask<uint> WriteMemoryDigestAsync(CancellationToken cancellationToken)
+    {
+        if (!_ended || _digestSent)
+        {
+            throw new InvalidOperationException(_ended ? "The memory digest was sent already." : "The memory digest follows the end record: call WriteEndAsync first.");
+        }
+
+        uint digest = MemoryDigest(_memory, _memory.Size, _pageSize);
+        Span<byte> span = _output.GetSpan(RecordBytes);
+        WriteRecord(span, Digest, 0, digest);
+        WriteCrc(span, HeaderCrc(span));
+        _output.Advance(RecordBytes);
+        BytesWritten += RecordBytes;
+        _digestSent = true;
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
+        return digest;
     }
 
     private void WriteHeaderOnce()
@@ -167,7 +260,12 @@ public sealed class PageStreamWriter
         WriteRecord(span, Data, count, page);
         Span<byte> data = span.Slice(RecordBytes, dataBytes);
         _memory.Slice(page * (ulong)_pageSize, dataBytes).CopyTo(data);
-        uint crc = Crc(HeaderCrc(span), data);
+        uint crc = HeaderCrc(span);
+        for (int offset = 0; offset < dataBytes; offset += _pageSize)
+        {
+            crc = System.Numerics.BitOperations.Crc32C(crc, Crc(~0u, data.Slice(offset, _pageSize))); // each page's own CRC, as the digest needs
+        }
+
         WriteCrc(span, crc);
         _chain = System.Numerics.BitOperations.Crc32C(_chain, crc);
         _output.Advance(RecordBytes + dataBytes);

@@ -59,9 +59,12 @@ public class PageStreamPageSizeTests
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0));
         var writer = new PageStreamWriter(pipe.Writer, source.AsView(), pageSize);
         await writer.WriteRoundAsync([new DirtyRun(0, pages)], CancellationToken.None);
-        await writer.WriteEndAsync(includeMemoryDigest: true, CancellationToken.None);
+        await writer.WriteEndAsync(CancellationToken.None);
+        await writer.WriteMemoryDigestAsync(CancellationToken.None);
         await pipe.Writer.CompleteAsync();
-        PageStreamSummary summary = await new PageStreamReader(pipe.Reader, destination.AsView(), pageSize).ReadToEndAsync(CancellationToken.None);
+        var reader = new PageStreamReader(pipe.Reader, destination.AsView(), pageSize);
+        await reader.ReadToEndAsync(CancellationToken.None);
+        PageStreamSummary summary = await reader.VerifyMemoryDigestAsync(CancellationToken.None);
 
         Assert.Multiple(() =>
         {
@@ -80,7 +83,7 @@ public class PageStreamPageSizeTests
         ulong memoryBytes = 1UL << 32;
         var stream = new byte[24 + 24];
         BinaryPrimitives.WriteUInt32LittleEndian(stream, 0x5350_4C44);
-        BinaryPrimitives.WriteUInt16LittleEndian(stream.AsSpan(4), 1);
+        BinaryPrimitives.WriteUInt16LittleEndian(stream.AsSpan(4), 2);
         BinaryPrimitives.WriteUInt32LittleEndian(stream.AsSpan(8), (uint)pageSize);
         BinaryPrimitives.WriteUInt64LittleEndian(stream.AsSpan(16), memoryBytes);
         stream[24] = 1; // data

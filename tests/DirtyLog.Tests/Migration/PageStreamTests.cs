@@ -1,6 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Linq;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
 using System.Threading;
@@ -52,12 +53,12 @@ public class PageStreamTests
         var writer = new PageStreamWriter(pipe.Writer, source.AsView());
         writer.WriteRoundAsync([new DirtyRun(0, Pages)], CancellationToken.None).AsTask().Wait();
         writer.WriteRoundAsync([new DirtyRun(3, 5), new DirtyRun(40, 2)], CancellationToken.None).AsTask().Wait();
-        writer.WriteEndAsync(includeMemoryDigest: false, CancellationToken.None).AsTask().Wait();
+        writer.WriteEndAsync(CancellationToken.None).AsTask().Wait();
         pipe.Writer.Complete();
         return ReadAll(pipe.Reader);
     }
 
-    private static byte[] ReadAll(PipeReader reader)
+    internal static byte[] ReadAll(PipeReader reader)
     {
         using var stream = new System.IO.MemoryStream();
         reader.AsStream().CopyTo(stream);
@@ -114,7 +115,6 @@ public class PageStreamTests
     [TestCase("data crc", "checksum")]
     [TestCase("truncated", "ended early")]
     [TestCase("no end", "ended early")]
-    [TestCase("trailing", "after the end marker")]
     [TestCase("dropped record", "does not match the records received")]
     public void EveryKindOfBadStreamIsRefusedWithWhatAndWhere(string fault, string message)
     {
@@ -132,7 +132,6 @@ public class PageStreamTests
             "data crc" => Corrupt(good, s => s[FirstDataOffset + 24 + 100] ^= 0x40),
             "truncated" => good[..(FirstDataOffset + 24 + 1000)],
             "no end" => good[..^24],
-            "trailing" => [.. good, 0],
             "dropped record" => DropSecondRoundEnd(good),
             _ => throw new ArgumentException(fault),
         };
@@ -161,7 +160,7 @@ public class PageStreamTests
     }
 
     [Test]
-    public async Task AMemoryDigestProvesTheCopyAndCatchesAPageThatWasNeverSent()
+    public async Task AMemoryDigestSentAfterTheEndProvesTheCopyAndCatchesAPageThatWasNeverSent()
     {
         for (ulong page = 0; page < Pages; page++)
         {
@@ -178,14 +177,122 @@ public class PageStreamTests
                 _source.WriteUInt64(7 * 4096, 0xBAD); // written after its round and never sent: a lost page
             }
 
-            writer.WriteEndAsync(includeMemoryDigest: true, CancellationToken.None).AsTask().Wait();
+            writer.WriteEndAsync(CancellationToken.None).AsTask().Wait();
+            writer.WriteMemoryDigestAsync(CancellationToken.None).AsTask().Wait();
             pipe.Writer.Complete();
             return ReadAll(pipe.Reader);
         }
 
-        PageStreamSummary good = await ReadAsync(Stream(missWrite: false), _destination.AsView());
+        async Task<PageStreamSummary> ReadAndVerify(byte[] bytes, EmulatedGuestMemory destination)
+        {
+            var reader = new PageStreamReader(PipeReader.Create(new System.Buffers.ReadOnlySequence<byte>(bytes)), destination.AsView());
+            PageStreamSummary atEnd = await reader.ReadToEndAsync(CancellationToken.None);
+            Assert.That(atEnd.MemoryVerified, Is.False, "not before the digest is read");
+            destination.WriteUInt64(9 * 4096, 0x600D); // the resumed guest runs: the digest is of memory as at the end
+            return await reader.VerifyMemoryDigestAsync(CancellationToken.None);
+        }
+
+        using var first = new EmulatedGuestMemory(Bytes);
+        PageStreamSummary good = await ReadAndVerify(Stream(missWrite: false), first);
         Assert.That(good.MemoryVerified, Is.True);
-        Assert.That(async () => await ReadAsync(Stream(missWrite: true), _destination.AsView()),
+        using var second = new EmulatedGuestMemory(Bytes);
+        Assert.That(async () => await ReadAndVerify(Stream(missWrite: true), second),
             Throws.TypeOf<PageStreamException>().With.Message.Contains("differs from the source's"));
+    }
+
+    [Test]
+    public async Task TheReaderReturnsAtTheEndAndLeavesWhatFollowsToTheVmm()
+    {
+        byte[] stream = [.. ValidStream(_source), .. "VMM!"u8.ToArray()];
+        PipeReader input = PipeReader.Create(new System.Buffers.ReadOnlySequence<byte>(stream));
+        var reader = new PageStreamReader(input, _destination.AsView());
+        PageStreamSummary summary = await reader.ReadToEndAsync(CancellationToken.None);
+        ReadResult rest = await input.ReadAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(summary.Bytes, Is.EqualTo(stream.Length - 4));
+            Assert.That(System.Buffers.BuffersExtensions.ToArray(rest.Buffer), Is.EqualTo("VMM!"u8.ToArray()), "the bytes after the end are the VMM's");
+            Assert.That(async () => await reader.ReadToEndAsync(CancellationToken.None), Throws.InvalidOperationException, "once");
+        });
+    }
+
+    [Test]
+    public async Task StateRecordsTravelByNameChecksummedAndChained()
+    {
+        var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0));
+        var writer = new PageStreamWriter(pipe.Writer, _source.AsView());
+        await writer.WriteRoundAsync([new DirtyRun(0, Pages)], CancellationToken.None);
+        byte[] registers = [.. Enumerable.Range(0, 456).Select(i => (byte)i)];
+        await writer.WriteStateAsync("vcpu0", registers, CancellationToken.None);
+        await writer.WriteStateAsync("nic-a/queues", Array.Empty<byte>(), CancellationToken.None);
+        Assert.Multiple(() =>
+        {
+            Assert.That(async () => await writer.WriteStateAsync("vcpu0", registers, CancellationToken.None), Throws.ArgumentException.With.Message.Contains("written already"));
+            Assert.That(async () => await writer.WriteStateAsync(new string('x', 256), registers, CancellationToken.None), Throws.ArgumentException);
+            Assert.That(async () => await writer.WriteStateAsync("big", new byte[(16 << 20) + 1], CancellationToken.None), Throws.InstanceOf<ArgumentOutOfRangeException>());
+        });
+        await writer.WriteEndAsync(CancellationToken.None);
+        pipe.Writer.Complete();
+        byte[] stream = ReadAll(pipe.Reader);
+
+        PageStreamSummary summary = await ReadAsync(stream, _destination.AsView());
+        Assert.Multiple(() =>
+        {
+            Assert.That(summary.States.Keys, Is.EquivalentTo(new[] { "vcpu0", "nic-a/queues" }));
+            Assert.That(summary.States["vcpu0"].ToArray(), Is.EqualTo(registers));
+            Assert.That(summary.States["nic-a/queues"].Length, Is.Zero);
+        });
+
+        // A flipped byte of the state is caught by its checksum.
+        int at = stream.AsSpan().IndexOf("vcpu0"u8) + 5 + 100;
+        byte[] bad = Corrupt(stream, s => s[at] ^= 1);
+        Assert.That(async () => await ReadAsync(bad, _destination.AsView()), Throws.TypeOf<PageStreamException>().With.Message.Contains("state record"));
+    }
+
+    [Test]
+    public async Task TheDestinationAcknowledgesEachRoundAndTheEndAndTheSourceWaitsForThem()
+    {
+        var forward = new Pipe();
+        var back = new Pipe();
+        var writer = new PageStreamWriter(forward.Writer, _source.AsView());
+        var acks = new PageStreamAcknowledgements(back.Reader);
+        Task ackLoop = acks.RunAsync(CancellationToken.None);
+        var reader = new PageStreamReader(forward.Reader, _destination.AsView()) { Acknowledgements = back.Writer };
+        Task<PageStreamSummary> destination = reader.ReadToEndAsync(CancellationToken.None).AsTask();
+
+        await writer.WriteRoundAsync([new DirtyRun(0, Pages)], CancellationToken.None);
+        TimeSpan first = await acks.WaitForRoundAsync(1, CancellationToken.None);
+        Assert.Multiple(() =>
+        {
+            Assert.That(acks.AppliedRound, Is.EqualTo(1));
+            Assert.That(acks.EndApplied, Is.False);
+            Assert.That(acks.WaitForRoundAsync(2, CancellationToken.None).IsCompleted, Is.False, "round 2 is not sent yet");
+        });
+
+        await writer.WriteRoundAsync([new DirtyRun(3, 2)], CancellationToken.None);
+        await writer.WriteEndAsync(CancellationToken.None);
+        TimeSpan end = await acks.WaitForEndAsync(CancellationToken.None);
+        await destination;
+        await back.Writer.CompleteAsync();
+        await ackLoop;
+        Assert.Multiple(() =>
+        {
+            Assert.That(end, Is.GreaterThanOrEqualTo(first));
+            Assert.That(acks.EndApplied, Is.True);
+            Assert.That(acks.AppliedBytes, Is.EqualTo(writer.BytesWritten), "the destination had read every byte");
+        });
+    }
+
+    [Test]
+    public async Task WaitersFailWhenTheDestinationGoesAwayOrSendsSomethingElse()
+    {
+        var back = new Pipe();
+        var acks = new PageStreamAcknowledgements(back.Reader);
+        Task ackLoop = acks.RunAsync(CancellationToken.None);
+        Task<TimeSpan> waiting = acks.WaitForEndAsync(CancellationToken.None);
+        await back.Writer.WriteAsync(new byte[24]); // not "DLAK"
+        Assert.That(async () => await waiting, Throws.TypeOf<PageStreamException>().With.Message.Contains("not a page stream acknowledgement"));
+        Assert.That(async () => await ackLoop, Throws.TypeOf<PageStreamException>());
+        Assert.That(async () => await acks.WaitForRoundAsync(5, CancellationToken.None), Throws.TypeOf<PageStreamException>(), "later waiters too");
     }
 }

@@ -29,7 +29,8 @@ public class VmmWiringExampleTests
         using var vcpus = new EmulatedTracker("vcpus", new AddressRange(0, 16UL << 20)); // a KvmDirtyLogTracker in a real VMM
         var pipe = new Pipe(new PipeOptions(pauseWriterThreshold: 0));
         CancellationToken cancellationToken = CancellationToken.None;
-        Task<PageStreamSummary> destination = new PageStreamReader(pipe.Reader, copy.AsView()).ReadToEndAsync(cancellationToken).AsTask();
+        var reader = new PageStreamReader(pipe.Reader, copy.AsView());
+        Task<PageStreamSummary> destination = reader.ReadToEndAsync(cancellationToken).AsTask();
 
         // --- README code starts here ---
         using var dirty = new SparseDirtyBitmap(addressWidth: 40);         // one shared guest-page bitmap
@@ -54,7 +55,7 @@ public class VmmWiringExampleTests
             nic.DmaWriteUInt64(0x1_0000_5000, 2);                           // ...and the NIC writes
             using HarvestRound round = harvester.RunRound(deadline: null, cancellationToken);
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            long bytes = await stream.WriteRoundAsync(round.Runs.ToArray(), cancellationToken);
+            long bytes = await stream.WriteRoundAsync(round, cancellationToken);   // the round's runs, no copy
             round.Commit();                                                  // only now are these pages gone
             decision = controller.Observe(new RoundObservation(round.Pages, (ulong)bytes, clock.Elapsed, TimeSpan.FromSeconds(1)));
         }
@@ -63,20 +64,23 @@ public class VmmWiringExampleTests
         // Stop-copy: pause vCPUs and devices, then one last round with a deadline, and the end marker.
         using (HarvestRound last = harvester.RunRound(TimeSpan.FromMilliseconds(100), cancellationToken))
         {
-            await stream.WriteRoundAsync(last.Runs.ToArray(), cancellationToken);
+            await stream.WriteRoundAsync(last, cancellationToken);
             last.Commit();
         }
 
-        await stream.WriteEndAsync(includeMemoryDigest: true, cancellationToken);
+        await stream.WriteEndAsync(cancellationToken);                      // the destination resumes the guest now
+        await stream.WriteMemoryDigestAsync(cancellationToken);             // after the switch-over: no downtime
 
         // --- README code ends here ---
         await pipe.Writer.CompleteAsync();
-        PageStreamSummary received = await destination;
+        await destination;
+        PageStreamSummary received = await reader.VerifyMemoryDigestAsync(cancellationToken);
         Assert.Multiple(() =>
         {
             Assert.That(decision.Action, Is.EqualTo(PreCopyAction.StopCopy));
             Assert.That(copy.AsView().Slice(0, 16 << 20).SequenceEqual(ram.AsView().Slice(0, 16 << 20)), Is.True);
             Assert.That(received.Rounds, Is.GreaterThanOrEqualTo(3));
+            Assert.That(received.MemoryVerified, Is.True);
         });
     }
 }

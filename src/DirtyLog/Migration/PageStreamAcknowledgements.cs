@@ -1,0 +1,194 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Threading;
+using System.Threading.Tasks;
+using static DirtyLog.Migration.PageStreamFormat;
+
+namespace DirtyLog.Migration;
+
+/// <summary>
+/// The source's view of how far the destination has applied the page stream: it reads the acknowledgements a
+/// <see cref="PageStreamReader"/> with <see cref="PageStreamReader.Acknowledgements"/> sends back after each round and
+/// at the end, so that bandwidth and expected downtime are measured end to end, not at the source's send.
+/// </summary>
+/// <remarks>
+/// <para>Run <see cref="RunAsync"/> once, on the connection's other direction; it ends when the destination closes it
+/// or sends something that is not an acknowledgement (a <see cref="PageStreamException"/>, which every waiter sees).</para>
+/// <para>Thread safety: every member may be called from any thread; waiters complete on the reading task's thread.</para>
+/// </remarks>
+public sealed class PageStreamAcknowledgements
+{
+    private readonly PipeReader _input;
+    private readonly Lock _gate = new();
+    private readonly List<(ulong Round, TaskCompletionSource<TimeSpan> Done)> _waiters = []; // under _gate
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private ulong _applied;      // the last round applied; EndAcknowledged once the end is; under _gate
+    private long _bytes;
+    private Exception? _failure; // under _gate
+
+    /// <summary>Creates the reader of the acknowledgements that arrive on <paramref name="input"/>.</summary>
+    /// <param name="input">The connection's direction from the destination.</param>
+    public PageStreamAcknowledgements(PipeReader input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        _input = input;
+    }
+
+    /// <summary>The last round the destination applied (0 before the first).</summary>
+    public long AppliedRound
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _applied == EndAcknowledged ? long.MaxValue : (long)_applied;
+            }
+        }
+    }
+
+    /// <summary>Whether the destination applied the end record: every page is in its memory.</summary>
+    public bool EndApplied
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _applied == EndAcknowledged;
+            }
+        }
+    }
+
+    /// <summary>Stream bytes the destination had read at its last acknowledgement.</summary>
+    public long AppliedBytes => Interlocked.Read(ref _bytes);
+
+    /// <summary>Reads acknowledgements until the destination closes its direction.</summary>
+    /// <param name="cancellationToken">Stops reading.</param>
+    /// <returns>A task that completes when the destination closed, or faults on a bad acknowledgement.</returns>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                ReadResult result = await _input.ReadAtLeastAsync(AckBytes, cancellationToken).ConfigureAwait(false);
+                ReadOnlySequence<byte> buffer = result.Buffer;
+                while (buffer.Length >= AckBytes)
+                {
+                    Apply(buffer.Slice(0, AckBytes));
+                    buffer = buffer.Slice(AckBytes);
+                }
+
+                _input.AdvanceTo(buffer.Start, buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    if (!buffer.IsEmpty)
+                    {
+                        throw new PageStreamException($"the acknowledgements ended in the middle of one ({buffer.Length} bytes)", AppliedBytes);
+                    }
+
+                    Fail(new PageStreamException("the destination closed its acknowledgements before acknowledging what is awaited", AppliedBytes));
+                    return;
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            Fail(e);
+            throw;
+        }
+    }
+
+    /// <summary>Waits until the destination has applied round <paramref name="round"/> (or the end).</summary>
+    /// <param name="round">The round, from 1.</param>
+    /// <param name="cancellationToken">Stops waiting.</param>
+    /// <returns>When it was applied, on this object's clock (from its creation).</returns>
+    /// <exception cref="PageStreamException">The acknowledgements ended or were damaged first.</exception>
+    public Task<TimeSpan> WaitForRoundAsync(long round, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(round, 1);
+        return Wait((ulong)round, cancellationToken);
+    }
+
+    /// <summary>Waits until the destination has applied the end record.</summary>
+    /// <param name="cancellationToken">Stops waiting.</param>
+    /// <returns>When it was applied, on this object's clock.</returns>
+    /// <exception cref="PageStreamException">The acknowledgements ended or were damaged first.</exception>
+    public Task<TimeSpan> WaitForEndAsync(CancellationToken cancellationToken) => Wait(EndAcknowledged, cancellationToken);
+
+    /// <summary>This object's clock, on which <see cref="WaitForRoundAsync"/> reports.</summary>
+    public TimeSpan Now => _clock.Elapsed;
+
+    private Task<TimeSpan> Wait(ulong round, CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            if (_applied >= round)
+            {
+                return Task.FromResult(_clock.Elapsed);
+            }
+
+            if (_failure is { } failure)
+            {
+                return Task.FromException<TimeSpan>(failure);
+            }
+
+            var done = new TaskCompletionSource<TimeSpan>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _waiters.Add((round, done));
+            return done.Task.WaitAsync(cancellationToken);
+        }
+    }
+
+    private void Apply(ReadOnlySequence<byte> bytes)
+    {
+        Span<byte> ack = stackalloc byte[AckBytes];
+        bytes.CopyTo(ack);
+        if (BinaryPrimitives.ReadUInt32LittleEndian(ack) != AckMagic || BinaryPrimitives.ReadUInt32LittleEndian(ack[4..]) != 0)
+        {
+            throw new PageStreamException("not a page stream acknowledgement", AppliedBytes);
+        }
+
+        ulong round = BinaryPrimitives.ReadUInt64LittleEndian(ack[8..]);
+        long read = (long)BinaryPrimitives.ReadUInt64LittleEndian(ack[16..]);
+        TimeSpan now = _clock.Elapsed;
+        lock (_gate)
+        {
+            if (round <= _applied)
+            {
+                throw new PageStreamException($"acknowledgement of round {round} after round {_applied}", read);
+            }
+
+            _applied = round;
+            Interlocked.Exchange(ref _bytes, read);
+            _waiters.RemoveAll(w =>
+            {
+                if (w.Round > round)
+                {
+                    return false;
+                }
+
+                w.Done.TrySetResult(now);
+                return true;
+            });
+        }
+    }
+
+    private void Fail(Exception failure)
+    {
+        lock (_gate)
+        {
+            _failure ??= failure;
+            foreach ((_, TaskCompletionSource<TimeSpan> done) in _waiters)
+            {
+                done.TrySetException(failure);
+            }
+
+            _waiters.Clear();
+        }
+    }
+}
