@@ -43,7 +43,7 @@ internal sealed class SourceVm : IDisposable
         _options = options;
         ulong total = options.GuestBytes + options.DeviceBytes;
         Shared = new SparseDirtyBitmap(40);
-        Harvester = new ParallelHarvester(Shared);
+        Harvester = new ParallelHarvester(Shared, new HarvesterOptions { ReadOnStart = true }); // the first round is no slower than the others
         UsesKvm = !options.NoKvm && File.Exists("/dev/kvm");
         IDirtyTracker vcpuTracker;
         if (UsesKvm)
