@@ -92,7 +92,9 @@ internal static class Migrator
         {
             try
             {
-                attempt = vm.Harvester.RunRound(deadline, cancellationToken);
+                attempt = phase == "stop-copy"
+                    ? vm.Harvester.RunFinalRound(deadline, cancellationToken) // no re-protection for a paused guest
+                    : vm.Harvester.RunRound(deadline, cancellationToken);
             }
             catch (HarvestException e) when (tries < 5)
             {

@@ -26,6 +26,7 @@ internal sealed class HarvestWorker : IDisposable
     private readonly SparseDirtyBitmap _shared;
     private readonly SparseDirtyBitmap? _own;
     private RoundLatch? _latch;
+    private DirtyReadMode _mode = DirtyReadMode.Clear; // written before the worker is released, read by it
     private volatile bool _exit;
     private int _busy;
 
@@ -58,13 +59,16 @@ internal sealed class HarvestWorker : IDisposable
     public Exception? Fault { get; private set; }
 
     /// <summary>Starts a read unless the last one is still running.</summary>
-    public bool TryDispatch(RoundLatch latch)
+    /// <param name="latch">Signalled when the read ends.</param>
+    /// <param name="final">The stop-copy round: read without clearing where the tracker can (nothing re-protected).</param>
+    public bool TryDispatch(RoundLatch latch, bool final = false)
     {
         if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
         {
             return false;
         }
 
+        _mode = final && Tracker.CanReadWithoutClear ? DirtyReadMode.NoClear : DirtyReadMode.Clear;
         _latch = latch;
         _go.Release();
         return true;
@@ -97,7 +101,7 @@ internal sealed class HarvestWorker : IDisposable
         {
             try
             {
-                _ = Space is not null ? Space.ReadDirty(Tracker, DirtyReadMode.Clear, _shared) : ReadGuestTracker(_shared);
+                _ = Space is not null ? Space.ReadDirty(Tracker, DirtyReadMode.Clear, _shared) : ReadGuestTracker(_shared, DirtyReadMode.Clear);
                 return;
             }
             catch (Exception e) when (e is not OutOfMemoryException)
@@ -155,8 +159,8 @@ internal sealed class HarvestWorker : IDisposable
         {
             SparseDirtyBitmap target = _own ?? _shared;
             ulong pages = Space is not null
-                ? Space.ReadDirty(Tracker, DirtyReadMode.Clear, target)
-                : ReadGuestTracker(target);
+                ? Space.ReadDirty(Tracker, _mode, target)
+                : ReadGuestTracker(target, _mode);
             if (_own is not null)
             {
                 // Attribution: the tracker's pages, as runs, then into the shared bitmap.
@@ -180,14 +184,14 @@ internal sealed class HarvestWorker : IDisposable
         Latency = Stopwatch.GetElapsedTime(start);
     }
 
-    private ulong ReadGuestTracker(SparseDirtyBitmap target)
+    private ulong ReadGuestTracker(SparseDirtyBitmap target, DirtyReadMode mode)
     {
         IReadOnlyList<AddressRange> coverage = Tracker.Coverage;
         ulong pages = 0;
         if (coverage.Count != 0)
         {
             var hull = new AddressRange(coverage[0].Start, coverage[^1].End - coverage[0].Start);
-            pages = Tracker.ReadDirty(hull, target, DirtyReadMode.Clear) * (ulong)(Tracker.PageSize / target.PageSize);
+            pages = Tracker.ReadDirty(hull, target, mode) * (ulong)(Tracker.PageSize / target.PageSize);
         }
 
         return pages;

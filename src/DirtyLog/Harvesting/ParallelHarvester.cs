@@ -269,7 +269,23 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
     /// <exception cref="HarvestException">A tracker under <see cref="TrackerFaultPolicy.FailRound"/> failed or was late.</exception>
     /// <exception cref="OperationCanceledException">The wait was cancelled.</exception>
     /// <exception cref="ObjectDisposedException">The harvester was disposed.</exception>
-    public HarvestRound RunRound(TimeSpan? deadline, CancellationToken cancellationToken)
+    public HarvestRound RunRound(TimeSpan? deadline, CancellationToken cancellationToken) => RunRoundCore(deadline, final: false, cancellationToken);
+
+    /// <summary>
+    /// Runs the stop-copy round, with the guest and its devices paused: as <see cref="RunRound"/>, but each tracker that
+    /// can read without clearing does (KVM in manual-protect mode skips <c>KVM_CLEAR_DIRTY_LOG</c>, the IOMMU its
+    /// clear), so the round pays for no re-protection the stopped guest no longer needs. The pages stay logged in
+    /// those trackers: a later round reads them again (over-reporting, never loss) should the guest resume here.
+    /// </summary>
+    /// <param name="deadline">How long the trackers may take; see <see cref="RunRound"/>.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>The round.</returns>
+    /// <exception cref="HarvestException">A tracker under <see cref="TrackerFaultPolicy.FailRound"/> failed or was late.</exception>
+    /// <exception cref="OperationCanceledException">The wait was cancelled.</exception>
+    /// <exception cref="ObjectDisposedException">The harvester was disposed.</exception>
+    public HarvestRound RunFinalRound(TimeSpan? deadline, CancellationToken cancellationToken) => RunRoundCore(deadline, final: true, cancellationToken);
+
+    private HarvestRound RunRoundCore(TimeSpan? deadline, bool final, CancellationToken cancellationToken)
     {
         lock (_round)
         {
@@ -294,7 +310,7 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
             var latch = new RoundLatch(dispatched.Count(d => d));
             for (int i = 0; i < workers.Length; i++)
             {
-                if (dispatched[i] && !workers[i].TryDispatch(latch))
+                if (dispatched[i] && !workers[i].TryDispatch(latch, final))
                 {
                     throw new InvalidOperationException($"The worker of {workers[i].Tracker.Name} became busy outside a round.");
                 }

@@ -61,8 +61,8 @@ public class VmmWiringExampleTests
         }
         while (decision.Action == PreCopyAction.Continue);
 
-        // Stop-copy: pause vCPUs and devices, then one last round with a deadline, and the end marker.
-        using (HarvestRound last = harvester.RunRound(TimeSpan.FromMilliseconds(100), cancellationToken))
+        // Stop-copy: pause vCPUs and devices, then the final round (no re-protection) with a deadline, and the end.
+        using (HarvestRound last = harvester.RunFinalRound(TimeSpan.FromMilliseconds(100), cancellationToken))
         {
             await stream.WriteRoundAsync(last, cancellationToken);
             last.Commit();
