@@ -29,7 +29,13 @@ internal sealed unsafe partial class SampleVmm : IDisposable
     private const uint KvmEnableCap = 0x4068AEA3;           // _IOW(KVMIO, 0xa3, 104 bytes)
     private const uint KvmGetRegs = 0x8090AE81, KvmSetRegs = 0x4090AE82;   // 144-byte kvm_regs
     private const uint KvmGetSregs = 0x8138AE83, KvmSetSregs = 0x4138AE84; // 312-byte kvm_sregs
+    private const uint KvmGetMsrs = 0xC008AE88, KvmSetMsrs = 0x4008AE89; // 8-byte kvm_msrs header, then entries
+    private const uint KvmGetTscKhz = 0xAEA3;
+    private const uint MsrIa32Tsc = 0x10;
+    private const uint ExitIo = 2;
     private const uint CapManualDirtyLogProtect2 = 168, CapDirtyLogRing = 192, CapDirtyLogRingAcqRel = 223;
+    private const int RegsBytes = 144, SregsBytes = 312;
+
     private const uint MemLogDirtyPages = 1;
 
     // The guests, 32-bit flat protected mode. Range: for (esi = first; esi < edi; esi += 4096) [esi] = eax; hlt.
@@ -109,18 +115,121 @@ internal sealed unsafe partial class SampleVmm : IDisposable
 
     public ulong MemoryBytes { get; }
 
-    /// <summary>The vCPU's state as KVM gives it: <c>kvm_regs</c> (144 bytes) then <c>kvm_sregs</c> (312 bytes).</summary>
+    /// <summary>
+    /// The vCPU's state as KVM gives it: <c>kvm_regs</c> (144 bytes), <c>kvm_sregs</c> (312 bytes), then the TSC
+    /// (<c>IA32_TSC</c>, 8 bytes), so that the guest's clock goes on where it stopped. Call it with the vCPU stopped.
+    /// </summary>
     public byte[] SaveVcpuState()
     {
-        var state = new byte[144 + 312];
+        var state = new byte[RegsBytes + SregsBytes + 8];
         fixed (byte* p = state)
         {
             Check(ioctl(Vcpu, KvmGetRegs, (nint)p), "KVM_GET_REGS");
-            Check(ioctl(Vcpu, KvmGetSregs, (nint)(p + 144)), "KVM_GET_SREGS");
+            Check(ioctl(Vcpu, KvmGetSregs, (nint)(p + RegsBytes)), "KVM_GET_SREGS");
+            ulong* msrs = stackalloc ulong[3] { 1, MsrIa32Tsc, 0 }; // nmsrs = 1, pad; entry: index, reserved; data
+            if (ioctl(Vcpu, KvmGetMsrs, (nint)msrs) != 1)
+            {
+                throw new IOException($"KVM_GET_MSRS(IA32_TSC) failed: errno {Marshal.GetLastPInvokeError()}");
+            }
+
+            *(ulong*)(p + RegsBytes + SregsBytes) = msrs[2];
         }
 
         return state;
     }
+
+    /// <summary>Loads a state <see cref="SaveVcpuState"/> took (on another VM, after a migration).</summary>
+    public void RestoreVcpuState(ReadOnlySpan<byte> state)
+    {
+        if (state.Length != RegsBytes + SregsBytes + 8)
+        {
+            throw new ArgumentException($"A vCPU state is {RegsBytes + SregsBytes + 8} bytes, not {state.Length}.", nameof(state));
+        }
+
+        fixed (byte* p = state)
+        {
+            Check(ioctl(Vcpu, KvmSetSregs, (nint)(p + RegsBytes)), "KVM_SET_SREGS");
+            Check(ioctl(Vcpu, KvmSetRegs, (nint)p), "KVM_SET_REGS");
+            ulong* msrs = stackalloc ulong[3] { 1, MsrIa32Tsc, *(ulong*)(p + RegsBytes + SregsBytes) };
+            if (ioctl(Vcpu, KvmSetMsrs, (nint)msrs) != 1)
+            {
+                throw new IOException($"KVM_SET_MSRS(IA32_TSC) failed: errno {Marshal.GetLastPInvokeError()}");
+            }
+        }
+    }
+
+    /// <summary>The vCPU's TSC frequency in kHz (<c>KVM_GET_TSC_KHZ</c>), to pace a guest.</summary>
+    public uint TscKhz => (uint)Check(ioctl(Vcpu, KvmGetTscKhz, 0), "KVM_GET_TSC_KHZ");
+
+    /// <summary>Loads a boot sector at 0x7c00 and points the vCPU at it in real mode, as a BIOS would hand over.</summary>
+    public void Boot(ReadOnlySpan<byte> sector)
+    {
+        sector.CopyTo(new Span<byte>(_memory + 0x7c00, sector.Length));
+        byte* sregs = stackalloc byte[SregsBytes];
+        Check(ioctl(Vcpu, KvmGetSregs, (nint)sregs), "KVM_GET_SREGS");
+        for (int segment = 0; segment < 6; segment++)
+        {
+            byte* s = sregs + (segment * 24);
+            new Span<byte>(s, 24).Clear();
+            *(uint*)(s + 8) = 0xffff;                       // limit
+            s[14] = (byte)(segment == 0 ? 11 : 3);          // type
+            s[15] = 1;                                      // present
+            s[18] = 1;                                      // s: code or data
+        }
+
+        *(ulong*)(sregs + (8 * 24) + 32) &= ~1UL; // cr0.PE off: real mode
+        Check(ioctl(Vcpu, KvmSetSregs, (nint)sregs), "KVM_SET_SREGS");
+        ulong* regs = stackalloc ulong[18];
+        new Span<ulong>(regs, 18).Clear();
+        regs[16] = 0x7c00; // rip
+        regs[17] = 2;      // rflags
+        Check(ioctl(Vcpu, KvmSetRegs, (nint)regs), "KVM_SET_REGS");
+    }
+
+    /// <summary>Writes to the serial port seen by <see cref="RunUntilPaused"/> so far.</summary>
+    public long SerialBytes => Interlocked.Read(ref _serialBytes);
+
+    private long _serialBytes;
+
+    /// <summary>
+    /// The run loop of a guest that never halts: runs the vCPU on the calling thread, handling its port writes (the
+    /// serial port is counted), until <paramref name="pause"/> is cancelled; the guest is then stopped at its next
+    /// exit to this loop (the boot guest exits after every burst of pages).
+    /// </summary>
+    public void RunUntilPaused(CancellationToken pause)
+    {
+        while (!pause.IsCancellationRequested)
+        {
+            if (ioctl(Vcpu, KvmRun, 0) < 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == 4)
+                {
+                    continue; // EINTR
+                }
+
+                throw new IOException($"KVM_RUN failed: errno {errno}");
+            }
+
+            uint reason = *(uint*)(_run + 8);
+            if (reason == ExitIo)
+            {
+                ushort port = *(ushort*)(_run + 34);
+                if (port == 0x3f8)
+                {
+                    Interlocked.Increment(ref _serialBytes);
+                }
+
+                continue;
+            }
+
+            if (reason != ExitIntr)
+            {
+                throw new InvalidOperationException($"the guest exited with reason {reason}");
+            }
+        }
+    }
+
 
     /// <summary>The host address of guest-physical <paramref name="guestAddress"/>.</summary>
     public ulong HostAddress(ulong guestAddress) => (ulong)_memory + guestAddress;

@@ -1,0 +1,121 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Diagnostics;
+using System.IO;
+using System.Threading;
+using DirtyLog.Memory;
+using DirtyLog.Samples.LiveMigration;
+using DirtyLog.Tests.Infrastructure;
+using NUnit.Framework;
+
+namespace DirtyLog.Tests.Samples;
+
+/// <summary>
+/// The sample's boot-sector guest on the real /dev/kvm: it runs, progresses pass after pass, stops at the run loop's
+/// request with its invariant holding, and carries on from a saved vCPU state on another VM; its sector is the one
+/// its source assembles to.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public class BootGuestTests : KvmFixture
+{
+    private const ulong MiB = 1UL << 20;
+
+    [Test]
+    public void TheGuestRunsStopsWithItsInvariantAndResumesOnAnotherVmFromItsSavedState()
+    {
+        var guest = new BootGuest(firstPage: 256, pages: 1024, paceCycles: 0);
+        using var source = new SampleVmm(8 * MiB);
+        source.SetSlot(0, 0, 8 * MiB, false);
+        source.Boot(guest.Sector());
+        var memory = new GuestMemoryView(source.Memory, 8 * MiB);
+
+        RunUntilPasses(source, 3);
+        Assert.That(guest.CheckInvariant(memory), Is.Null, "stopped mid-pass, the invariant holds");
+        Assert.That(source.SerialBytes, Is.GreaterThanOrEqualTo(3));
+
+        // The same memory and vCPU state on another VM: the guest carries on from where it stopped.
+        byte[] state = source.SaveVcpuState();
+        using var destination = new SampleVmm(8 * MiB);
+        destination.SetSlot(0, 0, 8 * MiB, false);
+        var copy = new GuestMemoryView(destination.Memory, 8 * MiB);
+        memory.Slice(0, (int)(8 * MiB)).CopyTo(copy.Slice(0, (int)(8 * MiB)));
+        destination.RestoreVcpuState(state);
+        byte[] atResume = guest.FirstBytes(copy);
+        RunUntilPasses(destination, 1);
+        Assert.Multiple(() =>
+        {
+            Assert.That(guest.CheckInvariant(copy), Is.Null, "the invariant holds on the destination");
+            Assert.That(guest.PagesChangedSince(atResume, copy), Is.GreaterThan(0UL), "the guest progressed there");
+        });
+    }
+
+    [Test]
+    public void TheInvariantCatchesALostPage()
+    {
+        var guest = new BootGuest(firstPage: 256, pages: 64, paceCycles: 0);
+        using var vmm = new SampleVmm(2 * MiB);
+        var memory = new GuestMemoryView(vmm.Memory, 2 * MiB);
+        for (ulong p = 0; p < 64; p++)
+        {
+            memory.Slice((256 + p) * 4096, 1)[0] = (byte)(p < 10 ? 6 : 5);
+        }
+
+        Assert.That(guest.CheckInvariant(memory), Is.Null);
+        memory.Slice((256 + 40) * 4096, 1)[0] = 4; // a page that missed its last increment
+        Assert.That(guest.CheckInvariant(memory), Does.Contain("page 296"));
+    }
+
+    [Test]
+    public void TheEmbeddedSectorIsWhatItsSourceAssemblesTo()
+    {
+        Assume.That(File.Exists("/usr/bin/as") && File.Exists("/usr/bin/ld"), "GNU as and ld are not installed");
+        string dir = Path.Combine(Path.GetTempPath(), $"dirtylog-boot-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        try
+        {
+            string source = Path.Combine(Repository.Root, "samples", "LiveMigration", "Guest", "boot.S");
+            Run("as", "--32", "-o", Path.Combine(dir, "boot.o"), source);
+            Run("ld", "-m", "elf_i386", "-Ttext", "0x7c00", "--oformat", "binary", "-o", Path.Combine(dir, "boot.bin"), Path.Combine(dir, "boot.o"));
+            Assert.That(File.ReadAllBytes(Path.Combine(dir, "boot.bin")),
+                Is.EqualTo(File.ReadAllBytes(Path.Combine(Repository.Root, "samples", "LiveMigration", "Guest", "boot.bin"))));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    private static void Run(string tool, params string[] arguments)
+    {
+        using Process process = Process.Start(new ProcessStartInfo(tool, arguments) { RedirectStandardError = true })!;
+        string error = process.StandardError.ReadToEnd();
+        Assert.That(process.WaitForExit(60_000), Is.True);
+        Assert.That(process.ExitCode, Is.Zero, error);
+    }
+
+    /// <summary>Runs the guest on a thread of its own until it has written <paramref name="passes"/> more serial bytes, then pauses it.</summary>
+    private static void RunUntilPasses(SampleVmm vmm, int passes)
+    {
+        long target = vmm.SerialBytes + passes;
+        using var pause = new CancellationTokenSource();
+        Exception? failure = null;
+        var vcpu = new Thread(() =>
+        {
+            try
+            {
+                vmm.RunUntilPaused(pause.Token);
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        });
+        vcpu.Start();
+        Assert.That(SpinWait.SpinUntil(() => vmm.SerialBytes >= target || !vcpu.IsAlive, TimeSpan.FromSeconds(60)), Is.True, "the guest writes its passes");
+        pause.Cancel();
+        Assert.That(vcpu.Join(TimeSpan.FromSeconds(30)), Is.True, "the run loop stops at the guest's next exit");
+        Assert.That(failure, Is.Null);
+    }
+}
