@@ -18,7 +18,8 @@ namespace DirtyLog.Samples.LiveMigration;
 /// <param name="Decision">The controller's last decision.</param>
 /// <param name="Downtime">From the pause to the destination's acknowledgement of the end: what the guest was stopped for.</param>
 /// <param name="Digest">The source memory's digest, sent after the switch-over.</param>
-internal sealed record MigrationOutcome(List<RoundRow> Rounds, PreCopyDecision Decision, TimeSpan Downtime, uint Digest);
+/// <param name="PausedAt">When the source paused (a <see cref="System.Diagnostics.Stopwatch"/> timestamp), 0 if it did not.</param>
+internal sealed record MigrationOutcome(List<RoundRow> Rounds, PreCopyDecision Decision, TimeSpan Downtime, uint Digest, long PausedAt);
 
 /// <summary>
 /// The source side: a full first pass, pre-copy rounds under the controller, then stop-copy. Every round is timed end to
@@ -59,12 +60,13 @@ internal static class Migrator
         if (decision.Action == PreCopyAction.Abort)
         {
             await output.CompleteAsync().ConfigureAwait(false);
-            return new MigrationOutcome(rows, decision, TimeSpan.Zero, 0);
+            return new MigrationOutcome(rows, decision, TimeSpan.Zero, 0, 0);
         }
 
         // Stop-copy: pause the vCPU and the devices, the final harvest (with a deadline), the rest, the vCPU's state,
         // the end; the downtime lasts until the destination acknowledges the end.
         TimeSpan pausedAt = acks.Now;
+        long pausedTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
         vm.Pause();
         (RoundRow last, _, _) = await RoundAsync(vm, writer, acks, "stop-copy", rows.Count + 1, TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
         rows.Add(last);
@@ -81,7 +83,7 @@ internal static class Migrator
         uint digest = await writer.WriteMemoryDigestAsync(cancellationToken).ConfigureAwait(false);
         await output.CompleteAsync().ConfigureAwait(false);
         await ackLoop.ConfigureAwait(false);
-        return new MigrationOutcome(rows, decision, downtime, digest);
+        return new MigrationOutcome(rows, decision, downtime, digest, pausedTimestamp);
     }
 
     private static async Task<(RoundRow Row, ulong Pages, IReadOnlyDictionary<string, ulong> PerTracker)> RoundAsync(SourceVm vm, PageStreamWriter writer, PageStreamAcknowledgements acks, string phase, int number, TimeSpan? deadline, CancellationToken cancellationToken)

@@ -86,13 +86,13 @@ internal static class Program
         listener.Start();
         int port = ((IPEndPoint)listener.LocalEndpoint).Port;
         using var vm = new SourceVm(options);
-        using var destination = new AnonymousMapping(vm.Memory.Size);
+        using var destination = new DestinationVm(options, vm.UsesKvm);
         Console.WriteLine(vm.UsesKvm
-            ? $"source: a KVM guest ({options.GuestBytes >> 20} MiB) + {options.DeviceBytes >> 20} MiB device memory, 2 DMA devices, 1 in-VMM device"
+            ? $"source: a KVM guest ({options.GuestBytes >> 20} MiB, its boot sector incrementing {vm.Guest!.Pages:N0} pages pass after pass) + {options.DeviceBytes >> 20} MiB device memory, 2 DMA devices, 1 in-VMM device"
             : $"source: SIMULATED vCPU threads (no /dev/kvm here) over {options.GuestBytes >> 20} MiB + {options.DeviceBytes >> 20} MiB, 2 DMA devices, 1 in-VMM device");
         Console.WriteLine($"destination: 127.0.0.1:{port}; writers dirty {options.PagesPerSecond:N0} pages/s each");
 
-        Task<PageStreamSummary> receive = ReceiveAsync(listener, new GuestMemoryView(destination.Address, vm.Memory.Size));
+        Task<PageStreamSummary> receive = ReceiveAsync(listener, destination.Memory, atEnd => destination.Resume(atEnd, vm.Guest));
         using var client = new TcpClient();
         await client.ConnectAsync(IPAddress.Loopback, port).ConfigureAwait(false);
         vm.Start();
@@ -105,26 +105,43 @@ internal static class Program
         }
 
         PageStreamSummary summary = await receive.ConfigureAwait(false);
-        TimeSpan downtime = outcome.Downtime;
-        bool equal = vm.Memory.Slice(0, (int)vm.Memory.Size).SequenceEqual(new GuestMemoryView(destination.Address, vm.Memory.Size).Slice(0, (int)vm.Memory.Size));
-        Report(rows, decision, summary, downtime, options);
-        Console.WriteLine(equal
-            ? $"verdict: destination memory equals the source's, byte for byte ({vm.Memory.Size:N0} bytes)"
-            : "verdict: MISMATCH: the destination's memory differs from the source's");
-        return (equal, rows.Sum(r => r.Faults));
+        bool resumed = destination.ResumedAt != 0;
+        TimeSpan downtime = resumed ? Stopwatch.GetElapsedTime(outcome.PausedAt, destination.ResumedAt) : outcome.Downtime;
+        Report(rows, decision, summary, downtime, resumed, options);
+        if (!resumed)
+        {
+            // No vCPU to resume (no /dev/kvm): the destination's memory stays as the stream left it.
+            bool equal = vm.Memory.Slice(0, (int)vm.Memory.Size).SequenceEqual(destination.Memory.Slice(0, (int)vm.Memory.Size));
+            Console.WriteLine(equal
+                ? $"verdict: destination memory equals the source's, byte for byte ({vm.Memory.Size:N0} bytes)"
+                : "verdict: MISMATCH: the destination's memory differs from the source's");
+            return (equal && summary.MemoryVerified, rows.Sum(r => r.Faults));
+        }
+
+        // The guest runs on the destination: let it make passes there, stop it, and check it.
+        long passes = destination.RunThenPause(2, TimeSpan.FromSeconds(10));
+        string? broken = vm.Guest!.CheckInvariant(destination.Memory);
+        ulong progressed = vm.Guest.PagesChangedSince(destination.FirstBytesAtResume!, destination.Memory);
+        bool ok = summary.MemoryVerified && broken is null && progressed > 0;
+        Console.WriteLine($"destination: the guest resumed and ran {passes} passes, {progressed:N0} of its {vm.Guest.Pages:N0} pages changed");
+        Console.WriteLine(ok
+            ? $"verdict: the guest runs on the destination with its invariant intact; every page matched the source's digest ({vm.Memory.Size:N0} bytes)"
+            : $"verdict: FAILED: {broken ?? (summary.MemoryVerified ? "the guest made no progress on the destination" : "the memory digest did not match")}");
+        return (ok, rows.Sum(r => r.Faults));
     }
 
     /// <summary>
     /// The destination: applies the stream, acknowledging each round back over the same connection; at the end record
     /// the guest could resume here; then it checks the source's memory digest, which comes after the switch-over.
     /// </summary>
-    private static async Task<PageStreamSummary> ReceiveAsync(TcpListener listener, GuestMemoryView memory)
+    private static async Task<PageStreamSummary> ReceiveAsync(TcpListener listener, GuestMemoryView memory, Func<PageStreamSummary, bool>? resume = null)
     {
         using TcpClient connection = await listener.AcceptTcpClientAsync().ConfigureAwait(false);
         NetworkStream stream = connection.GetStream();
         PipeWriter acks = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
         var reader = new PageStreamReader(PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true)), memory) { Acknowledgements = acks };
-        await reader.ReadToEndAsync(CancellationToken.None).ConfigureAwait(false);
+        PageStreamSummary atEnd = await reader.ReadToEndAsync(CancellationToken.None).ConfigureAwait(false);
+        resume?.Invoke(atEnd); // the guest runs here from now on: the downtime ends
         PageStreamSummary summary = await reader.VerifyMemoryDigestAsync(CancellationToken.None).ConfigureAwait(false);
         await acks.CompleteAsync().ConfigureAwait(false);
         return summary;
@@ -177,7 +194,7 @@ internal static class Program
         Console.WriteLine($"round {row.Round,3} {row.Phase,-9} {row.DirtyPages,9:N0} dirty pages  {row.BytesSent / 1e6,8:F1} MB  {mbps,7:F0} MB/s  harvest {row.Harvest.TotalMilliseconds,6:F2} ms");
     }
 
-    private static void Report(List<RoundRow> rows, PreCopyDecision decision, PageStreamSummary summary, TimeSpan downtime, MigrationOptions options)
+    private static void Report(List<RoundRow> rows, PreCopyDecision decision, PageStreamSummary summary, TimeSpan downtime, bool resumed, MigrationOptions options)
     {
         string[] trackers = rows.SelectMany(r => r.Trackers.Select(t => t.Tracker)).Distinct().ToArray();
         Console.WriteLine();
@@ -191,7 +208,9 @@ internal static class Program
 
         Console.WriteLine();
         Console.WriteLine($"switch-over: {decision.Reason}");
-        Console.WriteLine($"downtime (vCPU paused to the destination's acknowledgement that it applied everything): {downtime.TotalMilliseconds:F1} ms");
+        Console.WriteLine(resumed
+            ? $"downtime (vCPU paused on the source to vCPU running on the destination): {downtime.TotalMilliseconds:F1} ms"
+            : $"downtime (vCPU paused to the destination's acknowledgement that it applied everything): {downtime.TotalMilliseconds:F1} ms");
         Console.WriteLine($"tracker faults handled: {rows.Sum(r => r.Faults)}");
         Console.WriteLine($"stream: {summary.Rounds} rounds, {summary.DataPages:N0} pages with data, {summary.ZeroPages:N0} zero pages, {summary.Bytes / 1e6:F1} MB; state: {(summary.States.Count == 0 ? "none" : string.Join(", ", summary.States.Select(s => $"{s.Key} ({s.Value.Length} bytes)")))}; memory digest (after the switch-over, outside the downtime) {(summary.MemoryVerified ? "matched" : "not sent")}");
         if (options.ChartPath is { } path)

@@ -36,6 +36,7 @@ internal sealed class SourceVm : IDisposable
     private readonly EmulatedDmaDevice _loggingDevice;
     private readonly List<IDisposable> _owned = [];
     private readonly List<Thread> _writers = [];
+    private readonly CancellationTokenSource _pause = new();
     private volatile bool _stop;
 
     public SourceVm(MigrationOptions options)
@@ -52,6 +53,8 @@ internal sealed class SourceVm : IDisposable
             _vmm = new SampleVmm(total, manualProtect: true, seed: (uint)options.Seed);
             _vmm.SetSlot(0, 0, options.GuestBytes, logDirtyPages: false);
             _vmm.SetSlot(1, options.GuestBytes, options.DeviceBytes, logDirtyPages: false);
+            Guest = GuestFor(options, _vmm.TscKhz);
+            _vmm.Boot(Guest.Sector());
             Memory = new GuestMemoryView(_vmm.Memory, total);
             _vmHandle = FileDescriptorHandle.Borrow(_vmm.Vm, "sample-vm");
             _vm = KvmVm.FromHandle(_vmHandle, manualDirtyLogProtect: true);
@@ -106,6 +109,13 @@ internal sealed class SourceVm : IDisposable
     /// <summary>Whether the vCPU is a real KVM guest.</summary>
     public bool UsesKvm { get; }
 
+    /// <summary>The boot-sector guest the vCPU runs (KVM only): its working set is all of RAM above 1 MiB.</summary>
+    public BootGuest? Guest { get; }
+
+    /// <summary>The guest of a sample VM: RAM above 1 MiB, paced to the options' rate at this TSC frequency.</summary>
+    public static BootGuest GuestFor(MigrationOptions options, uint tscKhz) =>
+        new(256, (options.GuestBytes / 4096) - 256, BootGuest.PaceFor(options.PagesPerSecond, tscKhz));
+
     /// <summary>Pages in guest memory.</summary>
     public ulong Pages => Memory.Size / 4096;
 
@@ -120,13 +130,17 @@ internal sealed class SourceVm : IDisposable
 
         int burst = Math.Max(1, _options.PagesPerSecond / 100); // every 10 ms
         ulong guestPages = _options.GuestBytes / 4096, devicePages = _options.DeviceBytes / 4096;
-        StartWriter("vcpu", value =>
+        if (_vmm is not null)
         {
-            if (_vmm is not null)
-            {
-                _vmm.WriteRandom((uint)burst, value, guestPages, exit => false);
-            }
-            else
+            // The vCPU runs the boot guest in its own run loop until paused.
+            var vcpu = new Thread(() => _vmm.RunUntilPaused(_pause.Token)) { IsBackground = true, Name = "vcpu0" };
+            _writers.Add(vcpu);
+            vcpu.Start();
+        }
+
+        else
+        {
+            StartWriter("simulated-vcpu", value =>
             {
                 var random = new Random((int)value);
                 for (int i = 0; i < burst; i++)
@@ -135,8 +149,9 @@ internal sealed class SourceVm : IDisposable
                     BitConverter.TryWriteBytes(Memory.Slice(page * 4096, 8), value);
                     _simulatedVcpuTracker!.Write(page * 4096);
                 }
-            }
-        });
+            });
+        }
+
         StartWriter("nic-a", value => Dma(_iommuDevice, value, burst, guestPages + devicePages));
         int nicBursts = 0;
         StartWriter("nic-b", value =>
@@ -174,6 +189,7 @@ internal sealed class SourceVm : IDisposable
     /// <summary>Pauses every writer (the vCPU first) and waits until they stopped: stop-copy begins.</summary>
     public void Pause()
     {
+        _pause.Cancel();
         _stop = true;
         foreach (Thread writer in _writers)
         {
@@ -195,6 +211,7 @@ internal sealed class SourceVm : IDisposable
         _vm?.Dispose();
         _vmHandle?.Dispose();
         _vmm?.Dispose();
+        _pause.Dispose();
         _simulatedRam?.Dispose();
     }
 
