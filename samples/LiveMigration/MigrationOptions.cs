@@ -34,4 +34,13 @@ internal sealed record MigrationOptions
 
     /// <summary>Seed of the writers.</summary>
     public int Seed { get; init; } = 1;
+
+    /// <summary>The guest's working set, bytes from 1 MiB; 0 for all of RAM above 1 MiB.</summary>
+    public ulong WorkingSetBytes { get; init; }
+
+    /// <summary>How long the guest runs before the migration starts.</summary>
+    public TimeSpan Warmup { get; init; }
+
+    /// <summary>Only the vCPU writes (no emulated devices): the guest alone, as in the comparison with QEMU.</summary>
+    public bool VcpuOnly { get; init; }
 }

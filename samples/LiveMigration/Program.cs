@@ -32,6 +32,12 @@ internal static class Program
           --downtime-ms N   acceptable stop-copy time (default 300)
           --no-kvm          simulated vCPU threads even where /dev/kvm exists
           --chart FILE      write dirty pages per round as CSV
+          --guest-mib N     guest RAM (default 64)
+          --working-set-mib N  the guest's working set from 1 MiB (default: all RAM above it)
+          --vcpu-only       no emulated devices: the guest alone
+          --warmup-ms N     let the guest run this long before migrating (default 0)
+        LiveMigration boot-sector --out FILE [--rate N] [--working-set-mib N]
+                            write the guest's boot sector, patched, padded to 1 MiB (a disk image for another VMM)
         """;
 
     internal static async Task<int> Main(string[] args)
@@ -55,6 +61,10 @@ internal static class Program
             DowntimeLimit = TimeSpan.FromMilliseconds(flags.TryGetValue("--downtime-ms", out string? ms) ? double.Parse(ms!, CultureInfo.InvariantCulture) : 300),
             NoKvm = flags.ContainsKey("--no-kvm"),
             ChartPath = flags.GetValueOrDefault("--chart"),
+            GuestBytes = flags.TryGetValue("--guest-mib", out string? guest) ? ulong.Parse(guest!, CultureInfo.InvariantCulture) << 20 : 64UL << 20,
+            WorkingSetBytes = flags.TryGetValue("--working-set-mib", out string? set) ? ulong.Parse(set!, CultureInfo.InvariantCulture) << 20 : 0,
+            VcpuOnly = flags.ContainsKey("--vcpu-only"),
+            Warmup = TimeSpan.FromMilliseconds(flags.TryGetValue("--warmup-ms", out string? warm) ? double.Parse(warm!, CultureInfo.InvariantCulture) : 0),
         };
 
         try
@@ -63,6 +73,7 @@ internal static class Program
             {
                 "run" => await RunInProcessAsync(options).ConfigureAwait(false),
                 "listen" => await ListenAsync(int.Parse(Required(flags, "--port"), CultureInfo.InvariantCulture), options).ConfigureAwait(false),
+                "boot-sector" => WriteBootSector(Required(flags, "--out"), options),
                 "send" => await SendAsync(Required(flags, "--host"), int.Parse(Required(flags, "--port"), CultureInfo.InvariantCulture), options).ConfigureAwait(false),
                 _ => throw new ArgumentException($"unknown command '{mode}'"),
             };
@@ -96,6 +107,8 @@ internal static class Program
         using var client = new TcpClient();
         await client.ConnectAsync(IPAddress.Loopback, port).ConfigureAwait(false);
         vm.Start();
+        await Task.Delay(options.Warmup).ConfigureAwait(false); // the scenario's pacing: the guest settles before the migration starts
+        long startedAt = Stopwatch.GetTimestamp();
         MigrationOutcome outcome = await Migrator.SendAsync(vm, client.GetStream(), options, Print, CancellationToken.None).ConfigureAwait(false);
         (List<RoundRow> rows, PreCopyDecision decision) = (outcome.Rounds, outcome.Decision);
         if (decision.Action == PreCopyAction.Abort)
@@ -123,6 +136,8 @@ internal static class Program
         string? broken = vm.Guest!.CheckInvariant(destination.Memory);
         ulong progressed = vm.Guest.PagesChangedSince(destination.FirstBytesAtResume!, destination.Memory);
         bool ok = summary.MemoryVerified && broken is null && progressed > 0;
+        Console.WriteLine(FormattableString.Invariant(
+            $"result: total_ms={Stopwatch.GetElapsedTime(startedAt, destination.ResumedAt).TotalMilliseconds:F1} downtime_ms={downtime.TotalMilliseconds:F1} mb={summary.Bytes / 1e6:F1} rounds={summary.Rounds} invariant={(broken is null ? "ok" : "broken")} digest={(summary.MemoryVerified ? "ok" : "mismatch")}"));
         Console.WriteLine($"destination: the guest resumed and ran {passes} passes, {progressed:N0} of its {vm.Guest.Pages:N0} pages changed");
         Console.WriteLine(ok
             ? $"verdict: the guest runs on the destination with its invariant intact; every page matched the source's digest ({vm.Memory.Size:N0} bytes)"
@@ -188,6 +203,22 @@ internal static class Program
         }
     }
 
+    /// <summary>The guest's boot sector with these options' parameters, as a 1 MiB raw disk image: the same guest for another VMM.</summary>
+    private static int WriteBootSector(string path, MigrationOptions options)
+    {
+        uint tscKhz;
+        using (var probe = new SampleVmm(1UL << 20))
+        {
+            tscKhz = probe.TscKhz;
+        }
+
+        byte[] image = new byte[1 << 20];
+        SourceVm.GuestFor(options, tscKhz).Sector().CopyTo(image, 0);
+        File.WriteAllBytes(path, image);
+        Console.WriteLine($"boot sector for {options.GuestBytes >> 20} MiB, TSC {tscKhz} kHz, {options.PagesPerSecond} pages/s: {path}");
+        return 0;
+    }
+
     private static void Print(RoundRow row)
     {
         double mbps = row.Send > TimeSpan.Zero ? row.BytesSent / row.Send.TotalSeconds / 1e6 : 0;
@@ -222,7 +253,7 @@ internal static class Program
 
     private static Dictionary<string, string?> ParseFlags(string[] args)
     {
-        string[] withValue = ["--rate", "--downtime-ms", "--chart", "--port", "--host"];
+        string[] withValue = ["--rate", "--downtime-ms", "--chart", "--port", "--host", "--guest-mib", "--working-set-mib", "--out", "--warmup-ms"];
         var flags = new Dictionary<string, string?>();
         for (int i = 0; i < args.Length; i++)
         {
@@ -230,7 +261,7 @@ internal static class Program
             {
                 flags[args[i]] = i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
             }
-            else if (args[i] == "--no-kvm")
+            else if (args[i] is "--no-kvm" or "--vcpu-only")
             {
                 flags[args[i]] = null;
             }

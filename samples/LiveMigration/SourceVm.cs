@@ -92,9 +92,12 @@ internal sealed class SourceVm : IDisposable
         var uffd = Own(new UserfaultfdTracker([new HostMemoryRegion(Memory.Address + (nint)options.GuestBytes, options.GuestBytes, options.DeviceBytes)], "uffd(vmm-device)"));
 
         Harvester.Add(vcpuTracker, TrackerFaultPolicy.FailRound);
-        Harvester.Add(iommuTracker, spaceA, TrackerFaultPolicy.MarkCoverageDirty);
-        Harvester.Add(deviceTracker, spaceB, options.DevicePolicy);
-        Harvester.Add(uffd, TrackerFaultPolicy.FailRound);
+        if (!options.VcpuOnly)
+        {
+            Harvester.Add(iommuTracker, spaceA, TrackerFaultPolicy.MarkCoverageDirty);
+            Harvester.Add(deviceTracker, spaceB, options.DevicePolicy);
+            Harvester.Add(uffd, TrackerFaultPolicy.FailRound);
+        }
     }
 
     /// <summary>The shared guest-page bitmap.</summary>
@@ -114,7 +117,7 @@ internal sealed class SourceVm : IDisposable
 
     /// <summary>The guest of a sample VM: RAM above 1 MiB, paced to the options' rate at this TSC frequency.</summary>
     public static BootGuest GuestFor(MigrationOptions options, uint tscKhz) =>
-        new(256, (options.GuestBytes / 4096) - 256, BootGuest.PaceFor(options.PagesPerSecond, tscKhz));
+        new(256, options.WorkingSetBytes != 0 ? options.WorkingSetBytes / 4096 : (options.GuestBytes / 4096) - 256, BootGuest.PaceFor(options.PagesPerSecond, tscKhz));
 
     /// <summary>Pages in guest memory.</summary>
     public ulong Pages => Memory.Size / 4096;
@@ -150,6 +153,11 @@ internal sealed class SourceVm : IDisposable
                     _simulatedVcpuTracker!.Write(page * 4096);
                 }
             });
+        }
+
+        if (_options.VcpuOnly)
+        {
+            return;
         }
 
         StartWriter("nic-a", value => Dma(_iommuDevice, value, burst, guestPages + devicePages));

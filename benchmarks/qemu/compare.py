@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+# Licensed under the MIT License. See LICENSE in the repository root.
+"""QEMU's live migration against the sample's, on the same guest, interleaved on this machine.
+
+Both migrate a 1 GiB KVM guest running the sample's boot sector (samples/LiveMigration/Guest/boot.S), which
+increments the first byte of every page of a 512 MiB working set, pass after pass, paced to a rate; over loopback
+TCP, with a 300 ms downtime limit and unlimited bandwidth. QEMU is driven through QMP (no capabilities: no multifd,
+no auto-converge); the sample runs as `LiveMigration --vcpu-only`. Every resumed destination is checked against the
+guest's invariant (QEMU's memory dumped with pmemsave). Prints medians and DirtyLog/QEMU ratios.
+
+usage: benchmarks/qemu/compare.py [--reps N] [--rates idle,5000,50000,unthrottled]
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SAMPLE = os.path.join(ROOT, "samples", "LiveMigration", "bin", "Release", "net10.0", "LiveMigration.dll")
+GUEST_MIB, WORKING_SET_MIB, FIRST_PAGE = 1024, 512, 256
+WARMUP_S = 3.0
+RATES = {"idle": 2, "5000": 5000, "50000": 50000, "unthrottled": 0}
+
+
+def ensure_tools():
+    if shutil.which("qemu-system-x86_64") is None:
+        subprocess.run(["apt-get", "update"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "qemu-system-x86"], check=True, stdout=subprocess.DEVNULL,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    if not os.path.exists(SAMPLE):
+        subprocess.run(["dotnet", "build", "-c", "Release", os.path.join(ROOT, "samples", "LiveMigration")], check=True)
+
+
+class Qmp:
+    """A QMP client: one JSON command per line, events skipped."""
+
+    def __init__(self, path):
+        deadline = time.time() + 30
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX)
+                self.sock.connect(path)
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.file = self.sock.makefile("rw")
+        json.loads(self.file.readline())  # greeting
+        self.execute("qmp_capabilities")
+
+    def execute(self, command, **arguments):
+        self.file.write(json.dumps({"execute": command, "arguments": arguments} if arguments else {"execute": command}) + "\n")
+        self.file.flush()
+        while True:
+            reply = json.loads(self.file.readline())
+            if "event" in reply:
+                continue
+            if "error" in reply:
+                raise RuntimeError(f"{command}: {reply['error']}")
+            return reply["return"]
+
+    def close(self):
+        self.sock.close()
+
+
+def check_invariant(first_bytes):
+    """One run of v+1 then one run of v (mod 256): None when it holds, else what is wrong."""
+    head = first_bytes[0]
+    i = 1
+    while i < len(first_bytes) and first_bytes[i] == head:
+        i += 1
+    if i == len(first_bytes):
+        return None if head != 0 else "the guest never ran"
+    tail = first_bytes[i]
+    if (tail + 1) % 256 != head:
+        return f"page {FIRST_PAGE + i}: {tail} after a run of {head}"
+    for j in range(i, len(first_bytes)):
+        if first_bytes[j] != tail:
+            return f"page {FIRST_PAGE + j}: {first_bytes[j]} in a run of {tail} (a lost page)"
+    return None
+
+
+def qemu_vm(image, qmp, incoming=None):
+    args = ["qemu-system-x86_64", "-accel", "kvm", "-m", str(GUEST_MIB), "-display", "none", "-serial", "none",
+            "-monitor", "none", "-nodefaults", "-drive", f"file={image},format=raw,if=ide",
+            "-qmp", f"unix:{qmp},server=on,wait=off"]
+    if incoming:
+        args += ["-incoming", incoming]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_for_guest(vm):
+    """Waits until the boot sector runs: the first byte of its first page is set."""
+    deadline = time.time() + 120
+    while True:
+        line = vm.execute("human-monitor-command", **{"command-line": f"xp /1xb {FIRST_PAGE * 4096:#x}"})
+        if int(line.split(":")[1].split()[0], 16) != 0:
+            return
+        if time.time() > deadline:
+            raise RuntimeError("the guest never started")
+        time.sleep(0.1)
+
+
+def run_qemu(image, work):
+    port = free_port()
+    src_sock, dst_sock = os.path.join(work, "src.qmp"), os.path.join(work, "dst.qmp")
+    for path in (src_sock, dst_sock):
+        if os.path.exists(path):
+            os.remove(path)
+    dst = qemu_vm(image, dst_sock, f"tcp:127.0.0.1:{port}")
+    src = qemu_vm(image, src_sock)
+    try:
+        source, destination = Qmp(src_sock), Qmp(dst_sock)
+        wait_for_guest(source)  # SeaBIOS takes seconds here before it hands over to the boot sector
+        time.sleep(WARMUP_S)
+        source.execute("migrate-set-parameters", **{"downtime-limit": 300, "max-bandwidth": 100 * 1024 ** 3})
+        source.execute("migrate", uri=f"tcp:127.0.0.1:{port}")
+        while True:
+            state = source.execute("query-migrate")
+            if state.get("status") == "failed":
+                raise RuntimeError(f"QEMU's migration failed: {state}")
+            if state.get("status") == "completed" and state.get("total-time", 0) > 0:
+                break
+            time.sleep(0.02)
+        deadline = time.time() + 30
+        while destination.execute("query-status")["status"] != "running":
+            if time.time() > deadline:
+                raise RuntimeError("the destination never ran")
+            time.sleep(0.02)
+        time.sleep(0.5)  # the guest runs on the destination
+        destination.execute("stop")
+        dump = os.path.join(work, "dst.mem")
+        destination.execute("pmemsave", val=0, size=GUEST_MIB << 20, filename=dump)
+        with open(dump, "rb") as f:
+            memory = f.read()
+        os.remove(dump)
+        pages = (WORKING_SET_MIB << 20) // 4096
+        broken = check_invariant([memory[(FIRST_PAGE + p) * 4096] for p in range(pages)])
+        return {"total_ms": float(state["total-time"]), "downtime_ms": float(state["downtime"]),
+                "mb": state["ram"]["total"] / 1e6 if "ram" in state else 0.0, "invariant": broken or "ok"}
+    finally:
+        for vm in (src, dst):
+            vm.kill()
+            vm.wait()
+
+
+def run_sample(rate):
+    out = subprocess.run(["dotnet", SAMPLE, "--guest-mib", str(GUEST_MIB), "--working-set-mib", str(WORKING_SET_MIB),
+                          "--rate", str(rate), "--vcpu-only", "--downtime-ms", "300", "--warmup-ms", str(int(WARMUP_S * 1000))],
+                         capture_output=True, text=True, timeout=600)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("result:")), None)
+    if line is None:
+        raise RuntimeError(f"the sample printed no result:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    fields = dict(f.split("=") for f in line.split()[1:])
+    return {"total_ms": float(fields["total_ms"]), "downtime_ms": float(fields["downtime_ms"]), "mb": float(fields["mb"]),
+            "invariant": "ok" if fields["invariant"] == "ok" and fields["digest"] == "ok" else fields["invariant"] + "/" + fields["digest"]}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--rates", default="idle,5000,50000,unthrottled")
+    args = parser.parse_args()
+    ensure_tools()
+    rates = args.rates.split(",")
+    results = {(r, who): [] for r in rates for who in ("qemu", "dirtylog")}
+    with tempfile.TemporaryDirectory() as work:
+        images = {}
+        for r in rates:
+            images[r] = os.path.join(work, f"guest-{r}.img")
+            subprocess.run(["dotnet", SAMPLE, "boot-sector", "--out", images[r], "--guest-mib", str(GUEST_MIB),
+                            "--working-set-mib", str(WORKING_SET_MIB), "--rate", str(RATES[r])], check=True, stdout=subprocess.DEVNULL)
+        for rep in range(args.reps):
+            for r in rates:  # interleaved: each rate, QEMU then DirtyLog, rep after rep
+                q = run_qemu(images[r], work)
+                d = run_sample(RATES[r])
+                results[(r, "qemu")].append(q)
+                results[(r, "dirtylog")].append(d)
+                print(f"rep {rep + 1} {r:>11}: QEMU total {q['total_ms']:7.0f} ms downtime {q['downtime_ms']:6.0f} ms invariant {q['invariant']};"
+                      f" DirtyLog total {d['total_ms']:7.0f} ms downtime {d['downtime_ms']:6.1f} ms invariant {d['invariant']}", flush=True)
+
+    print()
+    print("| guest dirtying | QEMU total | DirtyLog total | ratio | QEMU downtime | DirtyLog downtime | ratio | invariant (QEMU / DirtyLog) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in rates:
+        q, d = results[(r, "qemu")], results[(r, "dirtylog")]
+        qt, dt = statistics.median(x["total_ms"] for x in q), statistics.median(x["total_ms"] for x in d)
+        qd, dd = statistics.median(x["downtime_ms"] for x in q), statistics.median(x["downtime_ms"] for x in d)
+        qi = "ok" if all(x["invariant"] == "ok" for x in q) else "BROKEN"
+        di = "ok" if all(x["invariant"] == "ok" for x in d) else "BROKEN"
+        label = r if r in ("idle", "unthrottled") else f"{int(r):,} pages/s"
+        print(f"| {label} | {qt / 1000:.2f} s | {dt / 1000:.2f} s | {dt / qt:.2f}x | {qd:.0f} ms | {dd:.0f} ms | {dd / max(qd, 1):.2f}x | {qi} / {di} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
