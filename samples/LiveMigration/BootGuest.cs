@@ -26,8 +26,11 @@ internal sealed class BootGuest
     /// <summary>The serial port the guest writes a byte to after each pass.</summary>
     public const ushort SerialPort = 0x3f8;
 
-    /// <summary>Pages per burst.</summary>
+    /// <summary>Pages per burst, at rates where a burst takes at most a few milliseconds.</summary>
     public const uint BurstPages = 64;
+
+    /// <summary>The most TSC cycles a burst may be paced to: the guest compares 32-bit deltas, which wrap.</summary>
+    public const uint MaxPaceCycles = int.MaxValue;
 
     private const int ParamsOffset = 0x1E0;
 
@@ -35,14 +38,21 @@ internal sealed class BootGuest
     /// <param name="firstPage">Its first page: at or above 1 MiB, clear of the sector and the stack.</param>
     /// <param name="pages">Its pages.</param>
     /// <param name="paceCycles">TSC cycles each burst takes at least (0: unthrottled).</param>
-    public BootGuest(ulong firstPage, ulong pages, uint paceCycles)
+    /// <param name="burstPages">Pages per burst (1 for a guest that is almost idle).</param>
+    public BootGuest(ulong firstPage, ulong pages, uint paceCycles, uint burstPages = BurstPages)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(firstPage, 256UL);
         ArgumentOutOfRangeException.ThrowIfZero(pages);
+        ArgumentOutOfRangeException.ThrowIfZero(burstPages);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(paceCycles, MaxPaceCycles);
         FirstPage = firstPage;
         Pages = pages;
         PaceCycles = paceCycles;
+        Burst = burstPages;
     }
+
+    /// <summary>Pages per burst.</summary>
+    public uint Burst { get; }
 
     public ulong FirstPage { get; }
 
@@ -60,14 +70,23 @@ internal sealed class BootGuest
         Span<byte> parameters = sector.AsSpan(ParamsOffset);
         BinaryPrimitives.WriteUInt32LittleEndian(parameters, checked((uint)FirstPage));
         BinaryPrimitives.WriteUInt32LittleEndian(parameters[4..], checked((uint)Pages));
-        BinaryPrimitives.WriteUInt32LittleEndian(parameters[8..], BurstPages);
+        BinaryPrimitives.WriteUInt32LittleEndian(parameters[8..], Burst);
         BinaryPrimitives.WriteUInt32LittleEndian(parameters[12..], PaceCycles);
         return sector;
     }
 
-    /// <summary>TSC cycles per burst for a rate of pages per second, at the vCPU's TSC frequency.</summary>
-    public static uint PaceFor(int pagesPerSecond, uint tscKhz) =>
-        pagesPerSecond <= 0 ? 0 : (uint)Math.Min(uint.MaxValue, (ulong)tscKhz * 1000 * BurstPages / (ulong)pagesPerSecond);
+    /// <summary>A guest of a working set, paced to a rate of pages per second at the vCPU's TSC frequency (0: unthrottled).</summary>
+    public static BootGuest Paced(ulong firstPage, ulong pages, int pagesPerSecond, uint tscKhz)
+    {
+        if (pagesPerSecond <= 0)
+        {
+            return new BootGuest(firstPage, pages, 0);
+        }
+
+        uint burst = pagesPerSecond >= 640 ? BurstPages : 1; // slow guests pace page by page
+        ulong cycles = (ulong)tscKhz * 1000 * burst / (ulong)pagesPerSecond;
+        return new BootGuest(firstPage, pages, (uint)Math.Min(MaxPaceCycles, cycles), burst);
+    }
 
     /// <summary>
     /// Checks the invariant in <paramref name="memory"/>: the first bytes form one run of v+1 then one run of v.

@@ -46,9 +46,6 @@ internal sealed class DestinationVm : IDisposable
     /// <summary>When the vCPU was resumed (a <see cref="Stopwatch"/> timestamp), 0 if it was not.</summary>
     public long ResumedAt { get; private set; }
 
-    /// <summary>The guest's first bytes when it resumed, to measure its progress here.</summary>
-    public byte[]? FirstBytesAtResume { get; private set; }
-
     /// <summary>Serial bytes (guest passes) written here.</summary>
     public long Passes => _vmm?.SerialBytes ?? 0;
 
@@ -62,7 +59,6 @@ internal sealed class DestinationVm : IDisposable
         }
 
         _vmm.RestoreVcpuState(state.Span);
-        FirstBytesAtResume = guest.FirstBytes(Memory);
         _vcpu = new Thread(() =>
         {
             try

@@ -104,7 +104,7 @@ internal static class Program
         Console.WriteLine($"destination: 127.0.0.1:{port}; writers dirty {options.PagesPerSecond:N0} pages/s each");
 
         Task<PageStreamSummary> receive = ReceiveAsync(listener, destination.Memory, atEnd => destination.Resume(atEnd, vm.Guest));
-        using var client = new TcpClient();
+        using var client = new TcpClient { NoDelay = true }; // small records (a round's end, the end) go at once, not after a delayed ACK
         await client.ConnectAsync(IPAddress.Loopback, port).ConfigureAwait(false);
         vm.Start();
         await Task.Delay(options.Warmup).ConfigureAwait(false); // the scenario's pacing: the guest settles before the migration starts
@@ -134,7 +134,8 @@ internal static class Program
         // The guest runs on the destination: let it make passes there, stop it, and check it.
         long passes = destination.RunThenPause(2, TimeSpan.FromSeconds(10));
         string? broken = vm.Guest!.CheckInvariant(destination.Memory);
-        ulong progressed = vm.Guest.PagesChangedSince(destination.FirstBytesAtResume!, destination.Memory);
+        // The paused source's memory is what the destination resumed from (the digest proves it): progress is the change since.
+        ulong progressed = vm.Guest.PagesChangedSince(vm.Guest.FirstBytes(vm.Memory), destination.Memory);
         bool ok = summary.MemoryVerified && broken is null && progressed > 0;
         Console.WriteLine(FormattableString.Invariant(
             $"result: total_ms={Stopwatch.GetElapsedTime(startedAt, destination.ResumedAt).TotalMilliseconds:F1} downtime_ms={downtime.TotalMilliseconds:F1} mb={summary.Bytes / 1e6:F1} rounds={summary.Rounds} invariant={(broken is null ? "ok" : "broken")} digest={(summary.MemoryVerified ? "ok" : "mismatch")}"));
@@ -152,6 +153,7 @@ internal static class Program
     private static async Task<PageStreamSummary> ReceiveAsync(TcpListener listener, GuestMemoryView memory, Func<PageStreamSummary, bool>? resume = null)
     {
         using TcpClient connection = await listener.AcceptTcpClientAsync().ConfigureAwait(false);
+        connection.NoDelay = true; // acknowledgements are small: Nagle would hold them for the source's delayed ACK (40 ms)
         NetworkStream stream = connection.GetStream();
         PipeWriter acks = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
         var reader = new PageStreamReader(PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true)), memory) { Acknowledgements = acks };
@@ -187,7 +189,7 @@ internal static class Program
     internal static async Task<int> SendAsync(string host, int port, MigrationOptions options)
     {
         using var vm = new SourceVm(options);
-        using var client = new TcpClient();
+        using var client = new TcpClient { NoDelay = true }; // small records (a round's end, the end) go at once, not after a delayed ACK
         try
         {
             await client.ConnectAsync(host, port).ConfigureAwait(false);

@@ -33,6 +33,9 @@ internal sealed unsafe partial class SampleVmm : IDisposable
     private const uint KvmGetTscKhz = 0xAEA3;
     private const uint MsrIa32Tsc = 0x10;
     private const uint ExitIo = 2;
+    private const uint KvmSetSignalMask = 0x4004AE8B; // _IOW(KVMIO, 0x8b, 4-byte kvm_signal_mask header)
+    private const int KickSignal = 12;                // SIGUSR2, which .NET leaves alone
+    private const long SysRtSigprocmask = 14, SysRtSigtimedwait = 128, SysGettid = 186, SysTgkill = 234;
     private const uint CapManualDirtyLogProtect2 = 168, CapDirtyLogRing = 192, CapDirtyLogRingAcqRel = 223;
     private const int RegsBytes = 144, SregsBytes = 312;
 
@@ -193,11 +196,24 @@ internal sealed unsafe partial class SampleVmm : IDisposable
 
     /// <summary>
     /// The run loop of a guest that never halts: runs the vCPU on the calling thread, handling its port writes (the
-    /// serial port is counted), until <paramref name="pause"/> is cancelled; the guest is then stopped at its next
-    /// exit to this loop (the boot guest exits after every burst of pages).
+    /// serial port is counted), until <paramref name="pause"/> is cancelled. The cancellation kicks the vCPU out of the
+    /// guest at once, as QEMU does: <c>immediate_exit</c>, then a signal that this thread blocks and KVM unblocks only
+    /// inside <c>KVM_RUN</c> (<c>KVM_SET_SIGNAL_MASK</c>), so no handler ever runs and the signal is consumed here.
     /// </summary>
     public void RunUntilPaused(CancellationToken pause)
     {
+        ulong kick = 1UL << (KickSignal - 1), old;
+        Check((int)syscall(SysRtSigprocmask, 0 /* SIG_BLOCK */, (long)&kick, (long)&old, 8), "rt_sigprocmask");
+        byte* mask = stackalloc byte[4 + 8];
+        *(uint*)mask = 8;
+        *(ulong*)(mask + 4) = old & ~kick; // inside KVM_RUN: the thread's mask with the kick open
+        Check(ioctl(Vcpu, KvmSetSignalMask, (nint)mask), "KVM_SET_SIGNAL_MASK");
+        long tid = syscall(SysGettid, 0, 0, 0, 0);
+        using CancellationTokenRegistration kicker = pause.Register(() =>
+        {
+            Volatile.Write(ref *(_run + 1), (byte)1); // immediate_exit: a vCPU about to enter does not
+            syscall(SysTgkill, Environment.ProcessId, tid, KickSignal, 0); // one inside the guest leaves it
+        });
         while (!pause.IsCancellationRequested)
         {
             if (ioctl(Vcpu, KvmRun, 0) < 0)
@@ -205,7 +221,7 @@ internal sealed unsafe partial class SampleVmm : IDisposable
                 int errno = Marshal.GetLastPInvokeError();
                 if (errno == 4)
                 {
-                    continue; // EINTR
+                    continue; // EINTR: the kick (the loop condition says)
                 }
 
                 throw new IOException($"KVM_RUN failed: errno {errno}");
@@ -228,6 +244,14 @@ internal sealed unsafe partial class SampleVmm : IDisposable
                 throw new InvalidOperationException($"the guest exited with reason {reason}");
             }
         }
+
+        // Consume a kick still pending in this thread, and let the next run enter.
+        long* timeout = stackalloc long[2] { 0, 0 };
+        while (syscall(SysRtSigtimedwait, (long)&kick, 0, (long)timeout, 8) > 0)
+        {
+        }
+
+        Volatile.Write(ref *(_run + 1), (byte)0);
     }
 
 
@@ -382,6 +406,9 @@ internal sealed unsafe partial class SampleVmm : IDisposable
 
     [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
     private static partial void* mmap_anonymous(void* addr, nuint length, int prot, int flags, int fd, long offset);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial long syscall(long number, long arg1, long arg2, long arg3, long arg4);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int munmap(void* addr, nuint length);

@@ -117,7 +117,7 @@ internal sealed class SourceVm : IDisposable
 
     /// <summary>The guest of a sample VM: RAM above 1 MiB, paced to the options' rate at this TSC frequency.</summary>
     public static BootGuest GuestFor(MigrationOptions options, uint tscKhz) =>
-        new(256, options.WorkingSetBytes != 0 ? options.WorkingSetBytes / 4096 : (options.GuestBytes / 4096) - 256, BootGuest.PaceFor(options.PagesPerSecond, tscKhz));
+        BootGuest.Paced(256, options.WorkingSetBytes != 0 ? options.WorkingSetBytes / 4096 : (options.GuestBytes / 4096) - 256, options.PagesPerSecond, tscKhz);
 
     /// <summary>Pages in guest memory.</summary>
     public ulong Pages => Memory.Size / 4096;
