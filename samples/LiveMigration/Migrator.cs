@@ -38,7 +38,8 @@ internal static class Migrator
         var controller = new PreCopyController(new PreCopyOptions { DowntimeLimit = options.DowntimeLimit });
         var rows = new List<RoundRow>();
 
-        // The first pass sends everything; the trackers already log what changes meanwhile.
+        // Tracking starts with the migration; the first pass sends everything, the trackers log what changes meanwhile.
+        vm.BeginTracking();
         TimeSpan sendStart = acks.Now;
         long bytes = await writer.WriteRoundAsync([new DirtyRun(0, vm.Pages)], cancellationToken).ConfigureAwait(false);
         TimeSpan applied = await acks.WaitForRoundAsync(writer.Rounds, cancellationToken).ConfigureAwait(false);

@@ -122,15 +122,22 @@ internal sealed class SourceVm : IDisposable
     /// <summary>Pages in guest memory.</summary>
     public ulong Pages => Memory.Size / 4096;
 
-    /// <summary>Starts the trackers, then the writers: the vCPU, both DMA devices, the in-VMM device.</summary>
-    public void Start()
+    /// <summary>
+    /// Starts dirty tracking: the migration begins. Call it before the first full copy: every write from here on is
+    /// logged, and every write before it is in memory when the full copy reads it.
+    /// </summary>
+    public void BeginTracking()
     {
         Harvester.StartTracking();
         if (_options.InjectDeviceFaults)
         {
             _loggingDevice.InjectDeviceError(); // the first pre-copy round meets it; the writer injects more later
         }
+    }
 
+    /// <summary>Starts the writers: the vCPU, both DMA devices, the in-VMM device. Tracking starts with the migration.</summary>
+    public void Start()
+    {
         int burst = Math.Max(1, _options.PagesPerSecond / 100); // every 10 ms
         ulong guestPages = _options.GuestBytes / 4096, devicePages = _options.DeviceBytes / 4096;
         if (_vmm is not null)
