@@ -167,7 +167,7 @@ public sealed class EmulatedHwpt : IIommuDirtyPort
             throw EmulatedIommu.Error(GetRequest, Errno.EOVERFLOW);
         }
 
-        if (pageSize == 0 || length == 0 || ((iova | length) & (IovaAlignment - 1)) != 0 || ((iova | length) & (pageSize - 1)) != 0)
+        if (pageSize == 0 || !BitOperations.IsPow2(pageSize) || length == 0 || ((iova | length) & (IovaAlignment - 1)) != 0 || ((iova | length) & (pageSize - 1)) != 0)
         {
             throw EmulatedIommu.Error(GetRequest, Errno.EINVAL);
         }

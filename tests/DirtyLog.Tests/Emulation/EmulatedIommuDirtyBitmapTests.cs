@@ -197,6 +197,7 @@ public class EmulatedIommuDirtyBitmapTests
                 Assert.That(Errno(() => hwpt.GetDirtyBitmap(100, 4096, 4096, bitmap, false)), Is.EqualTo(DirtyLog.Native.Errno.EINVAL), "unaligned iova");
                 Assert.That(Errno(() => hwpt.GetDirtyBitmap(0, 4096, 8192, bitmap, false)), Is.EqualTo(DirtyLog.Native.Errno.EINVAL), "length not aligned to the page size");
                 Assert.That(Errno(() => hwpt.GetDirtyBitmap(0, 4096, 0, bitmap, false)), Is.EqualTo(DirtyLog.Native.Errno.EINVAL), "page size 0");
+                Assert.That(Errno(() => hwpt.GetDirtyBitmap(0, 3 * 4096 * 4, 3 * 4096, bitmap, false)), Is.EqualTo(DirtyLog.Native.Errno.EINVAL), "a page size that is not a power of two, as the kernel refuses it");
                 Assert.That(Errno(() => hwpt.GetDirtyBitmap(ulong.MaxValue - 4095, 8192, 4096, bitmap, false)), Is.EqualTo(DirtyLog.Native.Errno.EOVERFLOW));
                 Assert.That(Errno(() => iommu.Map(ioas, 512 * KiB, 0, 1 * MiB)), Is.EqualTo(DirtyLog.Native.Errno.EEXIST), "overlapping map");
                 Assert.That(Errno(() => iommu.Map(ioas, 8 * MiB, 100, 4096)), Is.EqualTo(DirtyLog.Native.Errno.EINVAL), "unaligned map");
