@@ -168,16 +168,29 @@ internal static class Program
     {
         using var listener = new TcpListener(IPAddress.Any, port);
         listener.Start();
-        using var memory = new AnonymousMapping(options.GuestBytes + options.DeviceBytes);
-        Console.WriteLine($"destination: waiting on port {port} for up to {memory.Length >> 20} MiB of guest memory");
+        bool kvm = !options.NoKvm && File.Exists("/dev/kvm");
+        using var destination = new DestinationVm(options, kvm);
+        BootGuest? guest = kvm ? SourceVm.GuestFor(options, tscKhz: 0) : null; // the same working set as the source's (pacing is the source's)
+        Console.WriteLine($"destination: waiting on port {port} for up to {destination.Memory.Size >> 20} MiB of guest memory{(kvm ? ", to resume its vCPU here" : "")}");
         try
         {
-            PageStreamSummary summary = await ReceiveAsync(listener, new GuestMemoryView(memory.Address, memory.Length)).ConfigureAwait(false);
+            PageStreamSummary summary = await ReceiveAsync(listener, destination.Memory, atEnd => destination.Resume(atEnd, guest)).ConfigureAwait(false);
             Console.WriteLine($"destination: complete: {summary.Rounds} rounds, {summary.DataPages:N0} pages with data, {summary.ZeroPages:N0} zero pages, every record checksummed");
-            Console.WriteLine(summary.MemoryVerified
-                ? $"verdict: destination memory matches the source's memory digest (CRC-32C of every page); state received: {string.Join(", ", summary.States.Keys)}"
-                : "verdict: the source sent no memory digest; the stream itself was complete and intact");
-            return 0;
+            if (destination.ResumedAt == 0 || guest is null)
+            {
+                Console.WriteLine(summary.MemoryVerified
+                    ? $"verdict: destination memory matches the source's memory digest (CRC-32C of every page); state received: {string.Join(", ", summary.States.Keys)}"
+                    : "verdict: the source sent no memory digest; the stream itself was complete and intact");
+                return summary.MemoryVerified ? 0 : 1;
+            }
+
+            long passes = destination.RunThenPause(2, TimeSpan.FromSeconds(10));
+            string? broken = guest.CheckInvariant(destination.Memory);
+            bool ok = summary.MemoryVerified && broken is null && passes > 0;
+            Console.WriteLine(ok
+                ? $"verdict: the guest runs here with its invariant intact ({passes} passes); every page matched the source's digest"
+                : $"verdict: FAILED: {broken ?? (summary.MemoryVerified ? "the guest completed no pass here" : "the memory digest did not match")}");
+            return ok ? 0 : 1;
         }
         catch (Exception e) when (e is PageStreamException or IOException or SocketException)
         {
