@@ -110,7 +110,9 @@ internal static class Migrator
         using HarvestRound round = attempt;
         TimeSpan start = acks.Now;
         long bytes = await writer.WriteRoundAsync(round, cancellationToken).ConfigureAwait(false); // the round's runs, not a copy
-        TimeSpan applied = await acks.WaitForRoundAsync(writer.Rounds, cancellationToken).ConfigureAwait(false);
+
+        // Pre-copy rounds are timed end to end for the controller; stop-copy waits only once, for the end, not per round.
+        TimeSpan applied = phase == "stop-copy" ? acks.Now : await acks.WaitForRoundAsync(writer.Rounds, cancellationToken).ConfigureAwait(false);
         round.Commit(); // sent and applied: only now is the round's dirty set gone (an exception above put it back)
         var trackers = round.Trackers.Select(t => (t.Tracker, t.Latency, t.PagesReported)).ToList();
         faults += round.Trackers.Count(t => t.Outcome != TrackerRoundOutcome.Read);

@@ -49,7 +49,6 @@ public sealed class PageStreamReader
     private bool _ended;
     private uint[] _pageCrcs = [];           // the CRC-32C of every page as applied
     private uint _zeroPageCrc;
-    private uint _appliedDigest;             // the digest of the pages as they were at the end record
     private readonly Dictionary<string, ReadOnlyMemory<byte>> _states = new(StringComparer.Ordinal);
 
     /// <summary>Creates a reader that applies pages to <paramref name="memory"/>.</summary>
@@ -147,7 +146,7 @@ public sealed class PageStreamReader
 
                     Consume(RecordBytes);
                     _ended = true;
-                    _appliedDigest = MemoryDigest(_pageCrcs);
+                    // The page CRCs no longer change: their digest is folded when it is needed, outside the downtime.
                     await AcknowledgeAsync(EndAcknowledged, cancellationToken).ConfigureAwait(false);
                     return Summary();
                 default:
@@ -184,9 +183,10 @@ public sealed class PageStreamReader
 
         CheckCrc(HeaderCrc(record), ReadCrc(record), "memory digest record");
         Consume(RecordBytes);
-        if (_appliedDigest != (uint)value)
+        uint applied = MemoryDigest(_pageCrcs);
+        if (applied != (uint)value)
         {
-            throw Fail($"the destination's memory differs from the source's: digest 0x{_appliedDigest:x8}, source 0x{value:x8}");
+            throw Fail($"the destination's memory differs from the source's: digest 0x{applied:x8}, source 0x{value:x8}");
         }
 
         _memoryVerified = true;
