@@ -144,7 +144,7 @@ def run_qemu(image, work):
         pages = (WORKING_SET_MIB << 20) // 4096
         broken = check_invariant([memory[(FIRST_PAGE + p) * 4096] for p in range(pages)])
         return {"total_ms": float(state["total-time"]), "downtime_ms": float(state["downtime"]),
-                "mb": state["ram"]["total"] / 1e6 if "ram" in state else 0.0, "invariant": broken or "ok"}
+                "mb": state["ram"]["transferred"] / 1e6 if "ram" in state else 0.0, "invariant": broken or "ok"}
     finally:
         for vm in (src, dst):
             vm.kill()
@@ -189,8 +189,8 @@ def main():
                 d = run_sample(RATES[r])
                 results[(r, "qemu")].append(q)
                 results[(r, "dirtylog")].append(d)
-                print(f"rep {rep + 1} {r:>11}: QEMU total {q['total_ms']:7.0f} ms downtime {q['downtime_ms']:6.0f} ms invariant {q['invariant']};"
-                      f" DirtyLog total {d['total_ms']:7.0f} ms downtime {d['downtime_ms']:6.1f} ms invariant {d['invariant']}", flush=True)
+                print(f"rep {rep + 1} {r:>11}: QEMU total {q['total_ms']:7.0f} ms downtime {q['downtime_ms']:6.0f} ms {q['mb']:7.0f} MB invariant {q['invariant']};"
+                      f" DirtyLog total {d['total_ms']:7.0f} ms downtime {d['downtime_ms']:6.1f} ms {d['mb']:7.0f} MB invariant {d['invariant']}", flush=True)
 
     print()
     print("| guest dirtying | QEMU total | DirtyLog total | ratio | QEMU downtime | DirtyLog downtime | ratio | invariant (QEMU / DirtyLog) |")
