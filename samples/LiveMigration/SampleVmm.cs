@@ -10,18 +10,21 @@ namespace DirtyLog.Samples.LiveMigration;
 
 /// <summary>
 /// The sample's own VMM, written as a VMM author writes one, with its own ioctls, structs and memory and nothing from
-/// DirtyLog: it opens <c>/dev/kvm</c>, creates the VM, its memslots and one vCPU, and runs two tiny guest programs
-/// (pages in a range, or pseudo-random pages). DirtyLog only ever sees its descriptors, borrowed (see
-/// <see cref="SourceVm"/>); the adoption tests drive it the same way.
+/// DirtyLog: it opens <c>/dev/kvm</c>, creates the VM, its memslots and one vCPU, boots the sample's guest (a boot
+/// sector, <see cref="Boot"/>) and runs it until paused (<see cref="RunUntilPaused"/>), or runs a short test guest
+/// over a range of pages (<see cref="Run"/>); it saves and restores the vCPU's state for a migration. DirtyLog only
+/// ever sees its descriptors, borrowed (see <see cref="SourceVm"/>); the adoption tests drive it the same way.
 /// </summary>
-/// <remarks>Not thread-safe: one thread drives it; the runs execute the vCPU on the calling thread.</remarks>
+/// <remarks>
+/// Thread safety: one thread runs the vCPU at a time; the cancellation that pauses <see cref="RunUntilPaused"/> may
+/// come from any thread. The rest is for one thread at a time.
+/// </remarks>
 internal sealed unsafe partial class SampleVmm : IDisposable
 {
     public const uint ExitHlt = 5;
     public const uint ExitIntr = 10;
     public const uint ExitDirtyRingFull = 31;
     public const ulong CodeAddress = 0x1000;
-    public const ulong RandomCodeAddress = 0x1040;
 
     private const uint KvmCreateVm = 0xAE01, KvmCheckExtension = 0xAE03, KvmGetVcpuMmapSize = 0xAE04;
     private const uint KvmCreateVcpu = 0xAE41, KvmSetTssAddr = 0xAE47, KvmRun = 0xAE80;
@@ -41,29 +44,9 @@ internal sealed unsafe partial class SampleVmm : IDisposable
 
     private const uint MemLogDirtyPages = 1;
 
-    // The guests, 32-bit flat protected mode. Range: for (esi = first; esi < edi; esi += 4096) [esi] = eax; hlt.
+    // A test guest, 32-bit flat protected mode (the sample's own guest is the boot sector, Guest/boot.S). Range: for (esi = first; esi < edi; esi += 4096) [esi] = eax; hlt.
     private static readonly byte[] s_code = [0x89, 0x06, 0x81, 0xC6, 0x00, 0x10, 0x00, 0x00, 0x39, 0xFE, 0x72, 0xF4, 0xF4];
 
-    // Random: ecx times, esi = esi * 1103515245 + 12345; page = max(2, (esi >> 8) & edi); [page * 4096] = edx:eax; hlt.
-    private static readonly byte[] s_randomCode =
-    [
-        0x69, 0xF6, 0x6D, 0x4E, 0xC6, 0x41, // imul esi, esi, 0x41C64E6D
-        0x81, 0xC6, 0x39, 0x30, 0x00, 0x00, // add esi, 12345
-        0x89, 0xF3,                         // mov ebx, esi
-        0xC1, 0xEB, 0x08,                   // shr ebx, 8
-        0x21, 0xFB,                         // and ebx, edi
-        0x83, 0xFB, 0x02,                   // cmp ebx, 2
-        0x73, 0x03,                         // jae +3
-        0x83, 0xC3, 0x02,                   // add ebx, 2
-        0xC1, 0xE3, 0x0C,                   // shl ebx, 12
-        0x89, 0x03,                         // mov [ebx], eax
-        0x89, 0x53, 0x04,                   // mov [ebx+4], edx
-        0x49,                               // dec ecx
-        0x75, 0xDA,                         // jnz loop (-38)
-        0xF4,                               // hlt
-    ];
-
-    private uint _randomState;
 
     private readonly SafeFileHandle _kvm;
     private readonly byte* _memory;
@@ -71,9 +54,8 @@ internal sealed unsafe partial class SampleVmm : IDisposable
     private readonly int _runSize;
 
     /// <summary>Creates the VM with <paramref name="memoryBytes"/> of guest memory, its slots not yet set.</summary>
-    public SampleVmm(ulong memoryBytes, bool manualProtect = false, uint ringEntries = 0, uint seed = 1)
+    public SampleVmm(ulong memoryBytes, bool manualProtect = false, uint ringEntries = 0)
     {
-        _randomState = seed;
         MemoryBytes = memoryBytes;
         _kvm = File.OpenHandle("/dev/kvm", FileMode.Open, FileAccess.ReadWrite);
         Vm = new SafeFileHandle(Check(ioctl(_kvm, KvmCreateVm, 0), "KVM_CREATE_VM"), ownsHandle: true);
@@ -97,7 +79,6 @@ internal sealed unsafe partial class SampleVmm : IDisposable
         }
 
         s_code.CopyTo(new Span<byte>(_memory + CodeAddress, s_code.Length));
-        s_randomCode.CopyTo(new Span<byte>(_memory + RandomCodeAddress, s_randomCode.Length));
 
         Vcpu = new SafeFileHandle(Check(ioctl(Vm, KvmCreateVcpu, 0), "KVM_CREATE_VCPU"), ownsHandle: true);
         _runSize = Check(ioctl(_kvm, KvmGetVcpuMmapSize, 0), "KVM_GET_VCPU_MMAP_SIZE");
@@ -291,32 +272,6 @@ internal sealed unsafe partial class SampleVmm : IDisposable
         regs[17] = 2;                   // rflags
         Check(ioctl(Vcpu, KvmSetRegs, (nint)regs), "KVM_SET_REGS");
         RunToHalt(onExit);
-    }
-
-    /// <summary>
-    /// Runs the random guest: <paramref name="writes"/> writes of <paramref name="value"/> to pseudo-random pages of
-    /// [2, <paramref name="pages"/>) (a power of two), each at the page's first byte.
-    /// </summary>
-    public void WriteRandom(uint writes, ulong value, ulong pages, Func<uint, bool> onExit)
-    {
-        if (pages < 4 || (pages & (pages - 1)) != 0 || pages * 4096 > MemoryBytes)
-        {
-            throw new ArgumentOutOfRangeException(nameof(pages), pages, "The random guest needs a power of two of pages inside guest memory.");
-        }
-
-        ulong* regs = stackalloc ulong[18];
-        Check(ioctl(Vcpu, KvmGetRegs, (nint)regs), "KVM_GET_REGS");
-        regs[0] = (uint)value;          // rax
-        regs[2] = writes;               // rcx
-        regs[3] = value >> 32;          // rdx
-        regs[4] = _randomState;         // rsi
-        regs[5] = pages - 1;            // rdi
-        regs[16] = RandomCodeAddress;   // rip
-        regs[17] = 2;                   // rflags
-        Check(ioctl(Vcpu, KvmSetRegs, (nint)regs), "KVM_SET_REGS");
-        RunToHalt(onExit);
-        Check(ioctl(Vcpu, KvmGetRegs, (nint)regs), "KVM_GET_REGS");
-        _randomState = (uint)regs[4];
     }
 
     private void RunToHalt(Func<uint, bool> onExit)

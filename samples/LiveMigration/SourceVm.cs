@@ -50,7 +50,7 @@ internal sealed class SourceVm : IDisposable
         if (UsesKvm)
         {
             // The VMM creates and owns everything; DirtyLog borrows the VM descriptor and learns the slots from it.
-            _vmm = new SampleVmm(total, manualProtect: true, seed: (uint)options.Seed);
+            _vmm = new SampleVmm(total, manualProtect: true);
             _vmm.SetSlot(0, 0, options.GuestBytes, logDirtyPages: false);
             _vmm.SetSlot(1, options.GuestBytes, options.DeviceBytes, logDirtyPages: false);
             Guest = GuestFor(options, _vmm.TscKhz);
