@@ -44,7 +44,8 @@ internal sealed class SourceVm : IDisposable
         _options = options;
         ulong total = options.GuestBytes + options.DeviceBytes;
         Shared = new SparseDirtyBitmap(40);
-        Harvester = new ParallelHarvester(Shared, new HarvesterOptions { ReadOnStart = true }); // the first round is no slower than the others
+        // The first round is no slower than the others; KVM pages are re-protected chunk by chunk just before they are sent.
+        Harvester = new ParallelHarvester(Shared, new HarvesterOptions { ReadOnStart = true, ClearBeforeSend = true });
         UsesKvm = !options.NoKvm && File.Exists("/dev/kvm");
         IDirtyTracker vcpuTracker;
         if (UsesKvm)

@@ -5,6 +5,7 @@ using System.Buffers;
 using System.Collections.Generic;
 using System.Threading;
 using DirtyLog.Bitmaps;
+using DirtyLog.Tracking;
 
 namespace DirtyLog.Harvesting;
 
@@ -52,6 +53,31 @@ public sealed class HarvestRound : IDisposable
     /// it only until the round is committed, put back or disposed, that is, await the send before settling the round.
     /// </summary>
     public ReadOnlyMemory<DirtyRun> RunMemory => Volatile.Read(ref _buffer) is { } runs ? runs.AsMemory(0, _count) : default;
+
+    /// <summary>The trackers whose pages this round left logged, to be re-protected before they are sent.</summary>
+    internal IClearBeforeSend[] Deferred { get; init; } = [];
+
+    /// <summary>
+    /// Re-protects, in the trackers that left them logged (<see cref="HarvesterOptions.ClearBeforeSend"/>), the pages
+    /// [<paramref name="firstPage"/>, + <paramref name="pageCount"/>) that the consumer is about to read and send.
+    /// Call it before reading each chunk's memory; a page never cleared stays logged and comes again next round.
+    /// </summary>
+    /// <param name="firstPage">The first page, in the shared bitmap's pages.</param>
+    /// <param name="pageCount">Pages.</param>
+    /// <exception cref="InvalidOperationException">The round is settled.</exception>
+    public void ClearBeforeSend(ulong firstPage, ulong pageCount)
+    {
+        if (Volatile.Read(ref _state) != Pending)
+        {
+            throw new InvalidOperationException($"Round {Number} is settled: its pages were sent or put back.");
+        }
+
+        var range = new AddressRange(firstPage * (ulong)_shared.PageSize, pageCount * (ulong)_shared.PageSize);
+        foreach (IClearBeforeSend tracker in Deferred)
+        {
+            tracker.ClearBeforeSend(range);
+        }
+    }
 
     /// <summary>Pages in <see cref="Runs"/>.</summary>
     public ulong Pages { get; }

@@ -50,6 +50,9 @@ internal sealed class HarvestWorker : IDisposable
 
     public bool IsBusy => Volatile.Read(ref _busy) != 0;
 
+    /// <summary>Whether the last dispatch left the tracker's pages logged for <see cref="IClearBeforeSend.ClearBeforeSend"/>.</summary>
+    public bool DefersClear { get; private set; }
+
     /// <summary>Runs of the last read (attribution only).</summary>
     public List<DirtyRun> Runs { get; } = [];
 
@@ -62,14 +65,16 @@ internal sealed class HarvestWorker : IDisposable
     /// <summary>Starts a read unless the last one is still running.</summary>
     /// <param name="latch">Signalled when the read ends.</param>
     /// <param name="final">The stop-copy round: read without clearing where the tracker can (nothing re-protected).</param>
-    public bool TryDispatch(RoundLatch latch, bool final = false)
+    /// <param name="deferClear">Leave the pages logged where the tracker can re-protect them before they are sent.</param>
+    public bool TryDispatch(RoundLatch latch, bool final = false, bool deferClear = false)
     {
         if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
         {
             return false;
         }
 
-        _mode = final && Tracker.CanReadWithoutClear ? DirtyReadMode.NoClear : DirtyReadMode.Clear;
+        DefersClear = !final && deferClear && Tracker is IClearBeforeSend { CanClearBeforeSend: true };
+        _mode = (final && Tracker.CanReadWithoutClear) || DefersClear ? DirtyReadMode.NoClear : DirtyReadMode.Clear;
         _final = final;
         _latch = latch;
         _go.Release();

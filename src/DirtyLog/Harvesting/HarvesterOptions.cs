@@ -22,4 +22,14 @@ public sealed record HarvesterOptions
     /// second for these reads; the first round waits for any still running before its own. Off by default.
     /// </summary>
     public bool ReadOnStart { get; init; }
+
+    /// <summary>
+    /// Whether rounds leave the pages of trackers that can (<see cref="Tracking.IClearBeforeSend"/>: KVM in manual
+    /// protect mode) logged, to be re-protected chunk by chunk just before they are sent
+    /// (<see cref="HarvestRound.ClearBeforeSend"/>, which <c>PageStreamWriter.WriteRoundAsync(HarvestRound, ...)</c>
+    /// calls), as QEMU does: a page written between the round and its chunk's send goes once, not again in the next
+    /// round. The consumer must re-protect before it reads a page, or the page stays logged (sent again later, never
+    /// lost). Off by default.
+    /// </summary>
+    public bool ClearBeforeSend { get; init; }
 }

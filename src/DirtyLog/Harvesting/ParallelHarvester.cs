@@ -311,7 +311,7 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
             var latch = new RoundLatch(dispatched.Count(d => d));
             for (int i = 0; i < workers.Length; i++)
             {
-                if (dispatched[i] && !workers[i].TryDispatch(latch, final))
+                if (dispatched[i] && !workers[i].TryDispatch(latch, final, Options.ClearBeforeSend))
                 {
                     throw new InvalidOperationException($"The worker of {workers[i].Tracker.Name} became busy outside a round.");
                 }
@@ -345,7 +345,8 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
             DirtyLogTelemetry.RoundPages.Add((long)sink.Pages);
             activity?.SetTag("dirtylog.pages", sink.Pages);
             activity?.SetTag("dirtylog.trackers", workers.Length);
-            return new HarvestRound(number, sink.Runs, sink.Count, sink.Pages, duration, reports, several, Shared);
+            IClearBeforeSend[] deferred = [.. workers.Where((w, i) => dispatched[i] && w.DefersClear && reports[i].Outcome == TrackerRoundOutcome.Read).Select(w => (IClearBeforeSend)w.Tracker)];
+            return new HarvestRound(number, sink.Runs, sink.Count, sink.Pages, duration, reports, several, Shared) { Deferred = deferred };
         }
     }
 

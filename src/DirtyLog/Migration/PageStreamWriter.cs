@@ -99,10 +99,12 @@ public sealed class PageStreamWriter
             throw new InvalidOperationException($"Round {round.Number} was settled: its runs are gone.");
         }
 
-        return WriteRunsAsync(round.RunMemory, cancellationToken);
+        return WriteRunsAsync(round.RunMemory, cancellationToken, round);
     }
 
-    private async ValueTask<long> WriteRunsAsync(ReadOnlyMemory<DirtyRun> runs, CancellationToken cancellationToken)
+    /// <summary>The runs' records and the round end; with <paramref name="round"/>, each chunk is re-protected in the
+    /// round's trackers before its memory is read (see <see cref="HarvestRound.ClearBeforeSend"/>).</summary>
+    private async ValueTask<long> WriteRunsAsync(ReadOnlyMemory<DirtyRun> runs, CancellationToken cancellationToken, HarvestRound? round = null)
     {
         ObjectDisposedException.ThrowIf(_ended, this);
         ulong pages = _memory.Size / (ulong)_pageSize;
@@ -119,9 +121,17 @@ public sealed class PageStreamWriter
         for (int i = 0; i < runs.Length; i++)
         {
             DirtyRun run = runs.Span[i];
+            ulong clearedTo = run.FirstPage;
             for (ulong page = run.FirstPage; page < run.EndPage;)
             {
-                page += WriteRecordAt(page, run.EndPage);
+                if (round is not null && page >= clearedTo)
+                {
+                    // Re-protect the next chunk before its memory is read (deferred clear; nothing when not deferred).
+                    clearedTo = Math.Min(run.EndPage, page + (ulong)MaxDataPages(_pageSize));
+                    round.ClearBeforeSend(page, clearedTo - page);
+                }
+
+                page += WriteRecordAt(page, round is null ? run.EndPage : clearedTo);
                 if (_output.UnflushedBytes >= 1 << 20)
                 {
                     await FlushAsync(cancellationToken).ConfigureAwait(false);

@@ -28,7 +28,7 @@ namespace DirtyLog.Tracking;
 /// <para>Thread safety: as <see cref="IDirtyTracker"/>; slot changes may come from any thread, concurrently with reads.
 /// Lock order: the tracker's own lock, then the port's slot watchers, then this tracker's slot lock.</para>
 /// </remarks>
-public sealed class KvmDirtyLogTracker : DirtyTrackerBase
+public sealed class KvmDirtyLogTracker : DirtyTrackerBase, IClearBeforeSend
 {
     private readonly IKvmDirtyLogPort _port;
     private readonly uint? _onlySlot;
@@ -91,6 +91,54 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase
 
     /// <inheritdoc/>
     public override bool CanReadWithoutClear => ManualProtect;
+
+    /// <inheritdoc/>
+    public bool CanClearBeforeSend => ManualProtect;
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// One <c>KVM_CLEAR_DIRTY_LOG</c> per slot the range touches, over the range widened to KVM's 64-page alignment
+    /// with only the range's own pages set: pages outside it stay logged.
+    /// </remarks>
+    public void ClearBeforeSend(AddressRange range)
+    {
+        if (!ManualProtect || range.IsEmpty)
+        {
+            return;
+        }
+
+        Span<ulong> small = stackalloc ulong[64];
+        lock (_slotGate)
+        {
+            if (!_tracking)
+            {
+                return;
+            }
+
+            foreach (SlotLog log in _logs.Values)
+            {
+                KvmMemorySlot slot = log.Slot;
+                AddressRange part = range.Intersect(new AddressRange(slot.GuestAddress, slot.Size));
+                if (part.IsEmpty)
+                {
+                    continue;
+                }
+
+                ulong first = (part.Start - slot.GuestAddress) / 4096, end = ((part.End - slot.GuestAddress) + 4095) / 4096;
+                ulong alignedFirst = first & ~63UL;
+                ulong alignedEnd = Math.Min(slot.Pages, (end + 63) & ~63UL); // a multiple of 64, or the slot's end
+                int words = (int)((alignedEnd - alignedFirst + 63) / 64);
+                Span<ulong> mask = words <= small.Length ? small[..words] : new ulong[words];
+                mask.Clear();
+                for (ulong page = first; page < end; page++)
+                {
+                    mask[(int)((page - alignedFirst) / 64)] |= 1UL << (int)((page - alignedFirst) % 64);
+                }
+
+                _port.ClearDirtyLog(slot.Id, alignedFirst, (uint)(alignedEnd - alignedFirst), mask);
+            }
+        }
+    }
 
     /// <inheritdoc/>
     protected override void OnStart()
