@@ -34,6 +34,7 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase, IClearBeforeSend
     private readonly uint? _onlySlot;
     private readonly Lock _slotGate = new();
     private readonly Dictionary<uint, SlotLog> _logs = new(); // the slots logging now; under _slotGate
+    private SlotLog[] _inOrder = [];                          // _logs by guest address, for reads; under _slotGate
     private readonly List<SlotLog> _removed = [];           // harvested at their removal, not yet read; under _slotGate
     private readonly IDisposable _watch;
     private bool _tracking; // under _slotGate
@@ -172,6 +173,8 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase, IClearBeforeSend
                 _logs.Add(slot.Id, new SlotLog(slot));
             }
 
+            SlotsChangedLocked();
+
             _tracking = true;
         }
     }
@@ -188,6 +191,8 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase, IClearBeforeSend
                 _logs.Remove(log.Slot.Id);
             }
 
+            SlotsChangedLocked();
+
             _removed.Clear();
         }
     }
@@ -198,7 +203,7 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase, IClearBeforeSend
         lock (_slotGate)
         {
             ulong count = 0;
-            foreach (SlotLog log in _logs.Values.OrderBy(l => l.Slot.GuestAddress))
+            foreach (SlotLog log in _inOrder)
             {
                 KvmMemorySlot slot = log.Slot;
                 if (range.Intersect(new AddressRange(slot.GuestAddress, slot.Size)).IsEmpty)
@@ -252,6 +257,13 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase, IClearBeforeSend
         base.Dispose(disposing);
     }
 
+    /// <summary>Re-sorts the logs after the set of slots changed: reads walk an array, allocating nothing.</summary>
+    private void SlotsChangedLocked()
+    {
+        System.Diagnostics.Debug.Assert(_slotGate.IsHeldByCurrentThread, "the logs are guarded by the slot lock");
+        _inOrder = [.. _logs.Values.OrderBy(l => l.Slot.GuestAddress)];
+    }
+
     private bool Tracks(KvmMemorySlot slot) => _onlySlot is not { } only || slot.Id == only;
 
     private void SlotAdded(KvmMemorySlot slot)
@@ -271,6 +283,7 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase, IClearBeforeSend
             // Reported whole by the next read even if logging it fails below: that read then faults on the slot, and
             // the harvester treats the tracker's coverage as dirty; nothing is lost either way.
             _logs[slot.Id] = new SlotLog(slot) { AllDirty = true };
+            SlotsChangedLocked();
             _port.SetDirtyLogging(slot.Id, true);
         }
     }
@@ -283,6 +296,8 @@ public sealed class KvmDirtyLogTracker : DirtyTrackerBase, IClearBeforeSend
             {
                 return;
             }
+
+            SlotsChangedLocked();
 
             try
             {
