@@ -99,7 +99,7 @@ public sealed class PageStreamWriter
             throw new InvalidOperationException($"Round {round.Number} was settled: its runs are gone.");
         }
 
-        return WriteRunsAsync(round.RunMemory, cancellationToken, round);
+        return WriteRunsAsync(round.RunMemory, cancellationToken, round.Deferred.Length != 0 ? round : null);
     }
 
     /// <summary>The runs' records and the round end; with <paramref name="round"/>, each chunk is re-protected in the
