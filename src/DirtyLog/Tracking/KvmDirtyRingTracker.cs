@@ -147,9 +147,13 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     {
         lock (_ringGate)
         {
-            int harvested = HarvestRingsLocked();
-            LastResetCount = _port.ResetDirtyRings();
-            _emptyRingFullReaps = harvested == 0 ? _emptyRingFullReaps + 1 : 0;
+            // Any harvest that found entries (a reaper's, a read's) resets the count inside HarvestRingsLocked: only
+            // ring-full exits with nothing harvested anywhere in between count towards a wedge.
+            if (ReapLocked() == 0)
+            {
+                _emptyRingFullReaps++;
+            }
+
             if (_emptyRingFullReaps < 2)
             {
                 return DirtyRingFullOutcome.Reaped;
@@ -173,10 +177,16 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     {
         lock (_ringGate)
         {
-            int total = HarvestRingsLocked();
-            LastResetCount = _port.ResetDirtyRings();
-            return total;
+            return ReapLocked();
         }
+    }
+
+    private int ReapLocked()
+    {
+        Debug.Assert(_ringGate.IsHeldByCurrentThread, "the rings are reaped under the ring lock");
+        int total = HarvestRingsLocked();
+        LastResetCount = _port.ResetDirtyRings();
+        return total;
     }
 
     /// <inheritdoc/>
@@ -205,6 +215,8 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
         lock (_ringGate)
         {
             _tracking = true;
+            _emptyRingFullReaps = 0;
+            Volatile.Write(ref _wedged, false);
         }
 
         if (ReapInterval is { } interval)
@@ -328,8 +340,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
             }
 
             // Every ring, while the slot still decodes: its entries become its pending pages, kept for the next read.
-            HarvestRingsLocked();
-            LastResetCount = _port.ResetDirtyRings();
+            ReapLocked();
         }
     }
 
@@ -371,6 +382,11 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
 
         Interlocked.Exchange(ref _unknownEntries, _decoder.UnknownEntries);
         Interlocked.Add(ref _entries, total);
+        if (total != 0)
+        {
+            _emptyRingFullReaps = 0; // the rings move: not wedged
+        }
+
         return total;
     }
 }

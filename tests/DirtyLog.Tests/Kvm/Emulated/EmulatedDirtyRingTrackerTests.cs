@@ -212,6 +212,24 @@ public class EmulatedDirtyRingTrackerTests
     }
 
     [Test]
+    public void RingFullExitsWhoseEntriesAReaperTookAreNotAWedge()
+    {
+        using var tracker = new KvmDirtyRingTracker(_vm);
+        tracker.StartTracking();
+        Assert.That(tracker.HandleRingFull(), Is.EqualTo(DirtyRingFullOutcome.Reaped), "nothing to harvest: one empty exit");
+
+        // Between two ring-full exits a reaper (another thread's Reap) takes what the vCPU pushed: the ring moves.
+        Assert.That(_vm.Vcpus[0].Run([8, 4096 + 8], 1, out _), Is.EqualTo(EmulatedVcpuExit.Completed));
+        Assert.That(tracker.Reap(), Is.EqualTo(2));
+        Assert.Multiple(() =>
+        {
+            Assert.That(tracker.HandleRingFull(), Is.EqualTo(DirtyRingFullOutcome.Reaped), "the entries went to the reaper, not nowhere");
+            Assert.That(tracker.IsWedged, Is.False);
+            Assert.That(tracker.HandleRingFull(), Is.EqualTo(DirtyRingFullOutcome.Wedged), "two empty exits in a row with nothing harvested between");
+        });
+    }
+
+    [Test]
     public void ASlotRemovedWhileTrackingIsHarvestedFirstAndOnlyItsWrittenPagesAreReported()
     {
         using var tracker = new KvmDirtyRingTracker(_vm);
