@@ -156,7 +156,12 @@ internal static class Program
         connection.NoDelay = true; // acknowledgements are small: Nagle would hold them for the source's delayed ACK (40 ms)
         NetworkStream stream = connection.GetStream();
         PipeWriter acks = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
-        var reader = new PageStreamReader(PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true)), memory) { Acknowledgements = acks };
+        // The destination's RAM is a fresh mapping: zero pages need no touching where the stream wrote nothing.
+        var reader = new PageStreamReader(PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true)), memory)
+        {
+            Acknowledgements = acks,
+            MemoryStartsZeroed = true,
+        };
         PageStreamSummary atEnd = await reader.ReadToEndAsync(CancellationToken.None).ConfigureAwait(false);
         resume?.Invoke(atEnd); // the guest runs here from now on: the downtime ends
         PageStreamSummary summary = await reader.VerifyMemoryDigestAsync(CancellationToken.None).ConfigureAwait(false);

@@ -3,6 +3,7 @@
 using System;
 using System.Buffers.Binary;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using DirtyLog.Memory;
 
@@ -68,6 +69,7 @@ internal static class PageStreamFormat
     }
 
     /// <summary>The memory digest of guest memory: the CRC-32C of each page's CRC-32C, in page order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static uint MemoryDigest(GuestMemoryView memory, ulong bytes, int pageSize)
     {
         uint digest = ~0u;
@@ -80,6 +82,7 @@ internal static class PageStreamFormat
     }
 
     /// <summary>The memory digest from a table of page CRCs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static uint MemoryDigest(ReadOnlySpan<uint> pageCrcs)
     {
         uint digest = ~0u;
@@ -113,6 +116,7 @@ internal static class PageStreamFormat
     public static uint ReadCrc(ReadOnlySpan<byte> record) => BinaryPrimitives.ReadUInt32LittleEndian(record[16..]);
 
     /// <summary>CRC-32C (hardware where there is some), eight bytes a step.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static uint Crc(uint crc, ReadOnlySpan<byte> data)
     {
         ReadOnlySpan<ulong> words = MemoryMarshal.Cast<byte, ulong>(data);

@@ -5,6 +5,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Memory;
@@ -27,7 +28,8 @@ namespace DirtyLog.Migration;
 /// <see cref="VerifyMemoryDigestAsync"/>, or its own protocol). With <see cref="Acknowledgements"/> set, it tells the
 /// source after each round and at the end how far it has applied, so that the source's bandwidth and expected
 /// downtime are end to end (<see cref="PageStreamAcknowledgements"/> reads them).</para>
-/// <para>Zero pages are written only where the destination page is not zero already; the destination keeps each
+/// <para>Zero pages are written only where the destination page is not zero already, and with
+/// <see cref="MemoryStartsZeroed"/> not even read unless this reader wrote them before; the destination keeps each
 /// applied page's CRC-32C (4 bytes per page) for the memory digest. Destination memory is expected to start zeroed
 /// (fresh), or the first pass to cover every page, as a full copy does.</para>
 /// <para>Not thread-safe: one receiver reads one stream.</para>
@@ -48,6 +50,7 @@ public sealed class PageStreamReader
     private bool _memoryVerified;
     private bool _ended;
     private uint[] _pageCrcs = [];           // the CRC-32C of every page as applied
+    private ulong[] _written = [];           // with MemoryStartsZeroed: a bit per page this reader may have left non-zero
     private uint _zeroPageCrc;
     private readonly Dictionary<string, ReadOnlyMemory<byte>> _states = new(StringComparer.Ordinal);
 
@@ -65,6 +68,15 @@ public sealed class PageStreamReader
         _memory = memory;
         _pageSize = pageSize;
     }
+
+    /// <summary>
+    /// Whether the destination's memory reads zero wherever this reader has not written it (a fresh anonymous mapping
+    /// or memfd nothing else wrote, as a destination VMM maps its RAM): zero-page records then touch only pages this
+    /// reader wrote before and never read or fault in the others. <see langword="false"/> by default: every zero page
+    /// is read and cleared where it is not zero. A wrong <see langword="true"/> leaves stale bytes, which the memory
+    /// digest reports. Set before the stream is read.
+    /// </summary>
+    public bool MemoryStartsZeroed { get; init; }
 
     /// <summary>Called after each round-end record with the round number (progress display).</summary>
     public Action<long, PageStreamSummary>? RoundReceived { get; set; }
@@ -277,6 +289,7 @@ public sealed class PageStreamReader
         _sourcePages = memory / (ulong)_pageSize;
         _zeroPageCrc = ZeroPageCrc(_pageSize);
         _pageCrcs = new uint[_sourcePages];
+        _written = MemoryStartsZeroed ? new ulong[(_sourcePages + 63) / 64] : [];
         _pageCrcs.AsSpan().Fill(_zeroPageCrc); // fresh destination memory reads zero
     }
 
@@ -299,6 +312,11 @@ public sealed class PageStreamReader
 
         CheckCrc(actual, crc, $"data record for pages {firstPage:N0}+{count}");
         computed.CopyTo(pageCrcs);
+        if (MemoryStartsZeroed)
+        {
+            MarkWritten(firstPage, count);
+        }
+
         ulong address = firstPage * (ulong)_pageSize;
         foreach (ReadOnlyMemory<byte> segment in data)
         {
@@ -314,22 +332,55 @@ public sealed class PageStreamReader
     /// <summary>
     /// Zero pages are written only where the destination page is not zero already: reading a never-touched page maps
     /// the kernel's shared zero page, where clearing it would allocate and fault in a page the guest may never use
-    /// (1.9 s against 0.25 s for 512 MiB of fresh memory, measured here).
+    /// (1.9 s against 0.25 s for 512 MiB of fresh memory, measured here). With <see cref="MemoryStartsZeroed"/>, pages
+    /// this reader never wrote are not even read: 64 of them are skipped with one test of the written bitmap.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ApplyZeroPages(ulong firstPage, uint count)
     {
         _pageCrcs.AsSpan((int)firstPage, (int)count).Fill(_zeroPageCrc);
-        for (ulong p = firstPage; p < firstPage + count; p++)
+        ulong end = firstPage + count;
+        for (ulong p = firstPage; p < end;)
         {
+            if (MemoryStartsZeroed)
+            {
+                ulong word = _written[p >> 6] >> (int)(p & 63);
+                if (word == 0)
+                {
+                    p = Math.Min(end, (p | 63) + 1); // the rest of this word's pages are still fresh
+                    continue;
+                }
+
+                ulong skip = (ulong)System.Numerics.BitOperations.TrailingZeroCount(word);
+                if (skip != 0)
+                {
+                    p = Math.Min(end, p + skip);
+                    continue;
+                }
+
+                _written[p >> 6] &= ~(1UL << (int)(p & 63));
+            }
+
             Span<byte> page = _memory.Slice(p * (ulong)_pageSize, _pageSize);
             if (page.IndexOfAnyExcept((byte)0) >= 0)
             {
                 page.Clear();
             }
+
+            p++;
+        }
+    }
+
+    private void MarkWritten(ulong firstPage, uint count)
+    {
+        for (ulong p = firstPage; p < firstPage + count; p++)
+        {
+            _written[p >> 6] |= 1UL << (int)(p & 63);
         }
     }
 
     /// <summary>The CRC-32C of each page of <paramref name="data"/>, pages that may straddle segments included.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void PageCrcs(ReadOnlySequence<byte> data, Span<uint> crcs)
     {
         int page = 0, filled = 0;

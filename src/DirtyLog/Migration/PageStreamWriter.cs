@@ -3,6 +3,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Bitmaps;
@@ -247,6 +248,7 @@ public sealed class PageStreamWriter
 
     /// <summary>One record from <paramref name="page"/>: zero pages as a count, other pages with their data.</summary>
     /// <returns>Pages covered.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private ulong WriteRecordAt(ulong page, ulong end)
     {
         bool zero = IsZero(page);
