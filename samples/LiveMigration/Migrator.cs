@@ -71,7 +71,6 @@ internal static class Migrator
         vm.Pause();
         (RoundRow last, _, _) = await RoundAsync(vm, writer, acks, "stop-copy", rows.Count + 1, TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
         rows.Add(last);
-        progress(last);
         foreach ((string name, byte[] state) in vm.SaveState())
         {
             await writer.WriteStateAsync(name, state, cancellationToken).ConfigureAwait(false);
@@ -79,6 +78,7 @@ internal static class Migrator
 
         await writer.WriteEndAsync(cancellationToken).ConfigureAwait(false);
         TimeSpan downtime = await acks.WaitForEndAsync(cancellationToken).ConfigureAwait(false) - pausedAt;
+        progress(last); // printing is not part of the downtime
 
         // After the switch-over the source is stopped for good: proving the copy costs no downtime.
         uint digest = await writer.WriteMemoryDigestAsync(cancellationToken).ConfigureAwait(false);

@@ -148,24 +148,34 @@ internal static class Program
 
     /// <summary>
     /// The destination: applies the stream, acknowledging each round back over the same connection; at the end record
-    /// the guest could resume here; then it checks the source's memory digest, which comes after the switch-over.
+    /// the guest could resume here; then it checks the source's memory digest, which comes after the switch-over. It
+    /// runs on a thread of its own with blocking receives (see <see cref="SynchronousStream"/>): the end record's
+    /// arrival wakes it directly, not through the thread pool, and that wake-up is part of the downtime.
     /// </summary>
-    private static async Task<PageStreamSummary> ReceiveAsync(TcpListener listener, GuestMemoryView memory, Func<PageStreamSummary, bool>? resume = null)
+    private static Task<PageStreamSummary> ReceiveAsync(TcpListener listener, GuestMemoryView memory, Func<PageStreamSummary, bool>? resume = null) =>
+        Task.Factory.StartNew(() => Receive(listener, memory, resume), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+    private static PageStreamSummary Receive(TcpListener listener, GuestMemoryView memory, Func<PageStreamSummary, bool>? resume)
     {
-        using TcpClient connection = await listener.AcceptTcpClientAsync().ConfigureAwait(false);
+        using Socket connection = listener.AcceptSocket(); // accepted synchronously: its receives stay blocking
         connection.NoDelay = true; // acknowledgements are small: Nagle would hold them for the source's delayed ACK (40 ms)
-        NetworkStream stream = connection.GetStream();
+        using var stream = new SynchronousStream(new NetworkStream(connection, ownsSocket: false));
         PipeWriter acks = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
+
         // The destination's RAM is a fresh mapping: zero pages need no touching where the stream wrote nothing.
         var reader = new PageStreamReader(PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true)), memory)
         {
             Acknowledgements = acks,
             MemoryStartsZeroed = true,
+            DeferEndAcknowledgement = true, // acknowledged once the guest runs here: the source's downtime covers the resume
         };
-        PageStreamSummary atEnd = await reader.ReadToEndAsync(CancellationToken.None).ConfigureAwait(false);
+
+        // Every read and write completes before it returns: these waits never block on anything but the socket.
+        PageStreamSummary atEnd = reader.ReadToEndAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult();
         resume?.Invoke(atEnd); // the guest runs here from now on: the downtime ends
-        PageStreamSummary summary = await reader.VerifyMemoryDigestAsync(CancellationToken.None).ConfigureAwait(false);
-        await acks.CompleteAsync().ConfigureAwait(false);
+        reader.AcknowledgeEndAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult();
+        PageStreamSummary summary = reader.VerifyMemoryDigestAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult();
+        acks.Complete();
         return summary;
     }
 

@@ -49,6 +49,7 @@ public sealed class PageStreamReader
     private bool _hasPending;
     private bool _memoryVerified;
     private bool _ended;
+    private bool _endAcknowledged;
     private uint[] _pageCrcs = [];           // the CRC-32C of every page as applied
     private ulong[] _written = [];           // with MemoryStartsZeroed: a bit per page this reader may have left non-zero
     private uint _zeroPageCrc;
@@ -73,10 +74,19 @@ public sealed class PageStreamReader
     /// Whether the destination's memory reads zero wherever this reader has not written it (a fresh anonymous mapping
     /// or memfd nothing else wrote, as a destination VMM maps its RAM): zero-page records then touch only pages this
     /// reader wrote before and never read or fault in the others. <see langword="false"/> by default: every zero page
-    /// is read and cleared where it is not zero. A wrong <see langword="true"/> leaves stale bytes, which the memory
-    /// digest reports. Set before the stream is read.
+    /// is read and cleared where it is not zero. A wrong <see langword="true"/> leaves stale bytes that nothing reports
+    /// (the memory digest covers what the stream carried, as it was applied). Set before the stream is read.
     /// </summary>
     public bool MemoryStartsZeroed { get; init; }
+
+    /// <summary>
+    /// Whether <see cref="ReadToEndAsync"/> leaves the end's acknowledgement to <see cref="AcknowledgeEndAsync"/> (or to
+    /// <see cref="VerifyMemoryDigestAsync"/>, which sends it first if it is still owed). A VMM that resumes the guest and
+    /// then acknowledges tells the source the moment the guest runs here: the source's downtime then covers the
+    /// resume, and its work after the switch-over (the memory digest) does not compete with the resume for a CPU.
+    /// <see langword="false"/> by default: the end is acknowledged as soon as it is read. Set before the stream is read.
+    /// </summary>
+    public bool DeferEndAcknowledgement { get; init; }
 
     /// <summary>Called after each round-end record with the round number (progress display).</summary>
     public Action<long, PageStreamSummary>? RoundReceived { get; set; }
@@ -159,11 +169,36 @@ public sealed class PageStreamReader
                     Consume(RecordBytes);
                     _ended = true;
                     // The page CRCs no longer change: their digest is folded when it is needed, outside the downtime.
-                    await AcknowledgeAsync(EndAcknowledged, cancellationToken).ConfigureAwait(false);
+                    if (!DeferEndAcknowledgement)
+                    {
+                        await AcknowledgeEndAsync(cancellationToken).ConfigureAwait(false);
+                    }
+
                     return Summary();
                 default:
                     throw Fail($"unknown record kind {kind}");
             }
+        }
+    }
+
+    /// <summary>
+    /// Acknowledges the end record to the source (with <see cref="DeferEndAcknowledgement"/>, once the guest runs
+    /// here); nothing when it was acknowledged already or there is no <see cref="Acknowledgements"/> writer.
+    /// </summary>
+    /// <param name="cancellationToken">Cancels the flush.</param>
+    /// <returns>A task that completes when the acknowledgement is flushed.</returns>
+    /// <exception cref="InvalidOperationException">The stream was not read to its end yet.</exception>
+    public async ValueTask AcknowledgeEndAsync(CancellationToken cancellationToken)
+    {
+        if (!_ended)
+        {
+            throw new InvalidOperationException("The end can be acknowledged only once it was read.");
+        }
+
+        if (!_endAcknowledged)
+        {
+            _endAcknowledged = true;
+            await AcknowledgeAsync(EndAcknowledged, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -183,6 +218,8 @@ public sealed class PageStreamReader
         {
             throw new InvalidOperationException("The memory digest follows the end record: read the stream to its end first.");
         }
+
+        await AcknowledgeEndAsync(cancellationToken).ConfigureAwait(false); // the source sends the digest only after it
 
         ReadOnlySequence<byte> buffered = await NeedAsync(RecordBytes, "the memory digest record", cancellationToken).ConfigureAwait(false);
         byte[] record = buffered.Slice(0, RecordBytes).ToArray();
