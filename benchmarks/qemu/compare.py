@@ -5,10 +5,13 @@
 Both migrate a 1 GiB KVM guest running the sample's boot sector (samples/LiveMigration/Guest/boot.S), which
 increments the first byte of every page of a 512 MiB working set, pass after pass, paced to a rate; over loopback
 TCP, with a 300 ms downtime limit and unlimited bandwidth. QEMU is driven through QMP (no capabilities: no multifd,
-no auto-converge); the sample runs as `LiveMigration --vcpu-only`. Every resumed destination is checked against the
-guest's invariant (QEMU's memory dumped with pmemsave). Prints medians and DirtyLog/QEMU ratios.
+no auto-converge); the sample runs as `LiveMigration --vcpu-only`, published Native AOT (as a VMM ships: no JIT
+compiling inside the downtime; `--jit` runs the framework-dependent build instead). Both log the vCPU's writes with
+KVM's dirty bitmap, and with `--modes log,ring` also with a 65,536-entry dirty ring (QEMU `dirty-ring-size`, the
+sample `--dirty-ring`). Every resumed destination is checked against the guest's invariant (QEMU's memory dumped with
+pmemsave). Prints medians and DirtyLog/QEMU ratios.
 
-usage: benchmarks/qemu/compare.py [--reps N] [--rates idle,5000,50000,unthrottled]
+usage: benchmarks/qemu/compare.py [--reps N] [--rates idle,5000,50000,unthrottled] [--modes log,ring] [--jit]
 """
 import argparse
 import json
@@ -22,19 +25,26 @@ import tempfile
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SAMPLE = os.path.join(ROOT, "samples", "LiveMigration", "bin", "Release", "net10.0", "LiveMigration.dll")
+SAMPLE_PROJECT = os.path.join(ROOT, "samples", "LiveMigration")
+SAMPLE_JIT = os.path.join(SAMPLE_PROJECT, "bin", "Release", "net10.0", "LiveMigration.dll")
+SAMPLE_AOT = os.path.join(ROOT, "artifacts", "compare", "LiveMigration")
+RING_ENTRIES = 65536
 GUEST_MIB, WORKING_SET_MIB, FIRST_PAGE = 1024, 512, 256
 WARMUP_S = 3.0
 RATES = {"idle": 2, "5000": 5000, "50000": 50000, "unthrottled": 0}
 
 
-def ensure_tools():
+def ensure_tools(jit):
     if shutil.which("qemu-system-x86_64") is None:
         subprocess.run(["apt-get", "update"], check=True, stdout=subprocess.DEVNULL)
         subprocess.run(["apt-get", "install", "-y", "qemu-system-x86"], check=True, stdout=subprocess.DEVNULL,
                        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-    if not os.path.exists(SAMPLE):
-        subprocess.run(["dotnet", "build", "-c", "Release", os.path.join(ROOT, "samples", "LiveMigration")], check=True)
+    if jit:
+        subprocess.run(["dotnet", "build", "-c", "Release", SAMPLE_PROJECT], check=True, stdout=subprocess.DEVNULL)
+        return ["dotnet", SAMPLE_JIT]
+    subprocess.run(["dotnet", "publish", "-c", "Release", "-r", "linux-x64", "-p:PublishAot=true",
+                    "-o", os.path.dirname(SAMPLE_AOT), SAMPLE_PROJECT], check=True, stdout=subprocess.DEVNULL)
+    return [SAMPLE_AOT]
 
 
 class Qmp:
@@ -87,8 +97,9 @@ def check_invariant(first_bytes):
     return None
 
 
-def qemu_vm(image, qmp, incoming=None):
-    args = ["qemu-system-x86_64", "-accel", "kvm", "-m", str(GUEST_MIB), "-display", "none", "-serial", "none",
+def qemu_vm(image, qmp, ring, incoming=None):
+    accel = f"kvm,dirty-ring-size={RING_ENTRIES}" if ring else "kvm"
+    args = ["qemu-system-x86_64", "-accel", accel, "-m", str(GUEST_MIB), "-display", "none", "-serial", "none",
             "-monitor", "none", "-nodefaults", "-drive", f"file={image},format=raw,if=ide",
             "-qmp", f"unix:{qmp},server=on,wait=off"]
     if incoming:
@@ -108,14 +119,14 @@ def wait_for_guest(vm):
         time.sleep(0.1)
 
 
-def run_qemu(image, work):
+def run_qemu(image, work, ring):
     port = free_port()
     src_sock, dst_sock = os.path.join(work, "src.qmp"), os.path.join(work, "dst.qmp")
     for path in (src_sock, dst_sock):
         if os.path.exists(path):
             os.remove(path)
-    dst = qemu_vm(image, dst_sock, f"tcp:127.0.0.1:{port}")
-    src = qemu_vm(image, src_sock)
+    dst = qemu_vm(image, dst_sock, ring, f"tcp:127.0.0.1:{port}")
+    src = qemu_vm(image, src_sock, ring)
     try:
         source, destination = Qmp(src_sock), Qmp(dst_sock)
         wait_for_guest(source)  # SeaBIOS takes seconds here before it hands over to the boot sector
@@ -151,8 +162,8 @@ def run_qemu(image, work):
             vm.wait()
 
 
-def run_sample(rate):
-    out = subprocess.run(["dotnet", SAMPLE, "--guest-mib", str(GUEST_MIB), "--working-set-mib", str(WORKING_SET_MIB),
+def run_sample(sample, rate, ring):
+    out = subprocess.run(sample + (["--dirty-ring", str(RING_ENTRIES)] if ring else []) + ["--guest-mib", str(GUEST_MIB), "--working-set-mib", str(WORKING_SET_MIB),
                           "--rate", str(rate), "--vcpu-only", "--downtime-ms", "300", "--warmup-ms", str(int(WARMUP_S * 1000))],
                          capture_output=True, text=True, timeout=600)
     line = next((l for l in out.stdout.splitlines() if l.startswith("result:")), None)
@@ -173,36 +184,40 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rates", default="idle,5000,50000,unthrottled")
+    parser.add_argument("--modes", default="log,ring")
+    parser.add_argument("--jit", action="store_true", help="run the sample under the JIT instead of Native AOT")
     args = parser.parse_args()
-    ensure_tools()
-    rates = args.rates.split(",")
+    sample = ensure_tools(args.jit)
+    rates = [(r, m) for m in args.modes.split(",") for r in args.rates.split(",")]
     results = {(r, who): [] for r in rates for who in ("qemu", "dirtylog")}
     with tempfile.TemporaryDirectory() as work:
         images = {}
-        for r in rates:
-            images[r] = os.path.join(work, f"guest-{r}.img")
-            subprocess.run(["dotnet", SAMPLE, "boot-sector", "--out", images[r], "--guest-mib", str(GUEST_MIB),
-                            "--working-set-mib", str(WORKING_SET_MIB), "--rate", str(RATES[r])], check=True, stdout=subprocess.DEVNULL)
+        for rate in {r for r, _ in rates}:
+            images[rate] = os.path.join(work, f"guest-{rate}.img")
+            subprocess.run(sample + ["boot-sector", "--out", images[rate], "--guest-mib", str(GUEST_MIB),
+                                     "--working-set-mib", str(WORKING_SET_MIB), "--rate", str(RATES[rate])], check=True, stdout=subprocess.DEVNULL)
         for rep in range(args.reps):
-            for r in rates:  # interleaved: each rate, QEMU then DirtyLog, rep after rep
-                q = run_qemu(images[r], work)
-                d = run_sample(RATES[r])
+            for r in rates:  # interleaved: each rate and mode, QEMU then DirtyLog, rep after rep
+                rate, mode = r
+                q = run_qemu(images[rate], work, mode == "ring")
+                d = run_sample(sample, RATES[rate], mode == "ring")
                 results[(r, "qemu")].append(q)
                 results[(r, "dirtylog")].append(d)
-                print(f"rep {rep + 1} {r:>11}: QEMU total {q['total_ms']:7.0f} ms downtime {q['downtime_ms']:6.0f} ms {q['mb']:7.0f} MB invariant {q['invariant']};"
+                print(f"rep {rep + 1} {rate:>11} {mode}: QEMU total {q['total_ms']:7.0f} ms downtime {q['downtime_ms']:6.0f} ms {q['mb']:7.0f} MB invariant {q['invariant']};"
                       f" DirtyLog total {d['total_ms']:7.0f} ms downtime {d['downtime_ms']:6.1f} ms {d['mb']:7.0f} MB invariant {d['invariant']}", flush=True)
 
     print()
-    print("| guest dirtying | QEMU total | DirtyLog total | ratio | QEMU downtime | DirtyLog downtime | ratio | invariant (QEMU / DirtyLog) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("| guest dirtying | dirty log | QEMU total | DirtyLog total | ratio | QEMU downtime | DirtyLog downtime | ratio | invariant (QEMU / DirtyLog) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rates:
         q, d = results[(r, "qemu")], results[(r, "dirtylog")]
         qt, dt = statistics.median(x["total_ms"] for x in q), statistics.median(x["total_ms"] for x in d)
         qd, dd = statistics.median(x["downtime_ms"] for x in q), statistics.median(x["downtime_ms"] for x in d)
         qi = "ok" if all(x["invariant"] == "ok" for x in q) else "BROKEN"
         di = "ok" if all(x["invariant"] == "ok" for x in d) else "BROKEN"
-        label = r if r in ("idle", "unthrottled") else f"{int(r):,} pages/s"
-        print(f"| {label} | {qt / 1000:.2f} s | {dt / 1000:.2f} s | {dt / qt:.2f}x | {qd:.0f} ms | {dd:.0f} ms | {dd / max(qd, 1):.2f}x | {qi} / {di} |")
+        rate, mode = r
+        label = rate if rate in ("idle", "unthrottled") else f"{int(rate):,} pages/s"
+        print(f"| {label} | {'bitmap' if mode == 'log' else 'ring'} | {qt / 1000:.2f} s | {dt / 1000:.2f} s | {dt / qt:.2f}x | {qd:.0f} ms | {dd:.0f} ms | {dd / max(qd, 1):.2f}x | {qi} / {di} |")
     return 0
 
 

@@ -41,6 +41,15 @@ internal sealed record MigrationOptions
     /// <summary>How long the guest runs before the migration starts.</summary>
     public TimeSpan Warmup { get; init; }
 
+    /// <summary>
+    /// Entries of the vCPU's KVM dirty ring (a power of two), 0 for KVM's dirty bitmap: the ring is reaped every
+    /// <see cref="RingReapInterval"/> and by the run loop on a ring-full exit.
+    /// </summary>
+    public uint DirtyRingEntries { get; init; }
+
+    /// <summary>The ring reaper's cadence.</summary>
+    public TimeSpan RingReapInterval { get; init; } = TimeSpan.FromMilliseconds(50);
+
     /// <summary>Only the vCPU writes (no emulated devices): the guest alone, as in the comparison with QEMU.</summary>
     public bool VcpuOnly { get; init; }
 }

@@ -56,7 +56,13 @@ internal static class Migrator
             decision = controller.Observe(new RoundObservation(pages, (ulong)row.BytesSent, row.Send, acks.Now - lastHarvest, perTracker));
             lastHarvest = acks.Now;
         }
-        while (decision.Action is PreCopyAction.Continue or PreCopyAction.Throttle);
+        while (decision.Action is PreCopyAction.Continue or PreCopyAction.Throttle && !vm.RingWedged);
+
+        if (vm.RingWedged)
+        {
+            // The vCPU stopped in its run loop and every slot is marked dirty: stop-copy sends the rest, nothing is lost.
+            Console.WriteLine("the vCPU's dirty ring wedged (this host's rings can overshoot): stop-copy now");
+        }
 
         if (decision.Action == PreCopyAction.Abort)
         {

@@ -36,6 +36,7 @@ internal static class Program
           --working-set-mib N  the guest's working set from 1 MiB (default: all RAM above it)
           --vcpu-only       no emulated devices: the guest alone
           --warmup-ms N     let the guest run this long before migrating (default 0)
+          --dirty-ring N    log the vCPU's writes in a KVM dirty ring of N entries (default: KVM's dirty bitmap)
         LiveMigration boot-sector --out FILE [--rate N] [--working-set-mib N]
                             write the guest's boot sector, patched, padded to 1 MiB (a disk image for another VMM)
         """;
@@ -65,6 +66,7 @@ internal static class Program
             WorkingSetBytes = flags.TryGetValue("--working-set-mib", out string? set) ? ulong.Parse(set!, CultureInfo.InvariantCulture) << 20 : 0,
             VcpuOnly = flags.ContainsKey("--vcpu-only"),
             Warmup = TimeSpan.FromMilliseconds(flags.TryGetValue("--warmup-ms", out string? warm) ? double.Parse(warm!, CultureInfo.InvariantCulture) : 0),
+            DirtyRingEntries = flags.TryGetValue("--dirty-ring", out string? ring) ? uint.Parse(ring!, CultureInfo.InvariantCulture) : 0,
         };
 
         try
@@ -138,7 +140,7 @@ internal static class Program
         ulong progressed = vm.Guest.PagesChangedSince(vm.Guest.FirstBytes(vm.Memory), destination.Memory);
         bool ok = summary.MemoryVerified && broken is null && progressed > 0;
         Console.WriteLine(FormattableString.Invariant(
-            $"result: total_ms={Stopwatch.GetElapsedTime(startedAt, destination.ResumedAt).TotalMilliseconds:F1} downtime_ms={downtime.TotalMilliseconds:F1} mb={summary.Bytes / 1e6:F1} rounds={summary.Rounds} invariant={(broken is null ? "ok" : "broken")} digest={(summary.MemoryVerified ? "ok" : "mismatch")}"));
+            $"result: total_ms={Stopwatch.GetElapsedTime(startedAt, destination.ResumedAt).TotalMilliseconds:F1} downtime_ms={downtime.TotalMilliseconds:F1} mb={summary.Bytes / 1e6:F1} rounds={summary.Rounds} invariant={(broken is null ? "ok" : "broken")} digest={(summary.MemoryVerified ? "ok" : "mismatch")}{(vm.RingStatus is { } ring ? $" ring_overflows={ring.Overflows} ring_wedged={(ring.Wedged ? "yes" : "no")}" : "")}"));
         Console.WriteLine($"destination: the guest resumed and ran {passes} passes, {progressed:N0} of its {vm.Guest.Pages:N0} pages changed");
         Console.WriteLine(ok
             ? $"verdict: the guest runs on the destination with its invariant intact; every page matched the source's digest ({vm.Memory.Size:N0} bytes)"
@@ -283,7 +285,7 @@ internal static class Program
 
     private static Dictionary<string, string?> ParseFlags(string[] args)
     {
-        string[] withValue = ["--rate", "--downtime-ms", "--chart", "--port", "--host", "--guest-mib", "--working-set-mib", "--out", "--warmup-ms"];
+        string[] withValue = ["--rate", "--downtime-ms", "--chart", "--port", "--host", "--guest-mib", "--working-set-mib", "--out", "--warmup-ms", "--dirty-ring"];
         var flags = new Dictionary<string, string?>();
         for (int i = 0; i < args.Length; i++)
         {

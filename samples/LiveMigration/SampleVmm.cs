@@ -180,8 +180,10 @@ internal sealed unsafe partial class SampleVmm : IDisposable
     /// serial port is counted), until <paramref name="pause"/> is cancelled. The cancellation kicks the vCPU out of the
     /// guest at once, as QEMU does: <c>immediate_exit</c>, then a signal that this thread blocks and KVM unblocks only
     /// inside <c>KVM_RUN</c> (<c>KVM_SET_SIGNAL_MASK</c>), so no handler ever runs and the signal is consumed here.
+    /// A dirty ring's full exit goes to <paramref name="onRingFull"/>, which reaps it: <see langword="false"/> (the ring is
+    /// wedged) ends the loop, since KVM would refuse to enter again.
     /// </summary>
-    public void RunUntilPaused(CancellationToken pause)
+    public void RunUntilPaused(CancellationToken pause, Func<bool>? onRingFull = null)
     {
         ulong kick = 1UL << (KickSignal - 1), old;
         Check((int)syscall(SysRtSigprocmask, 0 /* SIG_BLOCK */, (long)&kick, (long)&old, 8), "rt_sigprocmask");
@@ -215,6 +217,16 @@ internal sealed unsafe partial class SampleVmm : IDisposable
                 if (port == 0x3f8)
                 {
                     Interlocked.Increment(ref _serialBytes);
+                }
+
+                continue;
+            }
+
+            if (reason == ExitDirtyRingFull && onRingFull is not null)
+            {
+                if (!onRingFull())
+                {
+                    break;
                 }
 
                 continue;

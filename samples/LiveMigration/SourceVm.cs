@@ -29,6 +29,8 @@ internal sealed class SourceVm : IDisposable
     private readonly SampleVmm? _vmm;          // the sample's own VMM: its VM, memslots, vCPU and run loop
     private readonly FileDescriptorHandle? _vmHandle; // DirtyLog's borrow of the VMM's VM descriptor
     private readonly KvmVm? _vm;
+    private readonly KvmDirtyRing? _ring;
+    private readonly KvmDirtyRingTracker? _ringTracker;
     private readonly AnonymousMapping? _simulatedRam;
     private readonly EmulatedTracker? _simulatedVcpuTracker;
     private readonly EmulatedGuestMemory _dmaMemory;
@@ -51,18 +53,29 @@ internal sealed class SourceVm : IDisposable
         if (UsesKvm)
         {
             // The VMM creates and owns everything; DirtyLog borrows the VM descriptor and learns the slots from it.
-            _vmm = new SampleVmm(total, manualProtect: true);
+            uint ring = options.DirtyRingEntries;
+            _vmm = new SampleVmm(total, manualProtect: ring == 0, ringEntries: ring);
             _vmm.SetSlot(0, 0, options.GuestBytes, logDirtyPages: false);
             _vmm.SetSlot(1, options.GuestBytes, options.DeviceBytes, logDirtyPages: false);
             Guest = GuestFor(options, _vmm.TscKhz);
             _vmm.Boot(Guest.Sector());
             Memory = new GuestMemoryView(_vmm.Memory, total);
             _vmHandle = FileDescriptorHandle.Borrow(_vmm.Vm, "sample-vm");
-            _vm = KvmVm.FromHandle(_vmHandle, manualDirtyLogProtect: true);
-            var slots = new KvmVmPort(_vm, logging: DirtyLoggingControl.ByDirtyLog);
+            _vm = KvmVm.FromHandle(_vmHandle, manualDirtyLogProtect: ring == 0, dirtyRingEntries: ring);
+            if (ring != 0)
+            {
+                using FileDescriptorHandle vcpuHandle = FileDescriptorHandle.Borrow(_vmm.Vcpu, "sample-vcpu0");
+                _ring = KvmDirtyRing.Map(vcpuHandle, ring); // the mapping outlives the borrow
+            }
+
+            var slots = new KvmVmPort(_vm, _ring is null ? null : [_ring], DirtyLoggingControl.ByDirtyLog);
             slots.AddSlot(new KvmMemorySlot(0, 0, options.GuestBytes, _vmm.HostAddress(0), LogDirtyPages: false));
             slots.AddSlot(new KvmMemorySlot(1, options.GuestBytes, options.DeviceBytes, _vmm.HostAddress(options.GuestBytes), LogDirtyPages: false));
-            vcpuTracker = Own(new KvmDirtyLogTracker(slots, 0, "kvm-log")); // the vCPU writes RAM; VMM threads, device memory
+
+            // The vCPU writes RAM; VMM threads, device memory. A ring is reaped at a cadence and by the run loop when full.
+            vcpuTracker = ring == 0
+                ? Own(new KvmDirtyLogTracker(slots, 0, "kvm-log"))
+                : (_ringTracker = Own(new KvmDirtyRingTracker(slots, "kvm-ring", options.RingReapInterval)));
         }
         else
         {
@@ -120,6 +133,15 @@ internal sealed class SourceVm : IDisposable
     public static BootGuest GuestFor(MigrationOptions options, uint tscKhz) =>
         BootGuest.Paced(256, options.WorkingSetBytes != 0 ? options.WorkingSetBytes / 4096 : (options.GuestBytes / 4096) - 256, options.PagesPerSecond, tscKhz);
 
+    /// <summary>
+    /// Whether the vCPU's dirty ring wedged: the vCPU stopped in its run loop, every slot is marked dirty, and the
+    /// migration finishes with stop-copy (nothing is lost; the guest cannot run on in ring mode).
+    /// </summary>
+    public bool RingWedged => _ringTracker?.IsWedged ?? false;
+
+    /// <summary>Ring-full exits the run loop handled and ring overflows the tracker covered (ring mode).</summary>
+    public (long Overflows, bool Wedged)? RingStatus => _ringTracker is null ? null : (_ringTracker.Overflows, _ringTracker.IsWedged);
+
     /// <summary>Pages in guest memory.</summary>
     public ulong Pages => Memory.Size / 4096;
 
@@ -144,7 +166,9 @@ internal sealed class SourceVm : IDisposable
         if (_vmm is not null)
         {
             // The vCPU runs the boot guest in its own run loop until paused.
-            var vcpu = new Thread(() => _vmm.RunUntilPaused(_pause.Token)) { IsBackground = true, Name = "vcpu0" };
+            // A full ring exits to this loop, which reaps it; a wedged ring (this host's rings can overshoot) stops the vCPU.
+            Func<bool>? ringFull = _ringTracker is null ? null : () => _ringTracker.HandleRingFull() == DirtyRingFullOutcome.Reaped;
+            var vcpu = new Thread(() => _vmm.RunUntilPaused(_pause.Token, ringFull)) { IsBackground = true, Name = "vcpu0" };
             _writers.Add(vcpu);
             vcpu.Start();
         }
@@ -224,6 +248,7 @@ internal sealed class SourceVm : IDisposable
 
         _dmaMemory.Dispose();
         Shared.Dispose();
+        _ring?.Dispose();
         _vm?.Dispose();
         _vmHandle?.Dispose();
         _vmm?.Dispose();
