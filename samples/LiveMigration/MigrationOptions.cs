@@ -50,6 +50,13 @@ internal sealed record MigrationOptions
     /// <summary>The ring reaper's cadence.</summary>
     public TimeSpan RingReapInterval { get; init; } = TimeSpan.FromMilliseconds(50);
 
+    /// <summary>
+    /// Past the first round whose dirty set fits the downtime limit, copy on while each round's dirty set is at most this
+    /// fraction of the previous one's (<see cref="DirtyLog.Migration.PreCopyOptions.KeepCopyingWhileShrinkingTo"/>);
+    /// 0 switches over at the first fit, as QEMU.
+    /// </summary>
+    public double KeepCopyingWhileShrinkingTo { get; init; } = 0.6;
+
     /// <summary>Only the vCPU writes (no emulated devices): the guest alone, as in the comparison with QEMU.</summary>
     public bool VcpuOnly { get; init; }
 }

@@ -35,28 +35,48 @@ internal static class Migrator
         var acks = new PageStreamAcknowledgements(PipeReader.Create(connection, new StreamPipeReaderOptions(leaveOpen: true)));
         Task ackLoop = acks.RunAsync(cancellationToken);
         var writer = new PageStreamWriter(output, vm.Memory);
-        var controller = new PreCopyController(new PreCopyOptions { DowntimeLimit = options.DowntimeLimit });
+        // Past the first fit, rounds go on while each halves the dirty set (QEMU switches at the first fit).
+        var controller = new PreCopyController(new PreCopyOptions { DowntimeLimit = options.DowntimeLimit, KeepCopyingWhileShrinkingTo = options.KeepCopyingWhileShrinkingTo });
         var rows = new List<RoundRow>();
 
         // Tracking starts with the migration; the first pass sends everything, the trackers log what changes meanwhile.
         vm.BeginTracking();
+        controller.Observe(new RoundObservation(vm.Pages, 0, TimeSpan.Zero, TimeSpan.Zero)); // every page dirty, no bandwidth yet: copy
         TimeSpan sendStart = acks.Now;
         long bytes = await writer.WriteRoundAsync([new DirtyRun(0, vm.Pages)], cancellationToken).ConfigureAwait(false);
         TimeSpan applied = await acks.WaitForRoundAsync(writer.Rounds, cancellationToken).ConfigureAwait(false);
         rows.Add(new RoundRow("full copy", 1, vm.Pages, bytes, TimeSpan.Zero, applied - sendStart, []));
         progress(rows[^1]);
 
+        // Each round is decided on the dirty set just harvested, as QEMU decides on a fresh sync, and the bandwidth of
+        // the last send: the pages a switch-over would leave are what is dirty now, not what the last round carried.
         TimeSpan lastHarvest = acks.Now;
+        (ulong Bytes, TimeSpan Duration) lastSend = ((ulong)bytes, applied - sendStart);
         PreCopyDecision decision;
-        do
+        int unsentFaults = 0; // faults of the round a switch-over put back: reported with the stop-copy round
+        while (true)
         {
-            (RoundRow row, ulong pages, IReadOnlyDictionary<string, ulong> perTracker) = await RoundAsync(vm, writer, acks, "pre-copy", rows.Count + 1, null, cancellationToken).ConfigureAwait(false);
-            rows.Add(row);
-            progress(row);
-            decision = controller.Observe(new RoundObservation(pages, (ulong)row.BytesSent, row.Send, acks.Now - lastHarvest, perTracker));
-            lastHarvest = acks.Now;
+            (HarvestRound round, int faults) = Harvest(vm, rows.Count + 1, final: false, null, cancellationToken);
+            using (round)
+            {
+                decision = controller.Observe(new RoundObservation(round.Pages, lastSend.Bytes, lastSend.Duration, acks.Now - lastHarvest,
+                    round.Trackers.ToDictionary(t => t.Tracker, t => t.PagesReported)));
+                lastHarvest = acks.Now;
+                if (decision.Action is not (PreCopyAction.Continue or PreCopyAction.Throttle) || vm.RingWedged)
+                {
+                    // Not sent: its pages go back to the shared bitmap (manual protect left them logged in KVM too),
+                    // so the final harvest after the pause reports them with whatever was written since.
+                    round.PutBack();
+                    unsentFaults = faults + round.Trackers.Count(t => t.Outcome != TrackerRoundOutcome.Read);
+                    break;
+                }
+
+                RoundRow row = await SendAsync(round, faults, writer, acks, "pre-copy", rows.Count + 1, cancellationToken).ConfigureAwait(false);
+                rows.Add(row);
+                progress(row);
+                lastSend = ((ulong)row.BytesSent, row.Send);
+            }
         }
-        while (decision.Action is PreCopyAction.Continue or PreCopyAction.Throttle && !vm.RingWedged);
 
         if (vm.RingWedged)
         {
@@ -75,7 +95,13 @@ internal static class Migrator
         TimeSpan pausedAt = acks.Now;
         long pausedTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
         vm.Pause();
-        (RoundRow last, _, _) = await RoundAsync(vm, writer, acks, "stop-copy", rows.Count + 1, TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
+        (HarvestRound finalRound, int finalFaults) = Harvest(vm, rows.Count + 1, final: true, TimeSpan.FromSeconds(2), cancellationToken);
+        RoundRow last;
+        using (finalRound)
+        {
+            last = await SendAsync(finalRound, finalFaults + unsentFaults, writer, acks, "stop-copy", rows.Count + 1, cancellationToken).ConfigureAwait(false);
+        }
+
         rows.Add(last);
         foreach ((string name, byte[] state) in vm.SaveState())
         {
@@ -93,27 +119,29 @@ internal static class Migrator
         return new MigrationOutcome(rows, decision, downtime, digest, pausedTimestamp);
     }
 
-    private static async Task<(RoundRow Row, ulong Pages, IReadOnlyDictionary<string, ulong> PerTracker)> RoundAsync(SourceVm vm, PageStreamWriter writer, PageStreamAcknowledgements acks, string phase, int number, TimeSpan? deadline, CancellationToken cancellationToken)
+    /// <summary>One harvest of every tracker, run again (up to five times) when a tracker's failure failed the round.</summary>
+    private static (HarvestRound Round, int Faults) Harvest(SourceVm vm, int number, bool final, TimeSpan? deadline, CancellationToken cancellationToken)
     {
-        HarvestRound? attempt = null;
-        int faults = 0;
-        for (int tries = 1; attempt is null; tries++)
+        for (int tries = 1; ; tries++)
         {
             try
             {
-                attempt = phase == "stop-copy"
+                HarvestRound round = final
                     ? vm.Harvester.RunFinalRound(deadline, cancellationToken) // no re-protection for a paused guest
                     : vm.Harvester.RunRound(deadline, cancellationToken);
+                return (round, tries - 1);
             }
             catch (HarvestException e) when (tries < 5)
             {
                 // The failed tracker was restarted and its coverage marked: nothing is lost by running the round again.
                 Console.WriteLine($"round {number} failed ({e.Message}); running it again");
-                faults++;
             }
         }
+    }
 
-        using HarvestRound round = attempt;
+    /// <summary>Sends a harvested round and commits it once sent (and, before stop-copy, once the destination applied it).</summary>
+    private static async Task<RoundRow> SendAsync(HarvestRound round, int faults, PageStreamWriter writer, PageStreamAcknowledgements acks, string phase, int number, CancellationToken cancellationToken)
+    {
         TimeSpan start = acks.Now;
         long bytes = await writer.WriteRoundAsync(round, cancellationToken).ConfigureAwait(false); // the round's runs, not a copy
 
@@ -122,6 +150,6 @@ internal static class Migrator
         round.Commit(); // sent and applied: only now is the round's dirty set gone (an exception above put it back)
         var trackers = round.Trackers.Select(t => (t.Tracker, t.Latency, t.PagesReported)).ToList();
         faults += round.Trackers.Count(t => t.Outcome != TrackerRoundOutcome.Read);
-        return (new RoundRow(phase, number, round.Pages, bytes, round.Duration, applied - start, trackers) { Faults = faults }, round.Pages, round.Trackers.ToDictionary(t => t.Tracker, t => t.PagesReported));
+        return new RoundRow(phase, number, round.Pages, bytes, round.Duration, applied - start, trackers) { Faults = faults };
     }
 }

@@ -37,6 +37,7 @@ internal static class Program
           --vcpu-only       no emulated devices: the guest alone
           --warmup-ms N     let the guest run this long before migrating (default 0)
           --dirty-ring N    log the vCPU's writes in a KVM dirty ring of N entries (default: KVM's dirty bitmap)
+          --shrink-to F     past the first fit, copy on while each round's dirty set is at most F of the last (default 0.6; 0: switch at the first fit)
         LiveMigration boot-sector --out FILE [--rate N] [--working-set-mib N]
                             write the guest's boot sector, patched, padded to 1 MiB (a disk image for another VMM)
         """;
@@ -67,6 +68,7 @@ internal static class Program
             VcpuOnly = flags.ContainsKey("--vcpu-only"),
             Warmup = TimeSpan.FromMilliseconds(flags.TryGetValue("--warmup-ms", out string? warm) ? double.Parse(warm!, CultureInfo.InvariantCulture) : 0),
             DirtyRingEntries = flags.TryGetValue("--dirty-ring", out string? ring) ? uint.Parse(ring!, CultureInfo.InvariantCulture) : 0,
+            KeepCopyingWhileShrinkingTo = flags.TryGetValue("--shrink-to", out string? shrink) ? double.Parse(shrink!, CultureInfo.InvariantCulture) : 0.6,
         };
 
         try
@@ -285,7 +287,7 @@ internal static class Program
 
     private static Dictionary<string, string?> ParseFlags(string[] args)
     {
-        string[] withValue = ["--rate", "--downtime-ms", "--chart", "--port", "--host", "--guest-mib", "--working-set-mib", "--out", "--warmup-ms", "--dirty-ring"];
+        string[] withValue = ["--rate", "--downtime-ms", "--chart", "--port", "--host", "--guest-mib", "--working-set-mib", "--out", "--warmup-ms", "--dirty-ring", "--shrink-to"];
         var flags = new Dictionary<string, string?>();
         for (int i = 0; i < args.Length; i++)
         {

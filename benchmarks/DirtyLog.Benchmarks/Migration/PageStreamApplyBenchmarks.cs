@@ -105,5 +105,14 @@ public class PageStreamApplyBenchmarks
         return summary.DataPages + summary.ZeroPages;
     }
 
+    /// <summary>The same, with the destination declared fresh (<see cref="PageStreamReader.MemoryStartsZeroed"/>): zero pages are not read.</summary>
+    [Benchmark]
+    public ulong ApplyToMemoryThatStartsZeroed()
+    {
+        var reader = new PageStreamReader(PipeReader.Create(new MemoryStream(_stream, writable: false)), View(_destination!)) { MemoryStartsZeroed = true };
+        PageStreamSummary summary = reader.ReadToEndAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult();
+        return summary.DataPages + summary.ZeroPages;
+    }
+
     private static DirtyLog.Memory.GuestMemoryView View(AnonymousMapping mapping) => new(mapping.Address, mapping.Length);
 }

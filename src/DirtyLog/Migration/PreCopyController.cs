@@ -12,7 +12,8 @@ namespace DirtyLog.Migration;
 /// </summary>
 /// <remarks>
 /// <para>In this order: switch over when the expected downtime (bytes still dirty / measured bandwidth) fits
-/// <see cref="PreCopyOptions.DowntimeLimit"/>; switch over when the round budget is spent; when the dirty set has not
+/// <see cref="PreCopyOptions.DowntimeLimit"/>, unless the rounds still converge fast
+/// (<see cref="PreCopyOptions.KeepCopyingWhileShrinkingTo"/>, off by default) and the round budget allows; switch over when the round budget is spent; when the dirty set has not
 /// reached a new minimum for <see cref="PreCopyOptions.StallRounds"/> rounds, apply the stall policy (force stop-copy,
 /// abort, or ask the throttle callback and start counting again); otherwise copy on.</para>
 /// <para>Bandwidth is the last round's bytes over its send time (the link and the destination change; an old average
@@ -24,6 +25,7 @@ public sealed class PreCopyController
     private readonly Action<ThrottleRequest>? _throttle;
     private readonly List<PreCopyDecision> _history = [];
     private ulong _smallest = ulong.MaxValue;
+    private ulong? _previousPages;
     private int _roundsWithoutProgress;
 
     /// <summary>Creates a controller.</summary>
@@ -99,7 +101,12 @@ public sealed class PreCopyController
         }
 
         PreCopyDecision decision;
-        if (expected <= Options.DowntimeLimit)
+        if (expected <= Options.DowntimeLimit && number < Options.MaxRounds && expected > Options.DowntimeGoal
+            && _previousPages is { } previous && previous > 0 && round.DirtyPages <= previous * Options.KeepCopyingWhileShrinkingTo)
+        {
+            decision = Decide(PreCopyAction.Continue, $"expected downtime {Ms(expected)} fits the limit of {Ms(Options.DowntimeLimit)}, but the dirty set shrank to {round.DirtyPages / (double)previous:P0} of the last round's: one more round");
+        }
+        else if (expected <= Options.DowntimeLimit)
         {
             decision = Decide(PreCopyAction.StopCopy, $"expected downtime {Ms(expected)} fits the limit of {Ms(Options.DowntimeLimit)}");
         }
@@ -136,6 +143,7 @@ public sealed class PreCopyController
         TrackerRates = trackerRates;
         _smallest = smallest;
         _roundsWithoutProgress = roundsWithoutProgress;
+        _previousPages = round.DirtyPages;
         _history.Add(decision);
         return decision;
 

@@ -19,6 +19,20 @@ public sealed record PreCopyOptions
     /// <summary>The round budget: switch over after this many pre-copy rounds whatever the estimate.</summary>
     public int MaxRounds { get; init; } = 30;
 
+    /// <summary>
+    /// Once the expected downtime fits <see cref="DowntimeLimit"/>, copy on while each round's dirty set is at most this
+    /// fraction of the previous round's and the expected downtime is above <see cref="DowntimeGoal"/>: a round that
+    /// halves the dirty set halves the downtime for the time of a round half as long as the last. 0 (the default)
+    /// switches over at the first fit, as QEMU does; 1 copies on while the dirty set shrinks at all.
+    /// </summary>
+    public double KeepCopyingWhileShrinkingTo { get; init; }
+
+    /// <summary>
+    /// With <see cref="KeepCopyingWhileShrinkingTo"/>: an expected downtime this short switches over whatever the trend
+    /// (another round would cost more than it saves). 1 ms by default.
+    /// </summary>
+    public TimeSpan DowntimeGoal { get; init; } = TimeSpan.FromMilliseconds(1);
+
     /// <summary>Bytes per guest page.</summary>
     public long PageSize { get; init; } = 4096;
 
@@ -30,6 +44,12 @@ public sealed record PreCopyOptions
         ArgumentOutOfRangeException.ThrowIfLessThan(StallRounds, 1, nameof(StallRounds));
         ArgumentOutOfRangeException.ThrowIfLessThan(MaxRounds, 1, nameof(MaxRounds));
         ArgumentOutOfRangeException.ThrowIfLessThan(PageSize, 1, nameof(PageSize));
+        if (!(KeepCopyingWhileShrinkingTo is >= 0 and <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(KeepCopyingWhileShrinkingTo), KeepCopyingWhileShrinkingTo, "A fraction from 0 to 1.");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(DowntimeGoal, TimeSpan.Zero, nameof(DowntimeGoal));
         if (!Enum.IsDefined(StallPolicy))
         {
             throw new ArgumentOutOfRangeException(nameof(StallPolicy), StallPolicy, "Not a defined stall policy.");

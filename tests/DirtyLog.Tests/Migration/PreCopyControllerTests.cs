@@ -48,6 +48,42 @@ public class PreCopyControllerTests
         });
     }
 
+    [Test]
+    public void ConvergingRoundsGoOnPastTheFirstFitWhileEachHalvesTheDirtySet()
+    {
+        var controller = new PreCopyController(new PreCopyOptions { KeepCopyingWhileShrinkingTo = 0.6 });
+        // 7,000 fits (287 ms) but is 3.5% of the last round; 3,000 is 43% of 7,000; 2,500 is 83% of 3,000: switch.
+        Assert.That(Play(controller, 200_000, 7_000, 3_000, 2_500), Is.EqualTo(new[] { PreCopyAction.Continue, PreCopyAction.Continue, PreCopyAction.Continue, PreCopyAction.StopCopy }));
+        Assert.Multiple(() =>
+        {
+            Assert.That(controller.History[1].Reason, Does.Contain("fits").And.Contain("one more round"));
+            Assert.That(controller.History[2].Reason, Does.Contain("one more round"));
+            Assert.That(controller.History[3].Reason, Does.Contain("fits the limit").And.Not.Contain("one more round"));
+        });
+    }
+
+    [Test]
+    public void ConvergingRoundsStopAtTheDowntimeGoalAndTheRoundBudget()
+    {
+        // 10 pages: 0.4 ms, under the 1 ms goal, however fast the set shrank.
+        var atGoal = new PreCopyController(new PreCopyOptions { KeepCopyingWhileShrinkingTo = 1 });
+        Assert.That(Play(atGoal, 200_000, 10), Is.EqualTo(new[] { PreCopyAction.Continue, PreCopyAction.StopCopy }));
+
+        var budget = new PreCopyController(new PreCopyOptions { KeepCopyingWhileShrinkingTo = 1, MaxRounds = 3 });
+        Assert.That(Play(budget, 200_000, 7_000, 3_000, 1_000), Is.EqualTo(new[] { PreCopyAction.Continue, PreCopyAction.Continue, PreCopyAction.StopCopy }));
+        Assert.That(budget.History[^1].Reason, Does.Contain("fits"));
+
+        var off = new PreCopyController(new PreCopyOptions { DowntimeGoal = TimeSpan.Zero });
+        Assert.That(Play(off, 200_000, 7_000), Is.EqualTo(new[] { PreCopyAction.Continue, PreCopyAction.StopCopy }), "off by default: the first fit switches, as QEMU");
+    }
+
+    [TestCase(-0.1)]
+    [TestCase(1.5)]
+    [TestCase(double.NaN)]
+    public void AShrinkFractionOutsideZeroToOneIsRefused(double fraction) =>
+        Assert.That(() => new PreCopyController(new PreCopyOptions { KeepCopyingWhileShrinkingTo = fraction }),
+            Throws.TypeOf<ArgumentOutOfRangeException>().With.Property("ParamName").EqualTo("KeepCopyingWhileShrinkingTo"));
+
     [TestCase(StallPolicy.ForceStopCopy, PreCopyAction.StopCopy)]
     [TestCase(StallPolicy.Abort, PreCopyAction.Abort)]
     public void AGuestThatStopsConvergingMeetsTheStallPolicy(StallPolicy policy, PreCopyAction expected)
