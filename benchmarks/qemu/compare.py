@@ -217,7 +217,7 @@ def main():
         di = "ok" if all(x["invariant"] == "ok" for x in d) else "BROKEN"
         rate, mode = r
         label = rate if rate in ("idle", "unthrottled") else f"{int(rate):,} pages/s"
-        print(f"| {label} | {'bitmap' if mode == 'log' else 'ring'} | {qt / 1000:.2f} s | {dt / 1000:.2f} s | {dt / qt:.2f}x | {qd:.0f} ms | {dd:.0f} ms | {dd / max(qd, 1):.2f}x | {qi} / {di} |")
+        print(f"| {label} | {'bitmap' if mode == 'log' else 'ring'} | {qt / 1000:.2f} s | {dt / 1000:.2f} s | {dt / qt:.2f}x | {qd:.1f} ms | {dd:.1f} ms | {dd / max(qd, 0.1):.2f}x | {qi} / {di} |")
     return 0
 
 
