@@ -122,6 +122,13 @@ internal sealed class EmulatedIoas
                 }
             }
 
+            if (victims.Count == 0 && !all)
+            {
+                // The kernel's rule (iopt_unmap_iova_range): unmapping a range that holds no mapping is ENOENT;
+                // only unmap-all of an empty IOAS succeeds. Found by the differential test against the real iommufd.
+                throw EmulatedIommu.Error(Request, Errno.ENOENT);
+            }
+
             ulong unmapped = 0;
             foreach (IommuMapping m in victims)
             {

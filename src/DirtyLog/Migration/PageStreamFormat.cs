@@ -69,7 +69,7 @@ internal static class PageStreamFormat
     }
 
     /// <summary>The memory digest of guest memory: the CRC-32C of each page's CRC-32C, in page order.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a first round ends before tiering would promote it
     public static uint MemoryDigest(GuestMemoryView memory, ulong bytes, int pageSize)
     {
         uint digest = ~0u;
@@ -82,7 +82,7 @@ internal static class PageStreamFormat
     }
 
     /// <summary>The memory digest from a table of page CRCs.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a first round ends before tiering would promote it
     public static uint MemoryDigest(ReadOnlySpan<uint> pageCrcs)
     {
         uint digest = ~0u;
@@ -116,7 +116,7 @@ internal static class PageStreamFormat
     public static uint ReadCrc(ReadOnlySpan<byte> record) => BinaryPrimitives.ReadUInt32LittleEndian(record[16..]);
 
     /// <summary>CRC-32C (hardware where there is some), eight bytes a step.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a first round ends before tiering would promote it
     public static uint Crc(uint crc, ReadOnlySpan<byte> data)
     {
         ReadOnlySpan<ulong> words = MemoryMarshal.Cast<byte, ulong>(data);

@@ -248,7 +248,7 @@ public sealed class PageStreamWriter
 
     /// <summary>One record from <paramref name="page"/>: zero pages as a count, other pages with their data.</summary>
     /// <returns>Pages covered.</returns>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a first round ends before tiering would promote it
     private ulong WriteRecordAt(ulong page, ulong end)
     {
         bool zero = IsZero(page);

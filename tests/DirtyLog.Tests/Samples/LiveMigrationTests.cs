@@ -38,4 +38,26 @@ public class LiveMigrationTests
             Assert.That(faults, Is.GreaterThan(0), "the injected device faults went through the fault policy");
         });
     }
+
+    [TestCase(0u, 0.0)]
+    [TestCase(65536u, 0.0)]
+    [TestCase(0u, 0.6)]
+    [TestCase(65536u, 0.6)]
+    public async Task TheGuestAloneMigratesAndRunsOnWithTheBitmapOrTheRingWithOrWithoutConvergingRounds(uint ringEntries, double shrinkTo)
+    {
+        Assume.That(System.IO.File.Exists("/dev/kvm"), "needs /dev/kvm: the vCPU and its dirty log are KVM's");
+        var options = new MigrationOptions
+        {
+            GuestBytes = 32UL << 20,
+            DeviceBytes = 4UL << 20,
+            PagesPerSecond = 0, // unthrottled: rounds follow one another as fast as the guest dirties pages
+            VcpuOnly = true,
+            DirtyRingEntries = ringEntries,
+            KeepCopyingWhileShrinkingTo = shrinkTo,
+            Warmup = System.TimeSpan.FromMilliseconds(200),
+        };
+
+        (bool ok, _) = await Program.MigrateInProcessAsync(options);
+        Assert.That(ok, Is.True, "the guest resumed on the destination with its invariant intact and every page matching the source's digest");
+    }
 }

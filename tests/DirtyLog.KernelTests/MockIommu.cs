@@ -1,0 +1,104 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Runtime.InteropServices;
+using DirtyLog.Native;
+
+namespace DirtyLog.KernelTests;
+
+/// <summary>Flags of a mock device (the kernel's <c>MOCK_FLAGS_DEVICE_*</c>).</summary>
+[Flags]
+internal enum MockDeviceFlags : uint
+{
+    None = 0,
+
+    /// <summary>An IOMMU without dirty tracking behind the device.</summary>
+    NoDirty = 1 << 0,
+
+    /// <summary>IO page table entries of 512 mock pages (1 MiB) where the IOVA allows.</summary>
+    HugeIova = 1 << 1,
+}
+
+/// <summary>A mock device bound to an iommufd: its selftest id, the page table it is attached to, its device id.</summary>
+internal readonly record struct MockDevice(uint SelftestId, uint HwptId, uint DeviceId);
+
+/// <summary>
+/// The kernel's test IOMMU (<c>CONFIG_IOMMUFD_TEST</c>), driven through <c>IOMMU_TEST_CMD</c> on an iommufd: mock devices
+/// and the dirty bits of their IO page table. Test code only: the layout is the kernel's <c>struct iommu_test_cmd</c>
+/// (drivers/iommu/iommufd/iommufd_test.h): size, op, id, a reserved u32, a 48-byte union, a final u32; 72 bytes.
+/// </summary>
+/// <remarks>Not thread-safe; one test drives one iommufd.</remarks>
+internal static unsafe partial class MockIommu
+{
+    /// <summary>The mock IO page: half a CPU page.</summary>
+    public const ulong MockPageSize = 2048;
+
+    /// <summary>A huge mock IO page: 512 mock pages.</summary>
+    public const ulong HugeMockPageSize = 512 * MockPageSize;
+
+    /// <summary>The mock IOMMU's aperture, [2^24, 2^31 - 1].</summary>
+    public const ulong ApertureStart = 1UL << 24, ApertureLast = (1UL << 31) - 1;
+
+    public const int CommandBytes = 72;
+
+    private const uint IommuTestCmd = 0x3BA0; // _IO(';', 0x80 + 32)
+    private const uint OpMockDomain = 2, OpMockDomainReplace = 10, OpMockDomainFlags = 12, OpDirty = 13;
+
+    /// <summary>Creates a mock device attached to <paramref name="pageTableId"/> (an IOAS, or a HWPT).</summary>
+    public static MockDevice CreateDevice(IommufdContext iommufd, uint pageTableId, MockDeviceFlags flags = MockDeviceFlags.None)
+    {
+        byte* cmd = stackalloc byte[CommandBytes];
+        Header(cmd, flags == MockDeviceFlags.None ? OpMockDomain : OpMockDomainFlags, pageTableId);
+        *(uint*)(cmd + 28) = (uint)flags;
+        Issue(iommufd, cmd, "IOMMU_TEST_OP_MOCK_DOMAIN");
+        return new MockDevice(*(uint*)(cmd + 16), *(uint*)(cmd + 20), *(uint*)(cmd + 24));
+    }
+
+    /// <summary>Attaches the mock device to another page table (a HWPT with dirty tracking, say).</summary>
+    public static void Replace(IommufdContext iommufd, MockDevice device, uint pageTableId)
+    {
+        byte* cmd = stackalloc byte[CommandBytes];
+        Header(cmd, OpMockDomainReplace, device.SelftestId);
+        *(uint*)(cmd + 16) = pageTableId;
+        Issue(iommufd, cmd, "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE");
+    }
+
+    /// <summary>
+    /// "DMA": sets the dirty bit of every mapped mock page of [<paramref name="iova"/>, + <paramref name="length"/>) whose
+    /// bit is set in <paramref name="pages"/> (one bit per <paramref name="pageSize"/>); returns how many it set.
+    /// </summary>
+    public static ulong Dirty(IommufdContext iommufd, uint hwptId, ulong iova, ulong length, ReadOnlySpan<ulong> pages, ulong pageSize = MockPageSize)
+    {
+        byte* cmd = stackalloc byte[CommandBytes];
+        Header(cmd, OpDirty, hwptId);
+        fixed (ulong* bitmap = pages)
+        {
+            *(ulong*)(cmd + 24) = iova;
+            *(ulong*)(cmd + 32) = length;
+            *(ulong*)(cmd + 40) = pageSize;
+            *(ulong*)(cmd + 48) = (ulong)bitmap;
+            Issue(iommufd, cmd, "IOMMU_TEST_OP_DIRTY");
+        }
+
+        return *(ulong*)(cmd + 56);
+    }
+
+    private static void Header(byte* cmd, uint op, uint id)
+    {
+        new Span<byte>(cmd, CommandBytes).Clear();
+        *(uint*)cmd = CommandBytes;
+        *(uint*)(cmd + 4) = op;
+        *(uint*)(cmd + 8) = id;
+    }
+
+    private static void Issue(IommufdContext iommufd, byte* cmd, string what)
+    {
+        if (ioctl(iommufd.Handle.Descriptor, IommuTestCmd, cmd) < 0)
+        {
+            throw new KernelException("ioctl", what, (Errno)Marshal.GetLastPInvokeError());
+        }
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int ioctl(int fd, nuint request, void* argument);
+}
