@@ -68,6 +68,12 @@ internal sealed class EmulatedIoas
             throw EmulatedIommu.Error(Request, Errno.EOVERFLOW);
         }
 
+        if (_iommu.Aperture is { } aperture && (iova < aperture.Start || iova + length - 1 > aperture.Last))
+        {
+            // The kernel reserves everything outside the domain's aperture: a map there is EINVAL (iopt_check_iova).
+            throw EmulatedIommu.Error(Request, Errno.EINVAL);
+        }
+
         if (!Memory.Contains(guestAddress, length))
         {
             throw EmulatedIommu.Error(Request, Errno.EFAULT);

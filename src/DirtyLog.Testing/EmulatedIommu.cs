@@ -3,6 +3,7 @@
 using System;
 using System.Collections.Generic;
 using DirtyLog.Native;
+using DirtyLog.Tracking;
 
 namespace DirtyLog.Testing;
 
@@ -13,9 +14,11 @@ namespace DirtyLog.Testing;
 /// </summary>
 /// <remarks>
 /// <para>It keeps the kernel's rules, with the kernel's errnos (as <see cref="KernelException"/>): maps must not
-/// overlap (EEXIST) and must be aligned (EINVAL); an unmap must cover whole mappings (ENOENT) and drops their entries
-/// with their dirty bits; an empty unmap returns 0; unknown ids give ENOENT. The rules of dirty tracking are on
-/// <see cref="EmulatedHwpt"/>.</para>
+/// overlap (EEXIST), must be aligned (EINVAL) and must lie inside the <see cref="Aperture"/> when there is one (EINVAL);
+/// an unmap must cover whole mappings (ENOENT) and drops their entries with their dirty bits; an unmap of a range that
+/// holds no mapping is ENOENT, while unmap-all of an empty IOAS returns 0; unknown ids give ENOENT. The rules of dirty
+/// tracking are on <see cref="EmulatedHwpt"/>. These rules are held to the kernel's own iommufd by a differential test
+/// that runs the same seeded script here and on a kernel with its test IOMMU (tests/DirtyLog.KernelTests).</para>
 /// <para>Thread safety: every member may be called from any thread. Per IOAS, DMA and dirty reads share a
 /// reader lock and map, unmap and enabling take it exclusively, as the kernel's iova rwsem does.</para>
 /// </remarks>
@@ -48,6 +51,12 @@ public sealed class EmulatedIommu
 
     /// <summary>The IOVA alignment of every IOAS.</summary>
     public ulong IovaAlignment { get; }
+
+    /// <summary>
+    /// The IOVA range the devices behind this IOMMU can reach (their domain's aperture, as the kernel's mock IOMMU has
+    /// [2^24, 2^31 - 1]), or <see langword="null"/> for the whole space: a map outside it is EINVAL, as in the kernel.
+    /// </summary>
+    public AddressRange? Aperture { get; init; }
 
     /// <summary><c>IOMMU_IOAS_ALLOC</c>.</summary>
     /// <returns>The new IOAS id.</returns>

@@ -20,11 +20,11 @@ internal static class DifferentialTests
 {
     private const ulong MiB = 1UL << 20;
     private const ulong Window = 64 * MiB, Memory = 32 * MiB;
-    private const int Steps = 400;
+    private const int Steps = 1000;
 
     public static IEnumerable<(string, Action)> All(int seed)
     {
-        for (int i = 0; i < 5; i++)
+        for (int i = 0; i < 8; i++)
         {
             int s = seed + i;
             yield return ($"TheEmulatorAnswersAsTheKernelDoes(seed {s}, {Steps} steps)", () => Run(s));
@@ -104,6 +104,15 @@ internal static class DifferentialTests
             }
 
             return ($"dma 0x{iova:x}", s => s.Dma(iova));
+        }
+
+        if (pick < 88)
+        {
+            // Bad input: a map outside the mock IOMMU's aperture, below it or across its end.
+            ulong length = 64 * 1024;
+            ulong iova = random.Next(2) == 0 ? Aligned(MockIommu.ApertureStart, length) : MockIommu.ApertureLast + 1 - length + (32 * 1024 * (ulong)random.Next(1, 3));
+            iova &= ~(4096UL - 1);
+            return ($"map outside 0x{iova:x}", s => s.Map(iova, 0, length));
         }
 
         bool clear = random.Next(2) == 0;
@@ -192,7 +201,7 @@ internal static class DifferentialTests
 
         public EmulatorSide()
         {
-            _iommu = new EmulatedIommu(_memory);
+            _iommu = new EmulatedIommu(_memory) { Aperture = new AddressRange(MockIommu.ApertureStart, MockIommu.ApertureLast - MockIommu.ApertureStart + 1) };
             _ioas = _iommu.AllocateIoas();
             _hwpt = _iommu.AllocateHwpt(_ioas, dirtyTracking: true);
             _tracker = new IommuTracker(_hwpt);

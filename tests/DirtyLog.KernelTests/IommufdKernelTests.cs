@@ -28,6 +28,8 @@ internal static class IommufdKernelTests
             yield return ($"ScatteredDmaIsReportedPageForPageWithAndWithoutNoClear(granule {granule})", () => ScatteredDma(granule));
         }
 
+        yield return (nameof(TheTestCommandLayoutIsTheKernels), TheTestCommandLayoutIsTheKernels);
+        yield return (nameof(AnIoasReportsTheWholeSpaceAloneAndTheApertureOnceADeviceIsAttached), AnIoasReportsTheWholeSpaceAloneAndTheApertureOnceADeviceIsAttached);
         yield return (nameof(HugeIoPagesReportTheirWholeEntry), HugeIoPagesReportTheirWholeEntry);
         yield return (nameof(ADeviceWithoutDirtyTrackingIsRefusedClearly), ADeviceWithoutDirtyTrackingIsRefusedClearly);
         yield return (nameof(AnUnmapDropsTheDirtyBitsAndHolesReadClean), AnUnmapDropsTheDirtyBitsAndHolesReadClean);
@@ -56,6 +58,39 @@ internal static class IommufdKernelTests
         }
 
         tracker.StopTracking();
+    }
+
+    /// <summary>
+    /// The test command's layout, checked against the running kernel: it takes any size from the end of <c>last</c>
+    /// (offset 64 + 4) on, and refuses non-zero bytes past its own struct (72 bytes) with E2BIG, so the union is
+    /// 48 bytes and every union field sits at offset 16 + its place, as <see cref="MockIommu"/> writes them.
+    /// </summary>
+    private static void TheTestCommandLayoutIsTheKernels()
+    {
+        using IommufdContext iommufd = IommufdContext.Open();
+        uint ioas = iommufd.AllocateIoas();
+        Check.Equal(Errno.EINVAL, MockIommu.ProbeSize(iommufd, ioas, 67, 0), "a size that ends inside last");
+        Check.Equal((Errno)0, MockIommu.ProbeSize(iommufd, ioas, 68, 0), "a size that ends with last");
+        Check.Equal((Errno)0, MockIommu.ProbeSize(iommufd, ioas, MockIommu.CommandBytes, 0), "the whole struct");
+        Check.Equal((Errno)0, MockIommu.ProbeSize(iommufd, ioas, 80, 0), "a longer struct with zeros past the kernel's");
+        Check.Equal(Errno.E2BIG, MockIommu.ProbeSize(iommufd, ioas, 80, 0xff), "non-zero bytes past the kernel's struct");
+    }
+
+    private static void AnIoasReportsTheWholeSpaceAloneAndTheApertureOnceADeviceIsAttached()
+    {
+        using IommufdContext iommufd = IommufdContext.Open();
+        uint ioas = iommufd.AllocateIoas();
+        IReadOnlyList<AddressRange> alone = iommufd.GetIovaRanges(ioas, out ulong alignment);
+        Check.Equal(2, alone.Count, "the whole 2^64 space comes back as two halves (an AddressRange holds at most 2^64 - 1 bytes)");
+        Check.That(alone[0].Start == 0 && alone[1].End == 0 && alone[0].End == alone[1].Start, $"contiguous halves: {alone[0]}, {alone[1]}");
+        Check.That(alignment >= 1, $"alignment {alignment}");
+
+        MockIommu.CreateDevice(iommufd, ioas);
+        IReadOnlyList<AddressRange> attached = iommufd.GetIovaRanges(ioas, out alignment);
+        Check.Equal(1, attached.Count, "one allowed range");
+        Check.Equal(new AddressRange(MockIommu.ApertureStart, MockIommu.ApertureLast - MockIommu.ApertureStart + 1), attached[0], "the mock IOMMU's aperture");
+        using var memory = new AnonymousMapping(4096);
+        Check.Equal(Errno.EINVAL, Check.Throws<KernelException>(() => iommufd.Map(ioas, (ulong)memory.Address, 4096, MockIommu.ApertureLast + 1), "a map past the aperture").Errno, "a map past the aperture");
     }
 
     private static void HugeIoPagesReportTheirWholeEntry()

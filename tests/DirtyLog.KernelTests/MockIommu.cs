@@ -83,6 +83,21 @@ internal static unsafe partial class MockIommu
         return *(ulong*)(cmd + 56);
     }
 
+    /// <summary>
+    /// Issues <c>IOMMU_TEST_OP_MOCK_DOMAIN</c> on <paramref name="ioasId"/> declaring <paramref name="size"/> bytes, the
+    /// bytes past 72 set to <paramref name="trailing"/>: the kernel's size rule (at least up to the end of <c>last</c>,
+    /// anything past its struct zero) tells where its struct ends. Returns 0 or the errno.
+    /// </summary>
+    public static Errno ProbeSize(IommufdContext iommufd, uint ioasId, uint size, byte trailing)
+    {
+        byte* cmd = stackalloc byte[128];
+        new Span<byte>(cmd, 128).Fill(trailing);
+        Header(cmd, OpMockDomain, ioasId);
+        new Span<byte>(cmd + 16, CommandBytes - 16).Clear();
+        *(uint*)cmd = size;
+        return ioctl(iommufd.Handle.Descriptor, IommuTestCmd, cmd) < 0 ? (Errno)Marshal.GetLastPInvokeError() : 0;
+    }
+
     private static void Header(byte* cmd, uint op, uint id)
     {
         new Span<byte>(cmd, CommandBytes).Clear();

@@ -213,6 +213,21 @@ public class EmulatedIommuDirtyBitmapTests
     }
 
     [Test]
+    public void AMapOutsideTheApertureIsEinvalAsInTheKernel()
+    {
+        using var memory = new EmulatedGuestMemory(4 * MiB);
+        var iommu = new EmulatedIommu(memory) { Aperture = new DirtyLog.Tracking.AddressRange(1UL << 24, (1UL << 31) - (1UL << 24)) };
+        uint ioas = iommu.AllocateIoas();
+        Assert.Multiple(() =>
+        {
+            Assert.That(Errno(() => iommu.Map(ioas, 0, 0, 64 * KiB)), Is.EqualTo(DirtyLog.Native.Errno.EINVAL), "below the aperture");
+            Assert.That(Errno(() => iommu.Map(ioas, (1UL << 31) - (32 * KiB), 0, 64 * KiB)), Is.EqualTo(DirtyLog.Native.Errno.EINVAL), "across its end");
+            Assert.That(() => iommu.Map(ioas, 1UL << 24, 0, 64 * KiB), Throws.Nothing, "inside");
+            Assert.That(() => iommu.Map(ioas, (1UL << 31) - (64 * KiB), 64 * KiB, 64 * KiB), Throws.Nothing, "ending on its last byte");
+        });
+    }
+
+    [Test]
     public void InjectedFaultsFailTheNextQueriesOnly()
     {
         (EmulatedGuestMemory memory, EmulatedIommu iommu, uint ioas, EmulatedHwpt hwpt) = Create();

@@ -59,23 +59,6 @@ public class KernelErrorTests
 
     [Test]
     [Category("Kernel")]
-    [Category("IommuFd")]
-    public void TheRealIommufdAllocatesAndDestroysAnIoas()
-    {
-        Assume.That(File.Exists(IommufdContext.DevicePath), $"{IommufdContext.DevicePath} is missing: no iommufd on this machine");
-        using IommufdContext iommufd = IommufdContext.Open();
-        uint ioas = iommufd.AllocateIoas();
-        var ranges = iommufd.GetIovaRanges(ioas, out ulong alignment);
-        Assert.Multiple(() =>
-        {
-            Assert.That(ranges, Is.Not.Empty);
-            Assert.That(alignment, Is.GreaterThanOrEqualTo(4096UL));
-        });
-        iommufd.Destroy(ioas);
-    }
-
-    [Test]
-    [Category("Kernel")]
     public void AMappingTheKernelCannotGiveFailsWithEnomemAndNamesTheCall()
     {
         // 128 TiB is the whole user address space of x86-64: no free range that large, so mmap answers ENOMEM.
