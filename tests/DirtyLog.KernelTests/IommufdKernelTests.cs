@@ -237,5 +237,11 @@ internal static class IommufdKernelTests
         Check.Equal(Errno.EINVAL, Of(() => setup.Iommufd.GetDirtyBitmap(setup.Hwpt, MockIommu.ApertureStart + 1, 4096, 4096, bitmap, noClear: true), "an unaligned IOVA"), "an unaligned IOVA");
         Check.Throws<ArgumentException>(() => setup.Iommufd.GetDirtyBitmap(setup.Hwpt, MockIommu.ApertureStart, 4 * MiB, 4096 * 3, bitmap, noClear: true), "a page size that is not a power of two (refused before the kernel)");
         Check.Equal(Errno.ENOENT, Of(() => setup.Iommufd.Destroy(0xdead), "destroy of no object"), "destroy of no object");
+        Check.Equal(Errno.ENOENT, Of(() => setup.Iommufd.GetIovaRanges(0xdead, out _), "the ranges of no IOAS"), "the ranges of no IOAS");
+        Check.Equal(Errno.ENOENT, Of(() => setup.Iommufd.SupportsDirtyTracking(0xdead), "the capabilities of no device"), "the capabilities of no device");
+        Check.Equal(Errno.EFAULT, Of(() => setup.Iommufd.Map(setup.Ioas, 0x1000, 64 * 1024, MockIommu.ApertureStart + (8 * MiB)), "a map of memory this process does not have"), "a map of memory this process does not have");
+        uint plain = setup.Iommufd.AllocateHwpt(setup.Device.DeviceId, setup.Ioas, dirtyTracking: false);
+        Errno notTracking = Of(() => setup.Iommufd.GetDirtyBitmap(plain, MockIommu.ApertureStart, 4 * MiB, 4096, bitmap, noClear: true), "the dirty bitmap of a HWPT without dirty tracking");
+        Check.Equal(Errno.EOPNOTSUPP, notTracking, "the dirty bitmap of a HWPT without dirty tracking");
     }
 }
