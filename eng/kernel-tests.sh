@@ -28,6 +28,19 @@ fi
 dotnet publish tests/DirtyLog.KernelTests -c Release -r linux-x64 -p:PublishAot=true -o "$work/publish" >"$work/publish.log" 2>&1 ||
   { tail -30 "$work/publish.log"; fail "publishing the test program failed"; }
 
+# On the host: the test command's layout (sizes, offsets, constants) against the kernel source's iommufd_test.h.
+layout="KERNEL-TEST FAIL TheTestCommandLayoutMatchesIommufdTestH"
+if header=$(bash eng/kernel/fetch-test-header.sh 2>"$work/header.log") && uapi=$(bash eng/fetch-uapi-headers.sh 2>>"$work/header.log"); then
+  "$work/publish/DirtyLog.KernelTests" --layout-asserts >"$work/layout.c"
+  if gcc -fsyntax-only -std=gnu11 -I "$(dirname "$header")" -I "$uapi" "$work/layout.c" 2>"$work/layout.log"; then
+    layout="KERNEL-TEST PASS TheTestCommandLayoutMatchesIommufdTestH ($(grep -c static_assert "$work/layout.c") asserts)"
+  else
+    layout="$layout: $(head -c 600 "$work/layout.log" | tr '\n' ' ')"
+  fi
+else
+  layout="$layout: the kernel source's header could not be fetched: $(tail -c 300 "$work/header.log" | tr '\n' ' ')"
+fi
+
 # The initramfs: busybox for /init's shell, the program, and each library the program's ELF asks for.
 rootfs=$work/rootfs
 mkdir -p "$rootfs"/{bin,dev,proc,sys,tmp}
@@ -54,11 +67,13 @@ python3 eng/kernel/newc.py "$rootfs" "$work/initrd.cpio" || fail "building the i
 log=$work/serial.log
 timeout 900 qemu-system-x86_64 -accel tcg -m 1024 -smp 1 -kernel "$kernel" -initrd "$work/initrd.cpio" \
   -append "console=ttyS0 panic=-1 quiet" -display none -nodefaults -serial "file:$log" -no-reboot >/dev/null 2>&1
+echo "$layout"
 grep -aE '^KERNEL-TEST' "$log" | tr -d '\r'
 grep -aq '^KERNEL-TESTS booted' "$log" || { tail -40 "$log"; fail "the VM never ran /init"; }
 summary=$(grep -aoE '^KERNEL-TESTS [0-9]+ passed, [0-9]+ failed' "$log" | tail -n1)
 [[ -n $summary ]] || { tail -40 "$log"; fail "the test program did not finish"; }
 passed=$(sed -E 's/KERNEL-TESTS ([0-9]+) passed.*/\1/' <<<"$summary")
 failed=$(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$summary")
+if [[ $layout == *PASS* ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 echo "kernel tests: $passed passed, $failed failed"
 [[ $failed -eq 0 && $passed -gt 0 ]]

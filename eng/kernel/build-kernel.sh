@@ -14,9 +14,11 @@ if [[ -f $image ]]; then echo "$image"; exit 0; fi
 apt-get install -y -qq flex bison libelf-dev bc >&2
 mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" "$work/apt/parts" "$work/apt/prefs"
 # The machine's Debian mirror, from either sources format.
-mirror=$({ sed -nE 's/^\s*URIs:\s*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | tr ' ' '\n'
-           sed -nE 's/^\s*deb\s+(\[[^]]*\]\s+)?(\S+).*/\2/p' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null; } |
-         grep -E '/debian/?$' | head -n1)
+# (Either file may be missing: the list is read whatever sed says about them.)
+mirror=$({ sed -nE 's/^\s*URIs:\s*//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | tr ' ' '\n' || true
+           sed -nE 's/^\s*deb\s+(\[[^]]*\]\s+)?(\S+).*/\2/p' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true; } |
+         grep -E '/debian/?$' | head -n1 || true)
+[[ -n $mirror ]] || { echo "build-kernel: no Debian archive in this machine's apt sources" >&2; exit 1; }
 echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" >"$work/apt/sources.list"
 private=(-o "Dir::Etc::SourceList=$work/apt/sources.list" -o "Dir::Etc::SourceParts=$work/apt/parts"
          -o "Dir::Etc::Preferences=$work/apt/prefs/none" -o "Dir::Etc::PreferencesParts=$work/apt/prefs"

@@ -1,6 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Collections.Generic;
 using System.Runtime.InteropServices;
 using DirtyLog.Native;
 
@@ -44,14 +45,59 @@ internal static unsafe partial class MockIommu
     private const uint IommuTestCmd = 0x3BA0; // _IO(';', 0x80 + 32)
     private const uint OpMockDomain = 2, OpMockDomainReplace = 10, OpMockDomainFlags = 12, OpDirty = 13;
 
+    // Offsets in struct iommu_test_cmd, checked against iommufd_test.h by eng/kernel-tests.sh (LayoutAsserts).
+    private const int SizeAt = 0, OpAt = 4, IdAt = 8, UnionAt = 16, LastAt = 64;
+    private const int StdevIdAt = 16, HwptIdAt = 20, IdevIdAt = 24, DevFlagsAt = 28; // mock_domain(_flags)
+    private const int PtIdAt = 16;                                                   // mock_domain_replace
+    private const int DirtyFlagsAt = 16, DirtyIovaAt = 24, DirtyLengthAt = 32, DirtyPageSizeAt = 40, DirtyUptrAt = 48, DirtyCountAt = 56;
+
+    /// <summary>
+    /// C <c>static_assert</c>s of every size, offset and constant this binding uses, to compile against the kernel
+    /// source's <c>iommufd_test.h</c> (the way the uapi structs are checked against the headers).
+    /// </summary>
+    public static IEnumerable<string> LayoutAsserts()
+    {
+        string Offset(string field, int at) => $"static_assert(offsetof(struct iommu_test_cmd, {field}) == {at}, \"{field}\");";
+        yield return "#include <stddef.h>";
+        yield return "#include <assert.h>";
+        yield return "#include <linux/ioctl.h>";
+        yield return "#include \"iommufd_test.h\"";
+        yield return $"static_assert(sizeof(struct iommu_test_cmd) == {CommandBytes}, \"size\");";
+        yield return Offset("size", SizeAt);
+        yield return Offset("op", OpAt);
+        yield return Offset("id", IdAt);
+        yield return Offset("add_reserved", UnionAt);
+        yield return Offset("last", LastAt);
+        yield return Offset("mock_domain.out_stdev_id", StdevIdAt);
+        yield return Offset("mock_domain.out_hwpt_id", HwptIdAt);
+        yield return Offset("mock_domain.out_idev_id", IdevIdAt);
+        yield return Offset("mock_domain_flags.dev_flags", DevFlagsAt);
+        yield return Offset("mock_domain_replace.pt_id", PtIdAt);
+        yield return Offset("dirty.flags", DirtyFlagsAt);
+        yield return Offset("dirty.iova", DirtyIovaAt);
+        yield return Offset("dirty.length", DirtyLengthAt);
+        yield return Offset("dirty.page_size", DirtyPageSizeAt);
+        yield return Offset("dirty.uptr", DirtyUptrAt);
+        yield return Offset("dirty.out_nr_dirty", DirtyCountAt);
+        yield return $"static_assert(IOMMU_TEST_CMD == 0x{IommuTestCmd:X}, \"IOMMU_TEST_CMD\");";
+        yield return $"static_assert(IOMMU_TEST_OP_MOCK_DOMAIN == {OpMockDomain}, \"MOCK_DOMAIN\");";
+        yield return $"static_assert(IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE == {OpMockDomainReplace}, \"MOCK_DOMAIN_REPLACE\");";
+        yield return $"static_assert(IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS == {OpMockDomainFlags}, \"MOCK_DOMAIN_FLAGS\");";
+        yield return $"static_assert(IOMMU_TEST_OP_DIRTY == {OpDirty}, \"DIRTY\");";
+        yield return $"static_assert(MOCK_FLAGS_DEVICE_NO_DIRTY == {(uint)MockDeviceFlags.NoDirty}, \"NO_DIRTY\");";
+        yield return $"static_assert(MOCK_FLAGS_DEVICE_HUGE_IOVA == {(uint)MockDeviceFlags.HugeIova}, \"HUGE_IOVA\");";
+        yield return $"static_assert(MOCK_APERTURE_START == {ApertureStart}UL, \"APERTURE_START\");";
+        yield return $"static_assert(MOCK_APERTURE_LAST == {ApertureLast}UL, \"APERTURE_LAST\");";
+    }
+
     /// <summary>Creates a mock device attached to <paramref name="pageTableId"/> (an IOAS, or a HWPT).</summary>
     public static MockDevice CreateDevice(IommufdContext iommufd, uint pageTableId, MockDeviceFlags flags = MockDeviceFlags.None)
     {
         byte* cmd = stackalloc byte[CommandBytes];
         Header(cmd, flags == MockDeviceFlags.None ? OpMockDomain : OpMockDomainFlags, pageTableId);
-        *(uint*)(cmd + 28) = (uint)flags;
+        *(uint*)(cmd + DevFlagsAt) = (uint)flags;
         Issue(iommufd, cmd, "IOMMU_TEST_OP_MOCK_DOMAIN");
-        return new MockDevice(*(uint*)(cmd + 16), *(uint*)(cmd + 20), *(uint*)(cmd + 24));
+        return new MockDevice(*(uint*)(cmd + StdevIdAt), *(uint*)(cmd + HwptIdAt), *(uint*)(cmd + IdevIdAt));
     }
 
     /// <summary>Attaches the mock device to another page table (a HWPT with dirty tracking, say).</summary>
@@ -59,7 +105,7 @@ internal static unsafe partial class MockIommu
     {
         byte* cmd = stackalloc byte[CommandBytes];
         Header(cmd, OpMockDomainReplace, device.SelftestId);
-        *(uint*)(cmd + 16) = pageTableId;
+        *(uint*)(cmd + PtIdAt) = pageTableId;
         Issue(iommufd, cmd, "IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE");
     }
 
@@ -73,14 +119,15 @@ internal static unsafe partial class MockIommu
         Header(cmd, OpDirty, hwptId);
         fixed (ulong* bitmap = pages)
         {
-            *(ulong*)(cmd + 24) = iova;
-            *(ulong*)(cmd + 32) = length;
-            *(ulong*)(cmd + 40) = pageSize;
-            *(ulong*)(cmd + 48) = (ulong)bitmap;
+            *(uint*)(cmd + DirtyFlagsAt) = 0;
+            *(ulong*)(cmd + DirtyIovaAt) = iova;
+            *(ulong*)(cmd + DirtyLengthAt) = length;
+            *(ulong*)(cmd + DirtyPageSizeAt) = pageSize;
+            *(ulong*)(cmd + DirtyUptrAt) = (ulong)bitmap;
             Issue(iommufd, cmd, "IOMMU_TEST_OP_DIRTY");
         }
 
-        return *(ulong*)(cmd + 56);
+        return *(ulong*)(cmd + DirtyCountAt);
     }
 
     /// <summary>
@@ -93,7 +140,7 @@ internal static unsafe partial class MockIommu
         byte* cmd = stackalloc byte[128];
         new Span<byte>(cmd, 128).Fill(trailing);
         Header(cmd, OpMockDomain, ioasId);
-        new Span<byte>(cmd + 16, CommandBytes - 16).Clear();
+        new Span<byte>(cmd + UnionAt, CommandBytes - UnionAt).Clear();
         *(uint*)cmd = size;
         return ioctl(iommufd.Handle.Descriptor, IommuTestCmd, cmd) < 0 ? (Errno)Marshal.GetLastPInvokeError() : 0;
     }
@@ -101,9 +148,9 @@ internal static unsafe partial class MockIommu
     private static void Header(byte* cmd, uint op, uint id)
     {
         new Span<byte>(cmd, CommandBytes).Clear();
-        *(uint*)cmd = CommandBytes;
-        *(uint*)(cmd + 4) = op;
-        *(uint*)(cmd + 8) = id;
+        *(uint*)(cmd + SizeAt) = CommandBytes;
+        *(uint*)(cmd + OpAt) = op;
+        *(uint*)(cmd + IdAt) = id;
     }
 
     private static void Issue(IommufdContext iommufd, byte* cmd, string what)

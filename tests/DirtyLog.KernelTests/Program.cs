@@ -17,6 +17,17 @@ internal static class Program
 {
     internal static int Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == "--layout-asserts")
+        {
+            // For the host: C asserts of the test command's layout, compiled against the kernel source's header.
+            foreach (string line in MockIommu.LayoutAsserts())
+            {
+                Console.WriteLine(line);
+            }
+
+            return 0;
+        }
+
         if (!File.Exists(IommufdContext.DevicePath))
         {
             Console.WriteLine($"KERNEL-TESTS {IommufdContext.DevicePath} is missing: nothing ran");
