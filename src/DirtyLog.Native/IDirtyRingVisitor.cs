@@ -3,6 +3,7 @@
 namespace DirtyLog.Native;
 
 /// <summary>Receives the entries of a dirty ring harvest; as a struct type argument its calls are inlined, no delegate per entry.</summary>
+/// <remarks>Thread safety: called on the harvesting thread, one entry at a time, while that thread holds the ring; an implementation used by one harvest at a time needs no synchronisation.</remarks>
 public interface IDirtyRingVisitor
 {
     /// <summary>One harvested entry.</summary>

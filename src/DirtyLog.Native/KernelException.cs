@@ -7,7 +7,10 @@ using System.Runtime.InteropServices;
 namespace DirtyLog.Native;
 
 /// <summary>A kernel call failed. The message names the call, the request (an ioctl's kernel name) and the errno.</summary>
-/// <remarks>Every failing system call in DirtyLog surfaces as this one type, so callers can switch on <see cref="Errno"/>.</remarks>
+/// <remarks>
+/// <para>Every failing system call in DirtyLog surfaces as this one type, so callers can switch on <see cref="Errno"/>.</para>
+/// <para>Thread safety: immutable once thrown; safe to share between threads.</para>
+/// </remarks>
 public sealed class KernelException : IOException
 {
     /// <summary>Creates the exception for a failed call.</summary>

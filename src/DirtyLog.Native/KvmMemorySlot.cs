@@ -3,6 +3,7 @@
 namespace DirtyLog.Native;
 
 /// <summary>A KVM memory slot: guest-physical range, the host memory behind it, and whether dirty logging is on.</summary>
+/// <remarks>Thread safety: an immutable value; safe to share between threads.</remarks>
 /// <param name="Id">The slot id (<c>as_id &lt;&lt; 16 | slot</c>).</param>
 /// <param name="GuestAddress">The first guest-physical byte.</param>
 /// <param name="Size">Bytes, a multiple of 4096.</param>

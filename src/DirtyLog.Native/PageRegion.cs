@@ -5,6 +5,7 @@ using System.Runtime.InteropServices;
 namespace DirtyLog.Native;
 
 /// <summary>One region PAGEMAP_SCAN reports: pages [<see cref="Start"/>, <see cref="End"/>) sharing <see cref="Categories"/> (layout of <c>struct page_region</c>).</summary>
+/// <remarks>Thread safety: an immutable value; safe to share between threads.</remarks>
 [StructLayout(LayoutKind.Sequential)]
 public readonly struct PageRegion
 {

@@ -8,6 +8,7 @@ using static DirtyLog.Native.Linux.Userfaultfd.PagemapConstants;
 namespace DirtyLog.Native;
 
 /// <summary><c>PAGEMAP_SCAN</c> on <c>/proc/self/pagemap</c>: which pages of this process were written since they were last write-protected.</summary>
+/// <remarks>Thread safety: not thread-safe: one thread scans at a time (the scanner owns its region buffer); different scanners may scan at once, the kernel serialises them per page table.</remarks>
 [SupportedOSPlatform("linux")]
 public sealed unsafe class PagemapScanner : IDisposable
 {

@@ -14,6 +14,7 @@ namespace DirtyLog.Native;
 /// kernel resolves write faults on protected pages itself and only records that the page was written, which
 /// <see cref="PagemapScanner"/> then reads. It sees writes by this process's threads only.
 /// </summary>
+/// <remarks>Thread safety: registering, write-protecting and disposing may be called from any thread; each is one ioctl the kernel serialises on the userfaultfd. Dispose once, after the last call.</remarks>
 [SupportedOSPlatform("linux")]
 public sealed unsafe class UserfaultfdContext : IDisposable
 {

@@ -8,6 +8,7 @@ using static DirtyLog.Native.Linux.Kvm.KvmConstants;
 namespace DirtyLog.Testing;
 
 /// <summary>The KVM subsystem (<c>/dev/kvm</c>): capabilities and virtual machines.</summary>
+/// <remarks>Thread safety: every member may be called from any thread (each is one ioctl on <c>/dev/kvm</c>); dispose once, after the last call.</remarks>
 [SupportedOSPlatform("linux")]
 public sealed unsafe class KvmSystem : IDisposable
 {

@@ -30,6 +30,7 @@ namespace DirtyLog.Testing;
 /// </code>
 /// <para>The vCPU must be run from one thread at a time; <see cref="WriteUntilPaused"/> runs until another thread
 /// pauses it.</para>
+/// <para>Thread safety: not thread-safe: one thread runs the guest and reads its results; its trackers may be read from other threads while it is stopped.</para>
 /// </remarks>
 public sealed unsafe class TinyGuest : IDisposable
 {

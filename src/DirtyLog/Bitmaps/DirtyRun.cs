@@ -5,7 +5,10 @@ using System;
 namespace DirtyLog.Bitmaps;
 
 /// <summary>A run of consecutive dirty pages: <see cref="PageCount"/> pages starting at <see cref="FirstPage"/>.</summary>
-/// <remarks>Page numbers are in the page space of the bitmap that produced the run (guest pages or IOVA pages).</remarks>
+/// <remarks>
+/// <para>Page numbers are in the page space of the bitmap that produced the run (guest pages or IOVA pages).</para>
+/// <para>Thread safety: an immutable value; safe to share between threads.</para>
+/// </remarks>
 public readonly struct DirtyRun : IEquatable<DirtyRun>
 {
     /// <summary>Creates a run.</summary>

@@ -3,7 +3,10 @@
 namespace DirtyLog.Bitmaps;
 
 /// <summary>What one harvest or peek handed to its sink.</summary>
-/// <remarks>Values are for this call alone.</remarks>
+/// <remarks>
+/// <para>Values are for this call alone.</para>
+/// <para>Thread safety: an immutable value; safe to share between threads.</para>
+/// </remarks>
 public readonly struct HarvestResult
 {
     internal HarvestResult(ulong pages, ulong runs, bool completed)

@@ -14,6 +14,7 @@ namespace DirtyLog.Bitmaps;
 /// bitmap and are returned by the next harvest. Runs are maximal within one walk: adjacent dirty
 /// pages are never split across two runs, except where a refusal cut the walk.
 /// </para>
+/// <para>Thread safety: called on the harvesting thread, one run at a time, in order; a sink used by one walk at a time needs no synchronisation.</para>
 /// </remarks>
 public interface IDirtyRunSink
 {

@@ -9,7 +9,10 @@ namespace DirtyLog.Harvesting;
 /// The names DirtyLog reports under: one <see cref="Meter"/> and one <see cref="ActivitySource"/>, both named
 /// <c>DirtyLog</c>. Listen with <c>MeterListener</c>, OpenTelemetry or <c>dotnet-counters</c>.
 /// </summary>
-/// <remarks>Every tracker instrument carries a <c>dirtylog.tracker</c> tag with the tracker's name.</remarks>
+/// <remarks>
+/// <para>Every tracker instrument carries a <c>dirtylog.tracker</c> tag with the tracker's name.</para>
+/// <para>Thread safety: the meter and activity source are shared, thread-safe objects; instruments are recorded from the harvester's worker threads.</para>
+/// </remarks>
 public static class DirtyLogTelemetry
 {
     /// <summary>The meter's and the activity source's name.</summary>

@@ -5,6 +5,7 @@ using System;
 namespace DirtyLog.Harvesting;
 
 /// <summary>A harvest round failed because a tracker under <see cref="TrackerFaultPolicy.FailRound"/> failed or was late.</summary>
+/// <remarks>Thread safety: immutable once thrown; safe to share between threads.</remarks>
 public sealed class HarvestException : Exception
 {
     /// <summary>Creates the exception.</summary>

@@ -3,6 +3,7 @@
 namespace DirtyLog.Harvesting;
 
 /// <summary>How a <see cref="ParallelHarvester"/> runs its rounds.</summary>
+/// <remarks>Thread safety: immutable once built (init-only); safe to share between harvesters and threads.</remarks>
 public sealed record HarvesterOptions
 {
     /// <summary>

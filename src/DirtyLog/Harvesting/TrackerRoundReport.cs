@@ -5,6 +5,7 @@ using System;
 namespace DirtyLog.Harvesting;
 
 /// <summary>One tracker's part in a harvest round.</summary>
+/// <remarks>Thread safety: an immutable snapshot; safe to share between threads.</remarks>
 /// <param name="Tracker">The tracker's name.</param>
 /// <param name="Outcome">Whether it was read, failed, or was late.</param>
 /// <param name="Latency">How long its read took (to the deadline when late).</param>

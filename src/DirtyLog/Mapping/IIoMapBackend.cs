@@ -6,6 +6,7 @@ namespace DirtyLog.Mapping;
 /// What actually changes an IO address space's translations: an iommufd IOAS, a VFIO container, or the emulated
 /// IOMMU. The correlator calls it at the right point of each ordered operation.
 /// </summary>
+/// <remarks>Thread safety: the correlator calls a backend with its address space's change lock held: one map or unmap at a time per address space, never during a read of that space. A backend shared by several address spaces may be called by them at once and must be thread-safe.</remarks>
 public interface IIoMapBackend
 {
     /// <summary>The alignment of IOVAs, guest addresses and lengths (the IOMMU's smallest page).</summary>

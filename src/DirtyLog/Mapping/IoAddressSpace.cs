@@ -39,6 +39,8 @@ namespace DirtyLog.Mapping;
 /// logs between that read and the stop would be lost with the old log, so the guest pages it could reach are marked
 /// dirty (counted). A started device's tracked ranges never shrink; an unmap only stops counting the block for the next plan.</para>
 /// <para>Memory grows with the mappings (about 40 bytes each) and the blocks they touch, never with the IOVAs' width.</para>
+/// <para><b>Thread safety.</b> Every member may be called from any thread: reads of different trackers and
+/// <see cref="TryTranslate"/> run at once; a map, unmap or remap excludes reads and other changes of this space.</para>
 /// <para><b>Locks, in the order they are taken.</b> (1) This address space's reader-writer lock: it guards the mapping
 /// table, the block counts and the lists of attached trackers; reads and <see cref="TryTranslate"/> hold it shared, map
 /// changes exclusive (recursively shared inside them, for their sync reads). (2) A tracker's own lock

@@ -3,6 +3,7 @@
 namespace DirtyLog.Mapping;
 
 /// <summary>One IOVA range mapped onto guest-physical memory: <c>[Iova, Iova + Length)</c> to <c>[GuestAddress, ...)</c>.</summary>
+/// <remarks>Thread safety: an immutable value; safe to share between threads.</remarks>
 /// <param name="Iova">The first IO virtual address.</param>
 /// <param name="GuestAddress">The guest-physical address it translates to.</param>
 /// <param name="Length">Bytes mapped.</param>

@@ -5,6 +5,7 @@ using System;
 namespace DirtyLog.Migration;
 
 /// <summary>A page stream was truncated, corrupted or hostile; the message says what was wrong and where.</summary>
+/// <remarks>Thread safety: immutable once thrown; safe to share between threads.</remarks>
 public sealed class PageStreamException : Exception
 {
     /// <summary>Creates the exception.</summary>

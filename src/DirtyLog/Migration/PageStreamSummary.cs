@@ -6,6 +6,7 @@ using System.Collections.Generic;
 namespace DirtyLog.Migration;
 
 /// <summary>What a complete page stream carried.</summary>
+/// <remarks>Thread safety: an immutable snapshot (its states are a copy); safe to share between threads.</remarks>
 /// <param name="DataPages">Pages applied from data records.</param>
 /// <param name="ZeroPages">Pages applied as zero pages.</param>
 /// <param name="Rounds">Rounds received.</param>

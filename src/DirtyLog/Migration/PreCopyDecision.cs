@@ -5,6 +5,7 @@ using System;
 namespace DirtyLog.Migration;
 
 /// <summary>The controller's answer after a round, with the figures behind it.</summary>
+/// <remarks>Thread safety: an immutable value; safe to share between threads.</remarks>
 /// <param name="Action">What to do.</param>
 /// <param name="Reason">Why, in words (for logs and the migration report).</param>
 /// <param name="Round">The round it answers, from 1.</param>

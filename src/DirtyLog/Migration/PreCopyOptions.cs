@@ -5,6 +5,7 @@ using System;
 namespace DirtyLog.Migration;
 
 /// <summary>When pre-copy switches over, gives up or throttles.</summary>
+/// <remarks>Thread safety: immutable once built (init-only); safe to share between controllers and threads.</remarks>
 public sealed record PreCopyOptions
 {
     /// <summary>The longest acceptable stop-copy: switch over once the dirty set can be sent within it. 300 ms, as QEMU.</summary>

@@ -6,6 +6,7 @@ using System.Collections.Generic;
 namespace DirtyLog.Migration;
 
 /// <summary>What one pre-copy round saw and did, as the controller needs it.</summary>
+/// <remarks>Thread safety: an immutable value; safe to share between threads.</remarks>
 /// <param name="DirtyPages">Pages the round's harvest returned: what would be left to send if the guest stopped now.</param>
 /// <param name="BytesSent">Bytes sent during the round.</param>
 /// <param name="SendDuration">How long sending them took: the measured bandwidth.</param>

@@ -9,6 +9,7 @@ namespace DirtyLog.Tracking;
 /// device model (mlx5: 42-bit address width, a firmware range limit). Planning against them before START turns a
 /// late EOPNOTSUPP into an early, explained refusal.
 /// </summary>
+/// <remarks>Thread safety: an immutable value; safe to share between threads.</remarks>
 public sealed record DeviceDirtyLogLimits
 {
     /// <summary>VFIO's own limit on ranges per START (<c>LOG_MAX_RANGES</c> on 4 KiB pages).</summary>

@@ -12,6 +12,7 @@ namespace DirtyLog.Tracking;
 /// starts: mapped ranges aligned out to the page size, joined where they touch, then folded by merging the smallest
 /// gaps first (as the kernel's <c>vfio_combine_iova_ranges</c> does) until the device's range limit is met.
 /// </summary>
+/// <remarks>Thread safety: an immutable value; safe to share between threads.</remarks>
 public sealed class DeviceTrackingPlan
 {
     private DeviceTrackingPlan(AddressRange[] ranges, long pageSize, ulong mappedBytes)

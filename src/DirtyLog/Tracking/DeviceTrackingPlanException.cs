@@ -5,6 +5,7 @@ using System;
 namespace DirtyLog.Tracking;
 
 /// <summary>A device cannot track what is mapped; raised while planning, before anything is started.</summary>
+/// <remarks>Thread safety: immutable once thrown; safe to share between threads.</remarks>
 public sealed class DeviceTrackingPlanException : Exception
 {
     /// <summary>Creates the exception.</summary>

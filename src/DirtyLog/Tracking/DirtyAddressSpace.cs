@@ -8,6 +8,7 @@ namespace DirtyLog.Tracking;
 /// The address space a tracker reports in: guest-physical addresses (KVM, userfaultfd over guest RAM), or the IOVA
 /// space of one IO address space (an iommufd IOAS, a vIOMMU domain), whose dirties the correlator translates.
 /// </summary>
+/// <remarks>Thread safety: an immutable value; safe to share between threads.</remarks>
 public readonly struct DirtyAddressSpace : IEquatable<DirtyAddressSpace>
 {
     private DirtyAddressSpace(bool isIova, uint ioAddressSpaceId)

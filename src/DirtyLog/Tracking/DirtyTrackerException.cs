@@ -5,6 +5,7 @@ using System;
 namespace DirtyLog.Tracking;
 
 /// <summary>A tracker could not start, read or plan; the message names the tracker and the cause.</summary>
+/// <remarks>Thread safety: immutable once thrown; safe to share between threads.</remarks>
 public sealed class DirtyTrackerException : Exception
 {
     /// <summary>Creates the exception.</summary>

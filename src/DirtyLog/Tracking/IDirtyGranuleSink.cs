@@ -10,7 +10,7 @@ namespace DirtyLog.Tracking;
 /// straight into guest pages; <see cref="IDirtyTracker.ReadDirty(AddressRange, Bitmaps.SparseDirtyBitmap, DirtyReadMode)"/>
 /// uses one that merges into a bitmap.
 /// </summary>
-/// <remarks>Called on the reading thread, under the tracker's lock, in ascending address order; the span is valid only during the call.</remarks>
+/// <remarks>Thread safety: called on the reading thread, under the tracker's lock, in ascending address order; the span is valid only during the call.</remarks>
 public interface IDirtyGranuleSink
 {
     /// <summary>One chunk of a read.</summary>

@@ -24,6 +24,7 @@ namespace DirtyLog.Tracking;
 /// serialised by the tracker: a read, a start and a stop never overlap (a second caller waits). The writers the
 /// tracker observes (vCPUs, DMA) keep running during a read; a write racing a read is reported by that read or the
 /// next one.</para>
+/// <para><b>Thread safety.</b> Every member may be called from any thread. Calls on one tracker are serialised by the tracker (a read waits for a start, stop or another read of the same tracker); different trackers may be read at once, which is what the harvester does.</para>
 /// </remarks>
 public interface IDirtyTracker : IDisposable
 {

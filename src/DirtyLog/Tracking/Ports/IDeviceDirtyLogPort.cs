@@ -9,7 +9,10 @@ namespace DirtyLog.Tracking.Ports;
 /// needs of it. Implemented over a VFIO device by <see cref="VfioDmaLoggingPort"/> and by the emulator
 /// (<c>EmulatedDmaDevice</c> in the DirtyLog.Testing package); the tracker is the same over both.
 /// </summary>
-/// <remarks>Implementations follow the kernel's rules: errors surface as <c>KernelException</c> with the kernel's errno.</remarks>
+/// <remarks>
+/// <para>Implementations follow the kernel's rules: errors surface as <c>KernelException</c> with the kernel's errno.</para>
+/// <para>Thread safety: the tracker serialises its calls (one start, stop or report at a time). A port shared by several trackers is called by them at once and must be thread-safe, as the kernel is per device.</para>
+/// </remarks>
 public interface IDeviceDirtyLogPort
 {
     /// <summary>A name for diagnostics.</summary>

@@ -9,7 +9,10 @@ namespace DirtyLog.Tracking.Ports;
 /// the kernel, and nothing more. Implemented over <c>/dev/iommu</c> by <see cref="IommufdDirtyPort"/> and by the
 /// emulator (<c>EmulatedHwpt</c> in the DirtyLog.Testing package); the tracker is the same over both.
 /// </summary>
-/// <remarks>Implementations follow the kernel's rules: errors surface as <c>KernelException</c> with the kernel's errno.</remarks>
+/// <remarks>
+/// <para>Implementations follow the kernel's rules: errors surface as <c>KernelException</c> with the kernel's errno.</para>
+/// <para>Thread safety: the tracker serialises its calls (one enable, disable or bitmap read at a time). A port shared by several trackers is called by them at once and must be thread-safe, as the kernel is per HWPT.</para>
+/// </remarks>
 public interface IIommuDirtyPort
 {
     /// <summary>A name for diagnostics, such as <c>hwpt7</c>.</summary>

@@ -13,6 +13,7 @@ namespace DirtyLog.Tracking.Ports;
 /// classic GET returns the bits and clears them (re-protecting the pages), manual GET only copies them; CLEAR
 /// clears and re-protects exactly the pages whose bits it is given, from a first page that is a multiple of 64, over
 /// a multiple of 64 pages unless the range ends at the slot's end (<c>EINVAL</c> otherwise).
+/// <para>Thread safety: implementations are thread-safe: several trackers (one per slot, or a VM-wide one and a slot's) may read one port at once; each slot's GET and CLEAR come from the one tracker that owns the slot's log, one at a time.</para>
 /// </remarks>
 public interface IKvmDirtyLogPort : IKvmSlotPort
 {

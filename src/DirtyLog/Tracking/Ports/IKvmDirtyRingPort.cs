@@ -14,6 +14,7 @@ namespace DirtyLog.Tracking.Ports;
 /// entries pushed since the last harvest of that ring, in order, and marks them for reset; a reset recycles the marked
 /// entries and re-protects their pages; a vCPU whose ring holds its soft limit (entries minus KVM's reserve) exits with
 /// <c>KVM_EXIT_DIRTY_RING_FULL</c> before entering the guest again. One harvester at a time per ring.
+/// <para>Thread safety: implementations are thread-safe; the ring tracker makes sure one harvester at a time walks a ring (its reaper, its reads and the run loop's ring-full call share one lock).</para>
 /// </remarks>
 public interface IKvmDirtyRingPort : IKvmSlotPort
 {

@@ -10,7 +10,7 @@ namespace DirtyLog.Tracking.Ports;
 /// migration.
 /// </summary>
 /// <remarks>
-/// Calls come from the thread that changes the slot table, one change at a time, and may take the watcher's own locks;
+/// Thread safety: calls come from the thread that changes the slot table, one change at a time, and may take the watcher's own locks;
 /// the port holds none of its own locks that a read takes while it calls (see <see cref="KvmVmPort"/> for the order).
 /// </remarks>
 public interface IKvmSlotWatcher

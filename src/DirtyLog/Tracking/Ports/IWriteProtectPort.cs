@@ -16,7 +16,8 @@ namespace DirtyLog.Tracking.Ports;
 /// order, merging neighbours, and with re-protection protects exactly what it reports; a scan whose region buffer fills
 /// (or that meets something it must split) stops early and says where (<c>walk_end</c>); the caller scans again from
 /// there. Implemented by <see cref="UserfaultfdWriteProtectPort"/> over the kernel and by the emulator of the
-/// DirtyLog.Testing package. Calls are serialised by the tracker.
+/// DirtyLog.Testing package. Thread safety: the tracker serialises its calls; a port shared by several trackers must be
+/// thread-safe.
 /// </remarks>
 public interface IWriteProtectPort
 {

@@ -7,7 +7,10 @@ using DirtyLog.Native;
 namespace DirtyLog.Tracking.Ports;
 
 /// <summary>The real <see cref="IIommuDirtyPort"/>: one HWPT of an open <see cref="IommufdContext"/>.</summary>
-/// <remarks>Does not own the iommufd; the HWPT must have been allocated with dirty tracking.</remarks>
+/// <remarks>
+/// <para>Does not own the iommufd; the HWPT must have been allocated with dirty tracking.</para>
+/// <para>Thread safety: every call is one ioctl on the iommufd, which the kernel serialises per HWPT; the tracker calls it one at a time.</para>
+/// </remarks>
 [SupportedOSPlatform("linux")]
 public sealed class IommufdDirtyPort : IIommuDirtyPort
 {

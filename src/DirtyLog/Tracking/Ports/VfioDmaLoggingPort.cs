@@ -7,7 +7,10 @@ using DirtyLog.Native;
 namespace DirtyLog.Tracking.Ports;
 
 /// <summary>The real <see cref="IDeviceDirtyLogPort"/>: DMA logging of a VFIO device opened through its cdev.</summary>
-/// <remarks>Does not own the device. VFIO does not report the device's limits: pass them (see <see cref="DeviceDirtyLogLimits.Mlx5"/>).</remarks>
+/// <remarks>
+/// <para>Does not own the device. VFIO does not report the device's limits: pass them (see <see cref="DeviceDirtyLogLimits.Mlx5"/>).</para>
+/// <para>Thread safety: every call is one ioctl on the device, which the kernel serialises per device; the tracker calls it one at a time.</para>
+/// </remarks>
 [SupportedOSPlatform("linux")]
 public sealed class VfioDmaLoggingPort : IDeviceDirtyLogPort
 {
