@@ -23,8 +23,11 @@ internal sealed record MigrationOptions
     /// <summary>Use simulated vCPU threads even where /dev/kvm exists.</summary>
     public bool NoKvm { get; init; }
 
-    /// <summary>Where to write a CSV of dirty pages per round, if anywhere.</summary>
+    /// <summary>Where to draw the rounds as a PNG chart (dirty pages and each tracker's harvest latency), if anywhere.</summary>
     public string? ChartPath { get; init; }
+
+    /// <summary>Where to write the rounds as CSV, if anywhere.</summary>
+    public string? CsvPath { get; init; }
 
     /// <summary>Make nic-b's dirty logger fail now and then (a sticky firmware error, as mlx5 reports EIO).</summary>
     public bool InjectDeviceFaults { get; init; }

@@ -23,72 +23,7 @@ namespace DirtyLog.Samples.LiveMigration;
 /// </summary>
 internal static class Program
 {
-    private const string Usage = """
-        usage: LiveMigration [options]                 migrate a running guest to a destination in this process
-               LiveMigration listen --port P [options] be the destination (another shell or host sends)
-               LiveMigration send --host H --port P [options]
-        options:
-          --rate N          pages each writer dirties per second (default 20000)
-          --downtime-ms N   acceptable stop-copy time (default 300)
-          --no-kvm          simulated vCPU threads even where /dev/kvm exists
-          --chart FILE      write dirty pages per round as CSV
-          --guest-mib N     guest RAM (default 64)
-          --working-set-mib N  the guest's working set from 1 MiB (default: all RAM above it)
-          --vcpu-only       no emulated devices: the guest alone
-          --warmup-ms N     let the guest run this long before migrating (default 0)
-          --dirty-ring N    log the vCPU's writes in a KVM dirty ring of N entries (default: KVM's dirty bitmap)
-          --shrink-to F     past the first fit, copy on while each round's dirty set is at most F of the last (default 0.6; 0: switch at the first fit)
-        LiveMigration boot-sector --out FILE [--rate N] [--working-set-mib N]
-                            write the guest's boot sector, patched, padded to 1 MiB (a disk image for another VMM)
-        """;
-
-    internal static async Task<int> Main(string[] args)
-    {
-        string mode = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : "run";
-        Dictionary<string, string?> flags;
-        try
-        {
-            flags = ParseFlags(args.Skip(mode == "run" ? 0 : 1).ToArray());
-        }
-        catch (ArgumentException e)
-        {
-            Console.Error.WriteLine(e.Message);
-            Console.Error.WriteLine(Usage);
-            return 2;
-        }
-
-        var options = new MigrationOptions
-        {
-            PagesPerSecond = flags.TryGetValue("--rate", out string? rate) ? int.Parse(rate!, CultureInfo.InvariantCulture) : 20_000,
-            DowntimeLimit = TimeSpan.FromMilliseconds(flags.TryGetValue("--downtime-ms", out string? ms) ? double.Parse(ms!, CultureInfo.InvariantCulture) : 300),
-            NoKvm = flags.ContainsKey("--no-kvm"),
-            ChartPath = flags.GetValueOrDefault("--chart"),
-            GuestBytes = flags.TryGetValue("--guest-mib", out string? guest) ? ulong.Parse(guest!, CultureInfo.InvariantCulture) << 20 : 64UL << 20,
-            WorkingSetBytes = flags.TryGetValue("--working-set-mib", out string? set) ? ulong.Parse(set!, CultureInfo.InvariantCulture) << 20 : 0,
-            VcpuOnly = flags.ContainsKey("--vcpu-only"),
-            Warmup = TimeSpan.FromMilliseconds(flags.TryGetValue("--warmup-ms", out string? warm) ? double.Parse(warm!, CultureInfo.InvariantCulture) : 0),
-            DirtyRingEntries = flags.TryGetValue("--dirty-ring", out string? ring) ? uint.Parse(ring!, CultureInfo.InvariantCulture) : 0,
-            KeepCopyingWhileShrinkingTo = flags.TryGetValue("--shrink-to", out string? shrink) ? double.Parse(shrink!, CultureInfo.InvariantCulture) : 0.6,
-        };
-
-        try
-        {
-            return mode switch
-            {
-                "run" => await RunInProcessAsync(options).ConfigureAwait(false),
-                "listen" => await ListenAsync(int.Parse(Required(flags, "--port"), CultureInfo.InvariantCulture), options).ConfigureAwait(false),
-                "boot-sector" => WriteBootSector(Required(flags, "--out"), options),
-                "send" => await SendAsync(Required(flags, "--host"), int.Parse(Required(flags, "--port"), CultureInfo.InvariantCulture), options).ConfigureAwait(false),
-                _ => throw new ArgumentException($"unknown command '{mode}'"),
-            };
-        }
-        catch (ArgumentException e)
-        {
-            Console.Error.WriteLine(e.Message);
-            Console.Error.WriteLine(Usage);
-            return 2;
-        }
-    }
+    internal static Task<int> Main(string[] args) => SampleCommandLine.RunAsync(args);
 
     /// <summary>The whole migration in this process; 0 when the destination's memory equals the source's.</summary>
     internal static async Task<int> RunInProcessAsync(MigrationOptions options) =>
@@ -113,7 +48,7 @@ internal static class Program
         vm.Start();
         await Task.Delay(options.Warmup).ConfigureAwait(false); // the scenario's pacing: the guest settles before the migration starts
         long startedAt = Stopwatch.GetTimestamp();
-        MigrationOutcome outcome = await Migrator.SendAsync(vm, client.GetStream(), options, Print, CancellationToken.None).ConfigureAwait(false);
+        MigrationOutcome outcome = await Migrator.SendAsync(vm, client.GetStream(), options, MigrationReport.Progress, CancellationToken.None).ConfigureAwait(false);
         (List<RoundRow> rows, PreCopyDecision decision) = (outcome.Rounds, outcome.Decision);
         if (decision.Action == PreCopyAction.Abort)
         {
@@ -124,7 +59,7 @@ internal static class Program
         PageStreamSummary summary = await receive.ConfigureAwait(false);
         bool resumed = destination.ResumedAt != 0;
         TimeSpan downtime = resumed ? Stopwatch.GetElapsedTime(outcome.PausedAt, destination.ResumedAt) : outcome.Downtime;
-        Report(rows, decision, summary, downtime, resumed, options);
+        MigrationReport.Summary(rows, decision, summary, downtime, resumed, options);
         if (!resumed)
         {
             // No vCPU to resume (no /dev/kvm): the destination's memory stays as the stream left it.
@@ -226,9 +161,16 @@ internal static class Program
         {
             await client.ConnectAsync(host, port).ConfigureAwait(false);
             vm.Start();
-            MigrationOutcome outcome = await Migrator.SendAsync(vm, client.GetStream(), options, Print, CancellationToken.None).ConfigureAwait(false);
-            Console.WriteLine($"source: {outcome.Decision.Reason}; {outcome.Rounds.Count} rounds sent; downtime {outcome.Downtime.TotalMilliseconds:F1} ms (pause to the destination's acknowledgement of the end)");
-            return outcome.Decision.Action == PreCopyAction.Abort ? 1 : 0;
+            MigrationOutcome outcome = await Migrator.SendAsync(vm, client.GetStream(), options, MigrationReport.Progress, CancellationToken.None).ConfigureAwait(false);
+            if (outcome.Decision.Action == PreCopyAction.Abort)
+            {
+                Console.WriteLine($"migration aborted: {outcome.Decision.Reason}; the guest keeps running here");
+                return 1;
+            }
+
+            // The same summary as in one process; the stream's own (pages applied, digest) is the destination's.
+            MigrationReport.Summary(outcome.Rounds, outcome.Decision, null, outcome.Downtime, resumed: false, options);
+            return 0;
         }
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
         {
@@ -238,7 +180,7 @@ internal static class Program
     }
 
     /// <summary>The guest's boot sector with these options' parameters, as a 1 MiB raw disk image: the same guest for another VMM.</summary>
-    private static int WriteBootSector(string path, MigrationOptions options)
+    internal static int WriteBootSector(string path, MigrationOptions options)
     {
         uint tscKhz;
         using (var probe = new SampleVmm(1UL << 20))
@@ -252,62 +194,4 @@ internal static class Program
         Console.WriteLine($"boot sector for {options.GuestBytes >> 20} MiB, TSC {tscKhz} kHz, {options.PagesPerSecond} pages/s: {path}");
         return 0;
     }
-
-    private static void Print(RoundRow row)
-    {
-        double mbps = row.Send > TimeSpan.Zero ? row.BytesSent / row.Send.TotalSeconds / 1e6 : 0;
-        Console.WriteLine($"round {row.Round,3} {row.Phase,-9} {row.DirtyPages,9:N0} dirty pages  {row.BytesSent / 1e6,8:F1} MB  {mbps,7:F0} MB/s  harvest {row.Harvest.TotalMilliseconds,6:F2} ms");
-    }
-
-    private static void Report(List<RoundRow> rows, PreCopyDecision decision, PageStreamSummary summary, TimeSpan downtime, bool resumed, MigrationOptions options)
-    {
-        string[] trackers = rows.SelectMany(r => r.Trackers.Select(t => t.Tracker)).Distinct().ToArray();
-        Console.WriteLine();
-        Console.WriteLine($"| round | phase | dirty pages | MB sent | {string.Join(" | ", trackers.Select(t => $"{t} ms"))} |");
-        Console.WriteLine($"|---:|---|---:|---:|{string.Concat(trackers.Select(_ => "---:|"))}");
-        foreach (RoundRow r in rows)
-        {
-            IEnumerable<string> cells = trackers.Select(t => r.Trackers.FirstOrDefault(x => x.Tracker == t) is { Tracker: not null } x ? x.Latency.TotalMilliseconds.ToString("F2", CultureInfo.InvariantCulture) : "");
-            Console.WriteLine($"| {r.Round} | {r.Phase} | {r.DirtyPages:N0} | {r.BytesSent / 1e6:F1} | {string.Join(" | ", cells)} |");
-        }
-
-        Console.WriteLine();
-        Console.WriteLine($"switch-over: {decision.Reason}");
-        Console.WriteLine(resumed
-            ? $"downtime (vCPU paused on the source to vCPU running on the destination): {downtime.TotalMilliseconds:F1} ms"
-            : $"downtime (vCPU paused to the destination's acknowledgement that it applied everything): {downtime.TotalMilliseconds:F1} ms");
-        Console.WriteLine($"tracker faults handled: {rows.Sum(r => r.Faults)}");
-        Console.WriteLine($"stream: {summary.Rounds} rounds, {summary.DataPages:N0} pages with data, {summary.ZeroPages:N0} zero pages, {summary.Bytes / 1e6:F1} MB; state: {(summary.States.Count == 0 ? "none" : string.Join(", ", summary.States.Select(s => $"{s.Key} ({s.Value.Length} bytes)")))}; memory digest (after the switch-over, outside the downtime) {(summary.MemoryVerified ? "matched" : "not sent")}");
-        if (options.ChartPath is { } path)
-        {
-            File.WriteAllLines(path, ["round,phase,dirty_pages,bytes_sent", .. rows.Select(r => $"{r.Round},{r.Phase},{r.DirtyPages},{r.BytesSent}")]);
-            Console.WriteLine($"dirty pages per round written to {path}");
-        }
-    }
-
-    private static Dictionary<string, string?> ParseFlags(string[] args)
-    {
-        string[] withValue = ["--rate", "--downtime-ms", "--chart", "--port", "--host", "--guest-mib", "--working-set-mib", "--out", "--warmup-ms", "--dirty-ring", "--shrink-to"];
-        var flags = new Dictionary<string, string?>();
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (withValue.Contains(args[i]))
-            {
-                flags[args[i]] = i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
-            }
-            else if (args[i] is "--no-kvm" or "--vcpu-only")
-            {
-                flags[args[i]] = null;
-            }
-            else
-            {
-                throw new ArgumentException($"unknown option '{args[i]}'");
-            }
-        }
-
-        return flags;
-    }
-
-    private static string Required(Dictionary<string, string?> flags, string name) =>
-        flags.GetValueOrDefault(name) ?? throw new ArgumentException($"{name} is required");
 }

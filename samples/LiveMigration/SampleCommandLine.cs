@@ -1,0 +1,164 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.IO;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace DirtyLog.Samples.LiveMigration;
+
+/// <summary>
+/// The sample's command line: the in-process migration (no command), <c>listen</c>, <c>send</c> and
+/// <c>boot-sector</c>, with every option checked before any work starts (a bad number, a negative rate, a port out of
+/// range, a chart that cannot be written are errors with a message and exit code 1; <c>--help</c> exits 0).
+/// </summary>
+internal sealed class SampleCommandLine
+{
+    private readonly Option<int> Rate = Number("--rate", "Pages each writer dirties per second (0: the guest unthrottled)", 20_000, min: 0);
+    private readonly Option<double> DowntimeMs = new("--downtime-ms") { Description = "The acceptable stop-copy time, in milliseconds", DefaultValueFactory = _ => 300, Recursive = true };
+    private readonly Option<bool> NoKvm = new("--no-kvm") { Description = "Simulated vCPU threads even where /dev/kvm exists", Recursive = true };
+    private readonly Option<string?> Chart = new("--chart") { Description = "Draw the rounds (dirty pages, each tracker's harvest latency) as a PNG", Recursive = true };
+    private readonly Option<string?> Csv = new("--csv") { Description = "Write the rounds as CSV", Recursive = true };
+    private readonly Option<int> GuestMib = Number("--guest-mib", "Guest RAM in MiB", 64, min: 2);
+    private readonly Option<int> WorkingSetMib = Number("--working-set-mib", "The guest's working set from 1 MiB, in MiB (0: all RAM above it)", 0, min: 0);
+    private readonly Option<bool> VcpuOnly = new("--vcpu-only") { Description = "No emulated devices: the guest alone", Recursive = true };
+    private readonly Option<int> WarmupMs = Number("--warmup-ms", "Let the guest run this long before migrating, in milliseconds", 0, min: 0);
+    private readonly Option<int> DirtyRing = Number("--dirty-ring", "Log the vCPU's writes in a KVM dirty ring of N entries, a power of two (0: KVM's dirty bitmap)", 0, min: 0);
+    private readonly Option<double> ShrinkTo = new("--shrink-to") { Description = "Past the first fit, copy on while each round's dirty set is at most this fraction of the last (0: switch at the first fit, as QEMU)", DefaultValueFactory = _ => 0.6, Recursive = true };
+    private readonly Option<int> Port = Number("--port", "The TCP port", 0, min: 1, max: 65535, required: true);
+    private readonly Option<string> Host = new("--host") { Description = "The destination's host name or address", Required = true };
+    private readonly Option<string> Out = new("--out") { Description = "Where to write the 1 MiB disk image", Required = true };
+
+    private SampleCommandLine()
+    {
+        Check<double>(DowntimeMs, ms => ms is > 0 and < 3_600_000 ? null : "--downtime-ms must be more than 0 and less than an hour");
+        Check<double>(ShrinkTo, f => f is >= 0 and <= 1 ? null : "--shrink-to must be a fraction from 0 to 1");
+        Check<int>(DirtyRing, n => n == 0 || (n >= 64 && n <= 65536 && (n & (n - 1)) == 0) ? null : "--dirty-ring must be 0 or a power of two from 64 to 65,536");
+        Check<string?>(Chart, path => Unwritable(path, "--chart"));
+        Check<string?>(Csv, path => Unwritable(path, "--csv"));
+        Check<string>(Out, path => Unwritable(path, "--out"));
+    }
+
+    /// <summary>The whole command line, built anew on each call: its option objects belong to one command tree.</summary>
+    public static RootCommand Build() => new SampleCommandLine().Root();
+
+    private RootCommand Root()
+    {
+        var root = new RootCommand("Live migration of a running guest with DirtyLog: with no command, source and destination in this process over loopback TCP.")
+        {
+            Rate, DowntimeMs, NoKvm, Chart, Csv, GuestMib, WorkingSetMib, VcpuOnly, WarmupMs, DirtyRing, ShrinkTo,
+        };
+        root.SetAction((result, _) => Program.RunInProcessAsync(OptionsFrom(result)));
+
+        var listen = new Command("listen", "Be the destination: wait for a source on --port, resume the guest here and check it") { Port };
+        listen.SetAction((result, _) => Program.ListenAsync(result.GetValue(Port), OptionsFrom(result)));
+        var send = new Command("send", "Be the source: migrate a running guest to a destination that listens") { Host, Port };
+        send.SetAction((result, _) => Program.SendAsync(result.GetValue(Host)!, result.GetValue(Port), OptionsFrom(result)));
+        var bootSector = new Command("boot-sector", "Write the guest's boot sector, patched for these options, as a 1 MiB disk image for another VMM") { Out };
+        bootSector.SetAction((result, _) => Task.FromResult(Program.WriteBootSector(result.GetValue(Out)!, OptionsFrom(result))));
+        root.Subcommands.Add(listen);
+        root.Subcommands.Add(send);
+        root.Subcommands.Add(bootSector);
+        return root;
+    }
+
+    /// <summary>Parses and runs; help and parse errors go to <paramref name="output"/> and <paramref name="error"/>.</summary>
+    public static Task<int> RunAsync(string[] args, TextWriter? output = null, TextWriter? error = null, CancellationToken cancellationToken = default)
+    {
+        ParseResult result = Build().Parse(args);
+        var configuration = new InvocationConfiguration();
+        if (output is not null)
+        {
+            configuration.Output = output;
+        }
+
+        if (error is not null)
+        {
+            configuration.Error = error;
+        }
+
+        return result.InvokeAsync(configuration, cancellationToken);
+    }
+
+    private MigrationOptions OptionsFrom(ParseResult result) => new()
+    {
+        PagesPerSecond = result.GetValue(Rate),
+        DowntimeLimit = TimeSpan.FromMilliseconds(result.GetValue(DowntimeMs)),
+        NoKvm = result.GetValue(NoKvm),
+        ChartPath = result.GetValue(Chart),
+        CsvPath = result.GetValue(Csv),
+        GuestBytes = (ulong)result.GetValue(GuestMib) << 20,
+        WorkingSetBytes = (ulong)result.GetValue(WorkingSetMib) << 20,
+        VcpuOnly = result.GetValue(VcpuOnly),
+        Warmup = TimeSpan.FromMilliseconds(result.GetValue(WarmupMs)),
+        DirtyRingEntries = (uint)result.GetValue(DirtyRing),
+        KeepCopyingWhileShrinkingTo = result.GetValue(ShrinkTo),
+    };
+
+    private static Option<int> Number(string name, string description, int defaultValue, int min, int max = int.MaxValue, bool required = false)
+    {
+        var option = new Option<int>(name) { Description = description, Recursive = !required, Required = required };
+        if (!required)
+        {
+            option.DefaultValueFactory = _ => defaultValue;
+        }
+
+        Check<int>(option, value => value >= min && value <= max ? null : max == int.MaxValue ? $"{name} must be at least {min}, not {value}" : $"{name} must be from {min} to {max}, not {value}");
+        return option;
+    }
+
+    /// <summary>Adds a rule on the option's value; a value that did not parse is the parser's error already.</summary>
+    private static void Check<T>(Option<T> option, Func<T, string?> rule) => option.Validators.Add(result =>
+    {
+        T value;
+        try
+        {
+            value = result.GetValueOrDefault<T>();
+        }
+        catch (InvalidOperationException)
+        {
+            return; // not a T: the parser reports it ("Cannot parse argument ...")
+        }
+
+        if (rule(value) is { } error)
+        {
+            result.AddError(error);
+        }
+    });
+
+    /// <summary>
+    /// Whether a file can be written at <paramref name="path"/>, checked by writing a byte there (an existing file is
+    /// emptied now rather than found unwritable after the whole migration; one that did not exist is removed again).
+    /// </summary>
+    private static string? Unwritable(string? path, string option)
+    {
+        if (string.IsNullOrEmpty(path))
+        {
+            return null;
+        }
+
+        bool existed = File.Exists(path);
+        try
+        {
+            using (var probe = new FileStream(path, FileMode.Create, FileAccess.Write))
+            {
+                probe.WriteByte(0);
+                probe.Flush(flushToDisk: false);
+                probe.SetLength(0);
+            }
+
+            if (!existed)
+            {
+                File.Delete(path);
+            }
+
+            return null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            return $"{option} {path}: cannot write there ({e.Message})";
+        }
+    }
+}
