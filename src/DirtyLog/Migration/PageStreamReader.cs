@@ -427,8 +427,15 @@ public sealed class PageStreamReader
             ReadOnlySpan<byte> rest = segment.Span;
             while (!rest.IsEmpty)
             {
+                if (filled == 0 && rest.Length >= _pageSize)
+                {
+                    crcs[page++] = PageCrc(rest[.._pageSize]); // a whole page in one segment: the common case
+                    rest = rest[_pageSize..];
+                    continue;
+                }
+
                 int take = Math.Min(rest.Length, _pageSize - filled);
-                crc = Crc(crc, rest[..take]);
+                crc = Crc(crc, rest[..take]); // a page split across segments: the same CRC, continued
                 rest = rest[take..];
                 filled += take;
                 if (filled == _pageSize)

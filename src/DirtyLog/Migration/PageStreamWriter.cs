@@ -275,7 +275,7 @@ public sealed class PageStreamWriter
         uint crc = HeaderCrc(span);
         for (int offset = 0; offset < dataBytes; offset += _pageSize)
         {
-            crc = System.Numerics.BitOperations.Crc32C(crc, Crc(~0u, data.Slice(offset, _pageSize))); // each page's own CRC, as the digest needs
+            crc = System.Numerics.BitOperations.Crc32C(crc, PageCrc(data.Slice(offset, _pageSize))); // each page's own CRC, as the digest needs
         }
 
         WriteCrc(span, crc);
