@@ -1,6 +1,9 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Linq;
 using System.IO;
 using System.IO.Pipelines;
 using System.Threading;
@@ -97,15 +100,13 @@ public class PageStreamDestinationTests
     }
 
     [Test]
-    public async Task ADeferredEndIsAcknowledgedOnlyWhenTheVmmSaysTheGuestRuns()
+    public async Task ADeferredEndIsAcknowledgedOnlyWhenTheVmmSaysTheGuestRunsAndOnlyOnce()
     {
         using var source = new AnonymousMapping(Bytes);
         using var destination = new AnonymousMapping(Bytes);
         var forward = new Pipe();
-        var back = new Pipe();
+        var back = new Pipe(new PipeOptions(pauseWriterThreshold: 0));
         var writer = new PageStreamWriter(forward.Writer, View(source));
-        var acks = new PageStreamAcknowledgements(back.Reader);
-        Task ackLoop = acks.RunAsync(CancellationToken.None);
         var reader = new PageStreamReader(forward.Reader, View(destination)) { Acknowledgements = back.Writer, DeferEndAcknowledgement = true };
         Assert.That(async () => await reader.AcknowledgeEndAsync(CancellationToken.None), Throws.InvalidOperationException, "nothing to acknowledge yet");
 
@@ -113,16 +114,34 @@ public class PageStreamDestinationTests
         await writer.WriteRoundAsync([new DirtyRun(0, Pages)], CancellationToken.None);
         await writer.WriteEndAsync(CancellationToken.None);
         await read;
-        Task<TimeSpan> end = acks.WaitForEndAsync(CancellationToken.None);
-        await acks.WaitForRoundAsync(1, CancellationToken.None);
-        Assert.That(end.IsCompleted, Is.False, "the stream was read to its end, but the guest does not run yet");
+        Assert.That(Acknowledged(back.Reader), Is.EqualTo(new ulong[] { 1 }), "the round, not the end: the guest does not run yet");
 
         await reader.AcknowledgeEndAsync(CancellationToken.None);
-        await end;
         await reader.AcknowledgeEndAsync(CancellationToken.None); // once only: a second call sends nothing
-        await back.Writer.CompleteAsync();
-        await ackLoop;
+        Assert.That(Acknowledged(back.Reader), Is.EqualTo(new ulong[] { ulong.MaxValue }), "the end, once");
+
+        // And the source's side reads it as the end.
+        var acks = new PageStreamAcknowledgements(PipeReader.Create(new System.Buffers.ReadOnlySequence<byte>(Ack(ulong.MaxValue))));
+        Assert.That(async () => await acks.RunAsync(CancellationToken.None), Throws.Nothing);
         Assert.That(acks.EndApplied, Is.True);
+    }
+
+    /// <summary>The rounds acknowledged so far on the back channel (the end is 2^64 - 1), consumed.</summary>
+    private static ulong[] Acknowledged(PipeReader back)
+    {
+        Assert.That(back.TryRead(out ReadResult result), Is.True, "acknowledgements were flushed");
+        byte[] bytes = result.Buffer.ToArray();
+        back.AdvanceTo(result.Buffer.End);
+        Assert.That(bytes.Length % 24, Is.Zero, "whole 24-byte acknowledgements");
+        return [.. Enumerable.Range(0, bytes.Length / 24).Select(i => BinaryPrimitives.ReadUInt64LittleEndian(bytes.AsSpan((i * 24) + 8)))];
+    }
+
+    private static byte[] Ack(ulong round)
+    {
+        var ack = new byte[24];
+        BinaryPrimitives.WriteUInt32LittleEndian(ack, 0x4B41_4C44); // "DLAK"
+        BinaryPrimitives.WriteUInt64LittleEndian(ack.AsSpan(8), round);
+        return ack;
     }
 
     [Test]
