@@ -31,6 +31,7 @@ public class RoundMarkBenchmarks
 {
     private GuestBitmaps _bitmaps = null!;
     private ulong[] _pages = [];
+    private ulong[] _previousRound = [];
 
     /// <summary>Where the round's marks land.</summary>
     [Params(RoundMarks.Random0_1, RoundMarks.StridedPerLine, RoundMarks.Clustered1)]
@@ -40,6 +41,7 @@ public class RoundMarkBenchmarks
     public void Setup()
     {
         _bitmaps = new GuestBitmaps();
+        _previousRound = DirtyPatterns.Build(DirtyPattern.Random1);
         var random = new XorShift(11);
         ulong pages = DirtyPatterns.GuestPages;
         _pages = Marks switch
@@ -55,7 +57,7 @@ public class RoundMarkBenchmarks
     [IterationSetup]
     public void AfterAHarvest()
     {
-        _bitmaps.Sparse.MergeBitmap(DirtyPatterns.Build(DirtyPattern.Random1), 0, DirtyPatterns.GuestPages);
+        _bitmaps.Sparse.MergeBitmap(_previousRound, 0, DirtyPatterns.GuestPages);
         _bitmaps.Clear(); // a harvest of both: every summary cleared
         CacheEvictor.Evict();
     }
