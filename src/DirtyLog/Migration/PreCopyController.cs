@@ -13,7 +13,8 @@ namespace DirtyLog.Migration;
 /// <remarks>
 /// <para>In this order: switch over when the expected downtime (bytes still dirty / measured bandwidth) fits
 /// <see cref="PreCopyOptions.DowntimeLimit"/>, unless the rounds still converge fast
-/// (<see cref="PreCopyOptions.KeepCopyingWhileShrinkingTo"/>, off by default) and the round budget allows; switch over when the round budget is spent; when the dirty set has not
+/// (<see cref="PreCopyOptions.KeepCopyingWhileShrinkingTo"/>, off by default) and the round budget allows; switch over
+/// when the round budget is spent; when the dirty set has not
 /// reached a new minimum for <see cref="PreCopyOptions.StallRounds"/> rounds, apply the stall policy (force stop-copy,
 /// abort, or ask the throttle callback and start counting again); otherwise copy on.</para>
 /// <para>Bandwidth is the last round's bytes over its send time (the link and the destination change; an old average

@@ -41,16 +41,7 @@ public class PackedPackageTests
         foreach (string package in Packages)
         {
             string project = Path.Combine(Repository.Root, "src", package, package + ".csproj");
-            var start = new ProcessStartInfo("dotnet", ["pack", project, "-c", Configuration, "--no-build", "-o", _output, "-nodeReuse:false"])
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            };
-            start.Environment["MSBUILDDISABLENODEREUSE"] = "1";
-            using Process process = Process.Start(start)!;
-            Task<string> output = process.StandardOutput.ReadToEndAsync(), error = process.StandardError.ReadToEndAsync();
-            Assert.That(process.WaitForExit(TimeSpan.FromMinutes(3)), Is.True, "dotnet pack hung");
-            Assert.That(process.ExitCode, Is.Zero, $"dotnet pack {package} failed: {output.Result}{error.Result}");
+            DotnetCli.Run($"dotnet pack {package}", Repository.Root, "pack", project, "-c", Configuration, "--no-build", "-o", _output);
         }
     }
 

@@ -47,22 +47,6 @@ public class ShippingProjectSelectionTests
         Assert.That(Evaluate(project, "IsPackable"), Is.EqualTo(expected));
     }
 
-    private static string Evaluate(string project, string property)
-    {
-        // No build server or node left behind holding the output pipes open.
-        var start = new ProcessStartInfo("dotnet", ["msbuild", project, $"-getProperty:{property}", "-nodeReuse:false"])
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = Path.GetDirectoryName(project)!,
-        };
-        start.Environment["MSBUILDDISABLENODEREUSE"] = "1";
-        using Process process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        Assert.That(process.WaitForExit(TimeSpan.FromMinutes(2)), Is.True, "msbuild hung");
-        Assert.That(Task.WaitAll([output, error], TimeSpan.FromMinutes(1)), Is.True, "msbuild's output never ended");
-        Assert.That(process.ExitCode, Is.Zero, $"msbuild failed: {output.Result}{error.Result}");
-        return output.Result.Trim();
-    }
+    private static string Evaluate(string project, string property) =>
+        DotnetCli.Run("msbuild", Path.GetDirectoryName(project)!, "msbuild", project, $"-getProperty:{property}").Trim();
 }
