@@ -5,6 +5,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading;
 using DirtyLog.Internal;
+using static DirtyLog.Bitmaps.Layouts.LeafOps;
 
 namespace DirtyLog.Bitmaps;
 
@@ -29,7 +30,7 @@ public sealed unsafe partial class SparseDirtyBitmap
     /// </remarks>
     public void MergeBitmap(ReadOnlySpan<ulong> bitmap, ulong firstPage, ulong pageCount)
     {
-        TreeNode* root = Root;
+        ThrowIfDisposed();
         CheckRange(firstPage, pageCount, nameof(pageCount));
         ulong wordsNeeded = (pageCount + 63) / 64;
         if ((ulong)bitmap.Length < wordsNeeded)
@@ -42,7 +43,7 @@ public sealed unsafe partial class SparseDirtyBitmap
             return;
         }
 
-        var merger = new LeafCursor(this, root);
+        var merger = new LeafCursor(this);
         var source = new SourceWords(bitmap[..(int)wordsNeeded], pageCount, (int)(firstPage & 63));
         ulong destFirstWord = firstPage >> WordShift;
         int destWords = source.DestinationWordCount;
@@ -98,7 +99,7 @@ public sealed unsafe partial class SparseDirtyBitmap
             return;
         }
 
-        TreeNode* root = Root;
+        ThrowIfDisposed();
         ArgumentOutOfRangeException.ThrowIfNegative(pagesPerBitShift);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(pagesPerBitShift, 63);
         if (bitCount > (ulong.MaxValue >> pagesPerBitShift))
@@ -142,7 +143,7 @@ public sealed unsafe partial class SparseDirtyBitmap
                 {
                     if (runLength != 0)
                     {
-                        MarkRangeUnchecked(root, firstPage + (runStart << pagesPerBitShift), firstPage + ((runStart + runLength) << pagesPerBitShift));
+                        MarkRangeUnchecked(firstPage + (runStart << pagesPerBitShift), firstPage + ((runStart + runLength) << pagesPerBitShift));
                     }
 
                     runStart = bit;
@@ -156,7 +157,7 @@ public sealed unsafe partial class SparseDirtyBitmap
 
         if (runLength != 0)
         {
-            MarkRangeUnchecked(root, firstPage + (runStart << pagesPerBitShift), firstPage + ((runStart + runLength) << pagesPerBitShift));
+            MarkRangeUnchecked(firstPage + (runStart << pagesPerBitShift), firstPage + ((runStart + runLength) << pagesPerBitShift));
         }
     }
 
@@ -203,17 +204,15 @@ public sealed unsafe partial class SparseDirtyBitmap
     private ref struct LeafCursor
     {
         private readonly SparseDirtyBitmap _owner;
-        private readonly TreeNode* _root;
-        private TreeNode* _bottom;
         private ulong* _leaf;
+        private nint _context;
         private ulong _leafIndex;
         private ulong _lineMask;
         private bool _storedPlainly;
 
-        public LeafCursor(SparseDirtyBitmap owner, TreeNode* root)
+        public LeafCursor(SparseDirtyBitmap owner)
         {
             _owner = owner;
-            _root = root;
             _leafIndex = ulong.MaxValue;
         }
 
@@ -223,7 +222,7 @@ public sealed unsafe partial class SparseDirtyBitmap
             if (leafIndex != _leafIndex)
             {
                 Finish();
-                _leaf = _owner.GetOrCreateLeaf(_root, leafIndex << LeafPageShift, out _bottom);
+                _leaf = _owner.OpenLeaf(leafIndex, out _context);
                 _leafIndex = leafIndex;
             }
 
@@ -247,15 +246,8 @@ public sealed unsafe partial class SparseDirtyBitmap
         {
             if (_lineMask != 0)
             {
-                ulong page = _leafIndex << LeafPageShift;
-                if (_storedPlainly)
-                {
-                    // The fence that publishes the plain stores before any summary is read, and the line summary update.
-                    Interlocked.Or(ref TreeNode.LineSummaryOf(_bottom, ChildIndex(page, 1)), _lineMask);
-                    _storedPlainly = false;
-                }
-
-                _owner.PublishPath(_bottom, page, _lineMask);
+                _owner.PublishLeaf(_context, _leafIndex, _lineMask, _storedPlainly);
+                _storedPlainly = false;
                 _lineMask = 0;
             }
         }

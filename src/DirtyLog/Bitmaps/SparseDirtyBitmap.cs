@@ -1,8 +1,10 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Diagnostics.CodeAnalysis;
 using System.Numerics;
-using System.Threading;
+using System.Runtime.Versioning;
+using DirtyLog.Bitmaps.Layouts;
 using DirtyLog.Internal;
 
 namespace DirtyLog.Bitmaps;
@@ -12,16 +14,18 @@ namespace DirtyLog.Bitmaps;
 /// trackers at once and harvested (read and cleared) into runs of dirty pages.
 /// </summary>
 /// <remarks>
-/// <para><b>Shape.</b> A radix tree in native memory, in the spirit of the kernel's xarray: 64-way
-/// interior nodes above 4 KiB leaves of 512 words (32,768 pages each). Nodes and leaves are
-/// allocated on the first mark that needs them and published with compare-and-swap; a region
-/// never marked costs nothing, so a 48-bit IOVA space with a few mappings stays small, while a
-/// fully dirty 1 TiB guest (2^28 pages of 4 KiB) costs 32 MiB of leaves plus about 0.5% of nodes.
-/// Memory stays allocated until <see cref="Dispose()"/>: clean leaves are reused by later marks.</para>
-/// <para><b>Summaries.</b> Every node keeps one bit per child ("may hold a dirty page"), and every
-/// leaf one bit per 64-byte line of 8 words. A harvest follows set bits only, so a clean region
-/// costs nothing to harvest, whatever its size, and a dirty line is found without scanning its
-/// clean neighbours.</para>
+/// <para><b>Shape.</b> On Linux, for page spaces of up to 2^36 pages (a 48-bit space of 4 KiB pages), flat arrays in one
+/// lazily backed mapping: a word per 64 pages for the whole space, as a dense bitmap has, so a mark computes its word's
+/// address with one shift; beside them small summary arrays: one bit per 64-byte line of words, then one bit per
+/// summary word, up to a single top word. Linux backs a page of the mapping with memory only where it is written, so
+/// a region never marked costs nothing: a fully dirty 1 TiB guest (2^28 pages of 4 KiB) costs 32 MiB of words and
+/// 66 KiB of summaries, and a 48-bit IOVA space with a few mappings about two 4 KiB pages per marked piece. Wider spaces
+/// (a 64-bit IOVA space), other systems, or a system that refuses the address space use a radix tree of the same
+/// summaries instead: 64-way nodes above leaves of 512 words, allocated on the first mark that needs them. Memory
+/// stays in use until <see cref="Dispose()"/>: clean words are reused by later marks.</para>
+/// <para><b>Summaries.</b> A harvest follows set summary bits only, so a clean bitmap of any size is harvested in a
+/// few reads, and a dirty line is found without scanning its clean neighbours; the harvest asks the memory system
+/// for the dirty lines ahead of the one it takes, across the whole walk.</para>
 /// <para><b>Thread safety.</b> Every member except <see cref="Dispose()"/> may be called from any
 /// number of threads at once, with no lock: marks and merges (<see cref="Mark"/>,
 /// <see cref="MarkRange"/>, <see cref="MergeBitmap(ReadOnlySpan{ulong}, ulong, ulong)"/>) use one
@@ -37,23 +41,24 @@ namespace DirtyLog.Bitmaps;
 /// <item><description>A page is returned again only if it was marked again after it was returned.</description></item>
 /// <item><description>Nothing is returned that was never marked.</description></item>
 /// </list>
-/// <para>Why it holds: a marker sets (or sees set) its word bit, then each summary bit on the path
-/// bottom-up; a harvest takes summary bits top-down and then exchanges the words. All of these are
-/// sequentially consistent atomics, or reads that follow one. If the harvest takes some summary bit
-/// before the marker has set it, the marker sets it afterwards and every bit above it too, and the
+/// <para>Why it holds: a marker sets (or sees set) its word bit, then each summary bit above it bottom-up, checking
+/// every level even when a lower one was already set; a harvest takes summary bits top-down and then exchanges the
+/// words. All of these are sequentially consistent atomics, or reads that follow one. If the harvest takes some
+/// summary bit before the marker has set it, the marker sets it afterwards and every bit above it too, and the
 /// word bit is either already taken by this harvest or left set under a fully set path for the next
 /// one. Otherwise every bit on the path was set before the harvest took it, so the harvest reaches
 /// the word after the word bit was set and takes it.</para>
 /// </remarks>
-public sealed unsafe partial class SparseDirtyBitmap : IDisposable
+public sealed partial class SparseDirtyBitmap : IDisposable
 {
     private readonly int _pageShift;
     private readonly int _addressWidth;
     private readonly ulong _pageCount;
-    private readonly int _height;
     private readonly ulong _rootSpan;
-    private TreeNode* _root;
-    private long _bytesInUse;
+
+    // Exactly one layout is set until Dispose clears both; the hot paths test the flat one first.
+    private FlatLayout? _flat;
+    private RadixTreeLayout? _tree;
 
     /// <summary>Creates an empty bitmap for addresses of <paramref name="addressWidth"/> bits in pages of <paramref name="pageSize"/> bytes.</summary>
     /// <param name="addressWidth">
@@ -84,13 +89,21 @@ public sealed unsafe partial class SparseDirtyBitmap : IDisposable
         _addressWidth = addressWidth;
         int pageBits = addressWidth - pageShift;
         _pageCount = 1UL << pageBits;
-        _height = Math.Max(1, (pageBits - LeafPageShift + NodeFanoutShift - 1) / NodeFanoutShift);
-        _rootSpan = 1UL << (LeafPageShift + (NodeFanoutShift * _height));
-        _root = (TreeNode*)AllocateChild(_height);
-    }
+        if (OperatingSystem.IsLinux())
+        {
+            _flat = FlatLayout.TryCreate(pageBits);
+        }
 
-    /// <summary>Finalizer: releases the native memory of a bitmap that was not disposed.</summary>
-    ~SparseDirtyBitmap() => Release();
+        if (IsFlat)
+        {
+            _rootSpan = _flat.RootSpan;
+        }
+        else
+        {
+            _tree = new RadixTreeLayout(pageBits);
+            _rootSpan = _tree.RootSpan;
+        }
+    }
 
     /// <summary>Bytes per page.</summary>
     public long PageSize => 1L << _pageShift;
@@ -104,42 +117,48 @@ public sealed unsafe partial class SparseDirtyBitmap : IDisposable
     /// <summary>The number of pages in the page space; valid page numbers are below it.</summary>
     public ulong PageCount => _pageCount;
 
-    /// <summary>Bytes of native memory held by the tree (nodes and leaves), as requested from the allocator.</summary>
-    /// <remarks>Grows as new regions are marked; never shrinks before disposal. Safe to read at any time.</remarks>
-    public long BytesInUse => Volatile.Read(ref _bytesInUse);
+    /// <summary>Bytes of memory backing the bitmap: the touched pages of the flat layout's mapping, or the tree's nodes and leaves; 0 once disposed.</summary>
+    /// <remarks>
+    /// Grows as new regions are marked; never shrinks before disposal. Safe to read at any time. For the flat layout it
+    /// asks the kernel (<c>mincore</c> over the mapping, about a millisecond for a 48-bit space): a diagnostic, not a hot
+    /// path. The kernel's page tables for the touched pages are not counted.
+    /// </remarks>
+    public long BytesInUse => IsFlat ? _flat.BytesInUse : _tree?.BytesInUse ?? 0;
 
     /// <summary>Frees the native memory. Must not race any other call on this bitmap.</summary>
     public void Dispose()
     {
-        Release();
-        GC.SuppressFinalize(this);
-    }
-
-    private void Release()
-    {
-        TreeNode* root = _root;
-        if (root == null)
+        if (IsFlat)
         {
-            return;
+            _flat.Dispose();
         }
 
-        _root = null;
-        FreeSubtree(root, _height);
+        _tree?.Dispose();
+        _flat = null;
+        _tree = null;
     }
 
-    private TreeNode* Root
+    /// <summary>Whether the flat layout is in use, which implies Linux.</summary>
+    [SupportedOSPlatformGuard("linux")]
+    [MemberNotNullWhen(true, nameof(_flat))]
+    private bool IsFlat => _flat is not null;
+
+    /// <summary>The tree, when the flat layout is not in use; throws once disposed.</summary>
+    private RadixTreeLayout Tree
     {
         get
         {
-            TreeNode* root = _root;
-            if (root == null)
+            RadixTreeLayout? tree = _tree;
+            if (tree is null)
             {
                 ThrowHelper.ThrowObjectDisposed(this);
             }
 
-            return root;
+            return tree;
         }
     }
+
+    internal const int MinPageSize = 4096;
 
     private void CheckRange(ulong firstPage, ulong pageCount, string paramName)
     {

@@ -24,26 +24,30 @@ public class SparseDirtyBitmapConcurrencyTests
     // A bound on every wait, so that a bug that stalls a thread fails the test instead of hanging it.
     private static readonly TimeSpan s_deadline = TimeSpan.FromMinutes(2);
 
-    [TestCase(1, 2)]
-    [TestCase(2, 2)]
-    [TestCase(3, 3)]
-    [TestCase(4, 2)]
-    public void EveryMarkIsHarvestedOnceAndNothingElseIsReturned(int seed, int writers)
+    // 48 bits (2^36 pages) is the flat layout's widest space; 64 bits takes the radix tree.
+    [TestCase(1, 2, 48)]
+    [TestCase(2, 2, 48)]
+    [TestCase(3, 3, 48)]
+    [TestCase(4, 2, 48)]
+    [TestCase(1, 2, 64)]
+    [TestCase(3, 3, 64)]
+    public void EveryMarkIsHarvestedOnceAndNothingElseIsReturned(int seed, int writers, int addressWidth)
     {
-        var violations = StressTest.Run(seed, writers, rounds: 40, opsPerRound: 4000, lossyFinalHarvest: false);
+        var violations = StressTest.Run(seed, writers, addressWidth, rounds: 40, opsPerRound: 4000, lossyFinalHarvest: false);
         Assert.That(violations, Is.Empty);
     }
 
-    [Test]
-    public void AHarvestThatDropsOneClearedWordIsCaught()
+    [TestCase(48)]
+    [TestCase(64)]
+    public void AHarvestThatDropsOneClearedWordIsCaught(int addressWidth)
     {
-        var violations = StressTest.Run(seed: 5, writers: 2, rounds: 10, opsPerRound: 2000, lossyFinalHarvest: true);
+        var violations = StressTest.Run(seed: 5, writers: 2, addressWidth, rounds: 10, opsPerRound: 2000, lossyFinalHarvest: true);
         Assert.That(violations, Has.Some.Contains("lost"));
     }
 
     private sealed class StressTest
     {
-        private readonly SparseDirtyBitmap _bitmap = new(48);
+        private readonly SparseDirtyBitmap _bitmap;
         private readonly int[][] _marks;
         private readonly int[] _returned = new int[WindowPages];
         private readonly List<string> _violations = new();
@@ -52,8 +56,9 @@ public class SparseDirtyBitmapConcurrencyTests
         private int _remaining;
         private long _outside;
 
-        private StressTest(int seed, int writers)
+        private StressTest(int seed, int writers, int addressWidth)
         {
+            _bitmap = new SparseDirtyBitmap(addressWidth);
             _seed = seed;
             _marks = new int[writers][];
             for (int i = 0; i < writers; i++)
@@ -61,13 +66,13 @@ public class SparseDirtyBitmapConcurrencyTests
                 _marks[i] = new int[WindowPages];
             }
 
-            // A window at a random, unaligned place of a 48-bit space: several tree levels above it.
+            // A window at a random, unaligned place: several summary levels above it in either layout.
             _base = (ulong)new Random(seed).NextInt64(1L << 35) + 77;
         }
 
-        public static List<string> Run(int seed, int writers, int rounds, int opsPerRound, bool lossyFinalHarvest)
+        public static List<string> Run(int seed, int writers, int addressWidth, int rounds, int opsPerRound, bool lossyFinalHarvest)
         {
-            var test = new StressTest(seed, writers);
+            var test = new StressTest(seed, writers, addressWidth);
             using (test._bitmap)
             {
                 test.Execute(writers, rounds, opsPerRound, lossyFinalHarvest);

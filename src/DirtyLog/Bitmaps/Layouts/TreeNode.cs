@@ -3,7 +3,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
-namespace DirtyLog.Bitmaps;
+namespace DirtyLog.Bitmaps.Layouts;
 
 /// <summary>An interior node of the sparse bitmap's radix tree, in native memory.</summary>
 /// <remarks>
@@ -36,13 +36,13 @@ internal unsafe struct TreeNode
     private fixed ulong _padding[6];
 
     /// <summary>Child pointers (a <see cref="TreeNode"/> or, in bottom nodes, a leaf of words), 0 while absent.</summary>
-    public fixed ulong Children[SparseDirtyBitmap.NodeFanout];
+    public fixed ulong Children[LeafOps.Fanout];
 
     /// <summary>Bottom nodes only: per leaf, bit <c>l</c> set when line <c>l</c> of that leaf may hold a dirty page.</summary>
-    public fixed ulong LineSummary[SparseDirtyBitmap.NodeFanout];
+    public fixed ulong LineSummary[LeafOps.Fanout];
 
     private const int ChildrenWord = 8;
-    private const int LineSummaryWord = ChildrenWord + SparseDirtyBitmap.NodeFanout;
+    private const int LineSummaryWord = ChildrenWord + LeafOps.Fanout;
 
     // Hot paths reach the arrays by plain pointer arithmetic: taking a ref to a fixed buffer element makes
     // the JIT load the node's first byte as a null check, one more cache line per level on every mark.

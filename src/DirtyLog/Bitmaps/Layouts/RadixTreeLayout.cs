@@ -1,27 +1,100 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
+using System;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading;
+using static DirtyLog.Bitmaps.Layouts.LeafOps;
 
-namespace DirtyLog.Bitmaps;
+namespace DirtyLog.Bitmaps.Layouts;
 
-/// <summary>The radix tree: layout constants, lazy creation, summary publication and release.</summary>
-public sealed unsafe partial class SparseDirtyBitmap
+/// <summary>
+/// The bitmap as a radix tree in native memory, in the spirit of the kernel's xarray: 64-way interior nodes above
+/// leaves of 512 words. Used where the flat layout cannot span the page space (more than 2^36 pages: a 64-bit IOVA
+/// space, say) or cannot be mapped.
+/// </summary>
+/// <remarks>
+/// <para>Nodes and leaves are allocated on the first mark that needs them and published with compare-and-swap; a
+/// region never marked costs nothing. Memory stays allocated until <see cref="Dispose"/>: clean leaves are reused.</para>
+/// <para>Thread safety: as <see cref="SparseDirtyBitmap"/>'s (every member but <see cref="Dispose"/> lock-free and
+/// callable at once). A marker sets its word, then each summary bit on the path bottom-up; a walk takes summary bits
+/// top-down and then the words.</para>
+/// </remarks>
+internal sealed unsafe partial class RadixTreeLayout : IDisposable
 {
-    internal const int MinPageSize = 4096;
-    internal const int WordShift = 6;
-    internal const int LeafWordShift = 9;
-    internal const int LeafWords = 1 << LeafWordShift;
-    internal const int LeafPageShift = WordShift + LeafWordShift;
-    internal const int LineWords = 8;
-    internal const int LinePageShift = WordShift + 3;
-    internal const int NodeFanoutShift = 6;
-    internal const int NodeFanout = 1 << NodeFanoutShift;
-    internal const int LeafBytes = LeafWords * sizeof(ulong);
-
     // Cache-line alignment lets a harvest test a whole line of 8 words with one vector load.
     private const int Alignment = 64;
+    private const int LeafBytes = LeafWords * sizeof(ulong);
+
+    private readonly int _height;
+    private TreeNode* _root;
+    private long _bytesInUse;
+
+    /// <summary>Creates an empty tree for 2^<paramref name="pageBits"/> pages.</summary>
+    public RadixTreeLayout(int pageBits)
+    {
+        _height = Math.Max(1, (pageBits - LeafPageShift + FanoutShift - 1) / FanoutShift);
+        RootSpan = 1UL << (LeafPageShift + (FanoutShift * _height));
+        _root = (TreeNode*)AllocateChild(_height);
+    }
+
+    /// <summary>Releases the native memory of a tree that was not disposed.</summary>
+    ~RadixTreeLayout() => Release();
+
+    /// <summary>Pages the root spans (at least the page space): the end of a whole-bitmap walk.</summary>
+    public ulong RootSpan { get; }
+
+    /// <summary>Bytes of nodes and leaves, as requested from the allocator.</summary>
+    public long BytesInUse => Volatile.Read(ref _bytesInUse);
+
+    public void Dispose()
+    {
+        Release();
+        GC.SuppressFinalize(this);
+    }
+
+    private void Release()
+    {
+        TreeNode* root = _root;
+        if (root != null)
+        {
+            _root = null;
+            FreeSubtree(root, _height);
+        }
+    }
+
+    /// <summary>Marks one page: its word, then the line summary and every node's bit on the path.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Mark(ulong page)
+    {
+        ulong* leaf = GetOrCreateLeaf(page, out TreeNode* bottom);
+        SetBits(ref leaf[(page >> WordShift) & (LeafWords - 1)], 1UL << (int)(page & 63));
+        PublishPath(bottom, page, 1UL << (int)((page >> LinePageShift) & (Fanout - 1)));
+    }
+
+    /// <summary>The words of leaf <paramref name="leafIndex"/>, created if needed; <paramref name="context"/> is its bottom node.</summary>
+    public ulong* OpenLeaf(ulong leafIndex, out nint context)
+    {
+        ulong* leaf = GetOrCreateLeaf(leafIndex << LeafPageShift, out TreeNode* bottom);
+        context = (nint)bottom;
+        return leaf;
+    }
+
+    /// <summary>Publishes lines <paramref name="lineMask"/> of a leaf opened by <see cref="OpenLeaf"/>, fencing plain stores first when asked.</summary>
+    public void PublishLeaf(nint context, ulong leafIndex, ulong lineMask, bool fence)
+    {
+        var bottom = (TreeNode*)context;
+        ulong page = leafIndex << LeafPageShift;
+        if (fence)
+        {
+            // Plain stores must be visible before any summary is read, or a harvest could take the summary, miss a
+            // still-buffered word, and leave it under a clear summary. An unconditional atomic OR of the line summary
+            // is that fence and the first summary update in one instruction.
+            Interlocked.Or(ref TreeNode.LineSummaryOf(bottom, ChildIndex(page, 1)), lineMask);
+        }
+
+        PublishPath(bottom, page, lineMask);
+    }
 
     // Upper nodes never use the line summaries, so they are allocated without them.
     private static int NodeBytes(int level) =>
@@ -30,7 +103,7 @@ public sealed unsafe partial class SparseDirtyBitmap
     /// <summary>The index of the child of a level-<paramref name="level"/> node that covers <paramref name="page"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int ChildIndex(ulong page, int level) =>
-        (int)(page >> (LeafPageShift + (NodeFanoutShift * (level - 1)))) & (NodeFanout - 1);
+        (int)(page >> (LeafPageShift + (FanoutShift * (level - 1)))) & (Fanout - 1);
 
     /// <summary>Finds the leaf holding <paramref name="page"/>, creating the path to it if needed, and returns its bottom node.</summary>
     /// <remarks>
@@ -38,9 +111,9 @@ public sealed unsafe partial class SparseDirtyBitmap
     /// constant and no loop-carried branch stands between the loads: a generic loop cost twice as much per random mark.
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private ulong* GetOrCreateLeaf(TreeNode* root, ulong page, out TreeNode* bottom)
+    private ulong* GetOrCreateLeaf(ulong page, out TreeNode* bottom)
     {
-        TreeNode* node = root;
+        TreeNode* node = _root;
         int height = _height;
         if (height >= 7) { node = Descend(node, page, 7); }
         if (height >= 6) { node = Descend(node, page, 6); }
@@ -105,16 +178,6 @@ public sealed unsafe partial class SparseDirtyBitmap
         return parent;
     }
 
-    /// <summary>Sets <paramref name="mask"/> in <paramref name="target"/>, with no atomic when the bits are already there.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void SetBits(ref ulong target, ulong mask)
-    {
-        if ((Volatile.Read(ref target) & mask) != mask)
-        {
-            Interlocked.Or(ref target, mask);
-        }
-    }
-
     [MethodImpl(MethodImplOptions.NoInlining)]
     private void* CreateChild(TreeNode* parent, int index, int childLevel)
     {
@@ -155,7 +218,7 @@ public sealed unsafe partial class SparseDirtyBitmap
 
     private void FreeSubtree(TreeNode* node, int level)
     {
-        for (int i = 0; i < NodeFanout; i++)
+        for (int i = 0; i < Fanout; i++)
         {
             ulong child = TreeNode.ChildSlot(node, i);
             if (child == 0)

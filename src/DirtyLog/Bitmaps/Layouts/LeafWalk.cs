@@ -1,0 +1,206 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
+using System.Threading;
+using DirtyLog.Internal;
+using static DirtyLog.Bitmaps.Layouts.LeafOps;
+
+namespace DirtyLog.Bitmaps.Layouts;
+
+/// <summary>The steps of a walk (harvest, peek, count) that both layouts share: summary words, leaves, lines and words.</summary>
+internal static unsafe class LeafWalk
+{
+    /// <summary>Takes (harvest) or reads (peek) the bits of <paramref name="mask"/> in a summary word.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ulong TakeSummary<TMode>(ref ulong summary, ulong mask)
+        where TMode : struct, IWalkMode
+    {
+        ulong seen = Volatile.Read(ref summary) & mask;
+        if (!TMode.Clears || seen == 0)
+        {
+            return seen;
+        }
+
+        return mask == ~0UL ? Interlocked.Exchange(ref summary, 0) : Interlocked.And(ref summary, ~mask) & mask;
+    }
+
+    /// <summary>
+    /// Splits the 64 children of a summary word spanning from <paramref name="first"/> into those fully inside
+    /// [<paramref name="lo"/>, <paramref name="hi"/>), whose summary bits may be taken, and the (at most two) partially
+    /// covered ones, which are visited without clearing their bit, since they may hold dirty pages outside the range.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void SplitChildren(ulong first, int childShift, ulong lo, ulong hi, out ulong full, out ulong partial)
+    {
+        ulong childMask = (1UL << childShift) - 1;
+        ulong spanEnd = first + (childMask + 1) * Fanout;
+        ulong a = Math.Max(lo, first) - first;
+        ulong b = Math.Min(hi, spanEnd) - first;
+        int low = (int)(a >> childShift);
+        int high = (int)((b - 1) >> childShift);
+        partial = 0;
+        if ((a & childMask) != 0)
+        {
+            partial |= 1UL << low;
+        }
+
+        if ((b & childMask) != 0)
+        {
+            partial |= 1UL << high;
+        }
+
+        full = RangeMask(low, high) & ~partial;
+    }
+
+    /// <summary>Walks one leaf: takes its line summary, then each dirty line's words.</summary>
+    /// <returns><see langword="false"/> when the sink refused a run; the lines not yet walked are then put back.</returns>
+    internal static bool WalkLeaf<TMode, TSink, TAhead>(ref ulong lineSummary, ulong* leaf, ulong first, ulong lo, ulong hi,
+        ref RunAccumulator<TSink> acc, ref TAhead ahead)
+        where TMode : struct, IWalkMode
+        where TSink : IDirtyRunSink, allows ref struct
+        where TAhead : struct, ILineLookahead
+    {
+        SplitChildren(first, LinePageShift, lo, hi, out ulong full, out ulong partial);
+        ulong taken = TakeSummary<TMode>(ref lineSummary, full);
+        ulong todo = taken | (partial & Volatile.Read(ref lineSummary));
+        ahead.EnterLeaf(leaf, todo);
+        while (todo != 0)
+        {
+            int l = BitOperations.TrailingZeroCount(todo);
+            ulong bit = 1UL << l;
+            todo &= todo - 1;
+            ahead.Advance();
+            ulong* line = leaf + (l * LineWords);
+            ulong lineFirst = first + ((ulong)l << LinePageShift);
+            bool ok = (full & bit) != 0
+                ? WalkFullLine<TMode, TSink>(line, lineFirst, ref acc)
+                : WalkPartialLine<TMode, TSink>(line, lineFirst, lo, hi, ref acc);
+            if (!ok)
+            {
+                if (TMode.Clears && (taken & (bit | todo)) != 0)
+                {
+                    Interlocked.Or(ref lineSummary, taken & (bit | todo));
+                }
+
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool WalkFullLine<TMode, TSink>(ulong* line, ulong first, ref RunAccumulator<TSink> acc)
+        where TMode : struct, IWalkMode
+        where TSink : IDirtyRunSink, allows ref struct
+    {
+        uint nonZero = WordScan.NonZeroMask8(ref *line);
+        while (nonZero != 0)
+        {
+            int w = BitOperations.TrailingZeroCount(nonZero);
+            nonZero &= nonZero - 1;
+            ref ulong word = ref line[w];
+            ulong bits = TMode.Clears ? Interlocked.Exchange(ref word, 0) : Volatile.Read(ref word);
+            if (!EmitWord<TMode, TSink>(ref word, bits, first + ((ulong)w << WordShift), ref acc))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static bool WalkPartialLine<TMode, TSink>(ulong* line, ulong first, ulong lo, ulong hi, ref RunAccumulator<TSink> acc)
+        where TMode : struct, IWalkMode
+        where TSink : IDirtyRunSink, allows ref struct
+    {
+        for (int w = 0; w < LineWords; w++)
+        {
+            ulong wordFirst = first + ((ulong)w << WordShift);
+            if (wordFirst + 64 <= lo || wordFirst >= hi)
+            {
+                continue;
+            }
+
+            ulong mask = ~0UL;
+            if (lo > wordFirst)
+            {
+                mask &= ~0UL << (int)(lo - wordFirst);
+            }
+
+            if (hi < wordFirst + 64)
+            {
+                mask &= ~0UL >> (int)(wordFirst + 64 - hi);
+            }
+
+            ref ulong word = ref line[w];
+            ulong bits = Volatile.Read(ref word) & mask;
+            if (bits != 0 && TMode.Clears)
+            {
+                bits = Interlocked.And(ref word, ~mask) & mask;
+            }
+
+            if (!EmitWord<TMode, TSink>(ref word, bits, wordFirst, ref acc))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Hands the runs of one word to the accumulator; on refusal a harvest ORs back what was not handed over.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool EmitWord<TMode, TSink>(ref ulong word, ulong bits, ulong first, ref RunAccumulator<TSink> acc)
+        where TMode : struct, IWalkMode
+        where TSink : IDirtyRunSink, allows ref struct
+    {
+        if (bits == ~0UL)
+        {
+            if (acc.Append(first, 64))
+            {
+                return true;
+            }
+        }
+        else
+        {
+            while (bits != 0)
+            {
+                int start = BitOperations.TrailingZeroCount(bits);
+                int length = BitOperations.TrailingZeroCount(~(bits >> start));
+                if (!acc.Append(first + (ulong)start, (ulong)length))
+                {
+                    break;
+                }
+
+                int end = start + length;
+                bits = end >= 64 ? 0 : bits & (~0UL << end);
+            }
+
+            if (bits == 0)
+            {
+                return true;
+            }
+        }
+
+        if (TMode.Clears)
+        {
+            Interlocked.Or(ref word, bits);
+        }
+
+        return false;
+    }
+
+    /// <summary>A hint to bring the line at <paramref name="address"/> into the cache; never faults, never orders.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void Prefetch(void* address)
+    {
+        if (Sse.IsSupported)
+        {
+            Sse.Prefetch0(address);
+        }
+    }
+}
