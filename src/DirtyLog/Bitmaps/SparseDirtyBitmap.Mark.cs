@@ -21,7 +21,22 @@ public sealed unsafe partial class SparseDirtyBitmap
     /// above it. In the flat layout the word's address is one shift away, as in a dense bitmap; the summaries are small
     /// arrays that stay in cache.
     /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Mark(ulong page)
+    {
+        // Small enough to inline into a caller's loop, as a dense bitmap's mark is: the tree and the throws are calls.
+        if (IsFlat && page < _pageCount)
+        {
+            _flat.Mark(page);
+        }
+        else
+        {
+            MarkSlow(page);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void MarkSlow(ulong page)
     {
         if (page >= _pageCount)
         {
@@ -91,7 +106,7 @@ public sealed unsafe partial class SparseDirtyBitmap
     {
         if (IsFlat)
         {
-            _flat.PublishLeaf(leafIndex, lineMask, fence);
+            _flat.PublishLeaf(leafIndex, lineMask);
         }
         else
         {

@@ -47,9 +47,9 @@ public class SparseDirtyBitmapMemoryTests
         Assert.Multiple(() =>
         {
             // The cost of the pieces, never of the aperture. Flat layout: per piece one 4 KiB page of words and one of
-            // line summaries, plus the upper summary levels (256 KiB and 4 KiB for a 48-bit space) once. (The tree: one
-            // leaf plus one node per level per piece, within the same bound.)
-            Assert.That(bitmap.BytesInUse - empty, Is.LessThanOrEqualTo(((long)pieces * 2 * 4096) + (260 * 1024)));
+            // line bytes, plus the upper summary levels (2 MiB, 32 KiB and 512 bytes for a 48-bit space) at most once.
+            // (The tree: one leaf plus one node per level per piece, within the same bound.)
+            Assert.That(bitmap.BytesInUse - empty, Is.LessThanOrEqualTo(((long)pieces * 2 * 4096) + (2 * MiB) + (36 * 1024)));
             Assert.That(bitmap.Count(), Is.EqualTo((ulong)pieces * 512).Within((ulong)pieces * 512 / 50),
                 "random pieces seldom overlap");
         });
