@@ -43,6 +43,12 @@ public sealed unsafe partial class SparseDirtyBitmap
             return;
         }
 
+        if ((firstPage & 63) == 0)
+        {
+            MergeAligned(bitmap, firstPage, pageCount);
+            return;
+        }
+
         var merger = new LeafCursor(this);
         var source = new SourceWords(bitmap[..(int)wordsNeeded], pageCount, (int)(firstPage & 63));
         ulong destFirstWord = firstPage >> WordShift;
@@ -158,6 +164,67 @@ public sealed unsafe partial class SparseDirtyBitmap
         if (runLength != 0)
         {
             MarkRangeUnchecked(firstPage + (runStart << pagesPerBitShift), firstPage + ((runStart + runLength) << pagesPerBitShift));
+        }
+    }
+
+    /// <summary>
+    /// The merge of a bitmap whose first page starts a word, as a memory slot's always does: source word <c>j</c> is
+    /// destination word <c>j</c>, so each leaf's share is one tight loop (a zero test per word, a plain store for a full
+    /// word, an atomic OR otherwise) and one publication of its lines.
+    /// </summary>
+    private void MergeAligned(ReadOnlySpan<ulong> bitmap, ulong firstPage, ulong pageCount)
+    {
+        ulong firstWord = firstPage >> WordShift;
+        int count = (int)((pageCount + 63) / 64);
+        ulong lastMask = (pageCount & 63) == 0 ? ~0UL : (1UL << (int)(pageCount & 63)) - 1;
+        ref ulong source = ref MemoryMarshal.GetReference(bitmap);
+        int j = 0;
+        while (j < count)
+        {
+            ulong global = firstWord + (ulong)j;
+            ulong leafIndex = global >> LeafWordShift;
+            int from = (int)(global & (LeafWords - 1));
+            int end = Math.Min(LeafWords, from + (count - j));
+            ulong* leaf = null;
+            nint context = 0;
+            ulong lineMask = 0;
+            bool storedPlainly = false;
+            for (int w = from; w < end; w++, j++)
+            {
+                ulong value = Unsafe.Add(ref source, j);
+                if (j == count - 1)
+                {
+                    value &= lastMask;
+                }
+
+                if (value == 0)
+                {
+                    continue;
+                }
+
+                if (leaf == null)
+                {
+                    leaf = OpenLeaf(leafIndex, out context);
+                }
+
+                if (value == ~0UL)
+                {
+                    // All ones is what any racing OR would give; the fence comes once per leaf, with the publication.
+                    leaf[w] = ~0UL;
+                    storedPlainly = true;
+                }
+                else
+                {
+                    SetBits(ref leaf[w], value);
+                }
+
+                lineMask |= 1UL << (w / LineWords);
+            }
+
+            if (lineMask != 0)
+            {
+                PublishLeaf(context, leafIndex, lineMask, storedPlainly);
+            }
         }
     }
 

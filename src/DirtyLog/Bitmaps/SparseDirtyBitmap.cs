@@ -16,21 +16,23 @@ namespace DirtyLog.Bitmaps;
 /// <remarks>
 /// <para><b>Shape.</b> On Linux, for page spaces of up to 2^36 pages (a 48-bit space of 4 KiB pages), flat arrays in one
 /// lazily backed mapping: a word per 64 pages for the whole space, as a dense bitmap has, so a mark computes its word's
-/// address with one shift; beside them small summary arrays: one bit per 64-byte line of words, then one bit per
-/// summary word, up to a single top word. Linux backs a page of the mapping with memory only where it is written, so
-/// a region never marked costs nothing: a fully dirty 1 TiB guest (2^28 pages of 4 KiB) costs 32 MiB of words and
-/// 66 KiB of summaries, and a 48-bit IOVA space with a few mappings about two 4 KiB pages per marked piece. Wider spaces
-/// (a 64-bit IOVA space), other systems, or a system that refuses the address space use a radix tree of the same
-/// summaries instead: 64-way nodes above leaves of 512 words, allocated on the first mark that needs them. Memory
-/// stays in use until <see cref="Dispose()"/>: clean words are reused by later marks.</para>
-/// <para><b>Summaries.</b> A harvest follows set summary bits only, so a clean bitmap of any size is harvested in a
-/// few reads, and a dirty line is found without scanning its clean neighbours; the harvest asks the memory system
-/// for the dirty lines ahead of the one it takes, across the whole walk.</para>
+/// address with one shift; beside them small summary arrays: one byte per 64-byte line of words, then one byte per 64
+/// bytes of the level below, up to a top level of at most 8 KiB. Linux backs a page of the mapping with memory only
+/// where it is written, so a region never marked costs nothing: a fully dirty 1 TiB guest (2^28 pages of 4 KiB) costs
+/// 32 MiB of words and about 0.6% more of summaries, and a 48-bit IOVA space with a few mappings a few 4 KiB pages per
+/// marked piece. Wider spaces (a 64-bit IOVA space), other systems, or a system that refuses the address space use a
+/// radix tree with the same summaries (as bits) instead: 64-way nodes above leaves of 512 words, allocated on the first
+/// mark that needs them. Memory stays in use until <see cref="Dispose()"/>: clean words are reused by later marks.</para>
+/// <para><b>Summaries.</b> A harvest follows set summaries only, so a clean bitmap of any size is harvested in a
+/// few microseconds, and a dirty line is found without scanning its clean neighbours; the harvest asks the memory
+/// system for the dirty lines ahead of the one it takes, and walks a fully dirty stretch as a dense bitmap would.</para>
 /// <para><b>Thread safety.</b> Every member except <see cref="Dispose()"/> may be called from any
 /// number of threads at once, with no lock: marks and merges (<see cref="Mark"/>,
 /// <see cref="MarkRange"/>, <see cref="MergeBitmap(ReadOnlySpan{ulong}, ulong, ulong)"/>) use one
-/// atomic OR per 64-bit word they change (none for a word that already holds their bits), plus
-/// one per summary word whose bit was clear; harvests take each dirty word with one atomic exchange.
+/// atomic OR per 64-bit word they change (none for a word that already holds their bits) and, in the flat layout,
+/// plain loads and stores of summary bytes (in the tree, one atomic OR per summary word whose bit was clear);
+/// harvests take each dirty word and summary with one atomic exchange, and in the flat layout issue one process-wide
+/// memory barrier per summary level above the line bytes they take.
 /// Concurrent harvests are allowed and partition the dirty pages between them. Dispose must not
 /// race any other call: it frees the native memory the others read.</para>
 /// <para><b>Ordering contract</b> (the rule of the kernel's <c>dirty_log_test</c>):</para>
@@ -47,7 +49,8 @@ namespace DirtyLog.Bitmaps;
 /// summary bit before the marker has set it, the marker sets it afterwards and every bit above it too, and the
 /// word bit is either already taken by this harvest or left set under a fully set path for the next
 /// one. Otherwise every bit on the path was set before the harvest took it, so the harvest reaches
-/// the word after the word bit was set and takes it.</para>
+/// the word after the word bit was set and takes it. (The flat layout's markers store summary bytes plainly; the
+/// harvest's process-wide barrier after taking a level gives their store-then-load the order this argument needs.)</para>
 /// </remarks>
 public sealed partial class SparseDirtyBitmap : IDisposable
 {
