@@ -191,6 +191,14 @@ public sealed unsafe partial class SparseDirtyBitmap
             bool storedPlainly = false;
             for (int w = from; w < end; w++, j++)
             {
+                if ((j & 7) == 0 && j + 8 < count && w + 8 <= end && WordScan.NonZeroMask8(ref Unsafe.Add(ref source, j)) == 0)
+                {
+                    // Eight clean words with one vector test: a lightly dirty slot is mostly these.
+                    w += 7;
+                    j += 7;
+                    continue;
+                }
+
                 ulong value = Unsafe.Add(ref source, j);
                 if (j == count - 1)
                 {

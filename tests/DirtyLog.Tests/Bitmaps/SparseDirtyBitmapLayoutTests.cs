@@ -62,11 +62,25 @@ public class SparseDirtyBitmapLayoutTests
                 return "range";
             case 2:
             {
+                if (random.Next(2) == 0)
+                {
+                    // Half the merges start on a word, as a memory slot's bitmap does (a path of its own).
+                    int aligned = first + (int)((64 - ((windowBase + (ulong)first) & 63)) & 63);
+                    if (aligned >= WindowPages)
+                    {
+                        return "aligned merge skipped";
+                    }
+
+                    first = aligned;
+                    count = Math.Min(count, WindowPages - first);
+                }
+
                 var words = new ulong[(count + 63) / 64];
                 for (int i = 0; i < count; i++)
                 {
-                    if (random.Next(4) == 0)
+                    if (random.Next(4) == 0 || (i / 64) % 5 == 0)
                     {
+                        // Every fifth word full: full words are stored plainly.
                         words[i / 64] |= 1UL << (i % 64);
                         model[first + i] = true;
                     }

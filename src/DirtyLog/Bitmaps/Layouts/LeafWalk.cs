@@ -145,52 +145,57 @@ internal static unsafe class LeafWalk
     }
 
     /// <summary>
-    /// Walks a fully dirty leaf inside the range as a dense bitmap would: every word in order, each non-zero one taken
-    /// (or read), consecutive full words joined in registers and handed over as one segment.
+    /// Walks a leaf inside the range whose every line is dirty: each line's non-zero words found with one vector test,
+    /// taken (or read) in order, consecutive full words joined across lines and handed over as one segment.
     /// </summary>
-    /// <remarks>Where every line is dirty, the per-line steps (a line's scan, the prefetch cursor) cost more than they save.</remarks>
+    /// <remarks>
+    /// Where every line is dirty, the per-line steps (the prefetch cursor, a call per line) cost more than they save:
+    /// a fully dirty harvest took 1.22 times the dense baseline's time with them. The vector test keeps a half-empty
+    /// line (1% random dirt) free of a branch per word.
+    /// </remarks>
     internal static bool WalkDenseLeaf<TMode, TSink>(ulong* leaf, ulong first, ref RunAccumulator<TSink> acc)
         where TMode : struct, IWalkMode
         where TSink : IDirtyRunSink, allows ref struct
     {
         int fullFrom = 0, fullWords = 0;
-        for (int w = 0; w < LeafWords; w++)
+        for (int lineStart = 0; lineStart < LeafWords; lineStart += LineWords)
         {
-            ref ulong word = ref leaf[w];
-            if (Volatile.Read(ref word) == 0)
+            uint nonZero = WordScan.NonZeroMask8(ref leaf[lineStart]);
+            while (nonZero != 0)
             {
-                continue;
-            }
-
-            ulong bits = TMode.Clears ? Interlocked.Exchange(ref word, 0) : Volatile.Read(ref word);
-            if (bits == ~0UL && fullFrom + fullWords == w)
-            {
-                fullWords++;
-                continue;
-            }
-
-            if (fullWords != 0 && !AppendFullWords<TMode, TSink>(leaf, first, fullFrom, fullWords, ref acc))
-            {
-                if (TMode.Clears)
+                int w = lineStart + BitOperations.TrailingZeroCount(nonZero);
+                nonZero &= nonZero - 1;
+                ref ulong word = ref leaf[w];
+                ulong bits = TMode.Clears ? Interlocked.Exchange(ref word, 0) : Volatile.Read(ref word);
+                if (bits == ~0UL && fullFrom + fullWords == w)
                 {
-                    Interlocked.Or(ref word, bits);
+                    fullWords++;
+                    continue;
                 }
 
-                return false;
-            }
+                if (fullWords != 0 && !AppendFullWords<TMode, TSink>(leaf, first, fullFrom, fullWords, ref acc))
+                {
+                    if (TMode.Clears)
+                    {
+                        Interlocked.Or(ref word, bits);
+                    }
 
-            fullWords = 0;
-            if (bits == ~0UL)
-            {
-                fullFrom = w;
-                fullWords = 1;
-                continue;
-            }
+                    return false;
+                }
 
-            fullFrom = w + 1;
-            if (bits != 0 && !EmitWord<TMode, TSink>(ref word, bits, first + ((ulong)w << WordShift), ref acc))
-            {
-                return false;
+                fullWords = 0;
+                if (bits == ~0UL)
+                {
+                    fullFrom = w;
+                    fullWords = 1;
+                    continue;
+                }
+
+                fullFrom = w + 1;
+                if (bits != 0 && !EmitWord<TMode, TSink>(ref word, bits, first + ((ulong)w << WordShift), ref acc))
+                {
+                    return false;
+                }
             }
         }
 
