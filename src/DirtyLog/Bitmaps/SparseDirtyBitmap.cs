@@ -19,7 +19,7 @@ namespace DirtyLog.Bitmaps;
 /// address with one shift; beside them small summary arrays: one byte per 64-byte line of words, then one byte per 64
 /// bytes of the level below, up to a top level of at most 8 KiB. Linux backs a page of the mapping with memory only
 /// where it is written, so a region never marked costs nothing: a fully dirty 1 TiB guest (2^28 pages of 4 KiB) costs
-/// 32 MiB of words and about 0.6% more of summaries, and a 48-bit IOVA space with a few mappings a few 4 KiB pages per
+/// 32 MiB of words and about 1.6% more of summaries, and a 48-bit IOVA space with a few mappings a few 4 KiB pages per
 /// marked piece. Wider spaces (a 64-bit IOVA space), other systems, or a system that refuses the address space use a
 /// radix tree with the same summaries (as bits) instead: 64-way nodes above leaves of 512 words, allocated on the first
 /// mark that needs them. Memory stays in use until <see cref="Dispose()"/>: clean words are reused by later marks.</para>
