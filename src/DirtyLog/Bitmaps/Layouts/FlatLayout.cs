@@ -103,11 +103,15 @@ internal sealed unsafe partial class FlatLayout : IDisposable
     /// <summary>Bytes of the mapping backed by memory (touched pages), from the kernel.</summary>
     public long BytesInUse => (long)_mapping.ResidentBytes();
 
-    /// <summary>Creates the layout for 2^<paramref name="pageBits"/> pages, or returns <see langword="null"/> when it cannot span them or the mapping is refused.</summary>
+    /// <summary>
+    /// Creates the layout for 2^<paramref name="pageBits"/> pages, or returns <see langword="null"/> when it cannot span
+    /// them, the process is 32-bit, or the mapping is refused.
+    /// </summary>
     public static FlatLayout? TryCreate(int pageBits)
     {
-        if (pageBits > MaxPageBits)
+        if (pageBits > MaxPageBits || !Environment.Is64BitProcess)
         {
+            // A 32-bit process has no room for the words of a wide space (8 GiB for 48 bits).
             return null;
         }
 
