@@ -2,7 +2,10 @@
 
 using System;
 using System.Collections.Generic;
+using System.Threading;
 using DirtyLog.Bitmaps;
+using DirtyLog.Consumers;
+using DirtyLog.Harvesting;
 using DirtyLog.Testing;
 using DirtyLog.Mapping;
 using DirtyLog.Tests.Infrastructure;
@@ -116,5 +119,48 @@ public class ReadmeExampleTests
         dirty.HarvestInto(pages);
         Assert.That(pages, Is.EquivalentTo(new ulong[] { 0x201, 0x601 }));
         nic.Dispose();
+    }
+    [Test]
+    public void TheConsumersExampleGivesEachConsumerTheRound()
+    {
+        using var shared = new SparseDirtyBitmap(40);
+        using var tracker = new EmulatedTracker("vcpus", new AddressRange(0, 1UL << 30));
+        using var harvester = new ParallelHarvester(shared);
+        harvester.Add(tracker, TrackerFaultPolicy.FailRound);
+        harvester.StartTracking();
+        tracker.Write(0x5000);
+
+        // --- README code starts here ---
+        using var consumers = new DirtyConsumerSet(addressWidth: 40);
+        using DirtyConsumer migration = consumers.Register("migration");
+        using DirtyConsumer snapshots = consumers.Register("snapshots"); // register before the full base snapshot
+
+        using (HarvestRound round = harvester.RunRound(deadline: null, CancellationToken.None))
+        {
+            consumers.Commit(round); // every consumer has the pages; the shared bitmap lets them go
+        }
+
+        var sink = new RunListSink(); // any IDirtyRunSink
+        snapshots.TakeChanges(ref sink); // what was published since its last take; the migration's pages stay its own
+        // --- README code ends here ---
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(sink.Runs, Is.EqualTo(new[] { new DirtyRun(5, 1) }));
+            Assert.That(migration.PendingPages, Is.EqualTo(1));
+            Assert.That(shared.Count(), Is.Zero);
+        });
+    }
+
+    /// <summary>The README's sink: keeps the runs.</summary>
+    private struct RunListSink() : IDirtyRunSink
+    {
+        public List<DirtyRun> Runs { get; } = [];
+
+        public readonly bool TryAccept(DirtyRun run)
+        {
+            Runs.Add(run);
+            return true;
+        }
     }
 }

@@ -79,8 +79,23 @@ public sealed class DirtyConsumer : IDisposable
         ReleaseBitmap();
     }
 
-    /// <summary>Marks one published run; called under the set's lock.</summary>
-    internal void Receive(DirtyRun run) => Pages.MarkRange(run.FirstPage, run.PageCount);
+    /// <summary>Marks the published runs; called under the set's lock.</summary>
+    internal void Receive(ReadOnlySpan<DirtyRun> runs)
+    {
+        SparseDirtyBitmap pages = Pages;
+        foreach (DirtyRun run in runs)
+        {
+            if (run.PageCount == 1)
+            {
+                // A round at low density is mostly single pages: the single mark is the cheaper path.
+                pages.Mark(run.FirstPage);
+            }
+            else
+            {
+                pages.MarkRange(run.FirstPage, run.PageCount);
+            }
+        }
+    }
 
     internal void ReleaseBitmap() => Interlocked.Exchange(ref _pages, null)?.Dispose();
 

@@ -112,10 +112,7 @@ public sealed class DirtyConsumerSet : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             foreach (DirtyConsumer consumer in _consumers)
             {
-                foreach (DirtyRun run in runs)
-                {
-                    consumer.Receive(run);
-                }
+                consumer.Receive(runs);
             }
 
             _publications++;
