@@ -120,6 +120,7 @@ public class ReadmeExampleTests
         Assert.That(pages, Is.EquivalentTo(new ulong[] { 0x201, 0x601 }));
         nic.Dispose();
     }
+
     [Test]
     public void TheConsumersExampleGivesEachConsumerTheRound()
     {
