@@ -57,6 +57,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     private readonly ulong[] _scratch = new ulong[4096];
     private long _overflows;
     private long _entries;
+    private long[] _vcpuEntries = []; // per ring, grown under _ringGate, read by any thread
     private long _unknownEntries;
     private RingReaper? _reaper; // under the tracker's own lock
     private long _reaperReaps;
@@ -100,6 +101,24 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
 
     /// <summary>Ring entries harvested so far.</summary>
     public long EntriesHarvested => Interlocked.Read(ref _entries);
+
+    /// <summary>
+    /// Entries harvested so far from each vCPU's ring, by ring index (the vCPU's order in the port): each entry is one
+    /// page that vCPU dirtied. Sampled twice, the difference over the time between is that vCPU's dirty rate, which
+    /// QEMU's dirty-limit throttles per vCPU (see <c>VcpuDirtyRates</c>).
+    /// </summary>
+    /// <returns>A copy, one counter per ring seen so far; safe to call from any thread at any time.</returns>
+    public long[] EntriesPerVcpu()
+    {
+        long[] counters = Volatile.Read(ref _vcpuEntries);
+        var copy = new long[counters.Length];
+        for (int i = 0; i < copy.Length; i++)
+        {
+            copy[i] = Interlocked.Read(ref counters[i]);
+        }
+
+        return copy;
+    }
 
     /// <summary>Entries naming a slot the VM's table does not know (another address space): their slot is unknown, so every slot was marked.</summary>
     public long UnknownEntries => Interlocked.Read(ref _unknownEntries);
@@ -362,12 +381,24 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
         int total = 0;
         bool markAll = false;
         uint entries = _port.RingEntries;
-        for (int ring = 0; ring < _port.RingCount; ring++)
+        int rings = _port.RingCount;
+        long[] perVcpu = _vcpuEntries;
+        if (perVcpu.Length < rings)
+        {
+            // vCPUs came: grow the counters, keeping the counts so far (readers see either array whole).
+            var grown = new long[rings];
+            Array.Copy(perVcpu, grown, perVcpu.Length);
+            Volatile.Write(ref _vcpuEntries, grown);
+            perVcpu = grown;
+        }
+
+        for (int ring = 0; ring < rings; ring++)
         {
             RingEntryDecoder.Recorder recorder = _decoder.NewRecorder();
             int n = _port.HarvestRing(ring, ref recorder);
             recorder.Flush();
             total += n;
+            Interlocked.Add(ref perVcpu[ring], n);
             if ((uint)n >= entries - Math.Min(entries / 2, ReservedEntries))
             {
                 markAll = true;
