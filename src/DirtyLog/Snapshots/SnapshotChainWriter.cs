@@ -1,0 +1,121 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.IO.Pipelines;
+using System.Threading;
+using System.Threading.Tasks;
+using DirtyLog.Bitmaps;
+using DirtyLog.Memory;
+using DirtyLog.Migration;
+
+namespace DirtyLog.Snapshots;
+
+/// <summary>
+/// Writes a chain of incremental snapshots of guest memory: a full snapshot, then diffs that hold only the pages
+/// dirtied since the previous link (a <see cref="Consumers.DirtyConsumer"/>'s changes), each a page stream in its own
+/// file, with zero pages as holes (a record, no data) and the VMM's states (vCPU registers, devices) by name.
+/// </summary>
+/// <remarks>
+/// <para>Each link is a complete page stream (header, checksummed records, end record), so a truncated or corrupted
+/// file is refused when read. Links carry their kind and sequence number; <see cref="SnapshotChain.RestoreAsync"/>
+/// refuses a chain out of order or with a gap.</para>
+/// <para>What the links contain is what memory holds while they are written: pause the guest (or write-protect the
+/// pages and copy before each write) for a consistent snapshot.</para>
+/// <para>Thread safety: one link at a time (calls are not serialised); memory may be read by others meanwhile.</para>
+/// </remarks>
+public sealed class SnapshotChainWriter
+{
+    private readonly GuestMemoryView _memory;
+    private readonly int _pageSize;
+    private bool _hasFull;
+
+    /// <summary>Creates a writer of snapshots of <paramref name="memory"/>.</summary>
+    /// <param name="memory">Guest memory.</param>
+    /// <param name="pageSize">Bytes per page, as the page stream's.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="memory"/> is null.</exception>
+    public SnapshotChainWriter(GuestMemoryView memory, int pageSize = 4096)
+        : this(memory, 0, pageSize)
+    {
+    }
+
+    /// <summary>A writer whose first link gets <paramref name="firstSequence"/>: a compacted chain's full snapshot, which later diffs follow.</summary>
+    internal SnapshotChainWriter(GuestMemoryView memory, long firstSequence, int pageSize = 4096)
+    {
+        ArgumentNullException.ThrowIfNull(memory);
+        _memory = memory;
+        _pageSize = pageSize;
+        NextSequence = firstSequence;
+    }
+
+    /// <summary>The sequence number the next link gets (0 for the first full snapshot).</summary>
+    public long NextSequence { get; private set; }
+
+    /// <summary>Writes a full snapshot: every page of memory (zero pages as holes), then the states.</summary>
+    /// <param name="destination">Where the link goes (a file); left open.</param>
+    /// <param name="states">Named states to store with it, or <see langword="null"/>.</param>
+    /// <param name="cancellationToken">Cancels the writes.</param>
+    /// <returns>What the link holds.</returns>
+    /// <exception cref="ArgumentException">A state uses the reserved name <c>dirtylog.snapshot</c>.</exception>
+    public async ValueTask<PageStreamSummary> WriteFullAsync(Stream destination, IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? states, CancellationToken cancellationToken)
+    {
+        ulong pages = _memory.Size / (ulong)_pageSize;
+        PageStreamSummary summary = await WriteLinkAsync(destination, [new DirtyRun(0, pages)], full: true, states, cancellationToken).ConfigureAwait(false);
+        _hasFull = true;
+        return summary;
+    }
+
+    /// <summary>Writes a diff: the pages of <paramref name="runs"/> as memory holds them now, then the states.</summary>
+    /// <param name="destination">Where the link goes (a file); left open.</param>
+    /// <param name="runs">The pages dirtied since the previous link, in page numbers of <see cref="GuestMemoryView"/>'s page size.</param>
+    /// <param name="states">Named states to store with it, or <see langword="null"/>.</param>
+    /// <param name="cancellationToken">Cancels the writes.</param>
+    /// <returns>What the link holds.</returns>
+    /// <exception cref="InvalidOperationException">No full snapshot was written first.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A run leaves guest memory.</exception>
+    /// <exception cref="ArgumentException">A state uses the reserved name <c>dirtylog.snapshot</c>.</exception>
+    public ValueTask<PageStreamSummary> WriteDiffAsync(Stream destination, IReadOnlyList<DirtyRun> runs, IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? states, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(runs);
+        if (!_hasFull)
+        {
+            throw new InvalidOperationException("A chain starts with a full snapshot: write one before any diff.");
+        }
+
+        return WriteLinkAsync(destination, runs, full: false, states, cancellationToken);
+    }
+
+    private async ValueTask<PageStreamSummary> WriteLinkAsync(Stream destination, IReadOnlyList<DirtyRun> runs, bool full,
+        IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? states, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        if (states is not null && states.ContainsKey(SnapshotHeader.StateName))
+        {
+            throw new ArgumentException($"The state name \"{SnapshotHeader.StateName}\" is reserved for the chain itself.", nameof(states));
+        }
+
+        PipeWriter output = PipeWriter.Create(destination, new StreamPipeWriterOptions(leaveOpen: true));
+        try
+        {
+            var writer = new PageStreamWriter(output, _memory, _pageSize);
+            await writer.WriteStateAsync(SnapshotHeader.StateName, SnapshotHeader.Encode(full, NextSequence), cancellationToken).ConfigureAwait(false);
+            await writer.WriteRoundAsync(runs, cancellationToken).ConfigureAwait(false);
+            if (states is not null)
+            {
+                foreach (KeyValuePair<string, ReadOnlyMemory<byte>> state in states)
+                {
+                    await writer.WriteStateAsync(state.Key, state.Value, cancellationToken).ConfigureAwait(false);
+                }
+            }
+
+            await writer.WriteEndAsync(cancellationToken).ConfigureAwait(false);
+            NextSequence++;
+            return new PageStreamSummary(writer.DataPages, writer.ZeroPages, writer.Rounds, writer.BytesWritten);
+        }
+        finally
+        {
+            await output.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+}
