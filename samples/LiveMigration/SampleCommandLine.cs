@@ -30,6 +30,9 @@ internal sealed class SampleCommandLine
     private readonly Option<int> Port = Number("--port", "The TCP port", 0, min: 1, max: 65535, required: true);
     private readonly Option<string> Host = new("--host") { Description = "The destination's host name or address", Required = true };
     private readonly Option<string> Out = new("--out") { Description = "Where to write the 1 MiB disk image", Required = true };
+    private readonly Option<int> Diffs = Number("--diffs", "Diffs to take after the full snapshot", 4, min: 1, max: 1000);
+    private readonly Option<int> IntervalMs = Number("--interval-ms", "The guest runs this long between snapshots, in milliseconds", 200, min: 1);
+    private readonly Option<string?> Dir = new("--dir") { Description = "Where to write the snapshot files (a new temporary directory by default)" };
 
     private SampleCommandLine()
     {
@@ -61,6 +64,9 @@ internal sealed class SampleCommandLine
         root.Subcommands.Add(listen);
         root.Subcommands.Add(send);
         root.Subcommands.Add(bootSector);
+        var snapshot = new Command("snapshot", "Take a full snapshot and a chain of diffs of the running guest, check the chain against a full snapshot and resume it in a new VM") { Diffs, IntervalMs, Dir };
+        snapshot.SetAction((result, _) => SnapshotDemo.RunAsync(OptionsFrom(result), result.GetValue(Diffs), TimeSpan.FromMilliseconds(result.GetValue(IntervalMs)), result.GetValue(Dir)));
+        root.Subcommands.Add(snapshot);
         return root;
     }
 

@@ -39,6 +39,8 @@ internal sealed class SourceVm : IDisposable
     private readonly List<IDisposable> _owned = [];
     private readonly List<Thread> _writers = [];
     private readonly CancellationTokenSource _pause = new();
+    private CancellationTokenSource _vcpuPause = new(); // replaced on each resume of the vCPU alone
+    private Thread? _vcpu;
     private volatile bool _stop;
 
     public SourceVm(MigrationOptions options)
@@ -167,10 +169,7 @@ internal sealed class SourceVm : IDisposable
         {
             // The vCPU runs the boot guest in its own run loop until paused.
             // A full ring exits to this loop, which reaps it; a wedged ring (this host's rings can overshoot) stops the vCPU.
-            Func<bool>? ringFull = _ringTracker is null ? null : () => _ringTracker.HandleRingFull() == DirtyRingFullOutcome.Reaped;
-            var vcpu = new Thread(() => _vmm.RunUntilPaused(_pause.Token, ringFull)) { IsBackground = true, Name = "vcpu0" };
-            _writers.Add(vcpu);
-            vcpu.Start();
+            StartVcpu();
         }
 
         else
@@ -226,9 +225,38 @@ internal sealed class SourceVm : IDisposable
         }
     }
 
+    /// <summary>
+    /// Stops the vCPU alone and waits until it left the guest: memory then holds a state the guest's invariant holds
+    /// in, for a snapshot. <see cref="ResumeVcpu"/> lets it run on.
+    /// </summary>
+    public void PauseVcpu()
+    {
+        _vcpuPause.Cancel();
+        _vcpu?.Join();
+    }
+
+    /// <summary>Runs the vCPU again after <see cref="PauseVcpu"/>.</summary>
+    public void ResumeVcpu()
+    {
+        _vcpuPause.Dispose();
+        _vcpuPause = new CancellationTokenSource();
+        StartVcpu();
+    }
+
+    private void StartVcpu()
+    {
+        SampleVmm vmm = _vmm!;
+        CancellationToken pause = _vcpuPause.Token;
+        Func<bool>? ringFull = _ringTracker is null ? null : () => _ringTracker.HandleRingFull() == DirtyRingFullOutcome.Reaped;
+        _vcpu = new Thread(() => vmm.RunUntilPaused(pause, ringFull)) { IsBackground = true, Name = "vcpu0" };
+        _writers.Add(_vcpu);
+        _vcpu.Start();
+    }
+
     /// <summary>Pauses every writer (the vCPU first) and waits until they stopped: stop-copy begins.</summary>
     public void Pause()
     {
+        _vcpuPause.Cancel();
         _pause.Cancel();
         _stop = true;
         foreach (Thread writer in _writers)
@@ -253,6 +281,7 @@ internal sealed class SourceVm : IDisposable
         _vmHandle?.Dispose();
         _vmm?.Dispose();
         _pause.Dispose();
+        _vcpuPause.Dispose();
         _simulatedRam?.Dispose();
     }
 

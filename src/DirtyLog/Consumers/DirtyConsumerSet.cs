@@ -119,7 +119,11 @@ public sealed class DirtyConsumerSet : IDisposable
         }
     }
 
-    /// <summary>Publishes a harvested round to every consumer, then commits it: the round's pages leave the shared bitmap only once every consumer has them.</summary>
+    /// <summary>
+    /// Publishes a harvested round to every consumer, then commits it: the round's pages leave the shared bitmap only
+    /// once every consumer has them. A round of a harvester with <see cref="HarvesterOptions.ClearBeforeSend"/> has its
+    /// pages re-protected in its trackers first (they count as sent once published).
+    /// </summary>
     /// <param name="round">A round from <see cref="ParallelHarvester.RunRound(TimeSpan?, System.Threading.CancellationToken)"/>, not yet settled.</param>
     /// <exception cref="ArgumentNullException"><paramref name="round"/> is null.</exception>
     /// <exception cref="InvalidOperationException">The round was committed or put back already; nothing was published.</exception>
@@ -130,6 +134,13 @@ public sealed class DirtyConsumerSet : IDisposable
         if (round.IsCommitted || round.IsPutBack)
         {
             throw new InvalidOperationException($"Round {round.Number} is settled already: its runs are gone.");
+        }
+
+        // A harvester with ClearBeforeSend left the round's pages logged in its trackers: re-protect exactly them now,
+        // since the consumers read memory only after this (a write from here on is logged for the next round).
+        foreach (DirtyRun run in round.Runs)
+        {
+            round.ClearBeforeSend(run.FirstPage, run.PageCount);
         }
 
         Publish(round.Runs);
