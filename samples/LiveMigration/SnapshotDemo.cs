@@ -68,6 +68,7 @@ internal static class SnapshotDemo
             vm.PauseVcpu();
             List<DirtyRun> runs = TakeRound(vm, consumers, chainConsumer);
             ulong changed = guest.PagesChangedSince(before, vm.Memory);
+            ulong resident = vm.ResidentPages;
             string path = Path.Combine(dir, $"{i}.diff");
             PageStreamSummary diff = await WriteAsync(path, stream => writer.WriteDiffAsync(stream, runs, States(vm), CancellationToken.None)).ConfigureAwait(false);
             before = guest.FirstBytes(vm.Memory);
@@ -79,7 +80,8 @@ internal static class SnapshotDemo
 
             chain.Add(path);
             Console.WriteLine($"diff {i}: {diff.DataPages + diff.ZeroPages:N0} pages ({diff.ZeroPages:N0} zero), {diff.Bytes / 1024.0:F0} KiB " +
-                $"= {100.0 * diff.Bytes / full.Bytes:F1}% of the full snapshot; the guest changed {changed:N0} of its pages; vCPU paused {pauseMs:F1} ms");
+                $"= {100.0 * diff.Bytes / full.Bytes:F1}% of the full snapshot; the guest changed {changed:N0} of its pages; " +
+                $"a resident-page (mincore) diff would hold {resident:N0}; vCPU paused {pauseMs:F1} ms");
         }
 
         // The same paused state as one full snapshot: base plus diffs must equal it, byte for byte.

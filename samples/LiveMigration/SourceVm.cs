@@ -144,6 +144,9 @@ internal sealed class SourceVm : IDisposable
     /// <summary>Ring-full exits the run loop handled and ring overflows the tracker covered (ring mode).</summary>
     public (long Overflows, bool Wedged)? RingStatus => _ringTracker is null ? null : (_ringTracker.Overflows, _ringTracker.IsWedged);
 
+    /// <summary>Guest memory pages resident in this process (<c>mincore</c>); 0 without a KVM guest.</summary>
+    public ulong ResidentPages => _vmm?.ResidentPages() ?? 0;
+
     /// <summary>Pages in guest memory.</summary>
     public ulong Pages => Memory.Size / 4096;
 
