@@ -124,6 +124,11 @@ public sealed class DirtyConsumerSet : IDisposable
     /// once every consumer has them. A round of a harvester with <see cref="HarvesterOptions.ClearBeforeSend"/> has its
     /// pages re-protected in its trackers first (they count as sent once published).
     /// </summary>
+    /// <remarks>
+    /// For a round nobody else sends. A migration that sends the round itself (<c>PageStreamWriter.WriteRoundAsync</c>
+    /// re-protects each chunk just before reading it) publishes it with <see cref="Publish"/> and settles it as usual:
+    /// re-protecting its pages a second time, after the send, would drop a write that came between the two.
+    /// </remarks>
     /// <param name="round">A round from <see cref="ParallelHarvester.RunRound(TimeSpan?, System.Threading.CancellationToken)"/>, not yet settled.</param>
     /// <exception cref="ArgumentNullException"><paramref name="round"/> is null.</exception>
     /// <exception cref="InvalidOperationException">The round was committed or put back already; nothing was published.</exception>
