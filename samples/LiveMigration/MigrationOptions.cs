@@ -62,4 +62,10 @@ internal sealed record MigrationOptions
 
     /// <summary>Only the vCPU writes (no emulated devices): the guest alone, as in the comparison with QEMU.</summary>
     public bool VcpuOnly { get; init; }
+
+    /// <summary>
+    /// Where to keep a snapshot chain of the source while it migrates (a base before the migration, then one diff of
+    /// every page the migration's rounds carried, at the switch-over), or <see langword="null"/> for none.
+    /// </summary>
+    public string? SnapshotDirectory { get; init; }
 }

@@ -8,6 +8,7 @@ using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Bitmaps;
+using DirtyLog.Consumers;
 using DirtyLog.Harvesting;
 using DirtyLog.Migration;
 
@@ -29,7 +30,13 @@ internal sealed record MigrationOutcome(List<RoundRow> Rounds, PreCopyDecision D
 internal static class Migrator
 {
     /// <summary>Migrates the running source VM over <paramref name="connection"/> (both directions: pages out, acknowledgements in).</summary>
-    public static async Task<MigrationOutcome> SendAsync(SourceVm vm, Stream connection, MigrationOptions options, Action<RoundRow> progress, CancellationToken cancellationToken)
+    /// <param name="vm">The source.</param>
+    /// <param name="connection">The connection to the destination.</param>
+    /// <param name="options">The migration's options.</param>
+    /// <param name="progress">Called with each round sent.</param>
+    /// <param name="cancellationToken">Cancels the migration.</param>
+    /// <param name="consumers">Other consumers of the same trackers (a snapshot chain): each round sent is published to them first.</param>
+    public static async Task<MigrationOutcome> SendAsync(SourceVm vm, Stream connection, MigrationOptions options, Action<RoundRow> progress, CancellationToken cancellationToken, DirtyConsumerSet? consumers = null)
     {
         PipeWriter output = PipeWriter.Create(connection, new StreamPipeWriterOptions(leaveOpen: true));
         var acks = new PageStreamAcknowledgements(PipeReader.Create(connection, new StreamPipeReaderOptions(leaveOpen: true)));
@@ -71,7 +78,7 @@ internal static class Migrator
                     break;
                 }
 
-                RoundRow row = await SendAsync(round, faults, writer, acks, "pre-copy", rows.Count + 1, cancellationToken).ConfigureAwait(false);
+                RoundRow row = await SendAsync(round, faults, writer, acks, "pre-copy", rows.Count + 1, consumers, cancellationToken).ConfigureAwait(false);
                 rows.Add(row);
                 progress(row);
                 lastSend = ((ulong)row.BytesSent, row.Send);
@@ -99,7 +106,7 @@ internal static class Migrator
         RoundRow last;
         using (finalRound)
         {
-            last = await SendAsync(finalRound, finalFaults + unsentFaults, writer, acks, "stop-copy", rows.Count + 1, cancellationToken).ConfigureAwait(false);
+            last = await SendAsync(finalRound, finalFaults + unsentFaults, writer, acks, "stop-copy", rows.Count + 1, consumers, cancellationToken).ConfigureAwait(false);
         }
 
         rows.Add(last);
@@ -140,8 +147,12 @@ internal static class Migrator
     }
 
     /// <summary>Sends a harvested round and commits it once sent (and, before stop-copy, once the destination applied it).</summary>
-    private static async Task<RoundRow> SendAsync(HarvestRound round, int faults, PageStreamWriter writer, PageStreamAcknowledgements acks, string phase, int number, CancellationToken cancellationToken)
+    private static async Task<RoundRow> SendAsync(HarvestRound round, int faults, PageStreamWriter writer, PageStreamAcknowledgements acks, string phase, int number,
+        DirtyConsumerSet? consumers, CancellationToken cancellationToken)
     {
+        // The other consumers get the round before it is sent: the send re-protects its pages chunk by chunk, and the
+        // round leaves the shared bitmap when committed. A round put back is not published; its pages come again.
+        consumers?.Publish(round.Runs);
         TimeSpan start = acks.Now;
         long bytes = await writer.WriteRoundAsync(round, cancellationToken).ConfigureAwait(false); // the round's runs, not a copy
 

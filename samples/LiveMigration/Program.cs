@@ -47,8 +47,16 @@ internal static class Program
         await client.ConnectAsync(IPAddress.Loopback, port).ConfigureAwait(false);
         vm.Start();
         await Task.Delay(options.Warmup).ConfigureAwait(false); // the scenario's pacing: the guest settles before the migration starts
+        using MigrationSnapshotChain? snapshots = options.SnapshotDirectory is { } dir && vm.UsesKvm
+            ? await MigrationSnapshotChain.BeginAsync(vm, dir).ConfigureAwait(false)
+            : null;
+        if (options.SnapshotDirectory is not null && snapshots is null)
+        {
+            Console.WriteLine("snapshots: skipped, they need the KVM guest (its vCPU pauses for the base)");
+        }
+
         long startedAt = Stopwatch.GetTimestamp();
-        MigrationOutcome outcome = await Migrator.SendAsync(vm, client.GetStream(), options, MigrationReport.Progress, CancellationToken.None).ConfigureAwait(false);
+        MigrationOutcome outcome = await Migrator.SendAsync(vm, client.GetStream(), options, MigrationReport.Progress, CancellationToken.None, snapshots?.Consumers).ConfigureAwait(false);
         (List<RoundRow> rows, PreCopyDecision decision) = (outcome.Rounds, outcome.Decision);
         if (decision.Action == PreCopyAction.Abort)
         {
@@ -76,6 +84,11 @@ internal static class Program
         // The paused source's memory is what the destination resumed from (the digest proves it): progress is the change since.
         ulong progressed = vm.Guest.PagesChangedSince(vm.Guest.FirstBytes(vm.Memory), destination.Memory);
         bool ok = summary.MemoryVerified && broken is null && progressed > 0;
+        if (snapshots is not null)
+        {
+            ok &= await snapshots.FinishAsync(vm).ConfigureAwait(false);
+        }
+
         Console.WriteLine(FormattableString.Invariant(
             $"result: total_ms={Stopwatch.GetElapsedTime(startedAt, destination.ResumedAt).TotalMilliseconds:F1} downtime_ms={downtime.TotalMilliseconds:F1} mb={summary.Bytes / 1e6:F1} rounds={summary.Rounds} invariant={(broken is null ? "ok" : "broken")} digest={(summary.MemoryVerified ? "ok" : "mismatch")}{(vm.RingStatus is { } ring ? $" ring_overflows={ring.Overflows} ring_wedged={(ring.Wedged ? "yes" : "no")}" : "")}"));
         Console.WriteLine($"destination: the guest resumed and ran {passes} passes, {progressed:N0} of its {vm.Guest.Pages:N0} pages changed");

@@ -33,6 +33,7 @@ internal sealed class SampleCommandLine
     private readonly Option<int> Diffs = Number("--diffs", "Diffs to take after the full snapshot", 4, min: 1, max: 1000);
     private readonly Option<int> IntervalMs = Number("--interval-ms", "The guest runs this long between snapshots, in milliseconds", 200, min: 1);
     private readonly Option<string?> Dir = new("--dir") { Description = "Where to write the snapshot files (a new temporary directory by default)" };
+    private readonly Option<string?> SnapshotDir = new("--snapshot-dir") { Description = "Keep a snapshot chain of the source while it migrates, in this directory (KVM guest only)", Recursive = true };
 
     private SampleCommandLine()
     {
@@ -51,7 +52,7 @@ internal sealed class SampleCommandLine
     {
         var root = new RootCommand("Live migration of a running guest with DirtyLog: with no command, source and destination in this process over loopback TCP.")
         {
-            Rate, DowntimeMs, NoKvm, Chart, Csv, GuestMib, WorkingSetMib, VcpuOnly, WarmupMs, DirtyRing, ShrinkTo,
+            Rate, DowntimeMs, NoKvm, Chart, Csv, GuestMib, WorkingSetMib, VcpuOnly, WarmupMs, DirtyRing, ShrinkTo, SnapshotDir,
         };
         root.SetAction((result, _) => Program.RunInProcessAsync(OptionsFrom(result)));
 
@@ -101,6 +102,7 @@ internal sealed class SampleCommandLine
         Warmup = TimeSpan.FromMilliseconds(result.GetValue(WarmupMs)),
         DirtyRingEntries = (uint)result.GetValue(DirtyRing),
         KeepCopyingWhileShrinkingTo = result.GetValue(ShrinkTo),
+        SnapshotDirectory = result.GetValue(SnapshotDir),
     };
 
     private static Option<int> Number(string name, string description, int defaultValue, int min, int max = int.MaxValue, bool required = false)

@@ -109,7 +109,7 @@ internal static class SnapshotDemo
     }
 
     /// <summary>One harvest round, published to the consumers and committed; returns what the chain's consumer took.</summary>
-    private static List<DirtyRun> TakeRound(SourceVm vm, DirtyConsumerSet consumers, DirtyConsumer chainConsumer)
+    internal static List<DirtyRun> TakeRound(SourceVm vm, DirtyConsumerSet consumers, DirtyConsumer chainConsumer)
     {
         using (HarvestRound round = vm.Harvester.RunRound(null, CancellationToken.None))
         {
@@ -121,7 +121,7 @@ internal static class SnapshotDemo
         return sink.Runs;
     }
 
-    private static Dictionary<string, ReadOnlyMemory<byte>> States(SourceVm vm)
+    internal static Dictionary<string, ReadOnlyMemory<byte>> States(SourceVm vm)
     {
         var states = new Dictionary<string, ReadOnlyMemory<byte>>(StringComparer.Ordinal);
         foreach ((string name, byte[] state) in vm.SaveState())
@@ -132,13 +132,13 @@ internal static class SnapshotDemo
         return states;
     }
 
-    private static async Task<PageStreamSummary> WriteAsync(string path, Func<Stream, ValueTask<PageStreamSummary>> write)
+    internal static async Task<PageStreamSummary> WriteAsync(string path, Func<Stream, ValueTask<PageStreamSummary>> write)
     {
         await using FileStream stream = File.Create(path);
         return await write(stream).ConfigureAwait(false);
     }
 
-    private static async Task<T> WithStreamsAsync<T>(List<string> paths, Func<Stream[], Task<T>> use)
+    internal static async Task<T> WithStreamsAsync<T>(List<string> paths, Func<Stream[], Task<T>> use)
     {
         var streams = new Stream[paths.Count];
         try
@@ -163,7 +163,7 @@ internal static class SnapshotDemo
     }
 
     /// <summary>A sink that keeps the runs.</summary>
-    private struct RunList() : IDirtyRunSink
+    internal struct RunList() : IDirtyRunSink
     {
         public List<DirtyRun> Runs { get; } = [];
 

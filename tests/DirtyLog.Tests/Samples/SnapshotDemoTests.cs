@@ -46,4 +46,37 @@ public class SnapshotDemoTests
             dir.Delete(recursive: true);
         }
     }
+
+    [TestCase(0u)]
+    [TestCase(65536u)]
+    public async Task ASnapshotChainKeptWhileTheGuestMigratesEqualsTheSwitchOverState(uint ringEntries)
+    {
+        Assume.That(File.Exists("/dev/kvm"), "needs /dev/kvm: the vCPU and its dirty log are KVM's");
+        DirectoryInfo dir = Directory.CreateTempSubdirectory("migration-snapshots-");
+        try
+        {
+            var options = new MigrationOptions
+            {
+                GuestBytes = 32UL << 20,
+                DeviceBytes = 4UL << 20,
+                PagesPerSecond = 0,
+                VcpuOnly = true,
+                DirtyRingEntries = ringEntries,
+                Warmup = TimeSpan.FromMilliseconds(200),
+                SnapshotDirectory = dir.FullName,
+            };
+
+            (bool ok, _) = await Program.MigrateInProcessAsync(options);
+            string[] files = dir.GetFiles().Select(f => f.Name).Order(StringComparer.Ordinal).ToArray();
+            Assert.Multiple(() =>
+            {
+                Assert.That(ok, Is.True, "the migration succeeded and the snapshot chain, fed the same rounds, equals the switch-over state");
+                Assert.That(files, Is.EqualTo(new[] { "0.full", "1.diff", "switch-over.full" }));
+            });
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
 }
