@@ -127,7 +127,7 @@ public sealed class PreCopyController
                     decision = Decide(PreCopyAction.Abort, $"{stalled}: aborting");
                     break;
                 case StallPolicy.Throttle:
-                    _throttle!(new ThrottleRequest(number, dirtyRate, bandwidth, trackerRates));
+                    _throttle!(new ThrottleRequest(number, dirtyRate, bandwidth, trackerRates) { VcpuDirtyRates = round.VcpuDirtyRates });
                     roundsWithoutProgress = 0; // give the throttle time to act
                     decision = Decide(PreCopyAction.Throttle, $"{stalled}: throttling the guest");
                     break;

@@ -115,6 +115,25 @@ public class PreCopyControllerTests
     }
 
     [Test]
+    public void TheThrottleIsToldEachVcpusDirtyRate()
+    {
+        var requests = new List<ThrottleRequest>();
+        var controller = new PreCopyController(new PreCopyOptions { StallRounds = 2, StallPolicy = StallPolicy.Throttle }, requests.Add);
+        double[] rates = [1_000, 45_000];
+        for (int i = 0; i < 3; i++)
+        {
+            controller.Observe(Round(50_000) with { VcpuDirtyRates = rates });
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(requests, Has.Count.EqualTo(1));
+            Assert.That(requests[0].VcpuDirtyRates, Is.EqualTo(rates), "vCPU 1 dirties most: the one to slow down");
+            Assert.That(Round(1).VcpuDirtyRates, Is.Empty, "unknown unless given");
+        });
+    }
+
+    [Test]
     public void TheRoundBudgetEndsPreCopy()
     {
         var controller = new PreCopyController(new PreCopyOptions { MaxRounds = 4, StallRounds = 100 });
