@@ -108,34 +108,7 @@ internal static unsafe class LeafWalk
         {
             int w = BitOperations.TrailingZeroCount(nonZero);
             nonZero &= nonZero - 1;
-            ref ulong word = ref line[w];
-            ulong bits = TMode.Clears ? Interlocked.Exchange(ref word, 0) : Volatile.Read(ref word);
-            if (bits == ~0UL && fullFrom + fullWords == w)
-            {
-                fullWords++;
-                continue;
-            }
-
-            if (fullWords != 0 && !AppendFullWords<TMode, TSink>(line, first, fullFrom, fullWords, ref acc))
-            {
-                if (TMode.Clears)
-                {
-                    Interlocked.Or(ref word, bits);
-                }
-
-                return false;
-            }
-
-            fullWords = 0;
-            if (bits == ~0UL)
-            {
-                fullFrom = w;
-                fullWords = 1;
-                continue;
-            }
-
-            fullFrom = w + 1;
-            if (!EmitWord<TMode, TSink>(ref word, bits, first + ((ulong)w << WordShift), ref acc))
+            if (!TakeWord<TMode, TSink>(line, w, first, ref fullFrom, ref fullWords, ref acc))
             {
                 return false;
             }
@@ -190,8 +163,8 @@ internal static unsafe class LeafWalk
     }
 
     /// <summary>
-    /// Takes (or reads) word <paramref name="w"/> of a dense leaf: a full word consecutive to the pending full words joins
-    /// them; anything else hands the pending ones over first.
+    /// Takes (or reads) word <paramref name="w"/> of a line or leaf starting at page <paramref name="first"/>: a full word
+    /// consecutive to the pending full words joins them; anything else hands the pending ones over first.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static bool TakeWord<TMode, TSink>(ulong* leaf, int w, ulong first, ref int fullFrom, ref int fullWords, ref RunAccumulator<TSink> acc)
