@@ -75,22 +75,9 @@ public sealed partial class SparseDirtyBitmap : IDisposable
     /// </exception>
     public SparseDirtyBitmap(int addressWidth, long pageSize = 4096)
     {
-        if (pageSize < MinPageSize || !BitOperations.IsPow2(pageSize))
-        {
-            throw new ArgumentOutOfRangeException(nameof(pageSize), pageSize,
-                $"The page size must be a power of two of at least {MinPageSize} bytes.");
-        }
-
-        int pageShift = BitOperations.Log2((ulong)pageSize);
-        if (addressWidth < pageShift || addressWidth > 64)
-        {
-            throw new ArgumentOutOfRangeException(nameof(addressWidth), addressWidth,
-                $"The address width must be between {pageShift} (one page of {pageSize} bytes) and 64 bits.");
-        }
-
-        _pageShift = pageShift;
+        int pageBits = PageBits(addressWidth, pageSize);
+        _pageShift = addressWidth - pageBits;
         _addressWidth = addressWidth;
-        int pageBits = addressWidth - pageShift;
         _pageCount = 1UL << pageBits;
         if (OperatingSystem.IsLinux())
         {
@@ -162,6 +149,26 @@ public sealed partial class SparseDirtyBitmap : IDisposable
     }
 
     internal const int MinPageSize = 4096;
+
+    /// <summary>Checks a geometry as the constructor does and returns log2 of its page count.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">As the constructor's.</exception>
+    internal static int PageBits(int addressWidth, long pageSize)
+    {
+        if (pageSize < MinPageSize || !BitOperations.IsPow2(pageSize))
+        {
+            throw new ArgumentOutOfRangeException(nameof(pageSize), pageSize,
+                $"The page size must be a power of two of at least {MinPageSize} bytes.");
+        }
+
+        int pageShift = BitOperations.Log2((ulong)pageSize);
+        if (addressWidth < pageShift || addressWidth > 64)
+        {
+            throw new ArgumentOutOfRangeException(nameof(addressWidth), addressWidth,
+                $"The address width must be between {pageShift} (one page of {pageSize} bytes) and 64 bits.");
+        }
+
+        return addressWidth - pageShift;
+    }
 
     private void CheckRange(ulong firstPage, ulong pageCount, string paramName)
     {

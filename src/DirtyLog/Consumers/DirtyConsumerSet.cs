@@ -33,6 +33,7 @@ public sealed class DirtyConsumerSet : IDisposable
     private readonly object _gate = new();
     private readonly int _addressWidth;
     private readonly long _pageSize;
+    private readonly ulong _pageCount;
     private DirtyConsumer[] _consumers = [];
     private long _publications;
     private bool _disposed;
@@ -43,11 +44,7 @@ public sealed class DirtyConsumerSet : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">As <see cref="SparseDirtyBitmap(int, long)"/>'s.</exception>
     public DirtyConsumerSet(int addressWidth, long pageSize = 4096)
     {
-        // Validates the geometry once, with the bitmap's own messages.
-        using (new SparseDirtyBitmap(addressWidth, pageSize))
-        {
-        }
-
+        _pageCount = 1UL << SparseDirtyBitmap.PageBits(addressWidth, pageSize); // the bitmap's checks and messages
         _addressWidth = addressWidth;
         _pageSize = pageSize;
     }
@@ -103,10 +100,20 @@ public sealed class DirtyConsumerSet : IDisposable
 
     /// <summary>Hands a dirty set to every registered consumer.</summary>
     /// <param name="runs">The runs, in the shared bitmap's page numbers.</param>
-    /// <exception cref="ArgumentOutOfRangeException">A run ends past the page space; the runs before it reached every consumer.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A run ends past the page space; nothing was published.</exception>
     /// <exception cref="ObjectDisposedException">The set was disposed.</exception>
     public void Publish(ReadOnlySpan<DirtyRun> runs)
     {
+        // Every run checked before any consumer is marked: a bad run must not leave the consumers disagreeing.
+        foreach (DirtyRun run in runs)
+        {
+            if (run.EndPage > _pageCount || run.EndPage < run.FirstPage)
+            {
+                throw new ArgumentOutOfRangeException(nameof(runs), run,
+                    $"The run [0x{run.FirstPage:x} +{run.PageCount:#,0}) ends past the page space of {_pageCount:#,0} pages; nothing was published.");
+            }
+        }
+
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);

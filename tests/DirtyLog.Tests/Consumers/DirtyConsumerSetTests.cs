@@ -152,6 +152,23 @@ public class DirtyConsumerSetTests
     }
 
     [Test]
+    public void APublicationWithARunPastThePageSpaceReachesNoConsumer()
+    {
+        using var set = new DirtyConsumerSet(40);
+        using DirtyConsumer first = set.Register("first");
+        using DirtyConsumer second = set.Register("second");
+        Assert.That(() => set.Publish([new DirtyRun(5, 1), new DirtyRun((1UL << 28) - 1, 2)]),
+            Throws.TypeOf<ArgumentOutOfRangeException>().With.Message.Contains("nothing was published"));
+        Assert.That(() => set.Publish([new DirtyRun(ulong.MaxValue, 2)]), Throws.TypeOf<ArgumentOutOfRangeException>(), "a run that wraps");
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.PendingPages, Is.Zero);
+            Assert.That(second.PendingPages, Is.Zero);
+            Assert.That(set.Publications, Is.Zero);
+        });
+    }
+
+    [Test]
     public void ABadGeometryIsRefusedWithTheBitmapsMessage() =>
         Assert.That(() => new DirtyConsumerSet(40, 1000), Throws.TypeOf<ArgumentOutOfRangeException>().With.Property("ParamName").EqualTo("pageSize"));
 
