@@ -191,29 +191,17 @@ internal sealed unsafe partial class FlatLayout
             return false;
         }
 
-        while (todo != 0)
+        if (LeafWalk.WalkLines<TMode, TSink, LineByteLookahead>(words, first, lo, hi, full, todo, ref acc, ref ahead, out ulong unwalked))
         {
-            int l = BitOperations.TrailingZeroCount(todo);
-            ulong bit = 1UL << l;
-            todo &= todo - 1;
-            ahead.Advance();
-            ulong* line = words + (l * LineWords);
-            ulong lineFirst = first + ((ulong)l << LinePageShift);
-            bool ok = (full & bit) != 0
-                ? LeafWalk.WalkFullLine<TMode, TSink>(line, lineFirst, ref acc)
-                : LeafWalk.WalkPartialLine<TMode, TSink>(line, lineFirst, lo, hi, ref acc);
-            if (!ok)
-            {
-                if (TMode.Clears)
-                {
-                    PutBackLines(lineBytes, taken & (bit | todo));
-                }
-
-                return false;
-            }
+            return true;
         }
 
-        return true;
+        if (TMode.Clears)
+        {
+            PutBackLines(lineBytes, taken & unwalked);
+        }
+
+        return false;
     }
 
     /// <summary>Sets again the line bytes of <paramref name="lines"/>.</summary>

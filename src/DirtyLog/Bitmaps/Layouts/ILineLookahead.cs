@@ -7,11 +7,8 @@ namespace DirtyLog.Bitmaps.Layouts;
 /// misses before it, so a scattered dirty line would cost a whole memory latency; the summaries tell which lines come
 /// next, so they are fetched ahead of the exchanges. The walk specialises per lookahead (a struct), so the calls inline.
 /// </summary>
-internal unsafe interface ILineLookahead
+internal interface ILineLookahead
 {
-    /// <summary>The walk enters a leaf whose line summary it took as <paramref name="lines"/>.</summary>
-    void EnterLeaf(ulong* leaf, ulong lines);
-
     /// <summary>The walk moves on by one line: fetch one more ahead.</summary>
     void Advance();
 }

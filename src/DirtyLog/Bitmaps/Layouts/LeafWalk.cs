@@ -55,18 +55,21 @@ internal static unsafe class LeafWalk
         full = RangeMask(low, high) & ~partial;
     }
 
-    /// <summary>Walks one leaf: takes its line summary, then each dirty line's words.</summary>
-    /// <returns><see langword="false"/> when the sink refused a run; the lines not yet walked are then put back.</returns>
-    internal static bool WalkLeaf<TMode, TSink, TAhead>(ref ulong lineSummary, ulong* leaf, ulong first, ulong lo, ulong hi,
-        ref RunAccumulator<TSink> acc, ref TAhead ahead)
+    /// <summary>
+    /// Walks the lines <paramref name="todo"/> of a leaf in order: those of <paramref name="full"/> whole, the others
+    /// clipped to [<paramref name="lo"/>, <paramref name="hi"/>), advancing the prefetch cursor one line each.
+    /// </summary>
+    /// <returns>
+    /// <see langword="false"/> when the sink refused a run; <paramref name="unwalked"/> then holds the lines not fully
+    /// walked (the current one included), whose summaries the caller puts back.
+    /// </returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static bool WalkLines<TMode, TSink, TAhead>(ulong* leaf, ulong first, ulong lo, ulong hi, ulong full, ulong todo,
+        ref RunAccumulator<TSink> acc, ref TAhead ahead, out ulong unwalked)
         where TMode : struct, IWalkMode
         where TSink : IDirtyRunSink, allows ref struct
         where TAhead : struct, ILineLookahead
     {
-        SplitChildren(first, LinePageShift, lo, hi, out ulong full, out ulong partial);
-        ulong taken = TakeSummary<TMode>(ref lineSummary, full);
-        ulong todo = taken | (partial & Volatile.Read(ref lineSummary));
-        ahead.EnterLeaf(leaf, todo);
         while (todo != 0)
         {
             int l = BitOperations.TrailingZeroCount(todo);
@@ -80,15 +83,12 @@ internal static unsafe class LeafWalk
                 : WalkPartialLine<TMode, TSink>(line, lineFirst, lo, hi, ref acc);
             if (!ok)
             {
-                if (TMode.Clears && (taken & (bit | todo)) != 0)
-                {
-                    Interlocked.Or(ref lineSummary, taken & (bit | todo));
-                }
-
+                unwalked = bit | todo;
                 return false;
             }
         }
 
+        unwalked = 0;
         return true;
     }
 

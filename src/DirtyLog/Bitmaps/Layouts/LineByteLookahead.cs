@@ -12,7 +12,7 @@ namespace DirtyLog.Bitmaps.Layouts;
 /// before it, so a scattered dirty line would cost a whole memory latency; the line bytes tell which lines come next.
 /// The cursor reads them plainly: they are hints, the walk takes them later.
 /// </summary>
-internal unsafe struct LineByteLookahead
+internal unsafe struct LineByteLookahead : ILineLookahead
 {
     /// <summary>How many dirty lines ahead of the current one the walk asks for.</summary>
     internal const int Distance = 16;

@@ -43,7 +43,7 @@ internal sealed unsafe partial class RadixTreeLayout
 
             ulong childFirst = first + ((ulong)c << childShift);
             bool ok = level == 1
-                ? LeafWalk.WalkLeaf<TMode, TSink, LeafLookahead>(ref TreeNode.LineSummaryOf(node, c), (ulong*)child, childFirst, lo, hi, ref acc, ref ahead)
+                ? WalkLeaf<TMode, TSink>(ref TreeNode.LineSummaryOf(node, c), (ulong*)child, childFirst, lo, hi, ref acc, ref ahead)
                 : WalkNode<TMode, TSink>((TreeNode*)child, level - 1, childFirst, lo, hi, ref acc, ref ahead);
             if (!ok)
             {
@@ -59,6 +59,30 @@ internal sealed unsafe partial class RadixTreeLayout
         }
 
         return true;
+    }
+
+    /// <summary>Walks one leaf: takes its line summary, then each dirty line's words.</summary>
+    /// <returns><see langword="false"/> when the sink refused a run; the lines not yet walked are then put back.</returns>
+    private static bool WalkLeaf<TMode, TSink>(ref ulong lineSummary, ulong* leaf, ulong first, ulong lo, ulong hi,
+        ref RunAccumulator<TSink> acc, ref LeafLookahead ahead)
+        where TMode : struct, IWalkMode
+        where TSink : IDirtyRunSink, allows ref struct
+    {
+        LeafWalk.SplitChildren(first, LinePageShift, lo, hi, out ulong full, out ulong partial);
+        ulong taken = LeafWalk.TakeSummary<TMode>(ref lineSummary, full);
+        ulong todo = taken | (partial & Volatile.Read(ref lineSummary));
+        ahead.EnterLeaf(leaf, todo);
+        if (LeafWalk.WalkLines<TMode, TSink, LeafLookahead>(leaf, first, lo, hi, full, todo, ref acc, ref ahead, out ulong unwalked))
+        {
+            return true;
+        }
+
+        if (TMode.Clears && (taken & unwalked) != 0)
+        {
+            Interlocked.Or(ref lineSummary, taken & unwalked);
+        }
+
+        return false;
     }
 
     /// <summary>Asks for the first dirty lines of the leaf the walk visits next, so that entering it does not stall.</summary>
