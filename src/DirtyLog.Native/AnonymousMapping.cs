@@ -118,6 +118,28 @@ public sealed unsafe class AnonymousMapping : IDisposable
         }
     }
 
+    /// <summary>
+    /// Gives a range's memory back to the kernel (<c>madvise</c> MADV_DONTNEED): it reads as zeros again and costs
+    /// nothing until touched.
+    /// </summary>
+    /// <param name="offset">Bytes from the start, a multiple of 4096.</param>
+    /// <param name="length">Bytes, a multiple of 4096.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The range is unaligned or leaves the mapping.</exception>
+    /// <exception cref="ObjectDisposedException">The mapping was disposed.</exception>
+    /// <exception cref="KernelException">madvise failed.</exception>
+    public void Discard(ulong offset, ulong length)
+    {
+        if (((offset | length) & 4095) != 0 || offset > Length || length > Length - offset)
+        {
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"The range of {length} bytes must be 4096-aligned and inside the {Length} bytes mapped.");
+        }
+
+        if (length != 0 && Interop.madvise((byte*)Address + offset, (nuint)length, Interop.MADV_DONTNEED) != 0)
+        {
+            throw KernelErrors.Last("madvise", $"MADV_DONTNEED of {length} anonymous bytes");
+        }
+    }
+
     /// <summary>Unmaps the memory (a mapping never disposed is unmapped by its handle's finalizer).</summary>
     public void Dispose()
     {

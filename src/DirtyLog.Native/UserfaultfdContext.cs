@@ -10,18 +10,24 @@ using static DirtyLog.Native.Linux.Userfaultfd.UserfaultfdConstants;
 namespace DirtyLog.Native;
 
 /// <summary>
-/// A userfaultfd in asynchronous write-protect mode (<c>UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED</c>): the
-/// kernel resolves write faults on protected pages itself and only records that the page was written, which
-/// <see cref="PagemapScanner"/> then reads. It sees writes by this process's threads only.
+/// A userfaultfd in write-protect mode, of one of two kinds. Asynchronous (<see cref="CreateAsyncWriteProtect"/>,
+/// <c>UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED</c>): the kernel resolves write faults on protected pages
+/// itself and only records that the page was written, which <see cref="PagemapScanner"/> then reads; it sees writes by
+/// this process's threads only. Synchronous (<see cref="CreateWriteProtect"/>): a write to a protected page waits
+/// until this process unprotects it, after reading the fault (<see cref="ReadFaults"/>); writes through the kernel
+/// (a vCPU's, by KVM) wait too.
 /// </summary>
-/// <remarks>Thread safety: registering, write-protecting and disposing may be called from any thread; each is one ioctl the kernel serialises on the userfaultfd. Dispose once, after the last call.</remarks>
+/// <remarks>Thread safety: registering, write-protecting, waking, interrupting and disposing may be called from any thread; each is one system call the kernel serialises on the userfaultfd. <see cref="ReadFaults"/> is for one reader thread at a time. Dispose once, after the last call.</remarks>
 [SupportedOSPlatform("linux")]
-public sealed unsafe class UserfaultfdContext : IDisposable
+public sealed unsafe partial class UserfaultfdContext : IDisposable
 {
-    private UserfaultfdContext(FileDescriptorHandle handle, ulong features)
+    private readonly FileDescriptorHandle? _interrupt; // an eventfd that ends a ReadFaults wait; synchronous contexts only
+
+    private UserfaultfdContext(FileDescriptorHandle handle, ulong features, FileDescriptorHandle? interrupt)
     {
         Handle = handle;
         Features = features;
+        _interrupt = interrupt;
     }
 
     /// <summary>The descriptor.</summary>
@@ -46,7 +52,7 @@ public sealed unsafe class UserfaultfdContext : IDisposable
         {
             var api = new uffdio_api { api = UFFD_API, features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED };
             handle.Ioctl(UFFDIO_API, nameof(UFFDIO_API), &api);
-            return new UserfaultfdContext(handle, api.features);
+            return new UserfaultfdContext(handle, api.features, interrupt: null);
         }
         catch
         {
@@ -74,6 +80,13 @@ public sealed unsafe class UserfaultfdContext : IDisposable
         Handle.Ioctl(UFFDIO_WRITEPROTECT, nameof(UFFDIO_WRITEPROTECT), &wp);
     }
 
-    /// <summary>Closes the userfaultfd, which unregisters its ranges.</summary>
-    public void Dispose() => Handle.Dispose();
+    /// <summary>Whether write faults are resolved by the kernel (asynchronous) rather than waiting for this process.</summary>
+    public bool IsAsynchronous => _interrupt is null;
+
+    /// <summary>Closes the userfaultfd, which unregisters its ranges and wakes every thread still waiting on a fault.</summary>
+    public void Dispose()
+    {
+        Handle.Dispose();
+        _interrupt?.Dispose();
+    }
 }

@@ -12,6 +12,7 @@ internal static partial class Interop
     internal const int MAP_PRIVATE = 0x02;
     internal const int MAP_ANONYMOUS = 0x20;
     internal const int MAP_NORESERVE = 0x4000;
+    internal const int MADV_DONTNEED = 4;
     internal const int MADV_HUGEPAGE = 14;
     internal const int MADV_NOHUGEPAGE = 15;
 

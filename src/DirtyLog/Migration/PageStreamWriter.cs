@@ -103,9 +103,25 @@ public sealed class PageStreamWriter
         return WriteRunsAsync(round.RunMemory, cancellationToken, round.Deferred.Length != 0 ? round : null);
     }
 
+    /// <summary>
+    /// Writes the runs' pages as <paramref name="source"/> hands them over chunk by chunk (a snapshot's pages copied
+    /// before the guest could write them), then a round-end record, and flushes.
+    /// </summary>
+    internal ValueTask<long> WriteRoundAsync(ReadOnlyMemory<DirtyRun> runs, IPageChunkSource source, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        if (source.Memory.Size != _memory.Size)
+        {
+            throw new ArgumentException($"The chunk source's memory ({source.Memory.Size:N0} bytes) is not laid out as the guest's ({_memory.Size:N0} bytes).", nameof(source));
+        }
+
+        return WriteRunsAsync(runs, cancellationToken, round: null, source);
+    }
+
     /// <summary>The runs' records and the round end; with <paramref name="round"/>, each chunk is re-protected in the
-    /// round's trackers before its memory is read (see <see cref="HarvestRound.ClearBeforeSend"/>).</summary>
-    private async ValueTask<long> WriteRunsAsync(ReadOnlyMemory<DirtyRun> runs, CancellationToken cancellationToken, HarvestRound? round = null)
+    /// round's trackers before its memory is read (see <see cref="HarvestRound.ClearBeforeSend"/>); with
+    /// <paramref name="source"/>, each chunk is read from the source's memory between its two calls.</summary>
+    private async ValueTask<long> WriteRunsAsync(ReadOnlyMemory<DirtyRun> runs, CancellationToken cancellationToken, HarvestRound? round = null, IPageChunkSource? source = null)
     {
         ObjectDisposedException.ThrowIf(_ended, this);
         ulong pages = _memory.Size / (ulong)_pageSize;
@@ -117,22 +133,32 @@ public sealed class PageStreamWriter
             }
         }
 
+        GuestMemoryView memory = source?.Memory ?? _memory;
+        bool chunked = round is not null || source is not null;
         long before = BytesWritten;
         WriteHeaderOnce();
         for (int i = 0; i < runs.Length; i++)
         {
             DirtyRun run = runs.Span[i];
-            ulong clearedTo = run.FirstPage;
+            ulong chunkStart = run.FirstPage;
+            ulong chunkEnd = run.FirstPage;
             for (ulong page = run.FirstPage; page < run.EndPage;)
             {
-                if (round is not null && page >= clearedTo)
+                if (chunked && page >= chunkEnd)
                 {
-                    // Re-protect the next chunk before its memory is read (deferred clear; nothing when not deferred).
-                    clearedTo = Math.Min(run.EndPage, page + (ulong)MaxDataPages(_pageSize));
-                    round.ClearBeforeSend(page, clearedTo - page);
+                    // The next chunk: re-protected (deferred clear) or made ready by the source before its memory is read.
+                    chunkStart = page;
+                    chunkEnd = Math.Min(run.EndPage, page + (ulong)MaxDataPages(_pageSize));
+                    round?.ClearBeforeSend(page, chunkEnd - page);
+                    source?.BeforeRead(page, chunkEnd - page);
                 }
 
-                page += WriteRecordAt(page, round is null ? run.EndPage : clearedTo);
+                page += WriteRecordAt(memory, page, chunked ? chunkEnd : run.EndPage);
+                if (source is not null && page == chunkEnd)
+                {
+                    source.AfterRead(chunkStart, chunkEnd - chunkStart);
+                }
+
                 if (_output.UnflushedBytes >= 1 << 20)
                 {
                     await FlushAsync(cancellationToken).ConfigureAwait(false);
@@ -249,12 +275,12 @@ public sealed class PageStreamWriter
     /// <summary>One record from <paramref name="page"/>: zero pages as a count, other pages with their data.</summary>
     /// <returns>Pages covered.</returns>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a first round ends before tiering would promote it
-    private ulong WriteRecordAt(ulong page, ulong end)
+    private ulong WriteRecordAt(GuestMemoryView memory, ulong page, ulong end)
     {
-        bool zero = IsZero(page);
+        bool zero = IsZero(memory, page);
         ulong limit = Math.Min(end, page + (ulong)(zero ? MaxZeroPages : MaxDataPages(_pageSize)));
         ulong last = page + 1;
-        while (last < limit && IsZero(last) == zero)
+        while (last < limit && IsZero(memory, last) == zero)
         {
             last++;
         }
@@ -271,7 +297,7 @@ public sealed class PageStreamWriter
         Span<byte> span = _output.GetSpan(RecordBytes + dataBytes);
         WriteRecord(span, Data, count, page);
         Span<byte> data = span.Slice(RecordBytes, dataBytes);
-        _memory.Slice(page * (ulong)_pageSize, dataBytes).CopyTo(data);
+        memory.Slice(page * (ulong)_pageSize, dataBytes).CopyTo(data);
         uint crc = HeaderCrc(span);
         for (int offset = 0; offset < dataBytes; offset += _pageSize)
         {
@@ -297,7 +323,7 @@ public sealed class PageStreamWriter
         BytesWritten += RecordBytes;
     }
 
-    private bool IsZero(ulong page) => _memory.Slice(page * (ulong)_pageSize, _pageSize).IndexOfAnyExcept((byte)0) < 0;
+    private bool IsZero(GuestMemoryView memory, ulong page) => memory.Slice(page * (ulong)_pageSize, _pageSize).IndexOfAnyExcept((byte)0) < 0;
 
     private async ValueTask FlushAsync(CancellationToken cancellationToken)
     {

@@ -4,6 +4,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.IO.Pipelines;
+using System.Runtime.Versioning;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Bitmaps;
@@ -21,8 +22,10 @@ namespace DirtyLog.Snapshots;
 /// <para>Each link is a complete page stream (header, checksummed records, end record), so a truncated or corrupted
 /// file is refused when read. Links carry their kind and sequence number; <see cref="SnapshotChain.RestoreAsync"/>
 /// refuses a chain out of order or with a gap.</para>
-/// <para>What the links contain is what memory holds while they are written: pause the guest (or write-protect the
-/// pages and copy before each write) for a consistent snapshot.</para>
+/// <para>What the links contain is what memory holds while they are written: for a consistent snapshot, either the
+/// pause covers the write (<see cref="WriteFullAsync"/>, <see cref="WriteDiffAsync"/>), or the pages are write-protected
+/// in the pause and written after resume, each copied before a write reaches it (<see cref="CopyBeforeWriteGuard"/>,
+/// <see cref="WriteProtectedAsync"/>).</para>
 /// <para>Thread safety: one link at a time (calls are not serialised); memory may be read by others meanwhile.</para>
 /// </remarks>
 public sealed class SnapshotChainWriter
@@ -86,8 +89,50 @@ public sealed class SnapshotChainWriter
         return WriteLinkAsync(destination, runs, full: false, states, cancellationToken);
     }
 
-    private async ValueTask<PageStreamSummary> WriteLinkAsync(Stream destination, IReadOnlyList<DirtyRun> runs, bool full,
+    /// <summary>
+    /// Writes the link <paramref name="protectedPages"/> protected in the pause, while the guest runs: a full snapshot
+    /// after <see cref="CopyBeforeWriteGuard.ProtectAll"/>, a diff after <see cref="CopyBeforeWriteGuard.Protect"/>. The
+    /// pages are written as they were at the protection, whatever the guest writes meanwhile; each is unprotected once
+    /// copied. Whether it succeeds or fails, the link is finished: nothing stays protected.
+    /// </summary>
+    /// <param name="destination">Where the link goes (a file); left open.</param>
+    /// <param name="protectedPages">The guard over this writer's memory, with a link protected.</param>
+    /// <param name="states">Named states captured in the same pause (vCPU registers, devices), or <see langword="null"/>.</param>
+    /// <param name="cancellationToken">Cancels the writes.</param>
+    /// <returns>What the link holds.</returns>
+    /// <exception cref="ArgumentException">The guard guards other memory or another page size; or a state uses the reserved name.</exception>
+    /// <exception cref="InvalidOperationException">The guard has no link protected; a diff comes before any full snapshot; or the guard's fault thread failed.</exception>
+    /// <remarks>On failure the pages the link carried must be sent again: put the diff's runs back into its consumer (<see cref="Consumers.DirtyConsumer.PutBack"/>).</remarks>
+    [SupportedOSPlatform("linux")]
+    public async ValueTask<PageStreamSummary> WriteProtectedAsync(Stream destination, CopyBeforeWriteGuard protectedPages,
         IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? states, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(protectedPages);
+        try
+        {
+            if (protectedPages.Memory.Address != _memory.Address || protectedPages.Memory.Size != _memory.Size || protectedPages.PageSize != _pageSize)
+            {
+                throw new ArgumentException("The guard guards other memory (or pages of another size) than this writer writes.", nameof(protectedPages));
+            }
+
+            DirtyRun[] runs = protectedPages.ProtectedLink(out bool full);
+            if (!full && !_hasFull)
+            {
+                throw new InvalidOperationException("A chain starts with a full snapshot: write one before any diff.");
+            }
+
+            PageStreamSummary summary = await WriteLinkAsync(destination, runs, full, states, cancellationToken, protectedPages.ChunkSource).ConfigureAwait(false);
+            _hasFull |= full;
+            return summary;
+        }
+        finally
+        {
+            protectedPages.FinishLink();
+        }
+    }
+
+    private async ValueTask<PageStreamSummary> WriteLinkAsync(Stream destination, IReadOnlyList<DirtyRun> runs, bool full,
+        IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? states, CancellationToken cancellationToken, IPageChunkSource? source = null)
     {
         ArgumentNullException.ThrowIfNull(destination);
         if (states is not null && states.ContainsKey(SnapshotHeader.StateName))
@@ -100,7 +145,15 @@ public sealed class SnapshotChainWriter
         {
             var writer = new PageStreamWriter(output, _memory, _pageSize);
             await writer.WriteStateAsync(SnapshotHeader.StateName, SnapshotHeader.Encode(full, NextSequence), cancellationToken).ConfigureAwait(false);
-            await writer.WriteRoundAsync(runs, cancellationToken).ConfigureAwait(false);
+            if (source is null)
+            {
+                await writer.WriteRoundAsync(runs, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                await writer.WriteRoundAsync(runs as DirtyRun[] ?? [.. runs], source, cancellationToken).ConfigureAwait(false);
+            }
+
             if (states is not null)
             {
                 foreach (KeyValuePair<string, ReadOnlyMemory<byte>> state in states)

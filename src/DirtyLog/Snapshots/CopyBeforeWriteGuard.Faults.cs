@@ -1,0 +1,100 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Threading;
+using DirtyLog.Native;
+
+namespace DirtyLog.Snapshots;
+
+/// <summary>The fault thread: copies a protected page a write reached first, then lets the write go on.</summary>
+public sealed partial class CopyBeforeWriteGuard
+{
+    private void ServeFaults()
+    {
+        Span<UserfaultfdFault> faults = stackalloc UserfaultfdFault[16];
+        while (!_stopping)
+        {
+            try
+            {
+                int count = _uffd.ReadFaults(faults, timeoutMilliseconds: -1);
+                for (int i = 0; i < count; i++)
+                {
+                    ServeFault(faults[i].Address);
+                }
+            }
+            catch (Exception error) when (!_stopping)
+            {
+                // A fault left unserved would hold its writer (a vCPU) for good: give every page back, and let the
+                // writer fail the link, whose content can no longer be trusted.
+                _faultError = error;
+                lock (_gate)
+                {
+                    ReleaseLinkAfterFaultError();
+                }
+
+                return;
+            }
+        }
+    }
+
+    /// <summary>A write waits on the page at <paramref name="address"/>: copy it first if nobody did, then unprotect it.</summary>
+    private void ServeFault(ulong address)
+    {
+        Interlocked.Increment(ref _faultsServed);
+        ulong offset = address - (ulong)_memory.Address;
+        if (offset >= _memory.Size)
+        {
+            return; // not guest memory: the kernel reports only registered ranges
+        }
+
+        ulong page = offset / (ulong)_pageSize;
+        ref byte state = ref State(page);
+        while (true)
+        {
+            switch (Volatile.Read(ref state))
+            {
+                case Protected:
+                    if (Interlocked.CompareExchange(ref state, Preserving, Protected) != Protected)
+                    {
+                        continue; // the writer claimed it meanwhile
+                    }
+
+                    // Still protected: nobody wrote it since the pause. Copy, publish, then let the write in.
+                    _memory.Slice(page * (ulong)_pageSize, _pageSize).CopyTo(_shadowView.Slice(page * (ulong)_pageSize, _pageSize));
+                    Volatile.Write(ref state, Preserved);
+                    _uffd.WriteProtect(AddressOf(page), (ulong)_pageSize, protect: false);
+                    Interlocked.Increment(ref _pagesCopiedOnWrite);
+                    return;
+                case Claimed:
+                case Preserved:
+                    return; // the writer's unprotect (or ours, before) wakes the write
+                default:
+                    // Idle: the page was unprotected already (a late report). Wake without touching the protection, which
+                    // a next link may have set again meanwhile.
+                    _uffd.Wake(AddressOf(page), (ulong)_pageSize);
+                    return;
+            }
+        }
+    }
+
+    /// <summary>After the fault thread failed: unprotect the link so no write waits for good; the caller holds the gate.</summary>
+    private void ReleaseLinkAfterFaultError()
+    {
+        if (_link is not { } runs)
+        {
+            return;
+        }
+
+        foreach (Bitmaps.DirtyRun run in runs)
+        {
+            try
+            {
+                _uffd.WriteProtect(AddressOf(run.FirstPage), run.PageCount * (ulong)_pageSize, protect: false);
+            }
+            catch (KernelException)
+            {
+                // Nothing more can be done here; the writer reports the fault thread's error.
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.Runtime.Versioning;
+using System.Threading;
+using DirtyLog.Bitmaps;
+using DirtyLog.Memory;
+using DirtyLog.Migration;
+using DirtyLog.Native;
+
+namespace DirtyLog.Snapshots;
+
+/// <summary>
+/// Lets the guest run while a snapshot link is written: the link's pages are write-protected in the pause
+/// (<see cref="Protect"/>, <see cref="ProtectAll"/>), and after resume the writer copies them page chunk by page
+/// chunk; a write that reaches a page not yet copied waits while that page alone is copied first (copy before write,
+/// as QEMU's background snapshot does). The link holds memory as it was at the protection, byte for byte.
+/// </summary>
+/// <remarks>
+/// <para>How: a synchronous userfaultfd registered over guest memory in write-protect mode. A write to a protected
+/// page, by a vCPU (KVM faults on the VMM's behalf) or by a thread of this process, stops in the kernel and is reported
+/// to the guard's fault thread, which copies the page into a shadow mapping laid out as guest memory, then unprotects
+/// the page, which lets the write go on. The writer (<see cref="SnapshotChainWriter"/>'s overloads that take a guard)
+/// claims each chunk of pages, copies the pages nobody preserved yet into the shadow, unprotects them, and writes the
+/// chunk from the shadow, whose memory it then gives back. Each page is copied exactly once, by whichever side claims
+/// it first (a per-page state, changed by compare-and-exchange); its copy is made while it is still protected.</para>
+/// <para>Cost: the pause covers the harvest and one <c>UFFDIO_WRITEPROTECT</c> per run instead of the copy. After
+/// resume, a write to a page of the link not yet copied waits for the fault thread (a round trip through the kernel and
+/// a page copy). Memory: the shadow holds the pages preserved by writes and the chunk being written; one state byte
+/// per page (untouched parts cost nothing).</para>
+/// <para>Requirements: Linux; a userfaultfd that catches faults taken in the kernel (the process needs
+/// <c>CAP_SYS_PTRACE</c> or <c>vm.unprivileged_userfaultfd = 1</c>); guest memory not registered with another
+/// userfaultfd (an asynchronous write-protect tracker over the same memory makes the registration fail with EBUSY: keep
+/// the pause that covers the copy there).</para>
+/// <para>Thread safety: <see cref="Protect"/>, <see cref="ProtectAll"/> and the writer's use are for one thread at a
+/// time (the VMM's snapshot thread); one link is protected at a time, from its protection until the writer finished
+/// it (written or failed: a failed link is released, so no write waits for good). The fault thread is the guard's own.
+/// The counters may be read from any thread. Dispose after the last link; disposing releases a link in flight.</para>
+/// </remarks>
+[SupportedOSPlatform("linux")]
+public sealed partial class CopyBeforeWriteGuard : IDisposable
+{
+    // A page's state: every transition but the writer's release is a compare-and-exchange, so a page is copied once.
+    private const byte Idle = 0;       // not part of the link being written (or written already)
+    private const byte Protected = 1;  // write-protected, not copied
+    private const byte Claimed = 2;    // the writer copies it, then unprotects it
+    private const byte Preserving = 3; // the fault thread copies it, then unprotects it
+    private const byte Preserved = 4;  // copied by the fault thread, unprotected: the shadow holds it
+
+    private readonly GuestMemoryView _memory;
+    private readonly int _pageSize;
+    private readonly ulong _pages;
+    private readonly UserfaultfdContext _uffd;
+    private readonly AnonymousMapping _states;
+    private readonly AnonymousMapping _shadow;
+    private readonly GuestMemoryView _shadowView;
+    private readonly Thread _faultThread;
+    private readonly Lock _gate = new(); // serialises protection, release and dispose
+    private DirtyRun[]? _link;          // the runs of the link protected and not yet finished
+    private bool _linkIsFull;
+    private volatile bool _stopping;
+    private volatile Exception? _faultError;
+    private long _pagesCopiedOnWrite;
+    private long _faultsServed;
+    private bool _disposed;
+
+    /// <summary>Registers <paramref name="memory"/> for write protection and starts the fault thread.</summary>
+    /// <param name="memory">Guest memory: page-aligned, mapped by this process (a KVM slot's memory or the VMM's own).</param>
+    /// <param name="pageSize">Bytes per page, as the snapshot chain's: a power of two from 4 KiB that divides the memory size.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="memory"/> is null.</exception>
+    /// <exception cref="ArgumentException">The memory is not aligned to <paramref name="pageSize"/>, or the page size breaks its rule.</exception>
+    /// <exception cref="KernelException">
+    /// The userfaultfd could not be made (EPERM: the process may not catch faults taken in the kernel) or registered
+    /// (EBUSY: another userfaultfd has the memory; EINVAL: memory that cannot be write-protected).
+    /// </exception>
+    public CopyBeforeWriteGuard(GuestMemoryView memory, int pageSize = 4096)
+    {
+        ArgumentNullException.ThrowIfNull(memory);
+        if (pageSize < 4096 || !System.Numerics.BitOperations.IsPow2(pageSize) || memory.Size % (ulong)pageSize != 0 || memory.Address % pageSize != 0)
+        {
+            throw new ArgumentException($"Guest memory at 0x{memory.Address:x} of {memory.Size:N0} bytes cannot be guarded in pages of {pageSize} bytes: the page size must be a power of two from 4096 that divides the size and aligns the address.", nameof(pageSize));
+        }
+
+        _memory = memory;
+        _pageSize = pageSize;
+        _pages = memory.Size / (ulong)pageSize;
+        _uffd = UserfaultfdContext.CreateWriteProtect();
+        try
+        {
+            _uffd.RegisterWriteProtect(memory.Address, memory.Size);
+            _states = new AnonymousMapping((_pages + 4095) & ~4095UL);
+            _shadow = new AnonymousMapping(memory.Size);
+            _shadow.SetHugePages(false); // a preserved page here and there must not cost a huge page each
+        }
+        catch
+        {
+            _states?.Dispose();
+            _uffd.Dispose();
+            throw;
+        }
+
+        _shadowView = new GuestMemoryView(_shadow.Address, memory.Size);
+        _faultThread = new Thread(ServeFaults) { IsBackground = true, Name = "DirtyLog copy-before-write" };
+        _faultThread.Start();
+    }
+
+    /// <summary>The guest memory guarded.</summary>
+    public GuestMemoryView Memory => _memory;
+
+    /// <summary>Bytes per page.</summary>
+    public int PageSize => _pageSize;
+
+    /// <summary>Whether a link is protected and not yet finished by a writer.</summary>
+    public bool HasProtectedLink
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _link is not null;
+            }
+        }
+    }
+
+    /// <summary>Pages a write reached before the writer did, over the guard's life: each was copied by the fault thread while the write waited.</summary>
+    public long PagesCopiedOnWrite => Interlocked.Read(ref _pagesCopiedOnWrite);
+
+    /// <summary>Write faults the fault thread served, over the guard's life (a page written by several threads at once reports several).</summary>
+    public long FaultsServed => Interlocked.Read(ref _faultsServed);
+
+    /// <summary>
+    /// In the pause, after the final harvest: write-protects the pages of a diff (what the chain's consumer took), so
+    /// that the guest may resume before they are copied.
+    /// </summary>
+    /// <param name="runs">The pages, in page numbers of <see cref="PageSize"/>: inside memory, not overlapping.</param>
+    /// <exception cref="InvalidOperationException">A link is protected and not finished yet.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A run leaves memory.</exception>
+    /// <exception cref="ArgumentException">Runs overlap.</exception>
+    /// <exception cref="KernelException">Write protection failed (nothing stays protected).</exception>
+    /// <exception cref="ObjectDisposedException">The guard was disposed.</exception>
+    public void Protect(IReadOnlyList<DirtyRun> runs)
+    {
+        ArgumentNullException.ThrowIfNull(runs);
+        DirtyRun[] sorted = [.. runs];
+        Array.Sort(sorted, static (a, b) => a.FirstPage.CompareTo(b.FirstPage));
+        for (int i = 0; i < sorted.Length; i++)
+        {
+            DirtyRun run = sorted[i];
+            if (run.FirstPage >= _pages || run.PageCount > _pages - run.FirstPage)
+            {
+                throw new ArgumentOutOfRangeException(nameof(runs), run, $"The run leaves the {_pages:N0} pages of guest memory.");
+            }
+
+            if (i > 0 && sorted[i - 1].EndPage > run.FirstPage)
+            {
+                throw new ArgumentException($"Runs {sorted[i - 1]} and {run} overlap: a page is protected and copied once.", nameof(runs));
+            }
+        }
+
+        ProtectLink(sorted, full: false);
+    }
+
+    /// <summary>In the pause: write-protects all of memory, for a full snapshot written after resume.</summary>
+    /// <exception cref="InvalidOperationException">A link is protected and not finished yet.</exception>
+    /// <exception cref="KernelException">Write protection failed (nothing stays protected).</exception>
+    /// <exception cref="ObjectDisposedException">The guard was disposed.</exception>
+    public void ProtectAll() => ProtectLink([new DirtyRun(0, _pages)], full: true);
+
+    /// <summary>Stops the fault thread, releases a link in flight (its pages are unprotected) and closes the userfaultfd.</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            ReleaseLink();
+        }
+
+        _stopping = true;
+        _uffd.Interrupt();
+        _faultThread.Join();
+        _uffd.Dispose(); // unregisters the memory
+        _states.Dispose();
+        _shadow.Dispose();
+    }
+
+    /// <summary>The link protected now, for a writer: its runs and whether it is all of memory.</summary>
+    /// <exception cref="InvalidOperationException">No link is protected.</exception>
+    internal DirtyRun[] ProtectedLink(out bool full)
+    {
+        lock (_gate)
+        {
+            full = _linkIsFull;
+            return _link ?? throw new InvalidOperationException("No link is protected: call Protect (or ProtectAll) in the pause first.");
+        }
+    }
+
+    /// <summary>The chunk source a page stream reads the protected link through.</summary>
+    internal IPageChunkSource ChunkSource => new LinkReader(this);
+
+    /// <summary>After the writer: releases whatever of the link is still protected (all of it, if the write failed) and ends the link.</summary>
+    internal void FinishLink()
+    {
+        lock (_gate)
+        {
+            ReleaseLink();
+        }
+    }
+
+    private void ProtectLink(DirtyRun[] runs, bool full)
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_link is not null)
+            {
+                throw new InvalidOperationException("A link is protected and not written yet: one link at a time.");
+            }
+
+            int protectedRuns = 0;
+            try
+            {
+                foreach (DirtyRun run in runs)
+                {
+                    FillStates(run.FirstPage, run.PageCount, Protected); // before the protection, so that any fault finds its page's state
+                    Interlocked.MemoryBarrier();
+                    _uffd.WriteProtect(AddressOf(run.FirstPage), run.PageCount * (ulong)_pageSize, protect: true);
+                    protectedRuns++;
+                }
+            }
+            catch
+            {
+                for (int i = 0; i <= protectedRuns && i < runs.Length; i++)
+                {
+                    _uffd.WriteProtect(AddressOf(runs[i].FirstPage), runs[i].PageCount * (ulong)_pageSize, protect: false);
+                    FillStates(runs[i].FirstPage, runs[i].PageCount, Idle);
+                }
+
+                throw;
+            }
+
+            _link = runs;
+            _linkIsFull = full;
+        }
+    }
+
+    /// <summary>Unprotects every page of the link (waking any write that waits) and frees the shadow; the caller holds the gate.</summary>
+    private void ReleaseLink()
+    {
+        if (_link is not { } runs)
+        {
+            return;
+        }
+
+        _link = null;
+        foreach (DirtyRun run in runs)
+        {
+            _uffd.WriteProtect(AddressOf(run.FirstPage), run.PageCount * (ulong)_pageSize, protect: false);
+            for (ulong page = run.FirstPage; page < run.EndPage; page++)
+            {
+                var spin = default(SpinWait);
+                while (Volatile.Read(ref State(page)) == Preserving)
+                {
+                    spin.SpinOnce(); // the fault thread is mid-copy of this page: let it finish before the shadow goes
+                }
+            }
+
+            FillStates(run.FirstPage, run.PageCount, Idle);
+            _shadow.Discard(run.FirstPage * (ulong)_pageSize, run.PageCount * (ulong)_pageSize);
+        }
+    }
+
+    private nint AddressOf(ulong page) => _memory.Address + (nint)(page * (ulong)_pageSize);
+
+    private unsafe ref byte State(ulong page) => ref *((byte*)_states.Address + page);
+
+    private unsafe void FillStates(ulong firstPage, ulong count, byte value)
+    {
+        for (ulong done = 0; done < count;)
+        {
+            int step = (int)Math.Min(count - done, 1UL << 30);
+            new Span<byte>((byte*)_states.Address + firstPage + done, step).Fill(value);
+            done += (ulong)step;
+        }
+    }
+}
