@@ -64,13 +64,12 @@ public sealed class CopyBeforeWriteGuardTests
     {
         using var guard = new CopyBeforeWriteGuard(_memory);
         var writer = new SnapshotChainWriter(_memory);
-        using var baseLink = new MemoryStream();
-        await writer.WriteFullAsync(baseLink, null, CancellationToken.None);
-
         List<DirtyRun> diff = Runs(new Random(seed), count: 64, maxLength: 40);
         using var writers = new PausableWriters(_memory, seed, threads: 2);
         writers.Start();
         writers.Pause(); // the pause: no thread writes now
+        using var baseLink = new MemoryStream();
+        await writer.WriteFullAsync(baseLink, null, CancellationToken.None); // the base, in the pause: the diff is what changes from here
         byte[] atProtection = Copy(_memory);
         if (full)
         {
