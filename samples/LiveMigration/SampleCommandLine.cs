@@ -32,6 +32,7 @@ internal sealed class SampleCommandLine
     private readonly Option<string> Out = new("--out") { Description = "Where to write the 1 MiB disk image", Required = true };
     private readonly Option<int> Diffs = Number("--diffs", "Diffs to take after the full snapshot", 4, min: 1, max: 1000);
     private readonly Option<int> IntervalMs = Number("--interval-ms", "The guest runs this long between snapshots, in milliseconds", 200, min: 1);
+    private readonly Option<bool> WriteProtect = new("--write-protect") { Description = "Resume the vCPU right after the harvest and write each link after, its pages write-protected and copied before the guest writes them (instead of a pause that covers the copy)" };
     private readonly Option<string?> Dir = new("--dir") { Description = "Where to write the snapshot files (a new temporary directory by default)" };
     private readonly Option<string?> SnapshotDir = new("--snapshot-dir") { Description = "Keep a snapshot chain of the source while it migrates, in this directory (KVM guest only)", Recursive = true };
 
@@ -65,8 +66,8 @@ internal sealed class SampleCommandLine
         root.Subcommands.Add(listen);
         root.Subcommands.Add(send);
         root.Subcommands.Add(bootSector);
-        var snapshot = new Command("snapshot", "Take a full snapshot and a chain of diffs of the running guest, check the chain against a full snapshot and resume it in a new VM") { Diffs, IntervalMs, Dir };
-        snapshot.SetAction((result, _) => SnapshotDemo.RunAsync(OptionsFrom(result), result.GetValue(Diffs), TimeSpan.FromMilliseconds(result.GetValue(IntervalMs)), result.GetValue(Dir)));
+        var snapshot = new Command("snapshot", "Take a full snapshot and a chain of diffs of the running guest, check the chain against a full snapshot and resume it in a new VM") { Diffs, IntervalMs, Dir, WriteProtect };
+        snapshot.SetAction((result, _) => SnapshotDemo.RunAsync(OptionsFrom(result), result.GetValue(Diffs), TimeSpan.FromMilliseconds(result.GetValue(IntervalMs)), result.GetValue(Dir), result.GetValue(WriteProtect)));
         root.Subcommands.Add(snapshot);
         return root;
     }

@@ -192,50 +192,60 @@ internal sealed unsafe partial class SampleVmm : IDisposable
         *(ulong*)(mask + 4) = old & ~kick; // inside KVM_RUN: the thread's mask with the kick open
         Check(ioctl(Vcpu, KvmSetSignalMask, (nint)mask), "KVM_SET_SIGNAL_MASK");
         long tid = syscall(SysGettid, 0, 0, 0, 0);
-        using CancellationTokenRegistration kicker = pause.Register(() =>
+        CancellationTokenRegistration kicker = pause.Register(() =>
         {
             Volatile.Write(ref *(_run + 1), (byte)1); // immediate_exit: a vCPU about to enter does not
             syscall(SysTgkill, Environment.ProcessId, tid, KickSignal, 0); // one inside the guest leaves it
         });
-        while (!pause.IsCancellationRequested)
+        try
         {
-            if (ioctl(Vcpu, KvmRun, 0) < 0)
+            while (!pause.IsCancellationRequested)
             {
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == 4)
+                if (ioctl(Vcpu, KvmRun, 0) < 0)
                 {
-                    continue; // EINTR: the kick (the loop condition says)
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == 4)
+                    {
+                        continue; // EINTR: the kick (the loop condition says)
+                    }
+
+                    throw new IOException($"KVM_RUN failed: errno {errno}");
                 }
 
-                throw new IOException($"KVM_RUN failed: errno {errno}");
-            }
-
-            uint reason = *(uint*)(_run + 8);
-            if (reason == ExitIo)
-            {
-                ushort port = *(ushort*)(_run + 34);
-                if (port == 0x3f8)
+                uint reason = *(uint*)(_run + 8);
+                if (reason == ExitIo)
                 {
-                    Interlocked.Increment(ref _serialBytes);
+                    ushort port = *(ushort*)(_run + 34);
+                    if (port == 0x3f8)
+                    {
+                        Interlocked.Increment(ref _serialBytes);
+                    }
+
+                    continue;
                 }
 
-                continue;
-            }
-
-            if (reason == ExitDirtyRingFull && onRingFull is not null)
-            {
-                if (!onRingFull())
+                if (reason == ExitDirtyRingFull && onRingFull is not null)
                 {
-                    break;
+                    if (!onRingFull())
+                    {
+                        break;
+                    }
+
+                    continue;
                 }
 
-                continue;
+                if (reason != ExitIntr)
+                {
+                    throw new InvalidOperationException($"the guest exited with reason {reason}");
+                }
             }
-
-            if (reason != ExitIntr)
-            {
-                throw new InvalidOperationException($"the guest exited with reason {reason}");
-            }
+        }
+        finally
+        {
+            // The kick may still be on its way: the loop can end (an exit seen after the cancellation) before the
+            // registration's callback set immediate_exit. Wait for the callback to finish, so that its flag and signal
+            // are cleared below and do not make the next run's KVM_RUN return EINTR for good.
+            kicker.Dispose();
         }
 
         // Consume a kick still pending in this thread, and let the next run enter.

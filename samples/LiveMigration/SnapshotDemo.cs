@@ -17,17 +17,19 @@ namespace DirtyLog.Samples.LiveMigration;
 /// <summary>
 /// Incremental snapshots of the running boot-sector guest: a full snapshot, then a chain of diffs while the guest
 /// runs, each taken in a short pause of its vCPU; then the check that the chain equals a full snapshot of the last
-/// state, byte for byte, and a new VM restored from the chain that resumes and keeps the guest's invariant.
+/// state, byte for byte, and a new VM restored from it that resumes and keeps the guest's invariant.
 /// </summary>
 /// <remarks>
-/// The pause covers the harvest and the copy of the diff (the guest dirties nothing meanwhile, so every link is a
-/// consistent state); a full snapshot's pause covers the copy of all memory. The dirty log is read once per link and
-/// published to the snapshot chain's consumer, which takes only what changed since the previous link.
+/// Two ways to keep a link consistent while the guest runs. By default the pause covers the harvest and the copy of
+/// the link (the guest dirties nothing meanwhile). With write protection the pause covers the harvest and the
+/// protection of the link's pages; the vCPU resumes at once and the link is written after, each page copied before
+/// the guest's write reaches it (<see cref="CopyBeforeWriteGuard"/>). Either way the dirty log is read once per link
+/// and published to the snapshot chain's consumer, which takes only what changed since the previous link.
 /// </remarks>
 internal static class SnapshotDemo
 {
     /// <summary>Runs the demonstration; 0 when the chain equals the full snapshot and the restored guest keeps its invariant.</summary>
-    public static async Task<int> RunAsync(MigrationOptions options, int diffs, TimeSpan interval, string? directory)
+    public static async Task<int> RunAsync(MigrationOptions options, int diffs, TimeSpan interval, string? directory, bool writeProtect = false)
     {
         options = options with { VcpuOnly = true };
         using var vm = new SourceVm(options);
@@ -42,52 +44,38 @@ internal static class SnapshotDemo
         BootGuest guest = vm.Guest!;
         using var consumers = new DirtyConsumerSet(40);
         using DirtyConsumer chainConsumer = consumers.Register("snapshots");
-        var writer = new SnapshotChainWriter(vm.Memory);
-        var chain = new List<string>();
-        Console.WriteLine($"snapshots of a KVM guest ({options.GuestBytes >> 20} MiB, its boot sector incrementing {guest.Pages:N0} pages pass after pass) in {dir}");
+        using CopyBeforeWriteGuard? guard = writeProtect ? new CopyBeforeWriteGuard(vm.Memory) : null;
+        var chain = new SnapshotRun(vm, guest, consumers, chainConsumer, new SnapshotChainWriter(vm.Memory), guard);
+        Console.WriteLine($"snapshots of a KVM guest ({options.GuestBytes >> 20} MiB, its boot sector incrementing {guest.Pages:N0} pages pass after pass) in {dir}; " +
+            (writeProtect ? "each link written after the vCPU resumes, its pages write-protected in the pause" : "each link written in the vCPU's pause"));
 
         vm.BeginTracking();
         vm.Start();
         await Task.Delay(options.Warmup).ConfigureAwait(false);
 
         // The base: the round's pages go to the consumer and are dropped, since the full copy holds every page.
-        long paused = Stopwatch.GetTimestamp();
-        vm.PauseVcpu();
-        TakeRound(vm, consumers, chainConsumer);
-        string basePath = Path.Combine(dir, "0.full");
-        PageStreamSummary full = await WriteAsync(basePath, stream => writer.WriteFullAsync(stream, States(vm), CancellationToken.None)).ConfigureAwait(false);
-        byte[] before = guest.FirstBytes(vm.Memory);
-        vm.ResumeVcpu();
-        chain.Add(basePath);
-        Console.WriteLine($"full: {full.DataPages:N0} data pages, {full.ZeroPages:N0} zero pages (holes), {full.Bytes / 1024.0 / 1024.0:F1} MiB; vCPU paused {Stopwatch.GetElapsedTime(paused).TotalMilliseconds:F1} ms");
+        var paths = new List<string>();
+        LinkReport full = await chain.TakeLinkAsync(Path.Combine(dir, "0.full"), full: true, last: false).ConfigureAwait(false);
+        paths.Add(full.Path);
+        Console.WriteLine($"full: {full.Summary.DataPages:N0} data pages, {full.Summary.ZeroPages:N0} zero pages (holes), {full.Summary.Bytes / 1024.0 / 1024.0:F1} MiB; {full.Timing()}");
 
+        LinkReport link = full;
         for (int i = 1; i <= diffs; i++)
         {
             await Task.Delay(interval).ConfigureAwait(false);
-            paused = Stopwatch.GetTimestamp();
-            vm.PauseVcpu();
-            List<DirtyRun> runs = TakeRound(vm, consumers, chainConsumer);
-            ulong changed = guest.PagesChangedSince(before, vm.Memory);
-            ulong resident = vm.ResidentPages;
-            string path = Path.Combine(dir, $"{i}.diff");
-            PageStreamSummary diff = await WriteAsync(path, stream => writer.WriteDiffAsync(stream, runs, States(vm), CancellationToken.None)).ConfigureAwait(false);
-            before = guest.FirstBytes(vm.Memory);
-            double pauseMs = Stopwatch.GetElapsedTime(paused).TotalMilliseconds;
-            if (i < diffs)
-            {
-                vm.ResumeVcpu(); // the last link's state stays paused for the checks
-            }
-
-            chain.Add(path);
+            link = await chain.TakeLinkAsync(Path.Combine(dir, $"{i}.diff"), full: false, last: i == diffs).ConfigureAwait(false);
+            paths.Add(link.Path);
+            PageStreamSummary diff = link.Summary;
             Console.WriteLine($"diff {i}: {diff.DataPages + diff.ZeroPages:N0} pages ({diff.ZeroPages:N0} zero), {diff.Bytes / 1024.0:F0} KiB " +
-                $"= {100.0 * diff.Bytes / full.Bytes:F1}% of the full snapshot; the guest changed {changed:N0} of its pages; " +
-                $"a resident-page (mincore) diff would hold {resident:N0}; vCPU paused {pauseMs:F1} ms");
+                $"= {100.0 * diff.Bytes / full.Summary.Bytes:F1}% of the full snapshot; the guest changed {link.GuestChanged:N0} of its pages; " +
+                $"a resident-page (mincore) diff would hold {link.Resident:N0}; {link.Timing()}");
         }
 
-        // The same paused state as one full snapshot: base plus diffs must equal it, byte for byte.
+        // The last link's state as one full snapshot: base plus diffs must equal it, byte for byte. With write
+        // protection the guest ran on, so the state is the copy taken in the last pause (outside the measured pause).
         string lastFull = Path.Combine(dir, "last.full");
-        await WriteAsync(lastFull, stream => new SnapshotChainWriter(vm.Memory).WriteFullAsync(stream, States(vm), CancellationToken.None)).ConfigureAwait(false);
-        ulong? difference = await WithStreamsAsync(chain, async links =>
+        await chain.WriteLastStateAsync(lastFull).ConfigureAwait(false);
+        ulong? difference = await WithStreamsAsync(paths, async links =>
         {
             await using FileStream fullStream = File.OpenRead(lastFull);
             return await SnapshotChain.FindFirstDifferenceAsync(links, fullStream, vm.Memory.Size, CancellationToken.None).ConfigureAwait(false);
@@ -97,13 +85,14 @@ internal static class SnapshotDemo
             : $"equivalence: FAILED, the chain differs from the full snapshot at guest-physical 0x{difference:x}");
 
         // A new VM from the chain: it resumes where the last link paused and must keep the guest's invariant.
+        vm.PauseVcpu();
         using var restored = new DestinationVm(options, kvm: true);
-        PageStreamSummary applied = await WithStreamsAsync(chain, links => SnapshotChain.RestoreAsync(links, restored.Memory, memoryStartsZeroed: true, CancellationToken.None).AsTask()).ConfigureAwait(false);
+        PageStreamSummary applied = await WithStreamsAsync(paths, links => SnapshotChain.RestoreAsync(links, restored.Memory, memoryStartsZeroed: true, CancellationToken.None).AsTask()).ConfigureAwait(false);
         bool resumed = restored.Resume(applied, guest);
         long passes = resumed ? restored.RunThenPause(passes: 3, TimeSpan.FromSeconds(10)) : 0;
         string? broken = guest.CheckInvariant(restored.Memory);
         Console.WriteLine(resumed
-            ? $"restore: {chain.Count} links applied, the guest resumed in a new VM and made {passes} passes; invariant {(broken is null ? "ok" : "BROKEN: " + broken)}"
+            ? $"restore: {paths.Count} links applied, the guest resumed in a new VM and made {passes} passes; invariant {(broken is null ? "ok" : "BROKEN: " + broken)}"
             : "restore: the chain carried no vCPU state; nothing resumed");
         return difference is null && resumed && broken is null ? 0 : 1;
     }

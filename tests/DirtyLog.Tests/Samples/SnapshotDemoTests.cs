@@ -16,9 +16,11 @@ namespace DirtyLog.Tests.Samples;
 [TestFixture]
 public class SnapshotDemoTests
 {
-    [TestCase(0u, 20_000)]
-    [TestCase(65536u, 0)]
-    public async Task AChainOfDiffsRestoresAGuestThatRunsOnWithItsInvariant(uint ringEntries, int rate)
+    [TestCase(0u, 20_000, false)]
+    [TestCase(65536u, 0, false)]
+    [TestCase(0u, 20_000, true)]
+    [TestCase(65536u, 0, true)]
+    public async Task AChainOfDiffsRestoresAGuestThatRunsOnWithItsInvariant(uint ringEntries, int rate, bool writeProtect)
     {
         Assume.That(File.Exists("/dev/kvm"), "needs /dev/kvm: the vCPU and its dirty log are KVM's");
         DirectoryInfo dir = Directory.CreateTempSubdirectory("snapshot-test-");
@@ -33,7 +35,12 @@ public class SnapshotDemoTests
                 Warmup = TimeSpan.FromMilliseconds(300),
             };
 
-            int exit = await SnapshotDemo.RunAsync(options, diffs: 3, TimeSpan.FromMilliseconds(100), dir.FullName);
+            if (writeProtect)
+            {
+                RequireKernelFaultUserfaultfd();
+            }
+
+            int exit = await SnapshotDemo.RunAsync(options, diffs: 3, TimeSpan.FromMilliseconds(100), dir.FullName, writeProtect);
             string[] files = dir.GetFiles().Select(f => f.Name).Order(StringComparer.Ordinal).ToArray();
             Assert.Multiple(() =>
             {
@@ -77,6 +84,18 @@ public class SnapshotDemoTests
         finally
         {
             dir.Delete(recursive: true);
+        }
+    }
+
+    private static void RequireKernelFaultUserfaultfd()
+    {
+        try
+        {
+            DirtyLog.Native.UserfaultfdContext.CreateWriteProtect().Dispose();
+        }
+        catch (DirtyLog.Native.KernelException e)
+        {
+            Assume.That(false, $"a userfaultfd that catches faults taken in the kernel is not available: {e.Message}");
         }
     }
 }

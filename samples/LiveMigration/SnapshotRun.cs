@@ -1,0 +1,120 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Threading;
+using System.Threading.Tasks;
+using DirtyLog.Bitmaps;
+using DirtyLog.Consumers;
+using DirtyLog.Memory;
+using DirtyLog.Migration;
+using DirtyLog.Snapshots;
+
+namespace DirtyLog.Samples.LiveMigration;
+
+/// <summary>
+/// Takes the links of one snapshot chain of the running guest, in a pause that covers the copy or, with a
+/// <see cref="CopyBeforeWriteGuard"/>, in a pause that covers only the protection, the link written after resume.
+/// </summary>
+/// <remarks>Not thread-safe: the demo's one thread takes the links in order.</remarks>
+internal sealed class SnapshotRun(SourceVm vm, BootGuest guest, DirtyConsumerSet consumers, DirtyConsumer chainConsumer,
+    SnapshotChainWriter writer, CopyBeforeWriteGuard? guard)
+{
+    private byte[] _progress = [];  // the working set's first bytes at the previous link
+    private long _resumedAt;        // when the vCPU last resumed
+    private byte[]? _lastState;     // with write protection: memory at the last link's protection, for the check
+
+    /// <summary>Pauses the vCPU, takes the round, writes (or protects) the link, resumes unless it is the last link written in the pause.</summary>
+    public async Task<LinkReport> TakeLinkAsync(string path, bool full, bool last)
+    {
+        long paused = Stopwatch.GetTimestamp();
+        double sinceResume = _resumedAt == 0 ? 0 : Stopwatch.GetElapsedTime(_resumedAt).TotalSeconds;
+        vm.PauseVcpu();
+        List<DirtyRun> runs = SnapshotDemo.TakeRound(vm, consumers, chainConsumer);
+        Dictionary<string, ReadOnlyMemory<byte>> states = SnapshotDemo.States(vm);
+        PageStreamSummary? summary = null;
+        if (guard is null)
+        {
+            summary = await SnapshotDemo.WriteAsync(path, stream => full
+                ? writer.WriteFullAsync(stream, states, CancellationToken.None)
+                : writer.WriteDiffAsync(stream, runs, states, CancellationToken.None)).ConfigureAwait(false);
+        }
+        else if (full)
+        {
+            guard.ProtectAll();
+        }
+        else
+        {
+            guard.Protect(runs);
+        }
+
+        double pauseMs = Stopwatch.GetElapsedTime(paused).TotalMilliseconds;
+
+        // The demo's own bookkeeping, still in the pause but outside the measured time: progress and residency.
+        ulong changed = full ? 0 : guest.PagesChangedSince(_progress, vm.Memory);
+        ulong resident = vm.ResidentPages;
+        _progress = guest.FirstBytes(vm.Memory);
+        if (last && guard is not null)
+        {
+            _lastState = new byte[vm.Memory.Size];
+            vm.Memory.Slice(0, (int)vm.Memory.Size).CopyTo(_lastState);
+        }
+
+        if (guard is null)
+        {
+            if (!last)
+            {
+                Resume();
+            }
+
+            return new LinkReport(path, summary!, changed, resident, pauseMs, null, 0, 0, 0, changed / Math.Max(sinceResume, 1e-9));
+        }
+
+        Resume();
+        long copiedBefore = guard.PagesCopiedOnWrite, faultsBefore = guard.FaultsServed;
+        long writing = Stopwatch.GetTimestamp();
+        try
+        {
+            summary = await SnapshotDemo.WriteAsync(path, stream => writer.WriteProtectedAsync(stream, guard, states, CancellationToken.None)).ConfigureAwait(false);
+        }
+        catch
+        {
+            chainConsumer.PutBack(runs.ToArray()); // the link failed: its pages go to the next one
+            throw;
+        }
+
+        double writeSeconds = Stopwatch.GetElapsedTime(writing).TotalSeconds;
+        ulong changedWhileWriting = guest.PagesChangedSince(_progress, vm.Memory);
+        return new LinkReport(path, summary, changed, resident, pauseMs, writeSeconds * 1000, guard.FaultsServed - faultsBefore, guard.PagesCopiedOnWrite - copiedBefore,
+            changedWhileWriting / writeSeconds, changed / Math.Max(sinceResume, 1e-9));
+    }
+
+    /// <summary>A full snapshot of the last link's state: the paused memory, or the copy taken at its protection.</summary>
+    public async Task WriteLastStateAsync(string path)
+    {
+        if (_lastState is null)
+        {
+            await SnapshotDemo.WriteAsync(path, stream => new SnapshotChainWriter(vm.Memory).WriteFullAsync(stream, SnapshotDemo.States(vm), CancellationToken.None)).ConfigureAwait(false);
+            return;
+        }
+
+        GCHandle pin = GCHandle.Alloc(_lastState, GCHandleType.Pinned);
+        try
+        {
+            var memory = new GuestMemoryView(pin.AddrOfPinnedObject(), (ulong)_lastState.Length);
+            await SnapshotDemo.WriteAsync(path, stream => new SnapshotChainWriter(memory).WriteFullAsync(stream, null, CancellationToken.None)).ConfigureAwait(false);
+        }
+        finally
+        {
+            pin.Free();
+        }
+    }
+
+    private void Resume()
+    {
+        vm.ResumeVcpu();
+        _resumedAt = Stopwatch.GetTimestamp();
+    }
+}
