@@ -125,6 +125,33 @@ internal sealed class BootGuest
         return null;
     }
 
+    /// <summary>
+    /// Pages the guest has written since it started (its pace over time): whole passes, counted by its serial port
+    /// writes, plus the run of pages written so far in the current pass. Exact while the vCPU is paused; within a few
+    /// pages while it runs.
+    /// </summary>
+    /// <param name="passes">The serial port writes seen so far (one per finished pass).</param>
+    /// <param name="memory">Guest memory.</param>
+    public long PagesWritten(long passes, GuestMemoryView memory)
+    {
+        ArgumentNullException.ThrowIfNull(memory);
+        // The init loop sets every first byte to 1; pass n raises them to n + 2. A run of head then head - 1 means the
+        // current pass got that far; all equal means a pass ended, its serial write seen (head = passes + 1) or not yet.
+        byte head = memory.Slice(FirstPage * 4096, 1)[0];
+        ulong position = 1;
+        while (position < Pages && memory.Slice((FirstPage + position) * 4096, 1)[0] == head)
+        {
+            position++;
+        }
+
+        if (position < Pages)
+        {
+            return passes * (long)Pages + (long)position;
+        }
+
+        return (head == (byte)(passes + 2) ? passes + 1 : passes) * (long)Pages;
+    }
+
     /// <summary>The first bytes of the working set now.</summary>
     public byte[] FirstBytes(GuestMemoryView memory)
     {

@@ -13,14 +13,14 @@ namespace DirtyLog.Samples.LiveMigration;
 /// <param name="WriteMs">With write protection: the link's write after the vCPU resumed.</param>
 /// <param name="WritesWaited">With write protection: the guest's writes that reached a protected page and waited.</param>
 /// <param name="CopiedOnWrite">With write protection: pages copied out of order because a write waited on them.</param>
-/// <param name="GuestPagesPerSecondWhileWriting">With write protection: the guest's pace while the link was written.</param>
-/// <param name="GuestPagesPerSecond">The guest's pace from the previous link's resume to this link's pause.</param>
+/// <param name="GuestPagesPerSecondWhileWriting">With write protection: the guest's pace (pages written per second) from its resume until the link was written.</param>
+/// <param name="GuestPagesPerSecond">The guest's pace while nothing held it: from the previous link's resume (or the end of its write) to this link's pause; 0 for the first link.</param>
 internal sealed record LinkReport(string Path, PageStreamSummary Summary, ulong GuestChanged, ulong Resident, double PauseMs,
     double? WriteMs, long WritesWaited, long CopiedOnWrite, double GuestPagesPerSecondWhileWriting, double GuestPagesPerSecond)
 {
     /// <summary>The pause, and with write protection what the write after it cost the guest.</summary>
     public string Timing() => WriteMs is not { } write
-        ? $"vCPU paused {PauseMs:F1} ms"
+        ? $"vCPU paused {PauseMs:F1} ms" + (GuestPagesPerSecond > 0 ? $" (the guest's pace before it {GuestPagesPerSecond:N0} pages/s)" : "")
         : $"vCPU paused {PauseMs:F1} ms, then written in {write:F1} ms while the guest ran: {WritesWaited:N0} of its writes waited ({CopiedOnWrite:N0} pages copied first for them), " +
-          $"its pace {GuestPagesPerSecondWhileWriting:N0} pages/s meanwhile" + (GuestPagesPerSecond > 0 ? $" ({GuestPagesPerSecond:N0} between links)" : "");
+          $"its pace {GuestPagesPerSecondWhileWriting:N0} pages/s meanwhile" + (GuestPagesPerSecond > 0 ? $" ({GuestPagesPerSecond:N0} unhindered before this link)" : "");
 }

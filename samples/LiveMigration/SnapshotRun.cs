@@ -23,14 +23,13 @@ internal sealed class SnapshotRun(SourceVm vm, BootGuest guest, DirtyConsumerSet
     SnapshotChainWriter writer, CopyBeforeWriteGuard? guard)
 {
     private byte[] _progress = [];  // the working set's first bytes at the previous link
-    private long _resumedAt;        // when the vCPU last resumed
+    private (long Pages, long At) _freeFrom; // the guest's progress when it last ran unhindered (resumed, or its link written)
     private byte[]? _lastState;     // with write protection: memory at the last link's protection, for the check
 
     /// <summary>Pauses the vCPU, takes the round, writes (or protects) the link, resumes unless it is the last link written in the pause.</summary>
     public async Task<LinkReport> TakeLinkAsync(string path, bool full, bool last)
     {
         long paused = Stopwatch.GetTimestamp();
-        double sinceResume = _resumedAt == 0 ? 0 : Stopwatch.GetElapsedTime(_resumedAt).TotalSeconds;
         vm.PauseVcpu();
         List<DirtyRun> runs = SnapshotDemo.TakeRound(vm, consumers, chainConsumer);
         Dictionary<string, ReadOnlyMemory<byte>> states = SnapshotDemo.States(vm);
@@ -53,6 +52,8 @@ internal sealed class SnapshotRun(SourceVm vm, BootGuest guest, DirtyConsumerSet
         double pauseMs = Stopwatch.GetElapsedTime(paused).TotalMilliseconds;
 
         // The demo's own bookkeeping, still in the pause but outside the measured time: progress and residency.
+        long progress = vm.GuestPagesWritten;
+        double freePace = _freeFrom.At == 0 ? 0 : (progress - _freeFrom.Pages) / Stopwatch.GetElapsedTime(_freeFrom.At, paused).TotalSeconds;
         ulong changed = full ? 0 : guest.PagesChangedSince(_progress, vm.Memory);
         ulong resident = vm.ResidentPages;
         _progress = guest.FirstBytes(vm.Memory);
@@ -66,13 +67,13 @@ internal sealed class SnapshotRun(SourceVm vm, BootGuest guest, DirtyConsumerSet
         {
             if (!last)
             {
-                Resume();
+                Resume(progress);
             }
 
-            return new LinkReport(path, summary!, changed, resident, pauseMs, null, 0, 0, 0, changed / Math.Max(sinceResume, 1e-9));
+            return new LinkReport(path, summary!, changed, resident, pauseMs, null, 0, 0, 0, freePace);
         }
 
-        Resume();
+        Resume(progress);
         long copiedBefore = guard.PagesCopiedOnWrite, faultsBefore = guard.FaultsServed;
         long writing = Stopwatch.GetTimestamp();
         try
@@ -85,10 +86,12 @@ internal sealed class SnapshotRun(SourceVm vm, BootGuest guest, DirtyConsumerSet
             throw;
         }
 
-        double writeSeconds = Stopwatch.GetElapsedTime(writing).TotalSeconds;
-        ulong changedWhileWriting = guest.PagesChangedSince(_progress, vm.Memory);
+        long written = Stopwatch.GetTimestamp();
+        long progressWritten = vm.GuestPagesWritten;
+        double writeSeconds = Stopwatch.GetElapsedTime(writing, written).TotalSeconds;
+        _freeFrom = (progressWritten, written);
         return new LinkReport(path, summary, changed, resident, pauseMs, writeSeconds * 1000, guard.FaultsServed - faultsBefore, guard.PagesCopiedOnWrite - copiedBefore,
-            changedWhileWriting / writeSeconds, changed / Math.Max(sinceResume, 1e-9));
+            (progressWritten - progress) / Stopwatch.GetElapsedTime(_resumedAt, written).TotalSeconds, freePace);
     }
 
     /// <summary>A full snapshot of the last link's state: the paused memory, or the copy taken at its protection.</summary>
@@ -112,9 +115,12 @@ internal sealed class SnapshotRun(SourceVm vm, BootGuest guest, DirtyConsumerSet
         }
     }
 
-    private void Resume()
+    private long _resumedAt;
+
+    private void Resume(long progress)
     {
         vm.ResumeVcpu();
         _resumedAt = Stopwatch.GetTimestamp();
+        _freeFrom = (progress, _resumedAt);
     }
 }

@@ -150,6 +150,12 @@ internal sealed class SourceVm : IDisposable
     /// <summary>Pages in guest memory.</summary>
     public ulong Pages => Memory.Size / 4096;
 
+    /// <summary>Passes the guest finished (its serial port writes); 0 without KVM.</summary>
+    public long Passes => _vmm?.SerialBytes ?? 0;
+
+    /// <summary>Pages the guest has written since it started (<see cref="BootGuest.PagesWritten"/>).</summary>
+    public long GuestPagesWritten => Guest?.PagesWritten(Passes, Memory) ?? 0;
+
     /// <summary>
     /// Starts dirty tracking: the migration begins. Call it before the first full copy: every write from here on is
     /// logged, and every write before it is in memory when the full copy reads it.
