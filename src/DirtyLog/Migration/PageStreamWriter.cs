@@ -110,17 +110,12 @@ public sealed class PageStreamWriter
     internal ValueTask<long> WriteRoundAsync(ReadOnlyMemory<DirtyRun> runs, IPageChunkSource source, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(source);
-        if (source.Memory.Size != _memory.Size)
-        {
-            throw new ArgumentException($"The chunk source's memory ({source.Memory.Size:N0} bytes) is not laid out as the guest's ({_memory.Size:N0} bytes).", nameof(source));
-        }
-
         return WriteRunsAsync(runs, cancellationToken, round: null, source);
     }
 
     /// <summary>The runs' records and the round end; with <paramref name="round"/>, each chunk is re-protected in the
     /// round's trackers before its memory is read (see <see cref="HarvestRound.ClearBeforeSend"/>); with
-    /// <paramref name="source"/>, each chunk is read from the source's memory between its two calls.</summary>
+    /// <paramref name="source"/>, each chunk is read from the buffer the source hands over for it.</summary>
     private async ValueTask<long> WriteRunsAsync(ReadOnlyMemory<DirtyRun> runs, CancellationToken cancellationToken, HarvestRound? round = null, IPageChunkSource? source = null)
     {
         ObjectDisposedException.ThrowIf(_ended, this);
@@ -133,7 +128,6 @@ public sealed class PageStreamWriter
             }
         }
 
-        GuestMemoryView memory = source?.Memory ?? _memory;
         bool chunked = round is not null || source is not null;
         long before = BytesWritten;
         WriteHeaderOnce();
@@ -142,6 +136,7 @@ public sealed class PageStreamWriter
             DirtyRun run = runs.Span[i];
             ulong chunkStart = run.FirstPage;
             ulong chunkEnd = run.FirstPage;
+            ReadOnlyMemory<byte> chunk = default;
             for (ulong page = run.FirstPage; page < run.EndPage;)
             {
                 if (chunked && page >= chunkEnd)
@@ -150,14 +145,15 @@ public sealed class PageStreamWriter
                     chunkStart = page;
                     chunkEnd = Math.Min(run.EndPage, page + (ulong)MaxDataPages(_pageSize));
                     round?.ClearBeforeSend(page, chunkEnd - page);
-                    source?.BeforeRead(page, chunkEnd - page);
+                    chunk = source?.ReadChunk(page, chunkEnd - page) ?? default;
+                    if (source is not null && (ulong)chunk.Length != (chunkEnd - page) * (ulong)_pageSize)
+                    {
+                        throw new InvalidOperationException($"The chunk source handed over {chunk.Length} bytes for {chunkEnd - page} pages.");
+                    }
                 }
 
-                page += WriteRecordAt(memory, page, chunked ? chunkEnd : run.EndPage);
-                if (source is not null && page == chunkEnd)
-                {
-                    source.AfterRead(chunkStart, chunkEnd - chunkStart);
-                }
+                var reader = new PageSource(source is null ? _memory : null, chunk.Span, chunkStart, _pageSize);
+                page += WriteRecordAt(reader, page, chunked ? chunkEnd : run.EndPage);
 
                 if (_output.UnflushedBytes >= 1 << 20)
                 {
@@ -275,7 +271,7 @@ public sealed class PageStreamWriter
     /// <summary>One record from <paramref name="page"/>: zero pages as a count, other pages with their data.</summary>
     /// <returns>Pages covered.</returns>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a first round ends before tiering would promote it
-    private ulong WriteRecordAt(GuestMemoryView memory, ulong page, ulong end)
+    private ulong WriteRecordAt(in PageSource memory, ulong page, ulong end)
     {
         bool zero = IsZero(memory, page);
         ulong limit = Math.Min(end, page + (ulong)(zero ? MaxZeroPages : MaxDataPages(_pageSize)));
@@ -297,7 +293,7 @@ public sealed class PageStreamWriter
         Span<byte> span = _output.GetSpan(RecordBytes + dataBytes);
         WriteRecord(span, Data, count, page);
         Span<byte> data = span.Slice(RecordBytes, dataBytes);
-        memory.Slice(page * (ulong)_pageSize, dataBytes).CopyTo(data);
+        memory.Pages(page, dataBytes).CopyTo(data);
         uint crc = HeaderCrc(span);
         for (int offset = 0; offset < dataBytes; offset += _pageSize)
         {
@@ -323,7 +319,17 @@ public sealed class PageStreamWriter
         BytesWritten += RecordBytes;
     }
 
-    private bool IsZero(GuestMemoryView memory, ulong page) => memory.Slice(page * (ulong)_pageSize, _pageSize).IndexOfAnyExcept((byte)0) < 0;
+    private bool IsZero(in PageSource memory, ulong page) => memory.Pages(page, _pageSize).IndexOfAnyExcept((byte)0) < 0;
+
+    /// <summary>Where a record's pages are read: guest memory, or the chunk a source handed over.</summary>
+    private readonly ref struct PageSource(GuestMemoryView? memory, ReadOnlySpan<byte> chunk, ulong chunkFirstPage, int pageSize)
+    {
+        private readonly ReadOnlySpan<byte> _chunk = chunk;
+
+        public ReadOnlySpan<byte> Pages(ulong page, int bytes) => memory is not null
+            ? memory.Slice(page * (ulong)pageSize, bytes)
+            : _chunk.Slice(checked((int)((page - chunkFirstPage) * (ulong)pageSize)), bytes);
+    }
 
     private async ValueTask FlushAsync(CancellationToken cancellationToken)
     {

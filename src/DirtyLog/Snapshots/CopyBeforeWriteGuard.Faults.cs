@@ -65,6 +65,10 @@ public sealed partial class CopyBeforeWriteGuard
                     _uffd.WriteProtect(AddressOf(page), (ulong)_pageSize, protect: false);
                     Interlocked.Increment(ref _pagesCopiedOnWrite);
                     return;
+                case Copied:
+                    // The writer has its copy; its batched unprotect may be a while: let this write in now.
+                    _uffd.WriteProtect(AddressOf(page), (ulong)_pageSize, protect: false);
+                    return;
                 case Claimed:
                 case Preserved:
                     return; // the writer's unprotect (or ours, before) wakes the write

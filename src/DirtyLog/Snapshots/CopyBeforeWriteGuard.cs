@@ -21,14 +21,16 @@ namespace DirtyLog.Snapshots;
 /// <para>How: a synchronous userfaultfd registered over guest memory in write-protect mode. A write to a protected
 /// page, by a vCPU (KVM faults on the VMM's behalf) or by a thread of this process, stops in the kernel and is reported
 /// to the guard's fault thread, which copies the page into a shadow mapping laid out as guest memory, then unprotects
-/// the page, which lets the write go on. The writer (<see cref="SnapshotChainWriter"/>'s overloads that take a guard)
-/// claims each chunk of pages, copies the pages nobody preserved yet into the shadow, unprotects them, and writes the
-/// chunk from the shadow, whose memory it then gives back. Each page is copied exactly once, by whichever side claims
-/// it first (a per-page state, changed by compare-and-exchange); its copy is made while it is still protected.</para>
+/// the page, which lets the write go on. The writer (<see cref="SnapshotChainWriter.WriteProtectedAsync"/>) claims each
+/// chunk of pages (at most 1 MiB), copies them into a staging buffer (from guest memory, or from the shadow for pages
+/// the fault thread preserved) and writes the chunk from there; it unprotects what it copied in batches of up to 4 MiB
+/// of address space (a write to a page copied but still protected is let in by the fault thread at once). Each page is
+/// copied exactly once from guest memory, by whichever side claims it first (a per-page state, changed by
+/// compare-and-exchange), while it is still protected.</para>
 /// <para>Cost: the pause covers the harvest and one <c>UFFDIO_WRITEPROTECT</c> per run instead of the copy. After
 /// resume, a write to a page of the link not yet copied waits for the fault thread (a round trip through the kernel and
-/// a page copy). Memory: the shadow holds the pages preserved by writes and the chunk being written; one state byte
-/// per page (untouched parts cost nothing).</para>
+/// a page copy). Memory: 1 MiB of staging; the shadow holds only the pages preserved by writes, until the link ends;
+/// one state byte per page (untouched parts cost nothing).</para>
 /// <para>Requirements: Linux; a userfaultfd that catches faults taken in the kernel (the process needs
 /// <c>CAP_SYS_PTRACE</c> or <c>vm.unprivileged_userfaultfd = 1</c>); guest memory not registered with another
 /// userfaultfd (an asynchronous write-protect tracker over the same memory makes the registration fail with EBUSY: keep
@@ -47,6 +49,7 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
     private const byte Claimed = 2;    // the writer copies it, then unprotects it
     private const byte Preserving = 3; // the fault thread copies it, then unprotects it
     private const byte Preserved = 4;  // copied by the fault thread, unprotected: the shadow holds it
+    private const byte Copied = 5;     // copied by the writer, its unprotect pending (batched): a write may be let in
 
     private readonly GuestMemoryView _memory;
     private readonly int _pageSize;
@@ -55,6 +58,9 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
     private readonly AnonymousMapping _states;
     private readonly AnonymousMapping _shadow;
     private readonly GuestMemoryView _shadowView;
+    private readonly byte[] _staging;    // one chunk of pages, as the writer reads them (pinned, reused)
+    private ulong _pendingFrom = ulong.MaxValue, _pendingTo; // pages copied by the writer, not yet unprotected
+    private long _preservedAtLinkStart;  // the count of pages preserved when the link was protected
     private readonly Thread _faultThread;
     private readonly Lock _gate = new(); // serialises protection, release and dispose
     private DirtyRun[]? _link;          // the runs of the link protected and not yet finished
@@ -101,6 +107,7 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
         }
 
         _shadowView = new GuestMemoryView(_shadow.Address, memory.Size);
+        _staging = GC.AllocateUninitializedArray<byte>(Math.Max(1 << 20, pageSize), pinned: true);
         _faultThread = new Thread(ServeFaults) { IsBackground = true, Name = "DirtyLog copy-before-write" };
         _faultThread.Start();
     }
@@ -203,11 +210,23 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
     /// <summary>The chunk source a page stream reads the protected link through.</summary>
     internal IPageChunkSource ChunkSource => new LinkReader(this);
 
-    /// <summary>After the writer: releases whatever of the link is still protected (all of it, if the write failed) and ends the link.</summary>
-    internal void FinishLink()
+    /// <summary>The most pages a chunk may hold (the staging buffer's size).</summary>
+    internal int MaxChunkPages => _staging.Length / _pageSize;
+
+    /// <summary>After the writer: unprotects what is pending (or, if the write failed, all of the link) and ends the link.</summary>
+    /// <param name="written">Every page of the link went through the writer.</param>
+    internal void FinishLink(bool written)
     {
         lock (_gate)
         {
+            if (written && _link is { } runs && _faultError is null)
+            {
+                FlushUnprotects();
+                _link = null;
+                DiscardShadow(runs);
+                return;
+            }
+
             ReleaseLink();
         }
     }
@@ -246,6 +265,8 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
 
             _link = runs;
             _linkIsFull = full;
+            _pendingFrom = ulong.MaxValue;
+            _preservedAtLinkStart = Interlocked.Read(ref _pagesCopiedOnWrite);
         }
     }
 
@@ -258,6 +279,7 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
         }
 
         _link = null;
+        _pendingFrom = ulong.MaxValue;
         foreach (DirtyRun run in runs)
         {
             _uffd.WriteProtect(AddressOf(run.FirstPage), run.PageCount * (ulong)_pageSize, protect: false);
@@ -271,7 +293,18 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
             }
 
             FillStates(run.FirstPage, run.PageCount, Idle);
-            _shadow.Discard(run.FirstPage * (ulong)_pageSize, run.PageCount * (ulong)_pageSize);
+        }
+
+        DiscardShadow(runs);
+    }
+
+    /// <summary>Gives back the shadow's pages, if a write preserved any during the link (one call over the link's span).</summary>
+    private void DiscardShadow(DirtyRun[] runs)
+    {
+        if (runs.Length != 0 && Interlocked.Read(ref _pagesCopiedOnWrite) != _preservedAtLinkStart)
+        {
+            ulong first = runs[0].FirstPage, end = runs[^1].EndPage;
+            _shadow.Discard(first * (ulong)_pageSize, (end - first) * (ulong)_pageSize);
         }
     }
 

@@ -108,6 +108,7 @@ public sealed class SnapshotChainWriter
         IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? states, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(protectedPages);
+        bool written = false;
         try
         {
             if (protectedPages.Memory.Address != _memory.Address || protectedPages.Memory.Size != _memory.Size || protectedPages.PageSize != _pageSize)
@@ -122,12 +123,13 @@ public sealed class SnapshotChainWriter
             }
 
             PageStreamSummary summary = await WriteLinkAsync(destination, runs, full, states, cancellationToken, protectedPages.ChunkSource).ConfigureAwait(false);
+            written = true;
             _hasFull |= full;
             return summary;
         }
         finally
         {
-            protectedPages.FinishLink();
+            protectedPages.FinishLink(written);
         }
     }
 
