@@ -15,9 +15,10 @@ namespace DirtyLog.Benchmarks.Migration;
 
 /// <summary>
 /// What a snapshot's pause costs when the pause covers the copy, for a 256 MiB guest with half its pages resident
-/// (written once) and 1% of its pages dirtied since the previous snapshot: the full snapshot (the baseline), a
-/// resident-page snapshot (every resident page, what <c>mincore</c> offers without dirty tracking) and the diff of the
-/// dirty pages, each written as a page stream to a sink that discards it (the copy and checksums, not the disk).
+/// (written once) and 1% of its pages dirtied since the previous snapshot, scattered (single pages) or clustered (runs
+/// of 64 pages): the full snapshot (the baseline), a resident-page snapshot (every resident page, what <c>mincore</c>
+/// offers without dirty tracking) and the diffs of the dirty pages, each written as a page stream to a sink that
+/// discards it (the copy and checksums, not the disk).
 /// Each returns the bytes written (deterministic; the README gives them). Against them, the pause of the other choice:
 /// the link's pages write-protected (<see cref="CopyBeforeWriteGuard"/>) and written after resume, for the full
 /// snapshot and the diff (each returns the pages protected); and that write itself, after resume, with nothing writing
@@ -33,6 +34,7 @@ public class SnapshotBenchmarks
     private SnapshotChainWriter _writer = null!;
     private DirtyRun[] _resident = [];
     private DirtyRun[] _dirty = [];
+    private DirtyRun[] _clustered = [];
     private CopyBeforeWriteGuard _guard = null!;
 
     [GlobalSetup]
@@ -57,6 +59,13 @@ public class SnapshotBenchmarks
 
         _resident = [.. resident];
         _dirty = [.. Runs(dirty)];
+        var clustered = new List<DirtyRun>();
+        for (ulong first = 0; clustered.Count < (int)(Pages / 100 / 64); first += 6400)
+        {
+            clustered.Add(new DirtyRun(first, 64));
+        }
+
+        _clustered = [.. clustered];
         _writer = new SnapshotChainWriter(memory);
         _writer.WriteFullAsync(Stream.Null, null, CancellationToken.None).AsTask().GetAwaiter().GetResult();
         _guard = new CopyBeforeWriteGuard(memory);
@@ -70,12 +79,20 @@ public class SnapshotBenchmarks
     }
 
     /// <summary>The link protected by the benchmark before is written (after "resume"), outside the measured time.</summary>
-    [IterationCleanup(Targets = [nameof(FullSnapshotProtectPause), nameof(DirtyPageDiffProtectPause)])]
+    [IterationCleanup(Targets = [nameof(FullSnapshotProtectPause), nameof(DirtyPageDiffProtectPause), nameof(ClusteredDiffProtectPause)])]
     public void WriteProtectedLink() => _writer.WriteProtectedAsync(Stream.Null, _guard, null, CancellationToken.None).AsTask().GetAwaiter().GetResult();
 
     /// <summary>The diff protected before the write after resume is measured.</summary>
     [IterationSetup(Target = nameof(DirtyPageDiffWrittenAfterResume))]
     public void ProtectDiff() => _guard.Protect(_dirty);
+
+    /// <summary>All of memory protected before the full snapshot's write after resume is measured.</summary>
+    [IterationSetup(Target = nameof(FullSnapshotWrittenAfterResume))]
+    public void ProtectAll() => _guard.ProtectAll();
+
+    /// <summary>The clustered diff protected before the write after resume is measured.</summary>
+    [IterationSetup(Target = nameof(ClusteredDiffWrittenAfterResume))]
+    public void ProtectClusteredDiff() => _guard.Protect(_clustered);
 
     [Benchmark(Baseline = true)]
     public long FullSnapshot() => _writer.WriteFullAsync(Stream.Null, null, CancellationToken.None).AsTask().GetAwaiter().GetResult().Bytes;
@@ -85,6 +102,9 @@ public class SnapshotBenchmarks
 
     [Benchmark]
     public long DirtyPageDiff() => _writer.WriteDiffAsync(Stream.Null, _dirty, null, CancellationToken.None).AsTask().GetAwaiter().GetResult().Bytes;
+
+    [Benchmark]
+    public long ClusteredDiff() => _writer.WriteDiffAsync(Stream.Null, _clustered, null, CancellationToken.None).AsTask().GetAwaiter().GetResult().Bytes;
 
     [Benchmark]
     public ulong FullSnapshotProtectPause()
@@ -101,7 +121,20 @@ public class SnapshotBenchmarks
     }
 
     [Benchmark]
+    public ulong ClusteredDiffProtectPause()
+    {
+        _guard.Protect(_clustered);
+        return (ulong)_clustered.Length;
+    }
+
+    [Benchmark]
+    public long FullSnapshotWrittenAfterResume() => _writer.WriteProtectedAsync(Stream.Null, _guard, null, CancellationToken.None).AsTask().GetAwaiter().GetResult().Bytes;
+
+    [Benchmark]
     public long DirtyPageDiffWrittenAfterResume() => _writer.WriteProtectedAsync(Stream.Null, _guard, null, CancellationToken.None).AsTask().GetAwaiter().GetResult().Bytes;
+
+    [Benchmark]
+    public long ClusteredDiffWrittenAfterResume() => _writer.WriteProtectedAsync(Stream.Null, _guard, null, CancellationToken.None).AsTask().GetAwaiter().GetResult().Bytes;
 
     private static IEnumerable<DirtyRun> Runs(SortedSet<ulong> pages)
     {
