@@ -4,6 +4,7 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
+using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Bitmaps;
@@ -44,8 +45,9 @@ internal static class SnapshotDemo
         BootGuest guest = vm.Guest!;
         using var consumers = new DirtyConsumerSet(40);
         using DirtyConsumer chainConsumer = consumers.Register("snapshots");
+        using var rates = new DirtyRateMonitor(consumers, vm.MeasureVcpuDirtyRates()); // a second consumer of the same rounds
         using CopyBeforeWriteGuard? guard = writeProtect ? new CopyBeforeWriteGuard(vm.Memory) : null;
-        var chain = new SnapshotRun(vm, guest, consumers, chainConsumer, new SnapshotChainWriter(vm.Memory), guard);
+        var chain = new SnapshotRun(vm, guest, consumers, chainConsumer, rates, new SnapshotChainWriter(vm.Memory), guard);
         Console.WriteLine($"snapshots of a KVM guest ({options.GuestBytes >> 20} MiB, its boot sector incrementing {guest.Pages:N0} pages pass after pass) in {dir}; " +
             (writeProtect ? "each link written after the vCPU resumes, its pages write-protected in the pause" : "each link written in the vCPU's pause"));
 
@@ -69,6 +71,8 @@ internal static class SnapshotDemo
             Console.WriteLine($"diff {i}: {diff.DataPages + diff.ZeroPages:N0} pages ({diff.ZeroPages:N0} zero), {diff.Bytes / 1024.0:F0} KiB " +
                 $"= {100.0 * diff.Bytes / full.Summary.Bytes:F1}% of the full snapshot; the guest changed {link.GuestChanged:N0} of its pages; " +
                 $"a resident-page (mincore) diff would hold {link.Resident:N0}; {link.Timing()}");
+            Console.WriteLine($"  dirty-rate consumer: {link.DirtyRate.PagesDirtied:N0} pages in {link.DirtyRate.Interval.TotalMilliseconds:F0} ms = {link.DirtyRate.PagesPerSecond:N0} pages/s" +
+                (link.DirtyRate.VcpuPagesPerSecond.Count == 0 ? "" : "; by vCPU (ring entries): " + string.Join(", ", link.DirtyRate.VcpuPagesPerSecond.Select((r, v) => $"vCPU {v} {r:N0} pages/s"))));
         }
 
         // The last link's state as one full snapshot: base plus diffs must equal it, byte for byte. With write

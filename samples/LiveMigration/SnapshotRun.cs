@@ -20,7 +20,7 @@ namespace DirtyLog.Samples.LiveMigration;
 /// </summary>
 /// <remarks>Not thread-safe: the demo's one thread takes the links in order.</remarks>
 internal sealed class SnapshotRun(SourceVm vm, BootGuest guest, DirtyConsumerSet consumers, DirtyConsumer chainConsumer,
-    SnapshotChainWriter writer, CopyBeforeWriteGuard? guard)
+    DirtyRateMonitor rates, SnapshotChainWriter writer, CopyBeforeWriteGuard? guard)
 {
     private byte[] _progress = [];  // the working set's first bytes at the previous link
     private (long Pages, long At) _freeFrom; // the guest's progress when it last ran unhindered (resumed, or its link written)
@@ -32,6 +32,7 @@ internal sealed class SnapshotRun(SourceVm vm, BootGuest guest, DirtyConsumerSet
         long paused = Stopwatch.GetTimestamp();
         vm.PauseVcpu();
         List<DirtyRun> runs = SnapshotDemo.TakeRound(vm, consumers, chainConsumer);
+        DirtyRateSample rate = rates.Sample(); // the same round, as the rate monitor sees it
         Dictionary<string, ReadOnlyMemory<byte>> states = SnapshotDemo.States(vm);
         PageStreamSummary? summary = null;
         if (guard is null)
@@ -70,11 +71,11 @@ internal sealed class SnapshotRun(SourceVm vm, BootGuest guest, DirtyConsumerSet
                 Resume(progress);
             }
 
-            return new LinkReport(path, summary!, changed, resident, pauseMs, null, 0, 0, 0, freePace);
+            return new LinkReport(path, summary!, changed, resident, rate, pauseMs, null, 0, 0, 0, freePace);
         }
 
+        long copiedBefore = guard.PagesCopiedOnWrite, faultsBefore = guard.FaultsServed; // in the pause: every write after it is this link's
         Resume(progress);
-        long copiedBefore = guard.PagesCopiedOnWrite, faultsBefore = guard.FaultsServed;
         long writing = Stopwatch.GetTimestamp();
         try
         {
@@ -90,7 +91,7 @@ internal sealed class SnapshotRun(SourceVm vm, BootGuest guest, DirtyConsumerSet
         long progressWritten = vm.GuestPagesWritten;
         double writeSeconds = Stopwatch.GetElapsedTime(writing, written).TotalSeconds;
         _freeFrom = (progressWritten, written);
-        return new LinkReport(path, summary, changed, resident, pauseMs, writeSeconds * 1000, guard.FaultsServed - faultsBefore, guard.PagesCopiedOnWrite - copiedBefore,
+        return new LinkReport(path, summary, changed, resident, rate, pauseMs, writeSeconds * 1000, guard.FaultsServed - faultsBefore, guard.PagesCopiedOnWrite - copiedBefore,
             (progressWritten - progress) / Stopwatch.GetElapsedTime(_resumedAt, written).TotalSeconds, freePace);
     }
 

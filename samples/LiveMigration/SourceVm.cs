@@ -141,6 +141,9 @@ internal sealed class SourceVm : IDisposable
     /// </summary>
     public bool RingWedged => _ringTracker?.IsWedged ?? false;
 
+    /// <summary>Each vCPU's dirty rate from its ring, from now on; <see langword="null"/> with the dirty bitmap.</summary>
+    public VcpuDirtyRates? MeasureVcpuDirtyRates() => _ringTracker is null ? null : new VcpuDirtyRates(_ringTracker);
+
     /// <summary>Ring-full exits the run loop handled and ring overflows the tracker covered (ring mode).</summary>
     public (long Overflows, bool Wedged)? RingStatus => _ringTracker is null ? null : (_ringTracker.Overflows, _ringTracker.IsWedged);
 
