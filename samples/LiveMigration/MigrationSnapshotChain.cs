@@ -51,9 +51,12 @@ internal sealed class MigrationSnapshotChain : IDisposable
         return chain;
     }
 
-    /// <summary>After the switch-over: one diff of everything the migration sent, checked against a full snapshot of the paused source.</summary>
-    /// <returns>Whether the chain equals it, byte for byte.</returns>
-    public async Task<bool> FinishAsync(SourceVm vm)
+    /// <summary>
+    /// After the switch-over: one diff of everything the migration sent, checked against a full snapshot of the paused
+    /// source, then restored into a third VM that must resume and keep the guest's invariant.
+    /// </summary>
+    /// <returns>Whether the chain equals the switch-over state, byte for byte, and its restored guest runs with its invariant intact.</returns>
+    public async Task<bool> FinishAsync(SourceVm vm, MigrationOptions options)
     {
         var sink = new SnapshotDemo.RunList();
         _chain.TakeChanges(ref sink);
@@ -70,7 +73,17 @@ internal sealed class MigrationSnapshotChain : IDisposable
         Console.WriteLine(difference is null
             ? $"snapshots: base + one diff of {diff.DataPages + diff.ZeroPages:N0} pages (every page the migration's rounds carried) = the switch-over state, byte for byte"
             : $"snapshots: FAILED, the chain differs from the switch-over state at guest-physical 0x{difference:x}");
-        return difference is null;
+
+        // A third VM from the chain: it resumes at the switch-over state and must keep the guest's invariant.
+        using var restored = new DestinationVm(options, kvm: true);
+        PageStreamSummary applied = await SnapshotDemo.WithStreamsAsync(_links, links => SnapshotChain.RestoreAsync(links, restored.Memory, memoryStartsZeroed: true, CancellationToken.None).AsTask()).ConfigureAwait(false);
+        bool resumed = restored.Resume(applied, vm.Guest);
+        long passes = resumed ? restored.RunThenPause(passes: 2, TimeSpan.FromSeconds(10)) : 0;
+        string? broken = vm.Guest!.CheckInvariant(restored.Memory);
+        Console.WriteLine(resumed
+            ? $"snapshots: the chain restored into a third VM, which resumed and made {passes} passes; invariant {(broken is null ? "ok" : "BROKEN: " + broken)}"
+            : "snapshots: FAILED, the chain carried no vCPU state; nothing resumed");
+        return difference is null && resumed && passes >= 2 && broken is null;
     }
 
     public void Dispose()

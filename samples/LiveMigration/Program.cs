@@ -86,7 +86,7 @@ internal static class Program
         bool ok = summary.MemoryVerified && broken is null && progressed > 0;
         if (snapshots is not null)
         {
-            ok &= await snapshots.FinishAsync(vm).ConfigureAwait(false);
+            ok &= await snapshots.FinishAsync(vm, options).ConfigureAwait(false);
         }
 
         Console.WriteLine(FormattableString.Invariant(
