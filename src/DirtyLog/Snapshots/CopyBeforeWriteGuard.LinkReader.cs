@@ -27,8 +27,25 @@ public sealed partial class CopyBeforeWriteGuard
     /// Copies the chunk's pages, as they were at the protection, into the staging buffer: pages the fault thread
     /// preserved come from the shadow; the others are claimed and copied from guest memory while still protected.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The fault thread failed (the link was released), or a page of the chunk is not protected.</exception>
+    /// <exception cref="InvalidOperationException">The fault thread failed or the link was released (disposed), or a page of the chunk is not protected.</exception>
     private ReadOnlyMemory<byte> CopyChunk(ulong firstPage, ulong pageCount)
+    {
+        // Under the gate: Dispose cannot unmap the states and the shadow while a chunk reads them (the staging buffer
+        // the writer reads afterwards is managed memory, which outlives the guard).
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_link is null)
+            {
+                ThrowIfFaultThreadFailed();
+                throw new InvalidOperationException("The link was released before it was written.");
+            }
+
+            return CopyChunkLocked(firstPage, pageCount);
+        }
+    }
+
+    private ReadOnlyMemory<byte> CopyChunkLocked(ulong firstPage, ulong pageCount)
     {
         ThrowIfFaultThreadFailed();
         int bytes = checked((int)(pageCount * (ulong)_pageSize));

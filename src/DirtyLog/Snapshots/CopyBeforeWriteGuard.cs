@@ -2,6 +2,7 @@
 
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using System.Runtime.Versioning;
 using System.Threading;
 using DirtyLog.Bitmaps;
@@ -65,6 +66,7 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
     private readonly Lock _gate = new(); // serialises protection, release and dispose
     private DirtyRun[]? _link;          // the runs of the link protected and not yet finished
     private bool _linkIsFull;
+    private bool _linkBeingWritten;     // a writer took the link (one writer per link)
     private volatile bool _stopping;
     private volatile Exception? _faultError;
     private long _pagesCopiedOnWrite;
@@ -140,7 +142,7 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
     /// In the pause, after the final harvest: write-protects the pages of a diff (what the chain's consumer took), so
     /// that the guest may resume before they are copied.
     /// </summary>
-    /// <param name="runs">The pages, in page numbers of <see cref="PageSize"/>: inside memory, not overlapping.</param>
+    /// <param name="runs">The pages, in page numbers of <see cref="PageSize"/>: inside memory, not overlapping (empty runs are ignored).</param>
     /// <exception cref="InvalidOperationException">A link is protected and not finished yet.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A run leaves memory.</exception>
     /// <exception cref="ArgumentException">Runs overlap.</exception>
@@ -149,7 +151,7 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
     public void Protect(IReadOnlyList<DirtyRun> runs)
     {
         ArgumentNullException.ThrowIfNull(runs);
-        DirtyRun[] sorted = [.. runs];
+        DirtyRun[] sorted = [.. runs.Where(static run => run.PageCount != 0)]; // an empty run protects nothing (and the kernel refuses an empty range)
         Array.Sort(sorted, static (a, b) => a.FirstPage.CompareTo(b.FirstPage));
         for (int i = 0; i < sorted.Length; i++)
         {
@@ -196,14 +198,23 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
         _shadow.Dispose();
     }
 
-    /// <summary>The link protected now, for a writer: its runs and whether it is all of memory.</summary>
-    /// <exception cref="InvalidOperationException">No link is protected.</exception>
-    internal DirtyRun[] ProtectedLink(out bool full)
+    /// <summary>A writer takes the link protected now: its runs and whether it is all of memory. It must end it with <see cref="FinishLink"/>.</summary>
+    /// <exception cref="InvalidOperationException">No link is protected, or another writer has it.</exception>
+    /// <exception cref="ObjectDisposedException">The guard was disposed.</exception>
+    internal DirtyRun[] BeginWrite(out bool full)
     {
         lock (_gate)
         {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            DirtyRun[] runs = _link ?? throw new InvalidOperationException("No link is protected: call Protect (or ProtectAll) in the pause first.");
+            if (_linkBeingWritten)
+            {
+                throw new InvalidOperationException("The protected link is being written by another writer: one writer per link.");
+            }
+
+            _linkBeingWritten = true;
             full = _linkIsFull;
-            return _link ?? throw new InvalidOperationException("No link is protected: call Protect (or ProtectAll) in the pause first.");
+            return runs;
         }
     }
 
@@ -223,6 +234,7 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
             {
                 FlushUnprotects();
                 _link = null;
+                _linkBeingWritten = false;
                 DiscardShadow(runs);
                 return;
             }
@@ -279,6 +291,7 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
         }
 
         _link = null;
+        _linkBeingWritten = false;
         _pendingFrom = ulong.MaxValue;
         foreach (DirtyRun run in runs)
         {

@@ -101,13 +101,15 @@ public sealed class SnapshotChainWriter
     /// <param name="cancellationToken">Cancels the writes.</param>
     /// <returns>What the link holds.</returns>
     /// <exception cref="ArgumentException">The guard guards other memory or another page size; or a state uses the reserved name.</exception>
-    /// <exception cref="InvalidOperationException">The guard has no link protected; a diff comes before any full snapshot; or the guard's fault thread failed.</exception>
+    /// <exception cref="InvalidOperationException">The guard has no link protected, or another writer writes it; a diff comes before any full snapshot; or the guard's fault thread failed.</exception>
+    /// <exception cref="ObjectDisposedException">The guard was disposed (before or during the write).</exception>
     /// <remarks>On failure the pages the link carried must be sent again: put the diff's runs back into its consumer (<see cref="Consumers.DirtyConsumer.PutBack"/>).</remarks>
     [SupportedOSPlatform("linux")]
     public async ValueTask<PageStreamSummary> WriteProtectedAsync(Stream destination, CopyBeforeWriteGuard protectedPages,
         IReadOnlyDictionary<string, ReadOnlyMemory<byte>>? states, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(protectedPages);
+        DirtyRun[] runs = protectedPages.BeginWrite(out bool full); // from here this call owns the link, and ends it
         bool written = false;
         try
         {
@@ -116,7 +118,6 @@ public sealed class SnapshotChainWriter
                 throw new ArgumentException("The guard guards other memory (or pages of another size) than this writer writes.", nameof(protectedPages));
             }
 
-            DirtyRun[] runs = protectedPages.ProtectedLink(out bool full);
             if (!full && !_hasFull)
             {
                 throw new InvalidOperationException("A chain starts with a full snapshot: write one before any diff.");
@@ -129,7 +130,7 @@ public sealed class SnapshotChainWriter
         }
         finally
         {
-            protectedPages.FinishLink(written);
+            protectedPages.FinishLink(written); // a refused or failed write releases every page: no write waits for good
         }
     }
 

@@ -183,6 +183,31 @@ public sealed class CopyBeforeWriteGuardTests
     }
 
     [Test]
+    public async Task DisposingDuringAWriteFailsItWithoutTouchingFreedMemoryAndASecondWriterIsRefused()
+    {
+        var guard = new CopyBeforeWriteGuard(_memory);
+        var writer = new SnapshotChainWriter(_memory);
+        await writer.WriteFullAsync(Stream.Null, null, CancellationToken.None);
+        guard.Protect([new DirtyRun(0, 2048), new DirtyRun(3000, 0)]); // 8 MiB: several chunks and flushes; the empty run is ignored
+        Exception? second = null;
+        var stream = new CallbackStream(() =>
+        {
+            // Mid-link: a second writer is refused (the link is this one's), then the guard goes away.
+            second = Assert.ThrowsAsync<InvalidOperationException>(async () => await new SnapshotChainWriter(_memory).WriteProtectedAsync(Stream.Null, guard, null, CancellationToken.None));
+            guard.Dispose();
+        });
+
+        Assert.ThrowsAsync<ObjectDisposedException>(async () => await writer.WriteProtectedAsync(stream, guard, null, CancellationToken.None));
+        Page(1500)[0] ^= 1; // unprotected and unregistered: the write goes through with no fault thread left
+        Assert.Multiple(() =>
+        {
+            Assert.That(second, Is.Not.Null, "the second writer was refused");
+            Assert.That(guard.HasProtectedLink, Is.False);
+            Assert.That(() => guard.Protect([new DirtyRun(0, 1)]), Throws.TypeOf<ObjectDisposedException>());
+        });
+    }
+
+    [Test]
     public void DisposingReleasesALinkInFlightAndTheMemory()
     {
         var guard = new CopyBeforeWriteGuard(_memory);
@@ -381,6 +406,32 @@ public sealed class CopyBeforeWriteGuardTests
                 memory.Slice(page * 4096, 4096).Fill((byte)random.Next(1, 256));
                 Interlocked.Increment(ref _writes);
             }
+        }
+    }
+
+    /// <summary>A stream that calls <paramref name="onFirstWrite"/> on its first write.</summary>
+    private sealed class CallbackStream(Action onFirstWrite) : MemoryStream
+    {
+        private Action? _onFirstWrite = onFirstWrite;
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            Interlocked.Exchange(ref _onFirstWrite, null)?.Invoke();
+            base.Write(buffer, offset, count);
+        }
+
+        public override void Write(ReadOnlySpan<byte> buffer) => Write(buffer.ToArray(), 0, buffer.Length);
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            Write(buffer.Span);
+            return ValueTask.CompletedTask;
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+        {
+            Write(buffer, offset, count);
+            return Task.CompletedTask;
         }
     }
 
