@@ -24,8 +24,9 @@ namespace DirtyLog.Snapshots;
 /// to the guard's fault thread, which copies the page into a shadow mapping laid out as guest memory, then unprotects
 /// the page, which lets the write go on. The writer (<see cref="SnapshotChainWriter.WriteProtectedAsync"/>) claims each
 /// chunk of pages (at most 1 MiB), copies them into a staging buffer (from guest memory, or from the shadow for pages
-/// the fault thread preserved) and writes the chunk from there; it unprotects what it copied in batches of up to 4 MiB
-/// of address space (a write to a page copied but still protected is let in by the fault thread at once). Each page is
+/// the fault thread preserved) and writes the chunk from there; it unprotects what it copied in batches (runs at most 8
+/// pages apart, up to 4 MiB of address space; a write to a page copied but still protected is let in by the fault
+/// thread at once). Each page is
 /// copied exactly once from guest memory, by whichever side claims it first (a per-page state, changed by
 /// compare-and-exchange), while it is still protected.</para>
 /// <para>Cost: the pause covers the harvest and one <c>UFFDIO_WRITEPROTECT</c> per run instead of the copy. After
@@ -36,10 +37,13 @@ namespace DirtyLog.Snapshots;
 /// <c>CAP_SYS_PTRACE</c> or <c>vm.unprivileged_userfaultfd = 1</c>); guest memory not registered with another
 /// userfaultfd (an asynchronous write-protect tracker over the same memory makes the registration fail with EBUSY: keep
 /// the pause that covers the copy there).</para>
-/// <para>Thread safety: <see cref="Protect"/>, <see cref="ProtectAll"/> and the writer's use are for one thread at a
-/// time (the VMM's snapshot thread); one link is protected at a time, from its protection until the writer finished
-/// it (written or failed: a failed link is released, so no write waits for good). The fault thread is the guard's own.
-/// The counters may be read from any thread. Dispose after the last link; disposing releases a link in flight.</para>
+/// <para>Thread safety: every member may be called from any thread. One link is protected at a time, from its
+/// protection until its one writer finished it (written or failed: a failed link is released, so no write waits for
+/// good); a second writer of the same link is refused. Protection, each chunk's copy, the link's end and
+/// <see cref="Dispose"/> are serialised by one lock, the guard's only one (the fault thread takes it only to give the
+/// pages back after it failed); so disposing during a write releases the link and fails the write with
+/// <see cref="ObjectDisposedException"/>, never reading freed memory. The fault thread is the guard's own; the counters
+/// are read with atomics.</para>
 /// </remarks>
 [SupportedOSPlatform("linux")]
 public sealed partial class CopyBeforeWriteGuard : IDisposable
