@@ -1,7 +1,6 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
-using System.Linq;
 using DirtyLog.Bitmaps;
 using DirtyLog.Consumers;
 using DirtyLog.Testing;
@@ -60,8 +59,8 @@ public class DirtyRateMonitorTests
         using var set = new DirtyConsumerSet(40);
         using var monitor = new DirtyRateMonitor(set, new VcpuDirtyRates(tracker, clock), clock);
 
-        Write(vm.Vcpus[0], firstPage: 0, pages: 30);
-        Write(vm.Vcpus[1], firstPage: 100, pages: 90);
+        vm.Vcpus[0].WritePages(firstPage: 0, pages: 30);
+        vm.Vcpus[1].WritePages(firstPage: 100, pages: 90);
         tracker.Reap();
         set.Publish([new DirtyRun(0, 30), new DirtyRun(100, 90)]); // the round a harvester would publish
         clock.Advance(TimeSpan.FromSeconds(3));
@@ -83,24 +82,5 @@ public class DirtyRateMonitorTests
         var monitor = new DirtyRateMonitor(set);
         set.Dispose();
         Assert.That(() => monitor.Sample(), Throws.TypeOf<ObjectDisposedException>(), "its set is gone");
-    }
-
-    private static void Write(EmulatedKvmVcpu vcpu, ulong firstPage, int pages)
-    {
-        ulong[] addresses = Enumerable.Range(0, pages).Select(i => ((firstPage + (ulong)i) * 4096) + 8).ToArray();
-        EmulatedVcpuExit exit = vcpu.Run(addresses, value: 7, out int written);
-        Assert.That(written, Is.EqualTo(pages), $"the vCPU stopped early ({exit})");
-    }
-
-    /// <summary>A clock that moves only when told: timestamps in ticks of 100 ns.</summary>
-    private sealed class ManualClock : TimeProvider
-    {
-        private long _ticks;
-
-        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
-
-        public override long GetTimestamp() => _ticks;
-
-        public void Advance(TimeSpan by) => _ticks += by.Ticks;
     }
 }

@@ -162,7 +162,7 @@ public sealed class CopyBeforeWriteGuardTests
         var writer = new SnapshotChainWriter(_memory);
         await writer.WriteFullAsync(Stream.Null, null, CancellationToken.None);
         guard.Protect([new DirtyRun(0, 1024)]);
-        Assert.ThrowsAsync<IOException>(async () => await writer.WriteProtectedAsync(new FailingStream(failAfter: 1 << 20), guard, null, CancellationToken.None));
+        Assert.ThrowsAsync<IOException>(async () => await writer.WriteProtectedAsync(HookedStream.FailingAfter(1 << 20), guard, null, CancellationToken.None));
 
         long copied = guard.PagesCopiedOnWrite, faults = guard.FaultsServed;
         for (ulong page = 0; page < 1024; page++)
@@ -190,7 +190,7 @@ public sealed class CopyBeforeWriteGuardTests
         await writer.WriteFullAsync(Stream.Null, null, CancellationToken.None);
         guard.Protect([new DirtyRun(0, 2048), new DirtyRun(3000, 0)]); // 8 MiB: several chunks and flushes; the empty run is ignored
         Exception? second = null;
-        var stream = new CallbackStream(() =>
+        var stream = HookedStream.OnFirstWrite(() =>
         {
             // Mid-link: a second writer is refused (the link is this one's), then the guard goes away.
             second = Assert.ThrowsAsync<InvalidOperationException>(async () => await new SnapshotChainWriter(_memory).WriteProtectedAsync(Stream.Null, guard, null, CancellationToken.None));
@@ -409,42 +409,28 @@ public sealed class CopyBeforeWriteGuardTests
         }
     }
 
-    /// <summary>A stream that calls <paramref name="onFirstWrite"/> on its first write.</summary>
-    private sealed class CallbackStream(Action onFirstWrite) : MemoryStream
+    /// <summary>A memory stream that calls <paramref name="beforeWrite"/> (its length so far, the bytes coming) before each write: to fail or act mid-link.</summary>
+    private sealed class HookedStream(Action<long, int> beforeWrite) : MemoryStream
     {
-        private Action? _onFirstWrite = onFirstWrite;
-
-        public override void Write(byte[] buffer, int offset, int count)
+        /// <summary>A stream that fails once <paramref name="failAfter"/> bytes were written.</summary>
+        public static HookedStream FailingAfter(int failAfter) => new((length, count) =>
         {
-            Interlocked.Exchange(ref _onFirstWrite, null)?.Invoke();
-            base.Write(buffer, offset, count);
-        }
-
-        public override void Write(ReadOnlySpan<byte> buffer) => Write(buffer.ToArray(), 0, buffer.Length);
-
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
-        {
-            Write(buffer.Span);
-            return ValueTask.CompletedTask;
-        }
-
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
-        {
-            Write(buffer, offset, count);
-            return Task.CompletedTask;
-        }
-    }
-
-    /// <summary>A stream that fails once <paramref name="failAfter"/> bytes were written.</summary>
-    private sealed class FailingStream(int failAfter) : MemoryStream
-    {
-        public override void Write(byte[] buffer, int offset, int count)
-        {
-            if (Length + count > failAfter)
+            if (length + count > failAfter)
             {
                 throw new IOException("the disk is full");
             }
+        });
 
+        /// <summary>A stream that calls <paramref name="action"/> on its first write.</summary>
+        public static HookedStream OnFirstWrite(Action action)
+        {
+            Action? once = action;
+            return new((_, _) => Interlocked.Exchange(ref once, null)?.Invoke());
+        }
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            beforeWrite(Length, count);
             base.Write(buffer, offset, count);
         }
 

@@ -1,9 +1,9 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
-using System.Linq;
 using DirtyLog.Testing;
 using DirtyLog.Tracking;
+using DirtyLog.Tests.Infrastructure;
 using NUnit.Framework;
 
 namespace DirtyLog.Tests.Kvm.Emulated;
@@ -25,13 +25,13 @@ public class VcpuDirtyRatesTests
         var clock = new ManualClock();
         var rates = new VcpuDirtyRates(tracker, clock);
 
-        Write(vm.Vcpus[0], firstPage: 0, pages: 100);
-        Write(vm.Vcpus[1], firstPage: 1000, pages: 300);
+        vm.Vcpus[0].WritePages(firstPage: 0, pages: 100);
+        vm.Vcpus[1].WritePages(firstPage: 1000, pages: 300);
         tracker.Reap();
         clock.Advance(TimeSpan.FromSeconds(2));
         double[] first = rates.Sample();
 
-        Write(vm.Vcpus[1], firstPage: 5000, pages: 40);
+        vm.Vcpus[1].WritePages(firstPage: 5000, pages: 40);
         tracker.Reap();
         clock.Advance(TimeSpan.FromMilliseconds(500));
         double[] second = rates.Sample();
@@ -49,23 +49,4 @@ public class VcpuDirtyRatesTests
     [Test]
     public void ARateNeedsATracker() =>
         Assert.That(() => new VcpuDirtyRates(null!), Throws.ArgumentNullException);
-
-    private static void Write(EmulatedKvmVcpu vcpu, ulong firstPage, int pages)
-    {
-        ulong[] addresses = Enumerable.Range(0, pages).Select(i => ((firstPage + (ulong)i) * 4096) + 8).ToArray();
-        EmulatedVcpuExit exit = vcpu.Run(addresses, value: 7, out int written);
-        Assert.That(written, Is.EqualTo(pages), $"the vCPU stopped early ({exit})");
-    }
-
-    /// <summary>A clock that moves only when told: timestamps in ticks of 100 ns.</summary>
-    private sealed class ManualClock : TimeProvider
-    {
-        private long _ticks;
-
-        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
-
-        public override long GetTimestamp() => _ticks;
-
-        public void Advance(TimeSpan by) => _ticks += by.Ticks;
-    }
 }
