@@ -34,6 +34,7 @@ public sealed class DirtyRateMonitor : IDisposable
     /// <param name="time">The clock; the system's by default.</param>
     /// <param name="name">The consumer's name.</param>
     /// <exception cref="ArgumentNullException"><paramref name="consumers"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="name"/> is empty or registered already (give a second monitor on the same set its own name).</exception>
     /// <exception cref="ObjectDisposedException">The set was disposed.</exception>
     public DirtyRateMonitor(DirtyConsumerSet consumers, VcpuDirtyRates? vcpuRates = null, TimeProvider? time = null, string name = "dirty-rate")
     {

@@ -103,10 +103,18 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
             _uffd.RegisterWriteProtect(memory.Address, memory.Size);
             _states = new AnonymousMapping((_pages + 4095) & ~4095UL);
             _shadow = new AnonymousMapping(memory.Size);
-            _shadow.SetHugePages(false); // a preserved page here and there must not cost a huge page each
+            try
+            {
+                _shadow.SetHugePages(false); // a preserved page here and there must not cost a huge page each
+            }
+            catch (KernelException)
+            {
+                // A kernel without transparent huge pages refuses the advice: there is nothing to prevent then.
+            }
         }
         catch
         {
+            _shadow?.Dispose();
             _states?.Dispose();
             _uffd.Dispose();
             throw;

@@ -208,6 +208,17 @@ public sealed class CopyBeforeWriteGuardTests
     }
 
     [Test]
+    public void MemoryAnotherUserfaultfdHasIsRefusedWithEbusyAndNothingLeaks()
+    {
+        using var first = new CopyBeforeWriteGuard(_memory);
+        KernelException? refused = Assert.Throws<KernelException>(() => _ = new CopyBeforeWriteGuard(_memory));
+        Assert.That(refused!.Errno, Is.EqualTo(Errno.EBUSY), "one userfaultfd per mapping");
+        first.Protect([new DirtyRun(0, 4)]);
+        Page(1)[0] ^= 1; // the first guard still serves its link
+        Assert.That(first.PagesCopiedOnWrite, Is.EqualTo(1));
+    }
+
+    [Test]
     public void DisposingReleasesALinkInFlightAndTheMemory()
     {
         var guard = new CopyBeforeWriteGuard(_memory);
