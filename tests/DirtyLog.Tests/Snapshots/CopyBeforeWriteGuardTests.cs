@@ -207,6 +207,52 @@ public sealed class CopyBeforeWriteGuardTests
         });
     }
 
+    /// <summary>
+    /// Dispose racing a write in flight, from another thread, at a seeded moment: the write completes or fails with
+    /// ObjectDisposedException, never touches freed memory (which would crash the test host), and leaves memory writable.
+    /// </summary>
+    [TestCase(11)]
+    [TestCase(12)]
+    public async Task DisposeRacingAWriteNeverReadsFreedMemory(int seed)
+    {
+        var random = new Random(seed);
+        int completed = 0, disposedFirst = 0;
+        for (int i = 0; i < 12; i++)
+        {
+            var guard = new CopyBeforeWriteGuard(_memory);
+            var writer = new SnapshotChainWriter(_memory);
+            guard.ProtectAll();
+            using var start = new Barrier(2);
+            int spins = random.Next(0, 200_000);
+            var disposer = new Thread(() =>
+            {
+                start.SignalAndWait();
+                Thread.SpinWait(spins);
+                guard.Dispose();
+            });
+            disposer.Start();
+            Task<PageStreamSummary> write = Task.Run(async () =>
+            {
+                start.SignalAndWait();
+                return await writer.WriteProtectedAsync(Stream.Null, guard, null, CancellationToken.None);
+            });
+            try
+            {
+                await write;
+                completed++;
+            }
+            catch (ObjectDisposedException)
+            {
+                disposedFirst++;
+            }
+
+            disposer.Join();
+            Page((ulong)random.Next((int)Pages))[0] ^= 1; // released and unregistered: no write waits
+        }
+
+        Assert.That(completed + disposedFirst, Is.EqualTo(12), $"{completed} writes completed, {disposedFirst} met the dispose");
+    }
+
     [Test]
     public void MemoryAnotherUserfaultfdHasIsRefusedWithEbusyAndNothingLeaks()
     {
