@@ -115,7 +115,7 @@ public sealed class PageStreamWriter
 
     /// <summary>The runs' records and the round end; with <paramref name="round"/>, each chunk is re-protected in the
     /// round's trackers before its memory is read (see <see cref="HarvestRound.ClearBeforeSend"/>); with
-    /// <paramref name="source"/>, each chunk is read from the buffer the source hands over for it.</summary>
+    /// <paramref name="source"/>, each chunk is read where the source hands it over, and handed back once written.</summary>
     private async ValueTask<long> WriteRunsAsync(ReadOnlyMemory<DirtyRun> runs, CancellationToken cancellationToken, HarvestRound? round = null, IPageChunkSource? source = null)
     {
         ObjectDisposedException.ThrowIf(_ended, this);
@@ -136,7 +136,7 @@ public sealed class PageStreamWriter
             DirtyRun run = runs.Span[i];
             ulong chunkStart = run.FirstPage;
             ulong chunkEnd = run.FirstPage;
-            ReadOnlyMemory<byte> chunk = default;
+            PageChunk chunk = default;
             for (ulong page = run.FirstPage; page < run.EndPage;)
             {
                 if (chunked && page >= chunkEnd)
@@ -145,15 +145,22 @@ public sealed class PageStreamWriter
                     chunkStart = page;
                     chunkEnd = Math.Min(run.EndPage, page + (ulong)MaxDataPages(_pageSize));
                     round?.ClearBeforeSend(page, chunkEnd - page);
-                    chunk = source?.ReadChunk(page, chunkEnd - page) ?? default;
-                    if (source is not null && (ulong)chunk.Length != (chunkEnd - page) * (ulong)_pageSize)
+                    if (source is not null)
                     {
-                        throw new InvalidOperationException($"The chunk source handed over {chunk.Length} bytes for {chunkEnd - page} pages.");
+                        chunk = source.ReadChunk(page, chunkEnd - page);
+                        if (chunk.Memory is { } memory ? memory.Size != _memory.Size : (ulong)chunk.Bytes.Length != (chunkEnd - page) * (ulong)_pageSize)
+                        {
+                            throw new InvalidOperationException($"The chunk source handed over a chunk that does not hold pages {page} to {chunkEnd - 1}.");
+                        }
                     }
                 }
 
-                var reader = new PageSource(source is null ? _memory : null, chunk.Span, chunkStart, _pageSize);
+                var reader = new PageSource(source is null ? _memory : chunk.Memory, chunk.Bytes.Span, chunkStart, _pageSize);
                 page += WriteRecordAt(reader, page, chunked ? chunkEnd : run.EndPage);
+                if (source is not null && page == chunkEnd)
+                {
+                    source.ChunkWritten(chunkStart, chunkEnd - chunkStart);
+                }
 
                 if (_output.UnflushedBytes >= 1 << 20)
                 {
@@ -321,7 +328,7 @@ public sealed class PageStreamWriter
 
     private bool IsZero(in PageSource memory, ulong page) => memory.Pages(page, _pageSize).IndexOfAnyExcept((byte)0) < 0;
 
-    /// <summary>Where a record's pages are read: guest memory, or the chunk a source handed over.</summary>
+    /// <summary>Where a record's pages are read: memory laid out as the guest's, or the bytes of the chunk a source handed over.</summary>
     private readonly ref struct PageSource(GuestMemoryView? memory, ReadOnlySpan<byte> chunk, ulong chunkFirstPage, int pageSize)
     {
         private readonly ReadOnlySpan<byte> _chunk = chunk;

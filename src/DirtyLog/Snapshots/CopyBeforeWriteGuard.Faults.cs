@@ -70,8 +70,17 @@ public sealed partial class CopyBeforeWriteGuard
                     _uffd.WriteProtect(AddressOf(page), (ulong)_pageSize, protect: false);
                     return;
                 case Claimed:
+                    // The writer holds it: ask for an unprotect as soon as it lets the page go. If it let go between
+                    // our read and the request (the state moved on), it may have missed the request: act ourselves.
+                    Interlocked.Exchange(ref _writeWaitsOnClaimed, 1);
+                    if (Volatile.Read(ref state) == Claimed)
+                    {
+                        return;
+                    }
+
+                    continue;
                 case Preserved:
-                    return; // the writer's unprotect (or ours, before) wakes the write
+                    return; // our own unprotect, before, woke the write
                 default:
                     // Idle: the page was unprotected already (a late report). Wake without touching the protection, which
                     // a next link may have set again meanwhile.

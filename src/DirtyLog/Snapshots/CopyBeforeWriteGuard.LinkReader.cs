@@ -2,6 +2,7 @@
 
 using System;
 using System.Threading;
+using DirtyLog.Memory;
 using DirtyLog.Migration;
 
 namespace DirtyLog.Snapshots;
@@ -20,101 +21,142 @@ public sealed partial class CopyBeforeWriteGuard
     /// <summary>Reads a protected link chunk by chunk, for one writer.</summary>
     private sealed class LinkReader(CopyBeforeWriteGuard guard) : IPageChunkSource
     {
-        public ReadOnlyMemory<byte> ReadChunk(ulong firstPage, ulong pageCount) => guard.CopyChunk(firstPage, pageCount);
+        public PageChunk ReadChunk(ulong firstPage, ulong pageCount) => guard.ReadChunk(firstPage, pageCount);
+
+        public void ChunkWritten(ulong firstPage, ulong pageCount) => guard.ChunkWritten(firstPage, pageCount);
     }
 
     /// <summary>
-    /// Copies the chunk's pages, as they were at the protection, into the staging buffer: pages the fault thread
-    /// preserved come from the shadow; the others are claimed and copied from guest memory while still protected.
+    /// Claims the chunk's pages. If the fault thread preserved none of them, the writer reads them in guest memory
+    /// itself, where they stay protected (Claimed) until <see cref="ChunkWritten"/>: no copy. Otherwise they are
+    /// copied, as they were at the protection, into the staging buffer (preserved pages from the shadow) and let go at once.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The fault thread failed or the link was released (disposed), or a page of the chunk is not protected.</exception>
-    private ReadOnlyMemory<byte> CopyChunk(ulong firstPage, ulong pageCount)
+    /// <exception cref="InvalidOperationException">The fault thread failed or the link was released, or a page of the chunk is not protected.</exception>
+    /// <exception cref="ObjectDisposedException">The guard was disposed.</exception>
+    private PageChunk ReadChunk(ulong firstPage, ulong pageCount)
     {
         // Under the gate: Dispose cannot unmap the states and the shadow while a chunk reads them (the staging buffer
         // the writer reads afterwards is managed memory, which outlives the guard).
         lock (_gate)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_link is null)
+            ThrowIfLinkLost();
+            int bytes = checked((int)(pageCount * (ulong)_pageSize));
+            if (bytes > _staging.Length)
             {
-                ThrowIfFaultThreadFailed();
-                throw new InvalidOperationException("The link was released before it was written.");
+                throw new ArgumentOutOfRangeException(nameof(pageCount), pageCount, $"A chunk holds at most {_staging.Length / _pageSize} pages.");
             }
 
-            return CopyChunkLocked(firstPage, pageCount);
+            if (_pendingFrom != ulong.MaxValue && (firstPage + pageCount - _pendingFrom > UnprotectBatchPages || firstPage > _pendingTo + MaxGapPages))
+            {
+                FlushUnprotects();
+            }
+
+            ulong end = firstPage + pageCount;
+            bool anyPreserved = false;
+            for (ulong page = firstPage; page < end; page++)
+            {
+                anyPreserved |= Claim(page) == Preserved;
+            }
+
+            if (!anyPreserved)
+            {
+                return new PageChunk(_memory, default); // read in place; ChunkWritten lets the pages go
+            }
+
+            Span<byte> staging = _staging.AsSpan(0, bytes);
+            for (ulong page = firstPage; page < end; page++)
+            {
+                ref byte state = ref State(page);
+                GuestMemoryView from = state == Preserved ? _shadowView : _memory;
+                from.Slice(page * (ulong)_pageSize, _pageSize).CopyTo(staging[(int)((page - firstPage) * (ulong)_pageSize)..]);
+                Volatile.Write(ref state, state == Preserved ? Idle : Copied); // Idle: the fault thread unprotected it already
+            }
+
+            LetGo(firstPage, end);
+            return new PageChunk(null, _staging.AsMemory(0, bytes));
         }
     }
 
-    private ReadOnlyMemory<byte> CopyChunkLocked(ulong firstPage, ulong pageCount)
+    /// <summary>
+    /// The writer copied the chunk into the stream: its pages read in place are copied now (their unprotect pending,
+    /// batched); a staged chunk was let go when it was staged.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The fault thread failed or the link was released while the chunk was read: its content cannot be trusted.</exception>
+    /// <exception cref="ObjectDisposedException">The guard was disposed meanwhile.</exception>
+    private void ChunkWritten(ulong firstPage, ulong pageCount)
     {
-        ThrowIfFaultThreadFailed();
-        int bytes = checked((int)(pageCount * (ulong)_pageSize));
-        if (bytes > _staging.Length)
+        lock (_gate)
         {
-            throw new ArgumentOutOfRangeException(nameof(pageCount), pageCount, $"A chunk holds at most {_staging.Length / _pageSize} pages.");
-        }
+            ThrowIfLinkLost(); // a release while the pages were read in place let writes reach them
+            ulong end = firstPage + pageCount;
+            for (ulong page = firstPage; page < end; page++)
+            {
+                ref byte state = ref State(page);
+                if (state == Claimed)
+                {
+                    Volatile.Write(ref state, Copied);
+                }
+            }
 
-        if (_pendingFrom != ulong.MaxValue && (firstPage + pageCount - _pendingFrom > UnprotectBatchPages || firstPage > _pendingTo + MaxGapPages))
+            LetGo(firstPage, end);
+        }
+    }
+
+    /// <summary>Claims one page for the writer (Protected to Claimed), or finds it preserved by the fault thread; waits out a copy in progress.</summary>
+    /// <returns>Claimed or Preserved.</returns>
+    /// <exception cref="InvalidOperationException">The page is not protected (the link was released, or the fault thread failed).</exception>
+    private byte Claim(ulong page)
+    {
+        ref byte state = ref State(page);
+        var spin = default(SpinWait);
+        while (true)
+        {
+            byte current = Volatile.Read(ref state);
+            if (current == Protected && Interlocked.CompareExchange(ref state, Claimed, Protected) == Protected)
+            {
+                return Claimed;
+            }
+
+            if (current == Preserved)
+            {
+                return Preserved;
+            }
+
+            if (current == Preserving)
+            {
+                spin.SpinOnce(); // the fault thread is copying it: it will be Preserved in a moment
+                continue;
+            }
+
+            if (current != Protected)
+            {
+                ThrowIfFaultThreadFailed();
+                throw new InvalidOperationException($"Page {page} of the link is not protected (state {current}): it was released before it was written.");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Adds copied pages to the pending unprotects; if a write waits on one of them (the fault thread found it claimed),
+    /// unprotects at once, which wakes it.
+    /// </summary>
+    private void LetGo(ulong firstPage, ulong end)
+    {
+        _pendingFrom = Math.Min(_pendingFrom, firstPage);
+        _pendingTo = end;
+        if (Interlocked.Exchange(ref _writeWaitsOnClaimed, 0) != 0) // after the states were written: see ServeFault
         {
             FlushUnprotects();
         }
-
-        Span<byte> staging = _staging.AsSpan(0, bytes);
-        ulong claimedFrom = firstPage, end = firstPage + pageCount;
-        for (ulong page = firstPage; page < end; page++)
-        {
-            ref byte state = ref State(page);
-            var spin = default(SpinWait);
-            while (true)
-            {
-                byte current = Volatile.Read(ref state);
-                if (current == Protected && Interlocked.CompareExchange(ref state, Claimed, Protected) == Protected)
-                {
-                    break; // ours: copied with its neighbours below
-                }
-
-                if (current == Preserved)
-                {
-                    CopyClaimed(claimedFrom, page, firstPage, staging); // a preserved page ends the stretch of claimed pages before it
-                    claimedFrom = page + 1;
-                    _shadowView.Slice(page * (ulong)_pageSize, _pageSize).CopyTo(staging[(int)((page - firstPage) * (ulong)_pageSize)..]);
-                    Volatile.Write(ref state, Idle); // unprotected already, by the fault thread
-                    break;
-                }
-
-                if (current == Preserving)
-                {
-                    spin.SpinOnce(); // the fault thread is copying it: it will be Preserved in a moment
-                    continue;
-                }
-
-                if (current != Protected)
-                {
-                    ThrowIfFaultThreadFailed();
-                    throw new InvalidOperationException($"Page {page} of the link is not protected (state {current}): it was released before it was written.");
-                }
-            }
-        }
-
-        CopyClaimed(claimedFrom, end, firstPage, staging);
-        _pendingFrom = Math.Min(_pendingFrom, firstPage);
-        _pendingTo = end;
-        return _staging.AsMemory(0, bytes);
     }
 
-    /// <summary>Copies claimed pages [<paramref name="from"/>, <paramref name="to"/>) into the staging buffer and marks them copied (their unprotect is pending).</summary>
-    private void CopyClaimed(ulong from, ulong to, ulong chunkFirst, Span<byte> staging)
+    private void ThrowIfLinkLost()
     {
-        if (from == to)
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ThrowIfFaultThreadFailed();
+        if (_link is null)
         {
-            return;
-        }
-
-        int bytes = (int)((to - from) * (ulong)_pageSize);
-        _memory.Slice(from * (ulong)_pageSize, bytes).CopyTo(staging[(int)((from - chunkFirst) * (ulong)_pageSize)..]);
-        for (ulong page = from; page < to; page++)
-        {
-            Volatile.Write(ref State(page), Copied); // after the copy: from here the fault thread may let a write in
+            throw new InvalidOperationException("The link was released before it was written.");
         }
     }
 

@@ -51,7 +51,7 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
     // A page's state: every transition but the writer's release is a compare-and-exchange, so a page is copied once.
     private const byte Idle = 0;       // not part of the link being written (or written already)
     private const byte Protected = 1;  // write-protected, not copied
-    private const byte Claimed = 2;    // the writer copies it, then unprotects it
+    private const byte Claimed = 2;    // the writer reads it (in place or into staging), then lets it go
     private const byte Preserving = 3; // the fault thread copies it, then unprotects it
     private const byte Preserved = 4;  // copied by the fault thread, unprotected: the shadow holds it
     private const byte Copied = 5;     // copied by the writer, its unprotect pending (batched): a write may be let in
@@ -66,6 +66,7 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
     private readonly byte[] _staging;    // one chunk of pages, as the writer reads them (pinned, reused)
     private ulong _pendingFrom = ulong.MaxValue, _pendingTo; // pages copied by the writer, not yet unprotected
     private long _preservedAtLinkStart;  // the count of pages preserved when the link was protected
+    private int _writeWaitsOnClaimed;     // 1: a write waits on a page the writer holds; its next let-go unprotects at once
     private readonly Thread _faultThread;
     private readonly Lock _gate = new(); // serialises protection, release and dispose
     private DirtyRun[]? _link;          // the runs of the link protected and not yet finished

@@ -60,16 +60,18 @@ public sealed class CopyBeforeWriteGuardTests
     /// must wait for its copy. Several links in a row (a race's window is short); each judged from the restored memory
     /// against a copy of memory taken in its pause.
     /// </summary>
-    [TestCase(20261130, false)]
-    [TestCase(20261131, true)]
-    public async Task ALinkWrittenWhileThreadsWriteItsPagesHoldsThemAsTheyWereAtTheProtection(int seed, bool full)
+    [TestCase(20261130, false, false)]
+    [TestCase(20261131, true, false)]
+    [TestCase(20261132, false, true)]
+    [TestCase(20261133, true, true)]
+    public async Task ALinkWrittenWhileThreadsWriteItsPagesHoldsThemAsTheyWereAtTheProtection(int seed, bool full, bool sequential)
     {
         const int Links = 16;
         using var guard = new CopyBeforeWriteGuard(_memory);
         var writer = new SnapshotChainWriter(_memory);
         List<DirtyRun> diff = Runs(new Random(seed), count: 64, maxLength: 40);
         ulong[] targets = full ? [.. Enumerable.Range(0, (int)Pages).Select(p => (ulong)p)] : [.. diff.SelectMany(r => Enumerable.Range((int)r.FirstPage, (int)r.PageCount).Select(p => (ulong)p))];
-        using var writers = new PausableWriters(_memory, seed, threads: 2, targets);
+        using var writers = new PausableWriters(_memory, seed, threads: 2, targets, sequential);
         writers.Start();
         var failures = new List<string>();
         long copiedBefore = 0;
@@ -392,9 +394,9 @@ public sealed class CopyBeforeWriteGuardTests
 
     /// <summary>
     /// Threads that write whole pages (a seeded choice among <paramref name="targets"/>, the link's pages, so that
-    /// writes meet the writer's copy) until stopped, and park at a barrier on <see cref="Pause"/>.
+    /// writes meet the writer's copy; or the targets in order) until stopped, and park at a barrier on <see cref="Pause"/>.
     /// </summary>
-    private sealed class PausableWriters(GuestMemoryView memory, int seed, int threads, ulong[] targets) : IDisposable
+    private sealed class PausableWriters(GuestMemoryView memory, int seed, int threads, ulong[] targets, bool sequential) : IDisposable
     {
         private readonly Barrier _barrier = new(threads + 1);
         private readonly List<Thread> _threads = [];
@@ -450,6 +452,7 @@ public sealed class CopyBeforeWriteGuardTests
         private void Run(int id)
         {
             var random = new Random(seed * 31 + id);
+            int next = random.Next(targets.Length);
             while (!_stop)
             {
                 if (_pause)
@@ -459,7 +462,10 @@ public sealed class CopyBeforeWriteGuardTests
                     continue;
                 }
 
-                ulong page = targets[random.Next(targets.Length)];
+                // Random pages, or the targets in order from a random start, as a guest pass does: a sequential writer
+                // meets the link's writer in the pages it holds (read in place, or just staged).
+                next = sequential ? (next + 1) % targets.Length : random.Next(targets.Length);
+                ulong page = targets[next];
                 memory.Slice(page * 4096, 4096).Fill((byte)random.Next(1, 256));
                 Interlocked.Increment(ref _writes);
             }
