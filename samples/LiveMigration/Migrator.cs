@@ -38,7 +38,7 @@ internal static class Migrator
     /// <param name="consumers">Other consumers of the same trackers (a snapshot chain): each round sent is published to them first.</param>
     public static async Task<MigrationOutcome> SendAsync(SourceVm vm, Stream connection, MigrationOptions options, Action<RoundRow> progress, CancellationToken cancellationToken, DirtyConsumerSet? consumers = null)
     {
-        PipeWriter output = PipeWriter.Create(connection, new StreamPipeWriterOptions(leaveOpen: true));
+        PipeWriter output = PipeWriter.Create(connection, new StreamPipeWriterOptions(minimumBufferSize: PageStreamWriter.RecommendedBufferSize, leaveOpen: true));
         var acks = new PageStreamAcknowledgements(PipeReader.Create(connection, new StreamPipeReaderOptions(leaveOpen: true)));
         Task ackLoop = acks.RunAsync(cancellationToken);
         var writer = new PageStreamWriter(output, vm.Memory);

@@ -30,6 +30,14 @@ namespace DirtyLog.Migration;
 /// </remarks>
 public sealed class PageStreamWriter
 {
+    /// <summary>
+    /// The smallest buffer segment a <see cref="PipeWriter"/> under this writer should have (2 MiB; for
+    /// <c>PipeWriter.Create</c>, <c>new StreamPipeWriterOptions(minimumBufferSize: PageStreamWriter.RecommendedBufferSize)</c>).
+    /// A data record is written in one span of up to 1 MiB; with the default 4 KiB segments, a round of one-page records
+    /// rents more segments per flush than the shared pool keeps, and the pipe allocates about 1.5 bytes per byte sent.
+    /// </summary>
+    public const int RecommendedBufferSize = 2 << 20;
+
     private readonly PipeWriter _output;
     private readonly GuestMemoryView _memory;
     private readonly int _pageSize;
