@@ -9,6 +9,10 @@ namespace DirtyLog.Snapshots;
 /// <summary>The fault thread: copies a protected page a write reached first, then lets the write go on.</summary>
 public sealed partial class CopyBeforeWriteGuard
 {
+    // Pages preserved per fault, the faulting one and those after it still protected and unclaimed: a guest that
+    // writes memory in order meets one fault per this many pages instead of one per page.
+    private const ulong CopyAheadPages = 32;
+
     private void ServeFaults()
     {
         Span<UserfaultfdFault> faults = stackalloc UserfaultfdFault[16];
@@ -37,7 +41,7 @@ public sealed partial class CopyBeforeWriteGuard
         }
     }
 
-    /// <summary>A write waits on the page at <paramref name="address"/>: copy it first if nobody did, then unprotect it.</summary>
+    /// <summary>A write waits on the page at <paramref name="address"/>: copy it (and the unclaimed pages after it) first if nobody did, then unprotect it.</summary>
     private void ServeFault(ulong address)
     {
         Interlocked.Increment(ref _faultsServed);
@@ -59,11 +63,24 @@ public sealed partial class CopyBeforeWriteGuard
                         continue; // the writer claimed it meanwhile
                     }
 
-                    // Still protected: nobody wrote it since the pause. Copy, publish, then let the write in.
-                    _memory.Slice(page * (ulong)_pageSize, _pageSize).CopyTo(_shadowView.Slice(page * (ulong)_pageSize, _pageSize));
-                    Volatile.Write(ref state, Preserved);
-                    _uffd.WriteProtect(AddressOf(page), (ulong)_pageSize, protect: false);
-                    Interlocked.Increment(ref _pagesCopiedOnWrite);
+                    // Still protected: nobody wrote it since the pause. A write here is often the first of a sequence
+                    // (a guest filling memory): the pages after it that nobody took yet are preserved with it, so that
+                    // the next writes do not each wait for a round trip. Copy, publish, then let the writes in.
+                    ulong end = page + 1;
+                    while (end < _pages && end - page < CopyAheadPages && Interlocked.CompareExchange(ref State(end), Preserving, Protected) == Protected)
+                    {
+                        end++;
+                    }
+
+                    int bytes = (int)((end - page) * (ulong)_pageSize);
+                    _memory.Slice(page * (ulong)_pageSize, bytes).CopyTo(_shadowView.Slice(page * (ulong)_pageSize, bytes));
+                    for (ulong preserved = page; preserved < end; preserved++)
+                    {
+                        Volatile.Write(ref State(preserved), Preserved);
+                    }
+
+                    Interlocked.Add(ref _pagesCopiedOnWrite, (long)(end - page)); // before the write goes on: it sees itself counted
+                    _uffd.WriteProtect(AddressOf(page), (ulong)bytes, protect: false);
                     return;
                 case Copied:
                     // The writer has its copy; its batched unprotect may be a while: let this write in now.

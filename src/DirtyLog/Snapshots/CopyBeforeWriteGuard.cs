@@ -21,8 +21,9 @@ namespace DirtyLog.Snapshots;
 /// <remarks>
 /// <para>How: a synchronous userfaultfd registered over guest memory in write-protect mode. A write to a protected
 /// page, by a vCPU (KVM faults on the VMM's behalf) or by a thread of this process, stops in the kernel and is reported
-/// to the guard's fault thread, which copies the page into a shadow mapping laid out as guest memory, then unprotects
-/// the page, which lets the write go on. The writer (<see cref="SnapshotChainWriter.WriteProtectedAsync"/>) claims each
+/// to the guard's fault thread, which copies the page (and up to 31 protected pages after it that the writer has not
+/// taken, since writes often come in order) into a shadow mapping laid out as guest memory, then unprotects them,
+/// which lets the write go on. The writer (<see cref="SnapshotChainWriter.WriteProtectedAsync"/>) claims each
 /// chunk of pages (at most 1 MiB), copies them into a staging buffer (from guest memory, or from the shadow for pages
 /// the fault thread preserved) and writes the chunk from there; it unprotects what it copied in batches (runs at most 8
 /// pages apart, up to 4 MiB of address space; a write to a page copied but still protected is let in by the fault
@@ -145,7 +146,10 @@ public sealed partial class CopyBeforeWriteGuard : IDisposable
         }
     }
 
-    /// <summary>Pages a write reached before the writer did, over the guard's life: each was copied by the fault thread while the write waited.</summary>
+    /// <summary>
+    /// Pages the fault thread copied before the writer got to them, over the guard's life: each page a write reached
+    /// first, with the still-protected pages after it that were copied along (up to 32 per fault).
+    /// </summary>
     public long PagesCopiedOnWrite => Interlocked.Read(ref _pagesCopiedOnWrite);
 
     /// <summary>Write faults the fault thread served, over the guard's life (a page written by several threads at once reports several).</summary>
