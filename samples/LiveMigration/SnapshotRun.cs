@@ -3,13 +3,13 @@
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Bitmaps;
 using DirtyLog.Consumers;
 using DirtyLog.Memory;
 using DirtyLog.Migration;
+using DirtyLog.Native;
 using DirtyLog.Snapshots;
 
 namespace DirtyLog.Samples.LiveMigration;
@@ -24,7 +24,7 @@ internal sealed class SnapshotRun(SourceVm vm, BootGuest guest, DirtyConsumerSet
 {
     private byte[] _progress = [];  // the working set's first bytes at the previous link
     private (long Pages, long At) _freeFrom; // the guest's progress when it last ran unhindered (resumed, or its link written)
-    private byte[]? _lastState;     // with write protection: memory at the last link's protection, for the check
+    private AnonymousMapping? _lastState; // with write protection: memory at the last link's protection, for the check
 
     /// <summary>Pauses the vCPU, takes the round, writes (or protects) the link, resumes unless it is the last link written in the pause.</summary>
     public async Task<LinkReport> TakeLinkAsync(string path, bool full, bool last)
@@ -60,8 +60,11 @@ internal sealed class SnapshotRun(SourceVm vm, BootGuest guest, DirtyConsumerSet
         _progress = guest.FirstBytes(vm.Memory);
         if (last && guard is not null)
         {
-            _lastState = new byte[vm.Memory.Size];
-            vm.Memory.Slice(0, (int)vm.Memory.Size).CopyTo(_lastState);
+            _lastState = new AnonymousMapping(vm.Memory.Size);
+            for (ulong offset = 0; offset < vm.Memory.Size; offset += 1UL << 30)
+            {
+                _lastState.Write(offset, vm.Memory.Slice(offset, (int)Math.Min(1UL << 30, vm.Memory.Size - offset)));
+            }
         }
 
         if (guard is null)
@@ -104,15 +107,15 @@ internal sealed class SnapshotRun(SourceVm vm, BootGuest guest, DirtyConsumerSet
             return;
         }
 
-        GCHandle pin = GCHandle.Alloc(_lastState, GCHandleType.Pinned);
         try
         {
-            var memory = new GuestMemoryView(pin.AddrOfPinnedObject(), (ulong)_lastState.Length);
+            var memory = new GuestMemoryView(_lastState.Address, _lastState.Length);
             await SnapshotDemo.WriteAsync(path, stream => new SnapshotChainWriter(memory).WriteFullAsync(stream, null, CancellationToken.None)).ConfigureAwait(false);
         }
         finally
         {
-            pin.Free();
+            _lastState.Dispose();
+            _lastState = null;
         }
     }
 
