@@ -30,7 +30,11 @@ public sealed class DirtyRateMonitor : IDisposable
 
     /// <summary>Registers the monitor's consumer and starts its first interval now.</summary>
     /// <param name="consumers">The set the rounds are published to.</param>
-    /// <param name="vcpuRates">Each vCPU's rate from a dirty-ring tracker, or <see langword="null"/> (dirty bitmap, no rings).</param>
+    /// <param name="vcpuRates">
+    /// Each vCPU's rate from a dirty-ring tracker, or <see langword="null"/> (dirty bitmap, no rings). The monitor
+    /// samples it (now, and at each <see cref="Sample"/>): give it one of its own, since another caller's samples would
+    /// cut the monitor's intervals short (the pre-copy controller's, for instance).
+    /// </param>
     /// <param name="time">The clock; the system's by default.</param>
     /// <param name="name">The consumer's name.</param>
     /// <exception cref="ArgumentNullException"><paramref name="consumers"/> is null.</exception>
