@@ -26,9 +26,8 @@ public sealed unsafe class KvmDirtyRing : IDisposable
 {
     private readonly MemoryMappingHandle _mapping;
     private RetireGate _users; // harvests in flight; disposal retires it before unmapping
+    private readonly DirtyRingCursor _cursor; // the fetch index and the way back in step after an overflow
     private kvm_dirty_gfn* _entries;
-    private uint _fetch;
-    private bool _resetToCheck; // entries were harvested since the last check that KVM reset them
 
     internal KvmDirtyRing(FileDescriptorHandle vcpu, uint entries)
     {
@@ -36,6 +35,7 @@ public sealed unsafe class KvmDirtyRing : IDisposable
         long offset = KVM_DIRTY_LOG_PAGE_OFFSET * (long)Environment.SystemPageSize;
         _mapping = MemoryMappingHandle.MapShared(vcpu, (nuint)(entries * (ulong)sizeof(kvm_dirty_gfn)), offset, "dirty ring");
         _entries = (kvm_dirty_gfn*)_mapping.Pointer;
+        _cursor = new DirtyRingCursor(_entries, entries);
         try
         {
             ProbeBacked(vcpu);
@@ -101,7 +101,7 @@ public sealed unsafe class KvmDirtyRing : IDisposable
         ObjectDisposedException.ThrowIf(!_users.TryEnter(), this);
         try
         {
-            return HarvestEntered(ref visitor);
+            return _cursor.Harvest(ref visitor);
         }
         finally
         {
@@ -109,62 +109,51 @@ public sealed unsafe class KvmDirtyRing : IDisposable
         }
     }
 
-    private int HarvestEntered<TVisitor>(ref TVisitor visitor)
-        where TVisitor : struct, IDirtyRingVisitor
+    /// <summary>
+    /// After an overflow (a vCPU that pushed more than a lap in one run, which KVM warns of and does anyway): moves the
+    /// harvest past the entries KVM counts as pushed but that its reset already recycled, marking them for reset, so
+    /// that the next harvest and <see cref="KvmVm.ResetDirtyRings"/> reach the live entries behind them. Without it
+    /// such a ring wedges: nothing more is harvested and every <c>KVM_RUN</c> returns <c>KVM_EXIT_DIRTY_RING_FULL</c>.
+    /// </summary>
+    /// <returns>The entries skipped; 0 when the ring is in step. Pages of skipped entries were harvested already.</returns>
+    /// <remarks>
+    /// Safe at any time from the ring's one harvester, the vCPU running or not: KVM pushes in order and publishes each
+    /// entry with a release store, so an entry seen dirty beyond a recycled run proves the run was not pushed this lap.
+    /// The overflow itself lost entries: the caller must treat the ring's slots as dirty.
+    /// </remarks>
+    /// <exception cref="ObjectDisposedException">The ring was disposed.</exception>
+    public int SkipRecycledEntries()
     {
-        kvm_dirty_gfn* entries = _entries;
-        uint mask = Entries - 1;
-        uint fetch = _fetch;
-        int count = 0;
-        while (count < Entries)
+        ObjectDisposedException.ThrowIf(!_users.TryEnter(), this);
+        try
         {
-            kvm_dirty_gfn* entry = entries + (fetch & mask);
-
-            // Acquire: the entry's slot and offset are read after KVM's release store of its flags.
-            if ((Volatile.Read(ref entry->flags) & KVM_DIRTY_GFN_F_DIRTY) == 0)
-            {
-                break;
-            }
-
-            visitor.Visit(entry->slot, entry->offset);
-
-            // Release: KVM sees the entry handed back only after it was read.
-            Volatile.Write(ref entry->flags, KVM_DIRTY_GFN_F_RESET);
-            fetch++;
-            count++;
+            return _cursor.SkipRecycled();
         }
-
-        _fetch = fetch;
-        _resetToCheck |= count != 0;
-        return count;
+        finally
+        {
+            _users.Exit();
+        }
     }
+
+    /// <summary>Entries skipped so far by <see cref="SkipRecycledEntries"/>.</summary>
+    public long SkippedEntries => _cursor.Skipped;
 
     /// <summary>
     /// After <c>KVM_RESET_DIRTY_RINGS</c> on this ring's VM: whether KVM collected the entries harvested since the last
     /// check (it clears their flags). A ring whose harvested entries keep the reset flag is not one of that VM's: a
     /// vCPU of another VM was mapped by mistake, and its ring would fill and never empty.
     /// </summary>
-    /// <returns><see langword="false"/> when the last harvested entry was not collected.</returns>
+    /// <returns>
+    /// <see langword="false"/> when two resets in a row left the last harvested entry uncollected (after an overflow
+    /// one reset can stop short, at an entry the vCPU pushed over one already handed back; the next moves on).
+    /// </returns>
     /// <exception cref="ObjectDisposedException">The ring was disposed.</exception>
     public bool CheckHarvestedEntriesWereReset()
     {
         ObjectDisposedException.ThrowIf(!_users.TryEnter(), this);
         try
         {
-            if (!_resetToCheck)
-            {
-                return true;
-            }
-
-            // The last harvested entry cannot have been reused since: a vCPU stops at the soft limit, short of a lap.
-            kvm_dirty_gfn* last = _entries + ((_fetch - 1) & (Entries - 1));
-            if ((Volatile.Read(ref last->flags) & KVM_DIRTY_GFN_F_RESET) != 0)
-            {
-                return false;
-            }
-
-            _resetToCheck = false;
-            return true;
+            return _cursor.CheckHarvestedEntriesWereReset();
         }
         finally
         {

@@ -1,70 +1,77 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
+using System;
+using DirtyLog.Native.Internal;
+using DirtyLog.Native.Linux.Kvm;
+using static DirtyLog.Native.Linux.Kvm.KvmConstants;
+
 namespace DirtyLog.Testing;
 
 /// <summary>
-/// A vCPU's dirty ring as KVM keeps it: entries pushed at the dirty index, handed back by the harvester (flag RESET),
-/// recycled by the VM-wide reset from the reset index. Guarded by the owning VM's lock.
+/// A vCPU's dirty ring as KVM keeps it (<c>virt/kvm/dirty_ring.c</c>): <c>kvm_dirty_gfn</c> entries pushed at the
+/// dirty index, handed back by the harvester (flag RESET), recycled by the VM-wide reset from the reset index. User
+/// space's side is <see cref="DirtyRingCursor"/>, the same code that harvests a real ring. Guarded by the owning VM's lock.
 /// </summary>
-internal sealed class EmulatedDirtyRing
+/// <remarks>
+/// As in the kernel, a push onto a full ring is not refused: the kernel warns once and overwrites the entry at the
+/// dirty index, which still advances; the reset walks from the reset index over every entry handed back, whatever the
+/// dirty index says. A ring pushed past a lap therefore falls out of step exactly as a real one does.
+/// </remarks>
+internal sealed unsafe class EmulatedDirtyRing
 {
-    public const int Free = 0, Dirty = 1, Reset = 2;
-
-    private readonly (uint Slot, ulong Offset, int Flags)[] _entries;
+    private readonly kvm_dirty_gfn[] _entries; // pinned: the cursor walks it by pointer, as it walks a mapped ring
+    private readonly kvm_dirty_gfn* _base;
     private uint _dirtyIndex;  // next push
     private uint _resetIndex;  // next entry the reset recycles
-    private uint _fetchIndex;  // next entry the harvester reads (user space's own index)
 
-    public EmulatedDirtyRing(uint entries) => _entries = new (uint, ulong, int)[entries];
+    public EmulatedDirtyRing(uint entries)
+    {
+        _entries = GC.AllocateArray<kvm_dirty_gfn>((int)entries, pinned: true);
+        fixed (kvm_dirty_gfn* first = _entries)
+        {
+            _base = first; // the array is pinned for its lifetime
+        }
+
+        Cursor = new DirtyRingCursor(_base, entries);
+    }
 
     public uint Entries => (uint)_entries.Length;
 
-    /// <summary>Entries pushed and not yet recycled by a reset.</summary>
+    /// <summary>User space's side: the harvest and the way back in step after an overflow.</summary>
+    public DirtyRingCursor Cursor { get; }
+
+    /// <summary>Entries pushed and not yet recycled by a reset, as KVM counts them (<c>kvm_dirty_ring_used</c>).</summary>
     public uint Used => _dirtyIndex - _resetIndex;
 
-    public bool IsFull => Used == Entries;
+    public bool IsFull => Used >= Entries;
 
-    public void Push(uint slot, ulong offset)
+    /// <summary><c>kvm_dirty_ring_push</c>.</summary>
+    /// <returns>Whether the push overwrote an entry not yet harvested (its page is then lost to the ring).</returns>
+    public bool Push(uint slot, ulong offset)
     {
-        _entries[_dirtyIndex & (Entries - 1)] = (slot, offset, Dirty);
+        ref kvm_dirty_gfn entry = ref _entries[_dirtyIndex & (Entries - 1)];
+        bool lost = (entry.flags & KVM_DIRTY_GFN_F_DIRTY) != 0;
+        entry.slot = slot;
+        entry.offset = offset;
+        System.Threading.Volatile.Write(ref entry.flags, KVM_DIRTY_GFN_F_DIRTY); // smp_wmb, then the flags
         _dirtyIndex++;
+        return lost;
     }
 
-    public int Harvest<TVisitor>(ref TVisitor visitor)
-        where TVisitor : struct, DirtyLog.Native.IDirtyRingVisitor
+    /// <summary><c>kvm_dirty_ring_reset</c>: recycles the harvested entries from the reset index on, handing each to <paramref name="reprotect"/>.</summary>
+    public int ResetHarvested(Action<uint, ulong> reprotect)
     {
         int count = 0;
-        while (count < Entries)
+        while (count < int.MaxValue)
         {
-            ref (uint Slot, ulong Offset, int Flags) entry = ref _entries[_fetchIndex & (Entries - 1)];
-            if (entry.Flags != Dirty)
+            ref kvm_dirty_gfn entry = ref _entries[_resetIndex & (Entries - 1)];
+            if ((entry.flags & KVM_DIRTY_GFN_F_RESET) == 0)
             {
                 break;
             }
 
-            visitor.Visit(entry.Slot, entry.Offset);
-            entry.Flags = Reset;
-            _fetchIndex++;
-            count++;
-        }
-
-        return count;
-    }
-
-    /// <summary>Recycles the harvested entries from the reset index on, handing each to <paramref name="reprotect"/>.</summary>
-    public int ResetHarvested(System.Action<uint, ulong> reprotect)
-    {
-        int count = 0;
-        while (_resetIndex != _dirtyIndex)
-        {
-            ref (uint Slot, ulong Offset, int Flags) entry = ref _entries[_resetIndex & (Entries - 1)];
-            if (entry.Flags != Reset)
-            {
-                break;
-            }
-
-            reprotect(entry.Slot, entry.Offset);
-            entry.Flags = Free;
+            reprotect(entry.slot, entry.offset);
+            entry.flags = 0;
             _resetIndex++;
             count++;
         }

@@ -9,11 +9,12 @@ namespace DirtyLog.Testing;
 /// and, in ring mode, owns a dirty ring that its writes push to, with KVM's rules.
 /// </summary>
 /// <remarks>
-/// Host behaviours measured on nested, software-virtualised KVM can be reproduced on request:
-/// <see cref="OvershootNextRun"/> lets the next run push past the soft-full limit up to the whole ring, losing the
-/// entries of writes beyond it, and <see cref="WedgeAfterOvershoot"/> then answers every later run with
-/// <see cref="EmulatedVcpuExit.DirtyRingFull"/> with nothing left to harvest. Thread safety: any thread; a run is
-/// serialised with the VM's other operations (reaps, reads, slot changes) write by write.
+/// The host behaviour measured on nested, software-virtualised KVM can be reproduced on request:
+/// <see cref="OvershootNextRun"/> lets the next run ignore the soft-full limit. Its pushes go on past a full ring as
+/// KVM's do (over the oldest entries, which are lost), and a run that pushes more than a lap leaves the ring out of
+/// step: what follows (a harvest that finds nothing, <see cref="EmulatedVcpuExit.DirtyRingFull"/> at every run once
+/// the soft limit is counted again) comes from the kernel's rules, not from a switch. Thread safety: any thread; a run
+/// is serialised with the VM's other operations (reaps, reads, slot changes) write by write.
 /// </remarks>
 public sealed class EmulatedKvmVcpu
 {
@@ -32,14 +33,17 @@ public sealed class EmulatedKvmVcpu
     /// <summary>Makes the next run ignore the ring's soft limit: it pushes until the ring is full, and later writes of the run lose their entries.</summary>
     public bool OvershootNextRun { get; set; }
 
-    /// <summary>Whether a ring that overshot stays wedged: every later run exits at once with a full ring and nothing to harvest.</summary>
-    public bool WedgeAfterOvershoot { get; set; }
-
     /// <summary>Whether the ring overshot its soft limit (and writes lost their entries) at least once.</summary>
     public bool HasOvershot { get; internal set; }
 
-    /// <summary>Entries lost because the ring was full during an overshoot.</summary>
+    /// <summary>Entries lost because the ring was full during an overshoot: pushes over an entry not yet harvested.</summary>
     public long LostEntries { get; internal set; }
+
+    /// <summary>Entries the ring holds as KVM counts them (pushed, not yet recycled by a reset); 0 without a ring.</summary>
+    public uint RingUsed => Ring?.Used ?? 0;
+
+    /// <summary>Entries the harvest skipped to get back in step after the ring was pushed past a lap.</summary>
+    public long SkippedEntries => Ring?.Cursor.Skipped ?? 0;
 
     internal EmulatedDirtyRing? Ring { get; }
 

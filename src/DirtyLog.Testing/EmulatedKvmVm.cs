@@ -230,7 +230,17 @@ public sealed class EmulatedKvmVm : IKvmDirtyLogPort, IKvmDirtyRingPort, IDispos
         lock (_gate)
         {
             ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)ring, (uint)RingCount, nameof(ring));
-            return _vcpus[ring].Ring!.Harvest(ref visitor);
+            return _vcpus[ring].Ring!.Cursor.Harvest(ref visitor);
+        }
+    }
+
+    /// <inheritdoc/>
+    public int SkipRecycledEntries(int ring)
+    {
+        lock (_gate)
+        {
+            ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)ring, (uint)RingCount, nameof(ring));
+            return _vcpus[ring].Ring!.Cursor.SkipRecycled();
         }
     }
 
@@ -257,14 +267,6 @@ public sealed class EmulatedKvmVm : IKvmDirtyLogPort, IKvmDirtyRingPort, IDispos
         written = 0;
         bool overshoot = vcpu.OvershootNextRun;
         vcpu.OvershootNextRun = false;
-        lock (_gate)
-        {
-            if (vcpu.HasOvershot && vcpu.WedgeAfterOvershoot)
-            {
-                return EmulatedVcpuExit.DirtyRingFull; // wedged: every entry after an overshoot exits at once
-            }
-        }
-
         foreach (ulong address in guestAddresses)
         {
             lock (_gate)
@@ -283,17 +285,14 @@ public sealed class EmulatedKvmVm : IKvmDirtyLogPort, IKvmDirtyRingPort, IDispos
                 Memory.WriteUInt64(address & ~7UL, value);
                 if (pushes)
                 {
-                    if (ring!.IsFull)
+                    // Past a full ring KVM warns and pushes anyway, over the oldest entry: the measured host defect
+                    // (the soft limit not honoured within one run) loses those entries and puts the ring out of step.
+                    if (ring!.Push(slot.Slot.Id, page))
                     {
-                        // The measured host defect: past a full ring the write happens and its entry is lost.
                         vcpu.LostEntries++;
                     }
-                    else
-                    {
-                        ring.Push(slot.Slot.Id, page);
-                        slot.SetWritable(page);
-                    }
 
+                    slot.SetWritable(page);
                     vcpu.HasOvershot |= ring.Used > RingSoftLimit;
                 }
                 else if (slot.Dirty is { } dirty)

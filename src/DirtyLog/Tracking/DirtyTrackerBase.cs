@@ -16,16 +16,23 @@ namespace DirtyLog.Tracking;
 /// (one lock per tracker), and the checks on every read. A tracker supplies the start, stop and read of its facility.
 /// </summary>
 /// <remarks>
-/// Thread safety: every member may be called from any thread; start, stop, read and dispose are serialised by the
-/// tracker's own lock, which is held while the facility runs and while the read's sink is called. Lock order: a
-/// tracker attached to a correlator address space is read under that address space's lock, taken before this one
-/// (see <see cref="Mapping.IoAddressSpace"/>); nothing is ever taken the other way round.
+/// <para>Thread safety: every member may be called from any thread. Two locks: the life-cycle lock serialises start,
+/// stop and dispose; the read lock serialises reads and is held while the facility is read and while the read's sink
+/// is called. Start and stop run the facility's own work (ioctls, joins) under the life-cycle lock only: they take
+/// the read lock just long enough to flip the state, so a harvest never waits behind them; a read that arrives
+/// while the tracker starts or stops is refused at once with <see cref="InvalidOperationException"/>, and no read is
+/// ever in flight while <see cref="OnStart"/> or <see cref="OnStop"/> runs.</para>
+/// <para>Lock order: the life-cycle lock, then a correlator address space's lock (a tracker attached to one is read
+/// under it, see <see cref="Mapping.IoAddressSpace"/>), then the read lock, then any lock of the tracker's own;
+/// nothing is ever taken the other way round.</para>
 /// </remarks>
 public abstract class DirtyTrackerBase : IDirtyTracker
 {
-    private readonly Lock _gate = new();
-    private DirtyTrackerState _state;
-    private bool _disposed;
+    private readonly Lock _lifecycle = new(); // start, stop, dispose
+    private readonly Lock _gate = new();      // reads, and the state flips
+    private DirtyTrackerState _state;         // under _gate; the life cycle also reads it under its own lock (a read can only turn Started into Faulted)
+    private bool _transition;                 // start or stop in progress: reads are refused; under _gate
+    private bool _disposed;                   // written under both locks
 
     /// <summary>Creates a tracker.</summary>
     /// <param name="name">The name for diagnostics.</param>
@@ -65,9 +72,9 @@ public abstract class DirtyTrackerBase : IDirtyTracker
     /// <inheritdoc/>
     public void StartTracking()
     {
-        lock (_gate)
+        lock (_lifecycle)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed), this);
             if (_state == DirtyTrackerState.Started)
             {
                 return;
@@ -78,6 +85,7 @@ public abstract class DirtyTrackerBase : IDirtyTracker
                 throw new InvalidOperationException($"{Name} faulted: stop it before starting it again.");
             }
 
+            // Stopped: reads are refused already, so the facility starts with no read lock held.
             try
             {
                 OnStart();
@@ -87,31 +95,56 @@ public abstract class DirtyTrackerBase : IDirtyTracker
                 throw new DirtyTrackerException(Name, $"could not start: {e.Message}", e);
             }
 
-            _state = DirtyTrackerState.Started;
+            SetState(DirtyTrackerState.Started);
         }
     }
 
     /// <inheritdoc/>
     public void StopTracking()
     {
-        lock (_gate)
+        lock (_lifecycle)
         {
             if (_state == DirtyTrackerState.Stopped)
             {
                 return;
             }
 
+            BeginTransition();
             try
             {
                 OnStop();
             }
-            catch (Exception e) when (e is not DirtyTrackerException)
+            catch (Exception e)
             {
-                _state = DirtyTrackerState.Faulted;
+                SetState(DirtyTrackerState.Faulted);
+                if (e is DirtyTrackerException)
+                {
+                    throw;
+                }
+
                 throw new DirtyTrackerException(Name, $"could not stop (call StopTracking again to retry): {e.Message}", e);
             }
 
-            _state = DirtyTrackerState.Stopped;
+            SetState(DirtyTrackerState.Stopped);
+        }
+    }
+
+    /// <summary>Refuses reads from now on; waits for a read in flight (the only wait under the life-cycle lock).</summary>
+    private void BeginTransition()
+    {
+        lock (_gate)
+        {
+            _transition = true;
+        }
+    }
+
+    /// <summary>Publishes the state a transition ended in and lets reads in again.</summary>
+    private void SetState(DirtyTrackerState state)
+    {
+        lock (_gate)
+        {
+            _state = state;
+            _transition = false;
         }
     }
 
@@ -176,6 +209,11 @@ public abstract class DirtyTrackerBase : IDirtyTracker
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_transition)
+            {
+                throw new InvalidOperationException($"{Name} is stopping, not started.");
+            }
+
             if (_state != DirtyTrackerState.Started)
             {
                 throw new InvalidOperationException($"{Name} is {_state}, not started.");
@@ -201,15 +239,17 @@ public abstract class DirtyTrackerBase : IDirtyTracker
     }
 
     /// <summary>Stops the tracker if needed, then releases what it holds.</summary>
+    /// <remarks>A read in flight finishes first; later reads throw <see cref="ObjectDisposedException"/>.</remarks>
     public void Dispose()
     {
-        lock (_gate)
+        lock (_lifecycle)
         {
             if (_disposed)
             {
                 return;
             }
 
+            BeginTransition();
             if (_state != DirtyTrackerState.Stopped)
             {
                 try
@@ -220,11 +260,15 @@ public abstract class DirtyTrackerBase : IDirtyTracker
                 {
                     // Disposal must not throw; a tracker that could not stop was already reported by StopTracking.
                 }
-
-                _state = DirtyTrackerState.Stopped;
             }
 
-            _disposed = true;
+            lock (_gate)
+            {
+                _state = DirtyTrackerState.Stopped;
+                _disposed = true;
+                _transition = false;
+            }
+
             Dispose(true);
         }
 
@@ -234,20 +278,20 @@ public abstract class DirtyTrackerBase : IDirtyTracker
     /// <summary>The map whose lock a read takes before the tracker's own (an attached IOMMU tracker's address space).</summary>
     private protected virtual IMappedRangeSource? MapLock => null;
 
-    /// <summary>Starts the facility; called under the tracker's lock, only from <see cref="DirtyTrackerState.Stopped"/>.</summary>
+    /// <summary>Starts the facility; called under the life-cycle lock (not the read lock: no read runs meanwhile), only from <see cref="DirtyTrackerState.Stopped"/>.</summary>
     protected abstract void OnStart();
 
-    /// <summary>Stops the facility; called under the tracker's lock, from a started or faulted state. Must be safe to repeat.</summary>
+    /// <summary>Stops the facility; called under the life-cycle lock (not the read lock: no read runs meanwhile), from a started or faulted state. Must be safe to repeat.</summary>
     protected abstract void OnStop();
 
-    /// <summary>Reads a checked range into the sink; called under the tracker's lock while started.</summary>
+    /// <summary>Reads a checked range into the sink; called under the read lock while started, never during a start or stop.</summary>
     /// <param name="range">The range, aligned to <see cref="PageSize"/>.</param>
     /// <param name="sink">The sink.</param>
     /// <param name="mode">The mode, supported by the tracker.</param>
     /// <returns>The number of dirty granules.</returns>
     protected abstract ulong ReadCore(AddressRange range, IDirtyGranuleSink sink, DirtyReadMode mode);
 
-    /// <summary>Releases resources; called once, under the lock, after the tracker stopped.</summary>
+    /// <summary>Releases resources; called once, under the life-cycle lock, after the tracker stopped and no read can run.</summary>
     /// <param name="disposing">Always <see langword="true"/>.</param>
     protected virtual void Dispose(bool disposing)
     {

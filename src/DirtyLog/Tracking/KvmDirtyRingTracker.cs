@@ -25,11 +25,16 @@ namespace DirtyLog.Tracking;
 /// <c>KVM_RUN</c>: a run that dirtied more pages than the ring holds lost entries. So a reap that finds a ring at or past
 /// its soft limit (entries minus KVM's 64 reserved and a 512-entry PML batch) treats the ring as possibly overflowed:
 /// it marks every slot of the VM dirty and counts it in <see cref="Overflows"/>. Over-reporting, never loss.</para>
-/// <para><b>A wedged ring.</b> On the same hosts, after such an overshoot KVM can keep answering
-/// <c>KVM_EXIT_DIRTY_RING_FULL</c> with no entry left to harvest, so the vCPU can never re-enter. Nothing in user space
-/// unwedges it. A run loop that sees a ring-full exit whose <see cref="Reap"/> returns 0 twice should stop the VM's ring
-/// mode (every slot is already marked dirty) and fall back to <see cref="KvmDirtyLogTracker"/> on a new VM or at the next
-/// migration. Reaping long before the ring fills (at a cadence, from another thread) avoids the overshoot.</para>
+/// <para><b>A ring out of step.</b> KVM does not refuse a push onto a full ring: it warns and overwrites the oldest
+/// entry. A run that pushes more than a lap leaves kernel indices whose entries KVM's reset already recycled, and both
+/// the harvest and the reset stop at them: nothing is harvested again and, once the ring counts its soft limit, every
+/// <c>KVM_RUN</c> returns <c>KVM_EXIT_DIRTY_RING_FULL</c> (the wedge measured on these hosts). After a reap that may
+/// have overflowed, and at every ring-full exit that found nothing, the tracker skips those entries once live entries
+/// show behind them (<see cref="IKvmDirtyRingPort.SkipRecycledEntries"/>), marks every slot dirty (the overflow lost
+/// entries) and counts it in <see cref="Resynchronizations"/>. A ring that cannot be brought back in step (every entry
+/// recycled and the vCPU refused entry) is told to the run loop as <see cref="DirtyRingFullOutcome.Wedged"/>: it must
+/// stop running the vCPU in ring mode; every slot is marked dirty, so nothing is lost. A run loop must call
+/// <see cref="HandleRingFull"/>, never <see cref="Reap"/>, on a ring-full exit: only it can tell a wedge.</para>
 /// <para><b>The reaper.</b> Given a reap interval, the tracker runs one background thread while it tracks that reaps
 /// at that cadence, as QEMU's reaper does: the rings are emptied while the vCPUs run, long before a ring fills. A reap
 /// that fails stops the reaper and faults the tracker at its next read (its coverage must then be treated as dirty).</para>
@@ -37,8 +42,12 @@ namespace DirtyLog.Tracking;
 /// slot is removed every ring is reaped while the slot still decodes, and its pages are kept for the next read; a slot
 /// added is logged and reported entirely dirty. Entries that name a slot the table no longer has (the guest wrote it
 /// between that reap and the deletion) are counted in <see cref="UnknownEntries"/> and mark every slot dirty.</para>
-/// <para>Thread safety: <see cref="Reap"/> may be called from the vCPU thread and the reaper while reads run elsewhere;
-/// they are serialised. Lock order: the tracker's own lock, then the port's slot watchers, then the ring lock. Reads of page contents must follow the read that reported them (the reset re-protects
+/// <para>Thread safety: <see cref="Reap"/> and <see cref="HandleRingFull"/> may be called from the vCPU threads and the
+/// reaper while reads run elsewhere; they are serialised by the ring lock, which is held only for harvests and
+/// <c>KVM_RESET_DIRTY_RINGS</c> (what a vCPU at a ring-full exit waits for anyway), never for a slot change, a join or
+/// a wait. Lock order: the tracker's life-cycle lock and its read lock (<see cref="DirtyTrackerBase"/>), then the
+/// port's slot watchers, then the ring lock. The reaper is stopped and joined outside every lock. Counters may be read
+/// from any thread at any time. Reads of page contents must follow the read that reported them (the reset re-protects
 /// first).</para>
 /// </remarks>
 public sealed class KvmDirtyRingTracker : DirtyTrackerBase
@@ -46,20 +55,29 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     private const uint ReservedEntries = 64 + 512;
 
     private readonly IKvmDirtyRingPort _port;
-    // Lock order: the tracker's own lock (DirtyTrackerBase), then _ringGate; reaps from the run loop and the reaper
-    // take _ringGate alone.
+    // Lock order: the tracker's locks (DirtyTrackerBase), then the port's slot watchers, then _ringGate; reaps from the
+    // run loop and the reaper take _ringGate alone. Nothing under _ringGate waits for anything but the rings' ioctls.
     private readonly Lock _ringGate = new();
     private readonly RingEntryDecoder _decoder = new(); // under _ringGate
     private readonly IDisposable _watch;
     private bool _tracking; // under _ringGate
+    // Serialises slot additions with start and stop, so that no ioctl of theirs runs under _ringGate. Lock order:
+    // the port's slot watchers, then _slotGate, then _ringGate.
+    private readonly Lock _slotGate = new();
+    private bool _loggingSlots; // under _slotGate
+    private static readonly TimeSpan ReaperStopTimeout = TimeSpan.FromSeconds(30);
     private int _emptyRingFullReaps; // ring-full exits in a row whose reap found nothing; under _ringGate
+    private bool[] _mayBeOutOfStep = []; // per ring: its last reap may have overflowed; under _ringGate
     private bool _wedged;
+    private long _ringFullExits;
+    private long _resynchronizations;
+    private int _lastResetCount;
     private readonly ulong[] _scratch = new ulong[4096];
     private long _overflows;
     private long _entries;
     private long[] _vcpuEntries = []; // per ring, grown under _ringGate, read by any thread
     private long _unknownEntries;
-    private RingReaper? _reaper; // under the tracker's own lock
+    private RingReaper? _reaper; // started and stopped by the tracker's life cycle, which is serialised
     private long _reaperReaps;
 
     /// <summary>Creates a tracker over the dirty rings of a VM's vCPUs.</summary>
@@ -96,8 +114,17 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     /// <summary>Reaps that found a ring at or past its soft limit and marked every slot dirty instead.</summary>
     public long Overflows => Interlocked.Read(ref _overflows);
 
-    /// <summary>What the last <c>KVM_RESET_DIRTY_RINGS</c> returned (diagnostics).</summary>
-    public int LastResetCount { get; private set; }
+    /// <summary>What the last <c>KVM_RESET_DIRTY_RINGS</c> returned (diagnostics); safe to read from any thread.</summary>
+    public int LastResetCount => Volatile.Read(ref _lastResetCount);
+
+    /// <summary>Ring-full exits handed to <see cref="HandleRingFull"/>.</summary>
+    public long RingFullExits => Interlocked.Read(ref _ringFullExits);
+
+    /// <summary>
+    /// Times a ring was found out of step after an overflow (pushed past a lap) and brought back: its recycled entries
+    /// skipped and every slot marked dirty.
+    /// </summary>
+    public long Resynchronizations => Interlocked.Read(ref _resynchronizations);
 
     /// <summary>Ring entries harvested so far.</summary>
     public long EntriesHarvested => Interlocked.Read(ref _entries);
@@ -146,7 +173,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     }
 
     /// <summary>The exit reason of <c>KVM_EXIT_DIRTY_RING_FULL</c> (31), which the VMM's run loop hands to <see cref="HandleRingFull"/>.</summary>
-    public const uint RingFullExitReason = 31;
+    public const uint RingFullExitReason = DirtyLog.Native.Linux.Kvm.KvmConstants.KVM_EXIT_DIRTY_RING_FULL;
 
     /// <summary>Whether a ring was found wedged (<see cref="HandleRingFull"/> returned <see cref="DirtyRingFullOutcome.Wedged"/>).</summary>
     public bool IsWedged => Volatile.Read(ref _wedged);
@@ -156,24 +183,38 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     /// then says whether the vCPU may run again.
     /// </summary>
     /// <returns>
-    /// <see cref="DirtyRingFullOutcome.Reaped"/>: entries were harvested, run the vCPU again.
-    /// <see cref="DirtyRingFullOutcome.Wedged"/>: a second ring-full exit in a row found nothing to harvest, so KVM will
-    /// keep refusing to enter (measured on hosts whose ring overshot its soft limit). Every slot is marked dirty, so the
-    /// next read reports the whole VM and nothing is lost; the VM cannot run on in ring mode: finish this migration with
-    /// stop-and-copy, and log the next VM with the dirty bitmap (<see cref="KvmDirtyLogTracker"/>).
+    /// <see cref="DirtyRingFullOutcome.Reaped"/>: entries were harvested (or a ring out of step was brought back), run
+    /// the vCPU again.
+    /// <see cref="DirtyRingFullOutcome.Wedged"/>: more ring-full exits in a row than the VM has rings (two for one vCPU)
+    /// found nothing to harvest and no ring to bring back in step, so KVM will keep refusing to enter (one exit per
+    /// vCPU can be empty without a wedge: another thread's harvest took its entries while it waited). Every slot is marked dirty, so the next read reports
+    /// the whole VM and nothing is lost; the VM cannot run on in ring mode: finish this migration with stop-and-copy,
+    /// and log the next VM with the dirty bitmap (<see cref="KvmDirtyLogTracker"/>). Once wedged, every later call
+    /// answers <see cref="DirtyRingFullOutcome.Wedged"/> at once, so a run loop that retries still ends.
     /// </returns>
     public DirtyRingFullOutcome HandleRingFull()
     {
+        Interlocked.Increment(ref _ringFullExits);
         lock (_ringGate)
         {
+            if (Volatile.Read(ref _wedged))
+            {
+                return DirtyRingFullOutcome.Wedged;
+            }
+
             // Any harvest that found entries (a reaper's, a read's) resets the count inside HarvestRingsLocked: only
-            // ring-full exits with nothing harvested anywhere in between count towards a wedge.
-            if (ReapLocked() == 0)
+            // ring-full exits with nothing harvested anywhere in between count towards a wedge. A ring-full exit with
+            // nothing at the fetch index is the sign of a ring out of step: every ring is checked, not only those
+            // whose last reap looked like an overflow.
+            if (ReapLocked(checkEveryRingForStep: true) == 0)
             {
                 _emptyRingFullReaps++;
             }
 
-            if (_emptyRingFullReaps < 2)
+            // After the last harvest that found entries, each vCPU can bring one ring-full exit whose entries another
+            // harvest took first (it waited for the ring lock meanwhile); one more empty exit than there are rings can
+            // only come from a ring KVM counts full with nothing in it.
+            if (_emptyRingFullReaps <= _port.RingCount)
             {
                 return DirtyRingFullOutcome.Reaped;
             }
@@ -200,42 +241,48 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
         }
     }
 
-    private int ReapLocked()
+    private int ReapLocked(bool checkEveryRingForStep = false)
     {
         Debug.Assert(_ringGate.IsHeldByCurrentThread, "the rings are reaped under the ring lock");
-        int total = HarvestRingsLocked();
-        LastResetCount = _port.ResetDirtyRings();
+        int total = HarvestRingsLocked(checkEveryRingForStep);
+        Volatile.Write(ref _lastResetCount, _port.ResetDirtyRings());
         return total;
     }
 
     /// <inheritdoc/>
     protected override void OnStart()
     {
-        IReadOnlyList<KvmMemorySlot> slots = _port.GetSlots();
-        int enabled = 0;
-        try
+        // Under the slot lock: a slot added meanwhile is told after this and logged by SlotAdded.
+        lock (_slotGate)
         {
-            for (; enabled < slots.Count; enabled++)
+            IReadOnlyList<KvmMemorySlot> slots = _port.GetSlots();
+            int enabled = 0;
+            try
             {
-                _port.SetDirtyLogging(slots[enabled].Id, true);
+                for (; enabled < slots.Count; enabled++)
+                {
+                    _port.SetDirtyLogging(slots[enabled].Id, true);
+                }
             }
-        }
-        catch
-        {
-            // Not half-started: the slots already switched go back to how they were.
-            for (int i = 0; i < enabled; i++)
+            catch
             {
-                _port.SetDirtyLogging(slots[i].Id, slots[i].LogDirtyPages);
+                // Not half-started: the slots already switched go back to how they were.
+                for (int i = 0; i < enabled; i++)
+                {
+                    _port.SetDirtyLogging(slots[i].Id, slots[i].LogDirtyPages);
+                }
+
+                throw;
             }
 
-            throw;
-        }
-
-        lock (_ringGate)
-        {
-            _tracking = true;
-            _emptyRingFullReaps = 0;
-            Volatile.Write(ref _wedged, false);
+            _loggingSlots = true;
+            lock (_ringGate)
+            {
+                _tracking = true;
+                _emptyRingFullReaps = 0;
+                Array.Clear(_mayBeOutOfStep);
+                Volatile.Write(ref _wedged, false);
+            }
         }
 
         if (ReapInterval is { } interval)
@@ -252,15 +299,32 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     }
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// Runs outside the tracker's read lock (see <see cref="DirtyTrackerBase"/>): the reaper is stopped and joined
+    /// (bounded) with no lock held that a vCPU or a harvest needs.
+    /// </remarks>
     protected override void OnStop()
     {
-        _reaper?.Dispose();
-        _reaper = null;
+        if (_reaper is { } reaper)
+        {
+            if (!reaper.Stop(ReaperStopTimeout))
+            {
+                throw new DirtyTrackerException(Name, $"its reaper did not stop within {ReaperStopTimeout.TotalSeconds:0} s (a reap is stuck in the kernel)");
+            }
+
+            _reaper = null;
+        }
+
+        lock (_slotGate)
+        {
+            // After this no slot change switches logging on: SlotAdded checks it under the same lock.
+            _loggingSlots = false;
+        }
+
         lock (_ringGate)
         {
             _tracking = false;
         }
-
 
         foreach (KvmMemorySlot slot in _port.GetSlots())
         {
@@ -279,7 +343,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     {
         if (_reaper?.Fault is { } fault)
         {
-            throw new InvalidOperationException($"the reaper failed: {fault.Message}", fault);
+            throw new DirtyTrackerException(Name, $"the reaper failed, so the rings may have filled unread; treat the coverage as dirty: {fault.Message}", fault);
         }
 
         ulong count = 0;
@@ -297,7 +361,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
             }
             finally
             {
-                LastResetCount = _port.ResetDirtyRings();
+                Volatile.Write(ref _lastResetCount, _port.ResetDirtyRings());
             }
         }
 
@@ -335,17 +399,31 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
 
     private void SlotAdded(KvmMemorySlot slot)
     {
-        lock (_ringGate)
+        // The ioctl runs under the slot lock only, never under the ring lock a vCPU's ring-full exit needs.
+        lock (_slotGate)
         {
-            if (!_tracking)
+            if (!_loggingSlots)
             {
                 return;
             }
 
-            // Marked first, so that a failure to log it below still reports it whole.
-            _decoder.Refresh(_port);
-            _decoder.MarkSlot(slot.Id);
-            _port.SetDirtyLogging(slot.Id, true);
+            try
+            {
+                _port.SetDirtyLogging(slot.Id, true);
+            }
+            finally
+            {
+                // Marked whole after logging started, so a write before it is reported by the mark and one after it
+                // by the ring; marked even when logging failed, so the failure loses nothing either.
+                lock (_ringGate)
+                {
+                    if (_tracking)
+                    {
+                        _decoder.Refresh(_port);
+                        _decoder.MarkSlot(slot.Id);
+                    }
+                }
+            }
         }
     }
 
@@ -372,7 +450,7 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
     }
 
     /// <summary>Harvests every ring into the pending pages, marking every slot when a ring may have overflowed; under the gate.</summary>
-    private int HarvestRingsLocked()
+    private int HarvestRingsLocked(bool checkEveryRingForStep = false)
     {
         Debug.Assert(_ringGate.IsHeldByCurrentThread, "the rings are harvested under the ring lock");
 
@@ -383,6 +461,11 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
         uint entries = _port.RingEntries;
         int rings = _port.RingCount;
         long[] perVcpu = _vcpuEntries;
+        if (_mayBeOutOfStep.Length < rings)
+        {
+            Array.Resize(ref _mayBeOutOfStep, rings);
+        }
+
         if (perVcpu.Length < rings)
         {
             // vCPUs came: grow the counters, keeping the counts so far (readers see either array whole).
@@ -396,6 +479,15 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
         {
             RingEntryDecoder.Recorder recorder = _decoder.NewRecorder();
             int n = _port.HarvestRing(ring, ref recorder);
+            if (n == 0 && (_mayBeOutOfStep[ring] || checkEveryRingForStep) && _port.SkipRecycledEntries(ring) != 0)
+            {
+                // Pushed past a lap: the entries KVM still counts were recycled; the live ones are behind them. The
+                // overflow itself lost entries, so every slot is marked as well.
+                n = _port.HarvestRing(ring, ref recorder);
+                markAll = true;
+                Interlocked.Increment(ref _resynchronizations);
+            }
+
             recorder.Flush();
             total += n;
             Interlocked.Add(ref perVcpu[ring], n);
@@ -403,6 +495,11 @@ public sealed class KvmDirtyRingTracker : DirtyTrackerBase
             {
                 markAll = true;
                 Interlocked.Increment(ref _overflows);
+                _mayBeOutOfStep[ring] = true; // until a harvest finds the ring in step
+            }
+            else if (n != 0)
+            {
+                _mayBeOutOfStep[ring] = false;
             }
         }
 

@@ -9,10 +9,11 @@ namespace DirtyLog.Tracking;
 /// One background thread that reaps dirty rings at a cadence while a tracker tracks, as QEMU's reaper does, so that
 /// the rings are emptied long before one fills. A reap that fails stops it; the failure is kept for the owner to report.
 /// </summary>
-/// <remarks>Thread safety: <see cref="Dispose"/> from any thread, once; <see cref="Fault"/> may be read at any time.</remarks>
-internal sealed class RingReaper : IDisposable
+/// <remarks>Thread safety: <see cref="Stop"/> from any thread, repeatable; <see cref="Fault"/> may be read at any time.</remarks>
+internal sealed class RingReaper
 {
-    private readonly ManualResetEventSlim _stop = new();
+    private readonly object _sync = new(); // a monitor, not an event: nothing to dispose, however the thread ends
+    private bool _stopRequested;            // under _sync
     private readonly Thread _thread;
     private Exception? _fault;
 
@@ -29,18 +30,37 @@ internal sealed class RingReaper : IDisposable
     /// <summary>The failure that stopped the reaper, if one did.</summary>
     public Exception? Fault => Volatile.Read(ref _fault);
 
-    /// <summary>Stops the thread and waits for it (a reap in progress finishes first).</summary>
-    public void Dispose()
+    /// <summary>Tells the thread to stop and waits for it, at most <paramref name="timeout"/> (a reap in progress finishes first).</summary>
+    /// <param name="timeout">How long to wait for a reap in progress.</param>
+    /// <returns>Whether the thread ended; if not, it ends after its reap, and a later call waits again.</returns>
+    public bool Stop(TimeSpan timeout)
     {
-        _stop.Set();
-        _thread.Join();
-        _stop.Dispose();
+        lock (_sync)
+        {
+            _stopRequested = true;
+            Monitor.PulseAll(_sync);
+        }
+
+        return _thread.Join(timeout);
     }
 
     private void Loop(Action reap, TimeSpan interval)
     {
-        while (!_stop.Wait(interval))
+        while (true)
         {
+            lock (_sync)
+            {
+                if (!_stopRequested)
+                {
+                    Monitor.Wait(_sync, interval);
+                }
+
+                if (_stopRequested)
+                {
+                    return;
+                }
+            }
+
             try
             {
                 reap();

@@ -52,6 +52,8 @@ internal sealed class ThreadRecordingRingPort(IKvmDirtyRingPort inner, bool tell
         return inner.HarvestRing(ring, ref visitor);
     }
 
+    public int SkipRecycledEntries(int ring) => inner.SkipRecycledEntries(ring);
+
     public int ResetDirtyRings() => inner.ResetDirtyRings();
 
     /// <summary>Forwards, unless this port plays a VMM that changes slots without telling (then nothing is told).</summary>

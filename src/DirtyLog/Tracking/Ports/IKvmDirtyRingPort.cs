@@ -32,6 +32,15 @@ public interface IKvmDirtyRingPort : IKvmSlotPort
     int HarvestRing<TVisitor>(int ring, ref TVisitor visitor)
         where TVisitor : struct, IDirtyRingVisitor;
 
+    /// <summary>
+    /// Brings one ring's harvest back in step after an overflow: a vCPU that pushed more than a lap (KVM warns and
+    /// pushes anyway) leaves entries that KVM counts as pushed but that its reset recycled, and the harvest would stop
+    /// at them for ever. Skips them (marking them for reset) when live entries show behind them.
+    /// </summary>
+    /// <param name="ring">The ring, 0 to <see cref="RingCount"/> - 1.</param>
+    /// <returns>The entries skipped; 0 when the ring is in step.</returns>
+    int SkipRecycledEntries(int ring);
+
     /// <summary><c>KVM_RESET_DIRTY_RINGS</c>: recycles every harvested entry of every ring and re-protects its page.</summary>
     /// <returns>What the kernel returns: the entries reset.</returns>
     int ResetDirtyRings();

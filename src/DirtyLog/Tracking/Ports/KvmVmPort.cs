@@ -190,6 +190,9 @@ public sealed class KvmVmPort : IKvmDirtyLogPort, IKvmDirtyRingPort
         where TVisitor : struct, IDirtyRingVisitor => _rings[ring].Harvest(ref visitor);
 
     /// <inheritdoc/>
+    public int SkipRecycledEntries(int ring) => _rings[ring].SkipRecycledEntries();
+
+    /// <inheritdoc/>
     /// <exception cref="InvalidOperationException">
     /// A ring's harvested entries were not collected by the VM's reset: that ring is a vCPU of another VM.
     /// </exception>
@@ -201,7 +204,7 @@ public sealed class KvmVmPort : IKvmDirtyLogPort, IKvmDirtyRingPort
             if (!_rings[i].CheckHarvestedEntriesWereReset())
             {
                 throw new InvalidOperationException(
-                    $"Ring {i} was not reset by KVM_RESET_DIRTY_RINGS on {_vm.Handle.Path}: it is the ring of a vCPU of another VM.");
+                    $"Ring {i} was not reset by two KVM_RESET_DIRTY_RINGS in a row on {_vm.Handle.Path}: it is the ring of a vCPU of another VM.");
             }
         }
 
