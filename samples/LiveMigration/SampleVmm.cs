@@ -23,7 +23,7 @@ internal sealed unsafe partial class SampleVmm : IDisposable
 {
     public const uint ExitHlt = 5;
     public const uint ExitIntr = 10;
-    public const uint ExitDirtyRingFull = 31;
+    public const uint ExitDirtyRingFull = DirtyLog.Tracking.KvmDirtyRingTracker.RingFullExitReason; // the library says what it handles
     public const ulong CodeAddress = 0x1000;
 
     private const uint KvmCreateVm = 0xAE01, KvmCheckExtension = 0xAE03, KvmGetVcpuMmapSize = 0xAE04;

@@ -71,6 +71,12 @@ public sealed unsafe class TinyGuest : IDisposable
     // A guest that keeps exiting (a wedged dirty ring) must fail a test, not hang it.
     private const int MaxExitsPerWrite = 100_000;
 
+    /// <summary>Exits in a row without one write in between after which <see cref="WriteUntilPaused"/> gives up.</summary>
+    public const int MaxExitsWithoutProgress = 1_000;
+
+    private long _exits;
+    private long _liveWrites;
+
     private readonly KvmSystem _kvm;
     private uint _state;
 
@@ -153,6 +159,15 @@ public sealed unsafe class TinyGuest : IDisposable
     /// <summary>The generator's state before the next run.</summary>
     public uint State => _state;
 
+    /// <summary>Exits of the vCPU other than HLT so far (ring-full exits and kicks among them); any thread may read it while the guest runs.</summary>
+    public long Exits => Interlocked.Read(ref _exits);
+
+    /// <summary>
+    /// Writes of the running <see cref="WriteUntilPaused"/> as last seen at an exit (a lower bound while it runs, exact
+    /// once it returned); any thread may read it while the guest runs.
+    /// </summary>
+    public long LiveWrites => Interlocked.Read(ref _liveWrites);
+
     /// <summary>
     /// Runs the strided loop: writes <paramref name="value"/> into pages <paramref name="firstPage"/>,
     /// <paramref name="firstPage"/> + <paramref name="stride"/>, ... (<paramref name="count"/> pages), then halts.
@@ -197,7 +212,10 @@ public sealed unsafe class TinyGuest : IDisposable
     /// <param name="onExit">As for <see cref="Write"/>.</param>
     /// <returns>The writes completed. The iteration interrupted by the kick may also have written its page.</returns>
     /// <remarks>Binds the vCPU's kick to the calling thread (<see cref="KvmVcpu.BindKickToCurrentThread"/>).</remarks>
-    /// <exception cref="InvalidOperationException">The guest exited for a reason <paramref name="onExit"/> did not accept.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The guest exited for a reason <paramref name="onExit"/> did not accept, or <see cref="MaxExitsWithoutProgress"/>
+    /// times in a row without a write (a run loop spinning on a ring KVM will not let it enter).
+    /// </exception>
     public ulong WriteUntilPaused(ulong value, CancellationToken pause, Func<uint, bool>? onExit = null)
     {
         if (!Vcpu.IsKickBoundToCurrentThread)
@@ -206,8 +224,11 @@ public sealed unsafe class TinyGuest : IDisposable
         }
 
         ulong completed = 0;
+        Interlocked.Exchange(ref _liveWrites, 0);
         StartGenerator(uint.MaxValue, value);
         using CancellationTokenRegistration registration = pause.Register(static vcpu => ((KvmVcpu)vcpu!).Kick(), Vcpu);
+        uint lastCount = uint.MaxValue;
+        int withoutProgress = 0;
         while (!pause.IsCancellationRequested)
         {
             uint exit = Vcpu.Run();
@@ -217,8 +238,24 @@ public sealed unsafe class TinyGuest : IDisposable
                 completed += uint.MaxValue;
                 _state = (uint)Vcpu.GetRegisters().rsi;
                 StartGenerator(uint.MaxValue, value);
+                lastCount = uint.MaxValue;
+                continue;
             }
-            else if (exit != KVM_EXIT_INTR && !(onExit?.Invoke(exit) ?? false))
+
+            Interlocked.Increment(ref _exits);
+
+            // The write count is in ecx: one register read per exit (exits are rare: kicks and ring-full) keeps a
+            // live count, and a run loop that exits again and again without a write ends instead of spinning.
+            uint count = (uint)Vcpu.GetRegisters().rcx;
+            Interlocked.Exchange(ref _liveWrites, (long)(completed + (uint.MaxValue - count)));
+            withoutProgress = count == lastCount ? withoutProgress + 1 : 0;
+            lastCount = count;
+            if (withoutProgress >= MaxExitsWithoutProgress)
+            {
+                throw new InvalidOperationException($"The tiny guest exited {withoutProgress} times in a row without a write (last reason {exit}, {Exits} exits in all).");
+            }
+
+            if (exit != KVM_EXIT_INTR && !(onExit?.Invoke(exit) ?? false))
             {
                 throw new InvalidOperationException($"The tiny guest exited with KVM exit reason {exit}, not HLT.");
             }
@@ -227,6 +264,7 @@ public sealed unsafe class TinyGuest : IDisposable
         kvm_regs regs = Vcpu.GetRegisters();
         completed += uint.MaxValue - (uint)regs.rcx;
         _state = (uint)regs.rsi;
+        Interlocked.Exchange(ref _liveWrites, (long)completed);
         return completed;
     }
 
@@ -271,6 +309,7 @@ public sealed unsafe class TinyGuest : IDisposable
                 break;
             }
 
+            Interlocked.Increment(ref _exits);
             if (exits == MaxExitsPerWrite)
             {
                 throw new InvalidOperationException($"The tiny guest exited {MaxExitsPerWrite} times (last reason {exit}) without halting.");

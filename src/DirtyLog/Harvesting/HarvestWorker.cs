@@ -4,6 +4,7 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Threading;
+using System.Threading.Tasks;
 using DirtyLog.Bitmaps;
 using DirtyLog.Mapping;
 using DirtyLog.Tracking;
@@ -17,11 +18,18 @@ namespace DirtyLog.Harvesting;
 /// <remarks>
 /// Results are written before the busy flag is cleared and the round's latch is signalled, so a coordinator that sees
 /// the worker idle sees its results. A late worker finishes its read after its round gave up on it: what it reads
-/// still lands in the shared bitmap, for the next round.
+/// still lands in the shared bitmap, for the next round. Its idle wait ends on a dispatch or on <see cref="Stop"/>
+/// (a cancellation), never on anything else; <see cref="Exited"/> completes when the thread is done, so an
+/// asynchronous disposal awaits it instead of blocking a thread on a join.
 /// </remarks>
 internal sealed class HarvestWorker : IDisposable
 {
     private readonly SemaphoreSlim _go = new(0);
+    // Cancelled once, by Stop. Never disposed: Cancel may still be running on the stopping thread when the worker
+    // ends, and a source whose wait handle nobody asked for holds nothing but memory.
+    private readonly CancellationTokenSource _stop = new();
+    private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _stopping;
     private readonly Thread _thread;
     private readonly SparseDirtyBitmap _shared;
     private readonly SparseDirtyBitmap? _own;
@@ -49,6 +57,9 @@ internal sealed class HarvestWorker : IDisposable
     public TrackerFaultPolicy Policy { get; }
 
     public bool IsBusy => Volatile.Read(ref _busy) != 0;
+
+    /// <summary>Completes when the thread has ended (after its read in flight, if any).</summary>
+    public Task Exited => _exited.Task;
 
     /// <summary>Whether the last dispatch left the tracker's pages logged for <see cref="IClearBeforeSend.ClearBeforeSend"/>.</summary>
     public bool DefersClear { get; private set; }
@@ -124,8 +135,12 @@ internal sealed class HarvestWorker : IDisposable
     /// <param name="wait">Whether to wait for the thread (disposal) or let a late read finish in the background (removal).</param>
     public void Stop(bool wait)
     {
-        _exit = true;
-        _go.Release();
+        if (Interlocked.Exchange(ref _stopping, 1) == 0)
+        {
+            _exit = true;
+            _stop.Cancel();
+        }
+
         if (wait)
         {
             _thread.Join();
@@ -139,7 +154,15 @@ internal sealed class HarvestWorker : IDisposable
     {
         while (true)
         {
-            _go.Wait();
+            try
+            {
+                _go.Wait(_stop.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                break; // stopped while idle
+            }
+
             if (_exit)
             {
                 break;
@@ -154,6 +177,7 @@ internal sealed class HarvestWorker : IDisposable
         // Only this thread uses these, and it is done with them.
         _go.Dispose();
         _own?.Dispose();
+        _exited.SetResult();
     }
 
     private void ReadOnce()

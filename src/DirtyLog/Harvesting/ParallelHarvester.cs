@@ -387,9 +387,51 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
         }
     }
 
-    /// <summary>As <see cref="Dispose"/>, off the caller's thread (stopping a tracker can wait on the kernel).</summary>
-    /// <returns>A task that completes when everything is stopped.</returns>
-    public ValueTask DisposeAsync() => new(Task.Run(Dispose));
+    /// <summary>
+    /// As <see cref="Dispose"/>, without blocking a thread on a read in flight: the workers are told to end, their
+    /// ends are awaited, and only then are the trackers stopped (so no stop waits behind a read).
+    /// </summary>
+    /// <returns>A task that completes when every worker has ended and every tracker is stopped.</returns>
+    public async ValueTask DisposeAsync()
+    {
+        HarvestWorker[] workers;
+        lock (_lifecycle)
+        {
+            lock (_round)
+            {
+                if (_disposed)
+                {
+                    return;
+                }
+
+                _disposed = true;
+            }
+
+            lock (_workers)
+            {
+                workers = [.. _workers];
+                _workers.Clear();
+            }
+
+            foreach (HarvestWorker worker in workers)
+            {
+                worker.Stop(wait: false);
+            }
+        }
+
+        await Task.WhenAll(workers.Select(w => w.Exited)).ConfigureAwait(false);
+        lock (_lifecycle)
+        {
+            try
+            {
+                StopAll(workers);
+            }
+            catch (AggregateException)
+            {
+                // Each tracker that could not stop is faulted and says so; disposal goes on.
+            }
+        }
+    }
 
     private void AddWorker(IDirtyTracker tracker, IoAddressSpace? space, TrackerFaultPolicy policy)
     {
@@ -416,10 +458,12 @@ public sealed class ParallelHarvester : IDisposable, IAsyncDisposable
         }
     }
 
-    private void StopAll()
+    private void StopAll() => StopAll(Snapshot());
+
+    private static void StopAll(HarvestWorker[] workers)
     {
         List<Exception>? failures = null;
-        foreach (HarvestWorker worker in Snapshot())
+        foreach (HarvestWorker worker in workers)
         {
             try
             {

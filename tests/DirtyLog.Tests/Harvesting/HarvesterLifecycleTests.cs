@@ -206,6 +206,51 @@ public class HarvesterLifecycleTests
     }
 
     /// <summary>A tracker whose next start parks until the test releases it: a start caught half-way.</summary>
+    [Test]
+    public async Task DisposeAsyncAwaitsAReadInFlightAndStopsNoTrackerUntilEveryWorkerEnded()
+    {
+        SparseDirtyBitmap shared = Own(new SparseDirtyBitmap(40));
+        EmulatedTracker held = Tracker("held", 0, 64 * MiB);
+        EmulatedTracker free = Tracker("free", 64 * MiB, 64 * MiB);
+        var harvester = new ParallelHarvester(shared);
+        harvester.Add(held, TrackerFaultPolicy.MarkCoverageDirty);
+        harvester.Add(free, TrackerFaultPolicy.MarkCoverageDirty);
+        harvester.StartTracking();
+        held.Reports.Hold();
+        ValueTask disposal;
+        try
+        {
+            using (HarvestRound round = harvester.RunRound(TimeSpan.Zero, CancellationToken.None))
+            {
+                round.Commit(); // the held tracker is late: its read goes on after the round
+            }
+
+            Assert.That(held.Reports.WaitForHeld(1, TimeSpan.FromSeconds(30)), Is.True, "the late read is in flight");
+            disposal = harvester.DisposeAsync();
+            Assert.Multiple(() =>
+            {
+                // Returned at once on this thread; no thread was given the wait (with Task.Run(Dispose) a pool thread
+                // would now be blocked stopping the trackers, the free one already stopped).
+                Assert.That(disposal.IsCompleted, Is.False, "a read is still in flight");
+                Assert.That(free.State, Is.EqualTo(DirtyTrackerState.Started), "no tracker is stopped while a worker still reads");
+                Assert.That(held.State, Is.EqualTo(DirtyTrackerState.Started));
+            });
+        }
+        finally
+        {
+            held.Reports.Release();
+        }
+
+        Task ended = disposal.AsTask();
+        Assert.That(await Task.WhenAny(ended, Task.Delay(TimeSpan.FromSeconds(30))), Is.SameAs(ended), "the disposal ends once the read did");
+        Assert.Multiple(() =>
+        {
+            Assert.That(held.State, Is.EqualTo(DirtyTrackerState.Stopped));
+            Assert.That(free.State, Is.EqualTo(DirtyTrackerState.Stopped));
+            Assert.That(() => harvester.StartTracking(), Throws.InstanceOf<ObjectDisposedException>());
+        });
+    }
+
     private sealed class GatedStartTracker(EmulatedTracker inner) : IDirtyTracker
     {
         private int _parked;

@@ -153,7 +153,7 @@ public class AdoptionTests : KvmFixture
                 Assert.That(Missed(vmm, Read(tracker), 2, pages, round), Is.Empty, $"round {round}");
             }
 
-            TestContext.Out.WriteLine($"{ringFullExits} ring-full exits, {tracker.Overflows} overflows, wedged: {tracker.IsWedged}");
+            TestContext.Out.WriteLine($"{ringFullExits} ring-full exits, {tracker.Overflows} overflows, {tracker.Resynchronizations} resynchronisations, wedged: {tracker.IsWedged}");
             Assert.That(ringFullExits, Is.GreaterThan(0), "the ring filled and the VMM's loop handled it");
         }
     }
