@@ -97,6 +97,9 @@ public sealed class PageStreamReader
     /// </summary>
     public PipeWriter? Acknowledgements { get; set; }
 
+    /// <summary>The source's memory size, from the stream header (0 until the header was read).</summary>
+    internal ulong SourceMemoryBytes { get; private set; }
+
     /// <summary>Reads and applies the whole stream, up to and including its end record.</summary>
     /// <param name="cancellationToken">Cancels the reads.</param>
     /// <returns>What the stream carried.</returns>
@@ -322,6 +325,8 @@ public sealed class PageStreamReader
         {
             throw Fail($"the source's {memory:N0} bytes of memory do not fit the destination's {_memory.Size:N0}");
         }
+
+        SourceMemoryBytes = memory;
 
         _sourcePages = memory / (ulong)_pageSize;
         _zeroPageCrc = ZeroPageCrc(_pageSize);

@@ -33,23 +33,35 @@ public sealed class SnapshotChainWriter
     private readonly GuestMemoryView _memory;
     private readonly int _pageSize;
     private bool _hasFull;
+    private Guid _chain;    // the chain the last full snapshot started
+    private Guid _lastLink; // the parent of the next diff
+    private SnapshotLink? _continues; // a compacted chain's identity, taken by this writer's first full snapshot
 
     /// <summary>Creates a writer of snapshots of <paramref name="memory"/>.</summary>
     /// <param name="memory">Guest memory.</param>
     /// <param name="pageSize">Bytes per page, as the page stream's.</param>
     /// <exception cref="ArgumentNullException"><paramref name="memory"/> is null.</exception>
     public SnapshotChainWriter(GuestMemoryView memory, int pageSize = 4096)
-        : this(memory, 0, pageSize)
+        : this(memory, pageSize, false)
     {
     }
 
-    /// <summary>A writer whose first link gets <paramref name="firstSequence"/>: a compacted chain's full snapshot, which later diffs follow.</summary>
-    internal SnapshotChainWriter(GuestMemoryView memory, long firstSequence, int pageSize = 4096)
+    /// <summary>
+    /// A writer whose first link is a compacted chain's full snapshot: it takes the sequence and identity of the chain's
+    /// last link, so that the diffs written after that link follow it.
+    /// </summary>
+    internal SnapshotChainWriter(GuestMemoryView memory, SnapshotLink continues, int pageSize = 4096)
+        : this(memory, pageSize)
+    {
+        NextSequence = continues.Sequence;
+        _continues = continues;
+    }
+
+    private SnapshotChainWriter(GuestMemoryView memory, int pageSize, bool _)
     {
         ArgumentNullException.ThrowIfNull(memory);
         _memory = memory;
         _pageSize = pageSize;
-        NextSequence = firstSequence;
     }
 
     /// <summary>The sequence number the next link gets (0 for the first full snapshot).</summary>
@@ -149,7 +161,12 @@ public sealed class SnapshotChainWriter
         try
         {
             var writer = new PageStreamWriter(output, _memory, _pageSize);
-            await writer.WriteStateAsync(SnapshotHeader.StateName, SnapshotHeader.Encode(full, NextSequence), cancellationToken).ConfigureAwait(false);
+            SnapshotLink link = full
+                ? _continues is { } last
+                    ? last with { Full = true, Parent = Guid.Empty } // a compacted chain: the last link's state, as a base
+                    : new SnapshotLink(true, NextSequence, Guid.NewGuid(), Guid.NewGuid(), Guid.Empty)
+                : new SnapshotLink(false, NextSequence, _chain, Guid.NewGuid(), _lastLink);
+            await writer.WriteStateAsync(SnapshotHeader.StateName, SnapshotHeader.Encode(link), cancellationToken).ConfigureAwait(false);
             if (source is null)
             {
                 await writer.WriteRoundAsync(runs, cancellationToken).ConfigureAwait(false);
@@ -168,7 +185,8 @@ public sealed class SnapshotChainWriter
             }
 
             await writer.WriteEndAsync(cancellationToken).ConfigureAwait(false);
-            NextSequence++;
+            NextSequence = link.Sequence + 1;
+            (_chain, _lastLink, _continues) = (link.Chain, link.Link, null);
             return new PageStreamSummary(writer.DataPages, writer.ZeroPages, writer.Rounds, writer.BytesWritten);
         }
         finally

@@ -382,14 +382,21 @@ public sealed class CopyBeforeWriteGuardTests
         }
     }
 
-    /// <summary>The first byte of <paramref name="page"/> as a diff link (after a base of zeros) restores it.</summary>
+    /// <summary>The first byte of <paramref name="page"/> as a diff link holds it: the link read alone as a page stream into zeroed memory.</summary>
     private static byte PageInLink(MemoryStream link, ulong page)
     {
-        using var zeroBase = new MemoryStream();
-        using var zeros = new AnonymousMapping(MemoryBytes);
-        new SnapshotChainWriter(new GuestMemoryView(zeros.Address, MemoryBytes)).WriteFullAsync(zeroBase, null, CancellationToken.None).AsTask().GetAwaiter().GetResult();
-        byte[] restored = Restore([zeroBase, new MemoryStream(link.ToArray())]).GetAwaiter().GetResult();
-        return restored[(int)(page * 4096)];
+        byte[] target = new byte[MemoryBytes];
+        GCHandle pin = GCHandle.Alloc(target, GCHandleType.Pinned);
+        try
+        {
+            var input = System.IO.Pipelines.PipeReader.Create(new MemoryStream(link.ToArray()));
+            new PageStreamReader(input, new GuestMemoryView(pin.AddrOfPinnedObject(), MemoryBytes)).ReadToEndAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult();
+            return target[(int)(page * 4096)];
+        }
+        finally
+        {
+            pin.Free();
+        }
     }
 
     /// <summary>

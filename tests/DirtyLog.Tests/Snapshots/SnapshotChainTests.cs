@@ -92,6 +92,9 @@ public sealed class SnapshotChainTests
         WriteRandomPages(random, 100);
         using var full = new MemoryStream();
         await writer.WriteFullAsync(full, null, CancellationToken.None);
+        var lossyWriter = new SnapshotChainWriter(_memory);
+        using var lossyBase = new MemoryStream();
+        await lossyWriter.WriteFullAsync(lossyBase, null, CancellationToken.None);
         TakeChanges();
 
         WriteRandomPages(random, 20);
@@ -99,10 +102,7 @@ public sealed class SnapshotChainTests
         List<DirtyRun> changes = TakeChanges();
         using var diff = new MemoryStream();
         await writer.WriteDiffAsync(diff, changes, null, CancellationToken.None);
-        // A second chain over the same base whose diff leaves page 300 out, as a lost mark would.
-        using var lossyBase = new MemoryStream(full.ToArray());
-        var lossyWriter = new SnapshotChainWriter(_memory);
-        await lossyWriter.WriteFullAsync(Stream.Null, null, CancellationToken.None); // only to number the diff 1
+        // A second chain from the same base state whose diff leaves page 300 out, as a lost mark would.
         using var lossy = new MemoryStream();
         await lossyWriter.WriteDiffAsync(lossy, changes.FindAll(r => !(r.FirstPage <= 300 && r.EndPage > 300)), null, CancellationToken.None);
 
@@ -154,6 +154,120 @@ public sealed class SnapshotChainTests
         foreach (MemoryStream d in diffs)
         {
             d.Dispose();
+        }
+    }
+
+    [TestCase(1UL << 62)]
+    [TestCase(0xfffffffffffff000UL)]
+    [TestCase(2 * MemoryBytes)]
+    [TestCase(MemoryBytes / 2)]
+    public async Task CompactingOrComparingWithASizeThatIsNotTheChainsIsRefusedBeforeAnyMemoryIsTaken(ulong memorySize)
+    {
+        var writer = new SnapshotChainWriter(_memory);
+        WriteRandomPages(new Random(3), 20);
+        using var full = new MemoryStream();
+        await writer.WriteFullAsync(full, null, CancellationToken.None);
+        using var other = new MemoryStream(full.ToArray());
+        using var compacted = new MemoryStream();
+        Rewind(full);
+        var compact = Assert.ThrowsAsync<ArgumentException>(async () => await SnapshotChain.CompactAsync([full], memorySize, compacted, CancellationToken.None));
+        Rewind(full);
+        var compare = Assert.ThrowsAsync<ArgumentException>(async () => await SnapshotChain.FindFirstDifferenceAsync([full], other, memorySize, CancellationToken.None));
+        Assert.Multiple(() =>
+        {
+            Assert.That(compact!.Message, Does.Contain($"{MemoryBytes:N0} bytes of memory"), "the chain's own size is named");
+            Assert.That(compact.ParamName, Is.EqualTo("memorySize"));
+            Assert.That(compare!.ParamName, Is.EqualTo("memorySize"));
+            Assert.That(compacted.Length, Is.Zero, "nothing was written");
+        });
+    }
+
+    [Test]
+    public void ASizeThatIsNoWholeNumberOfPagesIsRefused()
+    {
+        Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await SnapshotChain.CompactAsync([Stream.Null], 4095, Stream.Null, CancellationToken.None));
+        Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await SnapshotChain.FindFirstDifferenceAsync([Stream.Null], Stream.Null, 0, CancellationToken.None));
+    }
+
+    [Test]
+    public async Task ADiffOfAnotherChainWithTheRightSequenceIsRefusedOnRestoreAndCompaction()
+    {
+        WriteRandomPages(new Random(5), 20);
+        var mine = new SnapshotChainWriter(_memory);
+        var theirs = new SnapshotChainWriter(_memory);
+        using var myBase = new MemoryStream();
+        using var theirBase = new MemoryStream();
+        await mine.WriteFullAsync(myBase, null, CancellationToken.None);
+        await theirs.WriteFullAsync(theirBase, null, CancellationToken.None);
+        TakeChanges();
+        WritePage(9, 0x99);
+        using var theirDiff = new MemoryStream();
+        await theirs.WriteDiffAsync(theirDiff, TakeChanges(), null, CancellationToken.None);
+
+        Rewind(myBase, theirDiff);
+        var restore = Assert.ThrowsAsync<InvalidDataException>(async () => await Restore([myBase, theirDiff]));
+        Rewind(myBase, theirDiff);
+        var compact = Assert.ThrowsAsync<InvalidDataException>(async () => await SnapshotChain.CompactAsync([myBase, theirDiff], MemoryBytes, Stream.Null, CancellationToken.None));
+        Rewind(theirBase, theirDiff);
+        (byte[] restored, _) = await Restore([theirBase, theirDiff]);
+        Assert.Multiple(() =>
+        {
+            Assert.That(restore!.Message, Does.Contain("another chain"));
+            Assert.That(compact!.Message, Does.Contain("another chain"));
+            Assert.That(restored[9 * 4096], Is.EqualTo(0x99), "with its own base the diff restores");
+        });
+    }
+
+    [Test]
+    public async Task ADiffOfAForkOfTheChainIsRefusedThoughItsChainAndSequenceMatch()
+    {
+        // Two writers continue the same link (a chain restored and written on from two places): their diffs share the
+        // chain and number on, but each applies only on its own parent.
+        WriteRandomPages(new Random(6), 20);
+        var writer = new SnapshotChainWriter(_memory);
+        using var full = new MemoryStream();
+        await writer.WriteFullAsync(full, null, CancellationToken.None);
+        TakeChanges();
+        Rewind(full);
+        using var compacted = new MemoryStream();
+        await SnapshotChain.CompactAsync([full], MemoryBytes, compacted, CancellationToken.None); // the same state, continued
+        WritePage(1, 1);
+        using var d1 = new MemoryStream();
+        await writer.WriteDiffAsync(d1, TakeChanges(), null, CancellationToken.None);
+
+        // The fork: the compacted base, continued by a writer of its own, with two diffs.
+        Rewind(compacted);
+        var forkMemory = new byte[MemoryBytes];
+        GCHandle pin = GCHandle.Alloc(forkMemory, GCHandleType.Pinned);
+        try
+        {
+            var forkView = new GuestMemoryView(pin.AddrOfPinnedObject(), MemoryBytes);
+            await SnapshotChain.RestoreAsync([compacted], forkView, memoryStartsZeroed: true, CancellationToken.None);
+            Rewind(compacted);
+            var probe = System.IO.Pipelines.PipeReader.Create(new MemoryStream(compacted.ToArray()));
+            PageStreamSummary states = await new PageStreamReader(probe, new GuestMemoryView(pin.AddrOfPinnedObject(), MemoryBytes)).ReadToEndAsync(CancellationToken.None);
+            var fork = new SnapshotChainWriter(forkView, continues: SnapshotHeader.Decode(states.States, 0));
+            await fork.WriteFullAsync(Stream.Null, null, CancellationToken.None);
+            using var f1 = new MemoryStream();
+            using var f2 = new MemoryStream();
+            forkMemory[2 * 4096] = 2;
+            await fork.WriteDiffAsync(f1, [new DirtyRun(2, 1)], null, CancellationToken.None);
+            forkMemory[3 * 4096] = 3;
+            await fork.WriteDiffAsync(f2, [new DirtyRun(3, 1)], null, CancellationToken.None);
+
+            Rewind(full, f1);
+            (byte[] own, _) = await Restore([full, f1]);
+            Rewind(full, d1, f2);
+            var e = Assert.ThrowsAsync<InvalidDataException>(async () => await Restore([full, d1, f2]));
+            Assert.Multiple(() =>
+            {
+                Assert.That(own[2 * 4096], Is.EqualTo(2), "the fork's first diff applies on the link both continue");
+                Assert.That(e!.Message, Does.Contain("fork"));
+            });
+        }
+        finally
+        {
+            pin.Free();
         }
     }
 
