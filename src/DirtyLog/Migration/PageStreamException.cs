@@ -35,6 +35,13 @@ public sealed class PageStreamException : Exception
     {
     }
 
+    /// <summary>Creates the exception for a failure of the connection under the stream.</summary>
+    /// <param name="message">What was wrong.</param>
+    /// <param name="offset">The stream offset reached.</param>
+    /// <param name="innerException">The connection's own error (a reset, a broken pipe).</param>
+    public PageStreamException(string message, long offset, Exception innerException)
+        : base($"{message} (at stream offset {offset:N0})", innerException) => Offset = offset;
+
     /// <summary>The stream offset of the record at fault.</summary>
     public long Offset { get; }
 }

@@ -261,7 +261,14 @@ public sealed class PageStreamReader
         BinaryPrimitives.WriteUInt64LittleEndian(ack[8..], round);
         BinaryPrimitives.WriteUInt64LittleEndian(ack[16..], (ulong)_offset);
         acks.Advance(AckBytes);
-        await acks.FlushAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await acks.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsConnectionFailure(e))
+        {
+            throw new PageStreamException($"the acknowledgement of round {round} could not be sent: {e.Message}", _offset, e);
+        }
     }
 
     private async ValueTask ReadStateAsync(byte[] record, uint count, ulong nameBytes, uint crc, CancellationToken cancellationToken)
@@ -493,7 +500,16 @@ public sealed class PageStreamReader
             _hasPending = false;
         }
 
-        ReadResult result = await _input.ReadAtLeastAsync(bytes, cancellationToken).ConfigureAwait(false);
+        ReadResult result;
+        try
+        {
+            result = await _input.ReadAtLeastAsync(bytes, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsConnectionFailure(e))
+        {
+            throw new PageStreamException($"the connection failed while {what} was read, so the migration is incomplete: {e.Message}", _offset, e);
+        }
+
         if (result.Buffer.Length < bytes)
         {
             _input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
@@ -506,4 +522,7 @@ public sealed class PageStreamReader
     }
 
     private PageStreamException Fail(string message) => new(message, _offset);
+
+    /// <summary>What a connection throws when it is reset or closed under a read or write (cancellation is not one).</summary>
+    private static bool IsConnectionFailure(Exception e) => e is System.IO.IOException or System.Net.Sockets.SocketException or ObjectDisposedException;
 }
