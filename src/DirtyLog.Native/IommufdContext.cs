@@ -182,6 +182,28 @@ public sealed unsafe class IommufdContext : IDisposable
         Handle.Ioctl(IOMMU_HWPT_SET_DIRTY_TRACKING, nameof(IOMMU_HWPT_SET_DIRTY_TRACKING), &cmd);
     }
 
+    /// <summary>
+    /// The checks this binding makes before <c>IOMMU_HWPT_GET_DIRTY_BITMAP</c> reaches the kernel; the emulated HWPT
+    /// makes the same ones, so that a bad argument fails the same way on both.
+    /// </summary>
+    /// <param name="length">Bytes of the range.</param>
+    /// <param name="pageSize">Bytes per bit.</param>
+    /// <param name="bitmap">The bitmap's length in 64-bit words (named as the caller's parameter, which the exception names).</param>
+    /// <exception cref="ArgumentException">The page size is not a power of two, or the bitmap is shorter than the range needs.</exception>
+    internal static void CheckDirtyBitmapArguments(ulong length, ulong pageSize, int bitmap)
+    {
+        if (pageSize == 0 || (pageSize & (pageSize - 1)) != 0)
+        {
+            throw new ArgumentException($"The page size {pageSize} is not a power of two.", nameof(pageSize));
+        }
+
+        ulong bits = (length / pageSize) + (length % pageSize != 0 ? 1UL : 0);
+        if ((ulong)bitmap * 64 < bits)
+        {
+            throw new ArgumentException($"The bitmap has {bitmap} words but the range needs {(bits + 63) / 64}.", nameof(bitmap));
+        }
+    }
+
     /// <summary><c>IOMMU_HWPT_GET_DIRTY_BITMAP</c>: ORs the dirty bits of a range into <paramref name="bitmap"/>.</summary>
     /// <param name="hwptId">The HWPT.</param>
     /// <param name="iova">The first byte; aligned to <paramref name="pageSize"/> and the IOAS alignment.</param>
@@ -196,16 +218,7 @@ public sealed unsafe class IommufdContext : IDisposable
     /// </remarks>
     public void GetDirtyBitmap(uint hwptId, ulong iova, ulong length, ulong pageSize, Span<ulong> bitmap, bool noClear)
     {
-        if (pageSize == 0 || (pageSize & (pageSize - 1)) != 0)
-        {
-            throw new ArgumentException($"The page size {pageSize} is not a power of two.", nameof(pageSize));
-        }
-
-        ulong bits = (length + pageSize - 1) / pageSize;
-        if ((ulong)bitmap.Length * 64 < bits)
-        {
-            throw new ArgumentException($"The bitmap has {bitmap.Length} words but the range needs {(bits + 63) / 64}.", nameof(bitmap));
-        }
+        CheckDirtyBitmapArguments(length, pageSize, bitmap.Length);
 
         fixed (ulong* data = bitmap)
         {

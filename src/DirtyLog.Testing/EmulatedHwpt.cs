@@ -157,6 +157,8 @@ public sealed class EmulatedHwpt : IIommuDirtyPort
     /// <inheritdoc/>
     public void GetDirtyBitmap(ulong iova, ulong length, ulong pageSize, Span<ulong> bitmap, bool noClear)
     {
+        // The real binding's own checks first, as it makes them before the ioctl: the same exceptions on both.
+        DirtyLog.Native.IommufdContext.CheckDirtyBitmapArguments(length, pageSize, bitmap.Length);
         if (!DirtyTrackingCapable)
         {
             throw EmulatedIommu.Error(GetRequest, Errno.EOPNOTSUPP);

@@ -196,8 +196,11 @@ public class EmulatedIommuDirtyBitmapTests
                 Assert.That(Errno(() => plain.GetDirtyBitmap(0, 4096, 4096, bitmap, false)), Is.EqualTo(DirtyLog.Native.Errno.EOPNOTSUPP));
                 Assert.That(Errno(() => hwpt.GetDirtyBitmap(100, 4096, 4096, bitmap, false)), Is.EqualTo(DirtyLog.Native.Errno.EINVAL), "unaligned iova");
                 Assert.That(Errno(() => hwpt.GetDirtyBitmap(0, 4096, 8192, bitmap, false)), Is.EqualTo(DirtyLog.Native.Errno.EINVAL), "length not aligned to the page size");
-                Assert.That(Errno(() => hwpt.GetDirtyBitmap(0, 4096, 0, bitmap, false)), Is.EqualTo(DirtyLog.Native.Errno.EINVAL), "page size 0");
-                Assert.That(Errno(() => hwpt.GetDirtyBitmap(0, 3 * 4096 * 4, 3 * 4096, bitmap, false)), Is.EqualTo(DirtyLog.Native.Errno.EINVAL), "a page size that is not a power of two, as the kernel refuses it");
+                // The real binding refuses these before the ioctl; the emulator must fail as the real port does.
+                Assert.That(() => hwpt.GetDirtyBitmap(0, 4096, 0, bitmap, false), Throws.ArgumentException.With.Property("ParamName").EqualTo("pageSize"), "page size 0");
+                Assert.That(() => hwpt.GetDirtyBitmap(0, 3 * 4096 * 4, 3 * 4096, bitmap, false), Throws.ArgumentException.With.Message.Contains("not a power of two"), "a page size that is not a power of two");
+                Assert.That(() => hwpt.GetDirtyBitmap(0, 4096, 3000, bitmap, false), Throws.ArgumentException.With.Message.Contains("not a power of two"), "3000, as the hostile suite tried");
+                Assert.That(() => hwpt.GetDirtyBitmap(0, 1 * MiB, 4096, new ulong[1], false), Throws.ArgumentException.With.Property("ParamName").EqualTo("bitmap"), "a bitmap too short for the range");
                 Assert.That(Errno(() => hwpt.GetDirtyBitmap(ulong.MaxValue - 4095, 8192, 4096, bitmap, false)), Is.EqualTo(DirtyLog.Native.Errno.EOVERFLOW));
                 Assert.That(Errno(() => iommu.Map(ioas, 512 * KiB, 0, 1 * MiB)), Is.EqualTo(DirtyLog.Native.Errno.EEXIST), "overlapping map");
                 Assert.That(Errno(() => iommu.Map(ioas, 8 * MiB, 100, 4096)), Is.EqualTo(DirtyLog.Native.Errno.EINVAL), "unaligned map");
