@@ -233,7 +233,7 @@ public class AdoptionTests : KvmFixture
     }
 
     [Test]
-    public void ARingOfAVcpuOfAnotherVmIsCaughtAtTheFirstResetAndFaultsTheTracker()
+    public void ARingOfAVcpuOfAnotherVmIsCaughtAtTheSecondResetAndFaultsTheTracker()
     {
         const uint entries = 4096;
         using var mine = new SampleVmm(8 * MiB, ringEntries: entries);
@@ -251,6 +251,11 @@ public class AdoptionTests : KvmFixture
         tracker.StartTracking();
         other.Run(2, 10, 1, _ => false); // the other VM's vCPU pushes entries into the ring we were given
 
+        // One reset that leaves the harvested entries uncollected is what a concurrent overshoot looks like too (the
+        // vCPU pushed over an entry already handed back; the next harvest reaches it), so the first read stands and
+        // the second, whose reset again collects nothing, faults.
+        Read(tracker);
+        Assert.That(tracker.State, Is.EqualTo(DirtyTrackerState.Started), "one uncollected reset is tolerated");
         var error = Assert.Throws<DirtyTrackerException>(() => Read(tracker))!;
         Assert.Multiple(() =>
         {
