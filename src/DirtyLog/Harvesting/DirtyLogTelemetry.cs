@@ -39,6 +39,33 @@ public static class DirtyLogTelemetry
     /// <summary>The span of one round (tags: <c>dirtylog.round</c>, <c>dirtylog.pages</c>, <c>dirtylog.trackers</c>).</summary>
     public const string RoundActivity = "dirtylog.round";
 
+    /// <summary>Counter, pages: guest pages a migration source sent (data and zero pages).</summary>
+    public const string MigrationPagesSent = "dirtylog.migration.pages_sent";
+
+    /// <summary>Counter, bytes: stream bytes a migration source sent.</summary>
+    public const string MigrationBytesSent = "dirtylog.migration.bytes_sent";
+
+    /// <summary>Counter: rounds a migration source sent (tag <c>dirtylog.migration.phase</c>).</summary>
+    public const string MigrationRounds = "dirtylog.migration.rounds";
+
+    /// <summary>Counter: migrations ended (tags <c>dirtylog.migration.side</c> and <c>dirtylog.migration.end</c>).</summary>
+    public const string MigrationEnds = "dirtylog.migration.ends";
+
+    /// <summary>Histogram, seconds: a completed migration's downtime, from the source's pause to the destination's resume.</summary>
+    public const string MigrationDowntime = "dirtylog.migration.downtime";
+
+    /// <summary>Gauge, pages: what each running migration still has to send (tag <c>dirtylog.migration.side</c>).</summary>
+    public const string MigrationRemainingPages = "dirtylog.migration.remaining_pages";
+
+    /// <summary>Gauge, pages per second: each running migration's dirty rate.</summary>
+    public const string MigrationDirtyRate = "dirtylog.migration.dirty_rate";
+
+    /// <summary>Gauge, bytes per second: each running migration's bandwidth, end to end.</summary>
+    public const string MigrationBandwidth = "dirtylog.migration.bandwidth";
+
+    /// <summary>Gauge, seconds: each running migration's expected downtime.</summary>
+    public const string MigrationExpectedDowntime = "dirtylog.migration.expected_downtime";
+
     internal static readonly ActivitySource Source = new(Name);
     internal static readonly Meter Meter = new(Name);
     internal static readonly Histogram<double> ReadDuration = Meter.CreateHistogram<double>(TrackerReadDuration, "s", "Duration of one tracker's read in a harvest round.");

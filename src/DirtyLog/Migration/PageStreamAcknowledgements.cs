@@ -31,6 +31,8 @@ public sealed class PageStreamAcknowledgements
     private ulong _applied;      // the last round applied; EndAcknowledged once the end is; under _gate
     private long _bytes;
     private Exception? _failure; // under _gate
+    private readonly TaskCompletionSource _accepted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private string? _refusal;    // the destination's reason, once it refused; under _gate
 
     /// <summary>Creates the reader of the acknowledgements that arrive on <paramref name="input"/>.</summary>
     /// <param name="input">The connection's direction from the destination.</param>
@@ -80,8 +82,18 @@ public sealed class PageStreamAcknowledgements
                 ReadOnlySequence<byte> buffer = result.Buffer;
                 while (buffer.Length >= AckBytes)
                 {
-                    Apply(buffer.Slice(0, AckBytes));
-                    buffer = buffer.Slice(AckBytes);
+                    int used = Apply(buffer);
+                    if (used == 0)
+                    {
+                        break; // a refusal whose reason has not all arrived
+                    }
+
+                    buffer = buffer.Slice(used);
+                    if (Refusal is not null)
+                    {
+                        _input.AdvanceTo(buffer.Start);
+                        return; // the destination's last word: every waiter has its reason
+                    }
                 }
 
                 _input.AdvanceTo(buffer.Start, buffer.End);
@@ -124,6 +136,33 @@ public sealed class PageStreamAcknowledgements
     /// <summary>This object's clock, on which <see cref="WaitForRoundAsync"/> reports.</summary>
     public TimeSpan Now => _clock.Elapsed;
 
+    /// <summary>The destination's reason, once it refused the migration; <see langword="null"/> until then.</summary>
+    internal string? Refusal
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _refusal;
+            }
+        }
+    }
+
+    /// <summary>What ended the acknowledgements, once they ended short of the end; <see langword="null"/> until then.</summary>
+    internal Exception? Failure
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _failure;
+            }
+        }
+    }
+
+    /// <summary>Waits until the destination accepted the stream's header (a migration session's handshake).</summary>
+    internal Task WaitForAcceptanceAsync(CancellationToken cancellationToken) => _accepted.Task.WaitAsync(cancellationToken);
+
     private Task<TimeSpan> Wait(ulong round, CancellationToken cancellationToken)
     {
         lock (_gate)
@@ -144,17 +183,58 @@ public sealed class PageStreamAcknowledgements
         }
     }
 
-    private void Apply(ReadOnlySequence<byte> bytes)
+    /// <summary>Applies the acknowledgement at the start of <paramref name="bytes"/>.</summary>
+    /// <returns>The bytes it took; 0 when it is a refusal whose reason is not all there yet.</returns>
+    private int Apply(ReadOnlySequence<byte> bytes)
     {
         Span<byte> ack = stackalloc byte[AckBytes];
-        bytes.CopyTo(ack);
+        bytes.Slice(0, AckBytes).CopyTo(ack);
         if (BinaryPrimitives.ReadUInt32LittleEndian(ack) != AckMagic || BinaryPrimitives.ReadUInt32LittleEndian(ack[4..]) != 0)
         {
             throw new PageStreamException("not a page stream acknowledgement", AppliedBytes);
         }
 
         ulong round = BinaryPrimitives.ReadUInt64LittleEndian(ack[8..]);
-        long read = (long)BinaryPrimitives.ReadUInt64LittleEndian(ack[16..]);
+        ulong last = BinaryPrimitives.ReadUInt64LittleEndian(ack[16..]);
+        if (round == HeaderAccepted)
+        {
+            _accepted.TrySetResult();
+            return AckBytes;
+        }
+
+        if (round == Refused)
+        {
+            // Hostile until checked: the length is bounded before anything is waited for, and the text must be UTF-8.
+            if (last > MaxRefusalBytes)
+            {
+                throw new PageStreamException($"a refusal with a {last}-byte reason (at most {MaxRefusalBytes})", AppliedBytes);
+            }
+
+            if (bytes.Length < AckBytes + (long)last)
+            {
+                return 0;
+            }
+
+            string reason;
+            try
+            {
+                reason = new System.Text.UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes.Slice(AckBytes, (long)last).ToArray());
+            }
+            catch (System.Text.DecoderFallbackException)
+            {
+                throw new PageStreamException("a refusal whose reason is not UTF-8", AppliedBytes);
+            }
+
+            lock (_gate)
+            {
+                _refusal = reason;
+            }
+
+            Fail(new PageStreamException($"the destination refused the migration: {reason}", AppliedBytes));
+            return AckBytes + (int)last;
+        }
+
+        long read = (long)last;
         TimeSpan now = _clock.Elapsed;
         lock (_gate)
         {
@@ -176,6 +256,8 @@ public sealed class PageStreamAcknowledgements
                 return true;
             });
         }
+
+        return AckBytes;
     }
 
     private void Fail(Exception failure)
@@ -183,6 +265,7 @@ public sealed class PageStreamAcknowledgements
         lock (_gate)
         {
             _failure ??= failure;
+            _accepted.TrySetException(_failure);
             foreach ((_, TaskCompletionSource<TimeSpan> done) in _waiters)
             {
                 done.TrySetException(failure);

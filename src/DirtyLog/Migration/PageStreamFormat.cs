@@ -22,7 +22,10 @@ namespace DirtyLog.Migration;
 ///         4 end of stream: value is the total of pages; crc chains every earlier record's crc
 ///         5 memory digest (after the end, optional): value is the source memory's digest
 ///         6 state: value name bytes (UTF-8, 1 to 255), then count payload bytes (at most 16 MiB) follow
-/// ack:    "DLAK" | reserved u32 | round applied u64 (2^64-1: the end) | stream bytes read u64   (destination to source)
+/// ack:    "DLAK" | reserved u32 | round applied u64 | stream bytes read u64   (destination to source)
+///         round 2^64-1: the end (a migration session sends it once the guest resumed there)
+///         round 2^64-2: refused; the last field is the length of a UTF-8 reason (at most 1 KiB) that follows
+///         round 2^64-3: the header was accepted (a migration session waits for it before the first page)
 /// </code>
 /// A data record's CRC is the CRC-32C of its header (CRC field zeroed) extended by each page's own CRC-32C in order,
 /// so both ends have every page's CRC without a second pass. The memory digest is the CRC-32C of every page's CRC in
@@ -38,6 +41,9 @@ internal static class PageStreamFormat
     public const uint AckMagic = 0x4B41_4C44; // "DLAK"
     public const int AckBytes = 24;
     public const ulong EndAcknowledged = ulong.MaxValue;
+    public const ulong Refused = ulong.MaxValue - 1;
+    public const ulong HeaderAccepted = ulong.MaxValue - 2;
+    public const int MaxRefusalBytes = 1024;
     public const int MaxStateNameBytes = 255;
     public const int MaxStateBytes = 16 << 20;
     public const int HeaderBytes = 24;

@@ -54,6 +54,7 @@ public sealed class PageStreamReader
     private ulong[] _written = [];           // with MemoryStartsZeroed: a bit per page this reader may have left non-zero
     private uint _zeroPageCrc;
     private readonly Dictionary<string, ReadOnlyMemory<byte>> _states = new(StringComparer.Ordinal);
+    private readonly List<string> _stateNames = [];
 
     /// <summary>Creates a reader that applies pages to <paramref name="memory"/>.</summary>
     /// <param name="input">The pipe to read.</param>
@@ -97,6 +98,15 @@ public sealed class PageStreamReader
     /// </summary>
     public PipeWriter? Acknowledgements { get; set; }
 
+    /// <summary>
+    /// Whether the reader tells the source, right after the header checked out, that it accepts the stream (a
+    /// migration session's handshake: the source sends no page before it). Needs <see cref="Acknowledgements"/>.
+    /// </summary>
+    internal bool AcknowledgeHeader { get; init; }
+
+    /// <summary>The names of the state records, in the order they arrived.</summary>
+    internal IReadOnlyList<string> StateNames => _stateNames;
+
     /// <summary>The source's memory size, from the stream header (0 until the header was read).</summary>
     internal ulong SourceMemoryBytes { get; private set; }
 
@@ -114,6 +124,10 @@ public sealed class PageStreamReader
         ReadOnlySequence<byte> header = await NeedAsync(HeaderBytes, "the stream header", cancellationToken).ConfigureAwait(false);
         CheckHeader(header.Slice(0, HeaderBytes));
         Consume(HeaderBytes);
+        if (AcknowledgeHeader)
+        {
+            await AcknowledgeAsync(HeaderAccepted, cancellationToken).ConfigureAwait(false);
+        }
 
         while (true)
         {
@@ -245,6 +259,44 @@ public sealed class PageStreamReader
         return Summary();
     }
 
+    /// <summary>
+    /// Tells the source that this destination refuses the migration, and why (at most 1 KiB of the reason's UTF-8 is
+    /// sent); the source's <see cref="PageStreamAcknowledgements"/> fails every waiter with it. Best effort: a
+    /// connection that is gone already is not an error here.
+    /// </summary>
+    /// <returns>Whether the refusal was flushed.</returns>
+    internal async ValueTask<bool> RefuseAsync(string reason, CancellationToken cancellationToken)
+    {
+        if (Acknowledgements is not { } acks)
+        {
+            return false;
+        }
+
+        byte[] text = System.Text.Encoding.UTF8.GetBytes(reason);
+        int length = Math.Min(text.Length, MaxRefusalBytes);
+        while (length > 0 && length < text.Length && (text[length] & 0xC0) == 0x80)
+        {
+            length--; // cut at a character's start: the source checks the reason is UTF-8
+        }
+
+        Span<byte> ack = acks.GetSpan(AckBytes + length)[..(AckBytes + length)];
+        ack.Clear();
+        BinaryPrimitives.WriteUInt32LittleEndian(ack, AckMagic);
+        BinaryPrimitives.WriteUInt64LittleEndian(ack[8..], Refused);
+        BinaryPrimitives.WriteUInt64LittleEndian(ack[16..], (ulong)length);
+        text.AsSpan(0, length).CopyTo(ack[AckBytes..]);
+        acks.Advance(AckBytes + length);
+        try
+        {
+            await acks.FlushAsync(cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (IsConnectionFailure(e) || e is InvalidOperationException)
+        {
+            return false; // the source is gone, or the pipe was completed: it learns nothing more from us
+        }
+    }
+
     private PageStreamSummary Summary() =>
         new(_dataPages, _zeroPages, _rounds, _offset) { MemoryVerified = _memoryVerified, States = new Dictionary<string, ReadOnlyMemory<byte>>(_states, StringComparer.Ordinal) };
 
@@ -296,6 +348,8 @@ public sealed class PageStreamReader
         {
             throw Fail($"a second state record named \"{name}\"");
         }
+
+        _stateNames.Add(name);
 
         Chain(crc);
         Consume(total);

@@ -271,6 +271,13 @@ public sealed class PageStreamWriter
         return digest;
     }
 
+    /// <summary>Writes and flushes the stream header alone (a migration session's handshake, before any page).</summary>
+    internal async ValueTask WriteHeaderAsync(CancellationToken cancellationToken)
+    {
+        WriteHeaderOnce();
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
     private void WriteHeaderOnce()
     {
         if (!_headerWritten)

@@ -1,0 +1,129 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.IO.Pipelines;
+using System.Threading;
+using System.Threading.Tasks;
+using DirtyLog.Harvesting;
+using DirtyLog.Memory;
+
+namespace DirtyLog.Migration.Sessions;
+
+/// <summary>
+/// The source side of a live migration, whole: the handshake, a first full pass while tracking logs what changes,
+/// pre-copy rounds under a <see cref="PreCopyController"/>, the switch-over (pause, final harvest, the rest, the
+/// device state, the end), the destination's answer, and the memory digest. The VMM supplies the trackers (in a
+/// <see cref="ParallelHarvester"/>), its guest memory, a connection and its <see cref="IMigrationSourceHooks"/>.
+/// </summary>
+/// <remarks>
+/// <para><b>Failure semantics.</b> <see cref="RunAsync"/> returns an outcome for every end and throws only for
+/// misuse. Before the pause, any failure (the connection, a refusal, a tracker beyond <see cref="MigrationSourceOptions.RoundRetries"/>,
+/// a hook, cancellation) leaves the guest running: <see cref="MigrationEnd.RunningOnSource"/>, with the round in
+/// flight put back into the shared bitmap (nothing lost) and tracking stopped. After the pause and before the end
+/// record is written, the destination cannot resume (it resumes only at a checked end), so the session resumes the
+/// source through <see cref="IMigrationSourceHooks.ResumeAsync"/>. Once the end is being written, the source resumes
+/// only on the destination's explicit refusal; if the answer does not come (the connection died, or
+/// <see cref="MigrationSourceOptions.AnswerTimeout"/> passed) the guest stays paused and the outcome is
+/// <see cref="MigrationEnd.Unknown"/>: the guest never runs on both hosts.</para>
+/// <para><b>Tracking.</b> The session starts the harvester's trackers at the first pass and stops them when it
+/// ends, whatever the end. Memory slots added while it runs are followed by the trackers as they follow the VMM's
+/// <c>KvmVmPort</c>; the stream covers the <see cref="GuestMemoryView"/> given, which must span every slot.</para>
+/// <para><b>Thread safety.</b> <see cref="RunAsync"/> once per session. <see cref="Progress"/>,
+/// <see cref="ContinueSwitchOver"/> and cancellation may be used from any thread while it runs. The connection is
+/// the session's while it runs and is not closed by it.</para>
+/// </remarks>
+public sealed partial class MigrationSource
+{
+    private readonly ParallelHarvester _harvester;
+    private readonly GuestMemoryView _memory;
+    private readonly Stream _connection;
+    private readonly IMigrationSourceHooks _hooks;
+    private readonly Stopwatch _clock = new();
+    private readonly TaskCompletionSource _continue = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly List<MigrationRound> _rounds = [];
+    private MigrationProgress _progress;
+    private int _ran;
+
+    /// <summary>A session that will migrate <paramref name="memory"/> as <paramref name="harvester"/>'s trackers see it change.</summary>
+    /// <param name="harvester">The trackers of every writer of guest memory, in one harvester (they need not be started).</param>
+    /// <param name="memory">The guest memory to send, guest-physical address 0 on.</param>
+    /// <param name="connection">A duplex connection to the destination: pages go out, acknowledgements come in.</param>
+    /// <param name="hooks">The VMM's pause, resume, state and throttle.</param>
+    /// <param name="options">How to migrate; the defaults if <see langword="null"/>.</param>
+    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="ArgumentException">The connection cannot both read and write, or an option is out of range.</exception>
+    public MigrationSource(ParallelHarvester harvester, GuestMemoryView memory, Stream connection, IMigrationSourceHooks hooks, MigrationSourceOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(harvester);
+        ArgumentNullException.ThrowIfNull(memory);
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(hooks);
+        if (!connection.CanRead || !connection.CanWrite)
+        {
+            throw new ArgumentException("The connection must be duplex: pages go out and acknowledgements come back on it.", nameof(connection));
+        }
+
+        Options = options ?? new MigrationSourceOptions();
+        Options.Validate();
+        if (memory.Size % (ulong)Options.PreCopy.PageSize != 0)
+        {
+            throw new ArgumentException($"The guest memory's {memory.Size:N0} bytes are not a whole number of {Options.PreCopy.PageSize}-byte pages.", nameof(memory));
+        }
+
+        _harvester = harvester;
+        _memory = memory;
+        _connection = connection;
+        _hooks = hooks;
+        _progress = new MigrationProgress(MigrationPhase.Handshake, 0, 0, 0, 0, memory.Size / (ulong)Options.PreCopy.PageSize, 0, 0, TimeSpan.Zero, TimeSpan.Zero);
+    }
+
+    /// <summary>The options the session runs with.</summary>
+    public MigrationSourceOptions Options { get; }
+
+    /// <summary>The latest progress: safe to read from any thread at any time.</summary>
+    public MigrationProgress Progress => Volatile.Read(ref _progress);
+
+    /// <summary>
+    /// With <see cref="SwitchOverPolicy.PauseBeforeSwitchOver"/>: lets the held switch-over go on (the device state and
+    /// the end are sent). Safe to call from any thread, before the hold or during it; calling it again does nothing.
+    /// </summary>
+    public void ContinueSwitchOver() => _continue.TrySetResult();
+
+    /// <summary>Runs the whole migration.</summary>
+    /// <param name="progress">Told at each phase change and each round sent; <see langword="null"/> for none.</param>
+    /// <param name="cancellationToken">
+    /// Cancels the migration at any point: before the end is sent the guest runs on the source afterwards; while the
+    /// answer is awaited, the outcome is <see cref="MigrationEnd.Unknown"/>.
+    /// </param>
+    /// <returns>How it ended; a failure is an outcome with its <see cref="MigrationOutcome.Error"/>, not an exception.</returns>
+    /// <exception cref="InvalidOperationException">The session ran already.</exception>
+    public async Task<MigrationOutcome> RunAsync(IProgress<MigrationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _ran, 1) != 0)
+        {
+            throw new InvalidOperationException("A migration session runs once; create another for another migration.");
+        }
+
+        _clock.Start();
+        using var run = new Run(this, progress, cancellationToken);
+        MigrationTelemetry.SessionStarted(this);
+        try
+        {
+            return await run.ExecuteAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            MigrationTelemetry.SessionEnded(this);
+        }
+    }
+
+    /// <summary>Publishes progress to the property, the caller's sink and the gauges.</summary>
+    private void Publish(MigrationProgress update, IProgress<MigrationProgress>? sink)
+    {
+        Volatile.Write(ref _progress, update);
+        sink?.Report(update);
+    }
+}

@@ -1,0 +1,82 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using DirtyLog.Consumers;
+
+namespace DirtyLog.Migration.Sessions;
+
+/// <summary>How a source session migrates: the pre-copy rules, the bandwidth cap, the switch-over and the waits.</summary>
+/// <remarks>Immutable once built; checked by <see cref="Validate"/> when the session is created.</remarks>
+public sealed record MigrationSourceOptions
+{
+    /// <summary>
+    /// The controller's rules: downtime limit, maximum rounds, the shrink rule (<see cref="PreCopyOptions.KeepCopyingWhileShrinkingTo"/>),
+    /// the stall policy. The controller's defaults by default.
+    /// </summary>
+    public PreCopyOptions PreCopy { get; init; } = new();
+
+    /// <summary>
+    /// The most bytes per second pre-copy sends (the first pass and the rounds), 0 for no cap. Stop-copy is not
+    /// capped: the guest is paused, and the downtime is the bound that matters then.
+    /// </summary>
+    public long BandwidthLimit { get; init; }
+
+    /// <summary>The longest pre-copy may take before the source switches over regardless, or <see langword="null"/> for no limit.</summary>
+    public TimeSpan? MaxPreCopyTime { get; init; }
+
+    /// <summary>How the source goes from the pause to the end. <see cref="SwitchOverPolicy.Automatic"/> by default.</summary>
+    public SwitchOverPolicy SwitchOver { get; init; } = SwitchOverPolicy.Automatic;
+
+    /// <summary>The final harvest's deadline: a tracker later than this has its coverage sent whole. 2 s by default.</summary>
+    public TimeSpan FinalHarvestDeadline { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// How many times a round failed by a tracker (a <see cref="Harvesting.HarvestException"/>: the harvester
+    /// restarted the tracker and marked its coverage) is run again before the migration fails. 4 by default.
+    /// </summary>
+    public int RoundRetries { get; init; } = 4;
+
+    /// <summary>How long the source waits for the destination to accept the stream's header. 30 s by default.</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long the source waits, after the end, for the destination's word that it resumed or refused; past it the
+    /// outcome is <see cref="MigrationEnd.Unknown"/> and the guest stays paused. 30 s by default.
+    /// </summary>
+    public TimeSpan AnswerTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Whether the source sends its memory digest after the switch-over, for the destination to check every page
+    /// against (it reads all of memory once, outside the downtime). <see langword="true"/> by default.
+    /// </summary>
+    public bool SendMemoryDigest { get; init; } = true;
+
+    /// <summary>
+    /// Other consumers of the same trackers (a snapshot chain, a dirty-rate monitor): each round the session sends is
+    /// published to them before it is committed. <see langword="null"/> for none.
+    /// </summary>
+    public DirtyConsumerSet? Consumers { get; init; }
+
+    /// <summary>Checks every option.</summary>
+    /// <exception cref="ArgumentException">An option is out of range; the message names it.</exception>
+    public void Validate()
+    {
+        ArgumentNullException.ThrowIfNull(PreCopy, nameof(PreCopy));
+        PreCopy.Validate();
+        ArgumentOutOfRangeException.ThrowIfNegative(BandwidthLimit, nameof(BandwidthLimit));
+        if (MaxPreCopyTime is { } max && max <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxPreCopyTime), max, "The pre-copy time limit must be positive.");
+        }
+
+        if (!Enum.IsDefined(SwitchOver))
+        {
+            throw new ArgumentOutOfRangeException(nameof(SwitchOver), SwitchOver, "Not a switch-over policy.");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(FinalHarvestDeadline, TimeSpan.Zero, nameof(FinalHarvestDeadline));
+        ArgumentOutOfRangeException.ThrowIfNegative(RoundRetries, nameof(RoundRetries));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HandshakeTimeout, TimeSpan.Zero, nameof(HandshakeTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(AnswerTimeout, TimeSpan.Zero, nameof(AnswerTimeout));
+    }
+}
