@@ -82,7 +82,7 @@ public sealed partial class MigrationSource
             }
 
             outcome = await CloseAsync(outcome, acknowledgements).ConfigureAwait(false);
-            Report(outcome.Phase == MigrationPhase.Ended ? MigrationPhase.Ended : outcome.Phase);
+            Report(MigrationPhase.Ended); // the outcome names the phase a failure happened in
             MigrationTelemetry.Ended(outcome, "source");
             return outcome;
         }
