@@ -51,9 +51,14 @@ internal sealed class DestinationVm : IDisposable
 
     /// <summary>Resumes the vCPU from the state the stream carried: called the moment the stream ends.</summary>
     /// <returns>Whether a vCPU resumed (a KVM guest with its state in the stream).</returns>
-    public bool Resume(PageStreamSummary atEnd, BootGuest? guest)
+    public bool Resume(PageStreamSummary atEnd, BootGuest? guest) =>
+        atEnd.States.TryGetValue("vcpu0", out ReadOnlyMemory<byte> state) && Resume(state, guest);
+
+    /// <summary>Resumes the vCPU from its saved state.</summary>
+    /// <returns>Whether a vCPU resumed (a KVM guest).</returns>
+    public bool Resume(ReadOnlyMemory<byte> state, BootGuest? guest)
     {
-        if (_vmm is null || guest is null || !atEnd.States.TryGetValue("vcpu0", out ReadOnlyMemory<byte> state))
+        if (_vmm is null || guest is null)
         {
             return false;
         }

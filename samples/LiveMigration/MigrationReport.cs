@@ -6,6 +6,7 @@ using System.Globalization;
 using System.IO;
 using System.Linq;
 using DirtyLog.Migration;
+using DirtyLog.Migration.Sessions;
 using Spectre.Console;
 
 namespace DirtyLog.Samples.LiveMigration;
@@ -26,7 +27,7 @@ internal static class MigrationReport
     }
 
     /// <summary>The whole migration, once it is over.</summary>
-    public static void Summary(IReadOnlyList<RoundRow> rows, PreCopyDecision decision, PageStreamSummary? stream, TimeSpan downtime, bool resumed, MigrationOptions options)
+    public static void Summary(IReadOnlyList<RoundRow> rows, PreCopyDecision decision, MigrationOutcome? stream, TimeSpan downtime, bool resumed, MigrationOptions options)
     {
         string[] trackers = rows.SelectMany(r => r.Trackers.Select(t => t.Tracker)).Distinct().ToArray();
         var table = new Table().Border(TableBorder.Rounded).Title("rounds");
@@ -68,7 +69,7 @@ internal static class MigrationReport
         Console.WriteLine($"tracker faults handled: {rows.Sum(r => r.Faults)}");
         if (stream is not null)
         {
-            Console.WriteLine($"stream: {stream.Rounds} rounds, {stream.DataPages:N0} pages with data, {stream.ZeroPages:N0} zero pages, {stream.Bytes / 1e6:F1} MB; state: {(stream.States.Count == 0 ? "none" : string.Join(", ", stream.States.Select(s => $"{s.Key} ({s.Value.Length} bytes)")))}; memory digest (after the switch-over, outside the downtime) {(stream.MemoryVerified ? "matched" : "not sent")}");
+            Console.WriteLine($"stream: {stream.Rounds} rounds, {stream.Pages:N0} pages with data, {stream.ZeroPages:N0} zero pages, {stream.Bytes / 1e6:F1} MB; state: {(stream.StateSections.Count == 0 ? "none" : string.Join(", ", stream.StateSections))}; memory digest (after the switch-over, outside the downtime) {(stream.MemoryVerified ? "matched" : "not verified")}");
         }
 
         if (options.ChartPath is { } chart)

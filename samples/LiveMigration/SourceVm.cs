@@ -38,7 +38,6 @@ internal sealed class SourceVm : IDisposable
     private readonly EmulatedDmaDevice _loggingDevice;
     private readonly List<IDisposable> _owned = [];
     private readonly List<Thread> _writers = [];
-    private readonly CancellationTokenSource _pause = new();
     private CancellationTokenSource _vcpuPause = new(); // replaced on each resume of the vCPU alone
     private Thread? _vcpu;
     private volatile bool _stop;
@@ -172,6 +171,9 @@ internal sealed class SourceVm : IDisposable
         }
     }
 
+    /// <summary>Makes nic-b's dirty logger fail (a sticky firmware error) until the harvester restarts its tracker.</summary>
+    public void InjectDeviceFault() => _loggingDevice.InjectDeviceError();
+
     /// <summary>Starts the writers: the vCPU, both DMA devices, the in-VMM device. Tracking starts with the migration.</summary>
     public void Start()
     {
@@ -269,12 +271,21 @@ internal sealed class SourceVm : IDisposable
     public void Pause()
     {
         _vcpuPause.Cancel();
-        _pause.Cancel();
         _stop = true;
         foreach (Thread writer in _writers)
         {
             writer.Join();
         }
+    }
+
+    /// <summary>Runs every writer again after <see cref="Pause"/>: the migration failed before the guest could run elsewhere.</summary>
+    public void Resume()
+    {
+        _writers.Clear();
+        _vcpuPause.Dispose();
+        _vcpuPause = new CancellationTokenSource();
+        _stop = false;
+        Start();
     }
 
     public void Dispose()
@@ -292,7 +303,6 @@ internal sealed class SourceVm : IDisposable
         _vm?.Dispose();
         _vmHandle?.Dispose();
         _vmm?.Dispose();
-        _pause.Dispose();
         _vcpuPause.Dispose();
         _simulatedRam?.Dispose();
     }
