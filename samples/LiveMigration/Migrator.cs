@@ -65,7 +65,7 @@ internal static class Migrator
             round.Number, round.DirtyPages, round.BytesSent, round.Harvest, round.Send,
             round.Trackers.Select(t => (t.Tracker, t.Latency, t.PagesReported)).ToList())
         {
-            Faults = round.Retries + round.Trackers.Count(t => t.Outcome != TrackerRoundOutcome.Read),
+            Faults = round.TrackerFaults,
         };
 
     /// <summary>Prints each round as the session sends it; the stop-copy round waits for the end (printing is not downtime).</summary>

@@ -15,4 +15,11 @@ namespace DirtyLog.Migration.Sessions;
 /// <param name="Send">From its first byte to the destination's acknowledgement that it applied it (stop-copy: to the end of its send).</param>
 /// <param name="Retries">Harvests of this round run again after a tracker failed it.</param>
 /// <param name="Trackers">Each tracker's part of the harvest (empty for the first pass).</param>
-public sealed record MigrationRound(int Number, MigrationPhase Phase, ulong DirtyPages, long BytesSent, TimeSpan Harvest, TimeSpan Send, int Retries, IReadOnlyList<TrackerRoundReport> Trackers);
+public sealed record MigrationRound(int Number, MigrationPhase Phase, ulong DirtyPages, long BytesSent, TimeSpan Harvest, TimeSpan Send, int Retries, IReadOnlyList<TrackerRoundReport> Trackers)
+{
+    /// <summary>
+    /// Tracker reads that failed or were late in this round's harvest, and in a harvest put back just before it (the
+    /// pre-copy round a switch-over did not send: its pages, and its faults, travel with stop-copy), retries included.
+    /// </summary>
+    public int TrackerFaults { get; init; }
+}

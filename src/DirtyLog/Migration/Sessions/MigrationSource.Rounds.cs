@@ -15,6 +15,7 @@ public sealed partial class MigrationSource
     {
         private (ulong Bytes, TimeSpan Duration) _lastSend;
         private TimeSpan _lastHarvest;
+        private int _faultsPutBack; // faults of the harvest a switch-over put back: reported with stop-copy
 
         /// <summary>The first pass: tracking starts, then every page goes; what the guest writes meanwhile is logged.</summary>
         private async Task FirstPassAsync()
@@ -64,6 +65,7 @@ public sealed partial class MigrationSource
                         // Not sent: its pages go back to the shared bitmap (a manual-protect tracker kept them logged
                         // too), so the final harvest after the pause reports them with whatever was written since.
                         round.PutBack();
+                        _faultsPutBack = retries + Faults(round);
                         return;
                     }
 
@@ -128,10 +130,16 @@ public sealed partial class MigrationSource
             long bytes = await _writer.WriteRoundAsync(round, Token).ConfigureAwait(false);
             TimeSpan applied = waitForApplied ? await _acks.WaitForRoundAsync(_writer.Rounds, Token).ConfigureAwait(false) : _acks.Now;
             round.Commit();
-            var sent = new MigrationRound(_session._rounds.Count + 1, phase, round.Pages, bytes, round.Duration, applied - start, retries, round.Trackers);
+            var sent = new MigrationRound(_session._rounds.Count + 1, phase, round.Pages, bytes, round.Duration, applied - start, retries, round.Trackers)
+            {
+                TrackerFaults = retries + Faults(round) + _faultsPutBack,
+            };
+            _faultsPutBack = 0;
             Record(sent);
             return sent;
         }
+
+        private static int Faults(HarvestRound round) => round.Trackers.Count(t => t.Outcome != TrackerRoundOutcome.Read);
 
         private void Record(MigrationRound round)
         {
