@@ -62,7 +62,7 @@ internal static class MigrationReport
         Console.WriteLine($"switch-over: {decision.Reason}");
         string measured = resumed
             ? $"downtime (vCPU paused on the source to vCPU running on the destination): {downtime.TotalMilliseconds:F1} ms"
-            : $"downtime (vCPU paused to the destination's acknowledgement that it applied everything): {downtime.TotalMilliseconds:F1} ms";
+            : $"downtime (vCPU paused here to the destination's word that the guest runs there): {downtime.TotalMilliseconds:F1} ms";
         Console.WriteLine(downtime <= options.DowntimeLimit
             ? $"{measured}, within the limit of {options.DowntimeLimit.TotalMilliseconds:F0} ms"
             : $"{measured}: OVER the limit of {options.DowntimeLimit.TotalMilliseconds:F0} ms ({downtime / options.DowntimeLimit:F1}x); the estimate at the switch-over was {decision.ExpectedDowntime.TotalMilliseconds:F0} ms");

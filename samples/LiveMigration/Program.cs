@@ -160,7 +160,7 @@ internal static class Program
             switch (outcome.End)
             {
                 case MigrationEnd.RunningOnSource:
-                    Console.Error.WriteLine($"source: migration failed ({outcome.Error?.Message}); the guest keeps running here");
+                    Console.Error.WriteLine($"source: migration failed: {outcome.Error?.Message}; the guest keeps running here");
                     return 1;
                 case MigrationEnd.Unknown:
                     Console.Error.WriteLine($"source: {outcome.Error?.Message}; ask the destination whether the guest runs there before resuming it here");
