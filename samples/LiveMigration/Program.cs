@@ -93,7 +93,7 @@ internal static class Program
         }
 
         Console.WriteLine(FormattableString.Invariant(
-            $"result: total_ms={Stopwatch.GetElapsedTime(startedAt, destination.ResumedAt).TotalMilliseconds:F1} downtime_ms={downtime.TotalMilliseconds:F1} mb={received.Bytes / 1e6:F1} rounds={received.Rounds} invariant={(broken is null ? "ok" : "broken")} digest={(received.MemoryVerified ? "ok" : "mismatch")}{(vm.RingStatus is { } ring ? $" ring_overflows={ring.Overflows} ring_wedged={(ring.Wedged ? "yes" : "no")}" : "")}"));
+            $"result: total_ms={Stopwatch.GetElapsedTime(startedAt, destination.ResumedAt).TotalMilliseconds:F1} downtime_ms={downtime.TotalMilliseconds:F1} mb={received.Bytes / 1e6:F1} rounds={received.Rounds} invariant={(broken is null ? "ok" : "broken")} digest={(received.MemoryVerified ? "ok" : "mismatch")}{(vm.RingStatus is { } ring ? $" ring_overflows={ring.Overflows} ring_resyncs={ring.Resynchronizations} ring_wedged={(ring.Wedged ? "yes" : "no")}" : "")}"));
         Console.WriteLine($"destination: the guest resumed and ran {passes} passes, {progressed:N0} of its {vm.Guest.Pages:N0} pages changed");
         Console.WriteLine(ok
             ? $"verdict: the guest runs on the destination with its invariant intact; every page matched the source's digest ({vm.Memory.Size:N0} bytes)"

@@ -144,7 +144,7 @@ internal sealed class SourceVm : IDisposable
     public VcpuDirtyRates? MeasureVcpuDirtyRates() => _ringTracker is null ? null : new VcpuDirtyRates(_ringTracker);
 
     /// <summary>Ring-full exits the run loop handled and ring overflows the tracker covered (ring mode).</summary>
-    public (long Overflows, bool Wedged)? RingStatus => _ringTracker is null ? null : (_ringTracker.Overflows, _ringTracker.IsWedged);
+    public (long Overflows, long Resynchronizations, bool Wedged)? RingStatus => _ringTracker is null ? null : (_ringTracker.Overflows, _ringTracker.Resynchronizations, _ringTracker.IsWedged);
 
     /// <summary>Guest memory pages resident in this process (<c>mincore</c>); 0 without a KVM guest.</summary>
     public ulong ResidentPages => _vmm?.ResidentPages() ?? 0;
