@@ -30,33 +30,7 @@ public partial class ArticleExampleTests
     [TestCaseSource(nameof(Blocks))]
     public void TheBlockCompilesFromTheProductAssembliesAlone(string article, string name, string code)
     {
-        string dir = Path.Combine(Path.GetTempPath(), $"dirtylog-article-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dir);
-        try
-        {
-            string bin = TestContext.CurrentContext.TestDirectory;
-            File.WriteAllText(Path.Combine(dir, "Example.cs"), code);
-            File.WriteAllText(Path.Combine(dir, "Example.csproj"), $"""
-                <Project Sdk="Microsoft.NET.Sdk">
-                  <PropertyGroup>
-                    <TargetFramework>net10.0</TargetFramework>
-                    <Nullable>enable</Nullable>
-                    <ImplicitUsings>disable</ImplicitUsings>
-                    <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
-                  </PropertyGroup>
-                  <ItemGroup>
-                    <Reference Include="DirtyLog"><HintPath>{Path.Combine(bin, "DirtyLog.dll")}</HintPath></Reference>
-                    <Reference Include="DirtyLog.Native"><HintPath>{Path.Combine(bin, "DirtyLog.Native.dll")}</HintPath></Reference>
-                  </ItemGroup>
-                </Project>
-                """);
-
-            DotnetCli.Run($"the block \"{name}\" of {article} (it does not compile)", dir, "build", "Example.csproj", "-v:q", "-nologo");
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        ExampleProject.Build(code, $"the block \"{name}\" of {article} (it does not compile)");
     }
 
     [GeneratedRegex(@"<!-- compiled: (?<name>[a-z0-9-]+) -->\s*```csharp\n(?<code>.*?)\n```", RegexOptions.Singleline)]

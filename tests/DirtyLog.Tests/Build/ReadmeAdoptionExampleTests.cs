@@ -28,33 +28,7 @@ public partial class ReadmeAdoptionExampleTests
         string code = block.Groups["code"].Value;
         Assert.That(code, Does.Contain("FileDescriptorHandle.Borrow").And.Contain("KvmVm.FromHandle").And.Contain("AddSlot"), "it shows the borrowed-descriptor path");
 
-        string dir = Path.Combine(Path.GetTempPath(), $"dirtylog-readme-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dir);
-        try
-        {
-            string bin = TestContext.CurrentContext.TestDirectory;
-            File.WriteAllText(Path.Combine(dir, "Example.cs"), code);
-            File.WriteAllText(Path.Combine(dir, "Example.csproj"), $"""
-                <Project Sdk="Microsoft.NET.Sdk">
-                  <PropertyGroup>
-                    <TargetFramework>net10.0</TargetFramework>
-                    <Nullable>enable</Nullable>
-                    <ImplicitUsings>disable</ImplicitUsings>
-                    <TreatWarningsAsErrors>true</TreatWarningsAsErrors>
-                  </PropertyGroup>
-                  <ItemGroup>
-                    <Reference Include="DirtyLog"><HintPath>{Path.Combine(bin, "DirtyLog.dll")}</HintPath></Reference>
-                    <Reference Include="DirtyLog.Native"><HintPath>{Path.Combine(bin, "DirtyLog.Native.dll")}</HintPath></Reference>
-                  </ItemGroup>
-                </Project>
-                """);
-
-            DotnetCli.Run("the README's example (it does not compile)", dir, "build", "Example.csproj", "-v:q", "-nologo");
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        ExampleProject.Build(code, "the README's example (it does not compile)");
     }
 
     [GeneratedRegex(@"<!-- compiled: adoption -->\s*```csharp\n(?<code>.*?)\n```", RegexOptions.Singleline)]
