@@ -7,7 +7,7 @@ namespace DirtyLog.Migration.Sessions;
 
 /// <summary>What the destination VMM does for its migration session: load state, resume the guest.</summary>
 /// <remarks>
-/// The session calls the hooks one at a time, from its own task, and only after the whole image arrived and checked
+/// Thread safety: the session calls the hooks one at a time, from its own task (the thread its RunAsync runs on), and only after the whole image arrived and checked
 /// (every record's checksum and the chained checksum of the end). A hook that throws makes the destination refuse
 /// the migration, and the source resumes its guest: a <see cref="ResumeAsync"/> that throws must leave nothing
 /// running here.

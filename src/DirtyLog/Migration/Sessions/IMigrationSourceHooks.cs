@@ -8,7 +8,7 @@ namespace DirtyLog.Migration.Sessions;
 
 /// <summary>What the source VMM does for its migration session: pause, resume, save state, throttle.</summary>
 /// <remarks>
-/// <para>The session calls one hook at a time, from its own task; <see cref="Throttle"/> is called between rounds.
+/// <para>Thread safety: the session calls one hook at a time, from its own task (a thread-pool thread), never two at once; <see cref="Throttle"/> is called between rounds.
 /// A hook that throws fails the migration in its phase: before the pause the guest keeps running; a
 /// <see cref="PauseAsync"/> or <see cref="SaveStateAsync"/> that throws makes the session call
 /// <see cref="ResumeAsync"/> (the end was not sent, so nothing can run elsewhere).</para>

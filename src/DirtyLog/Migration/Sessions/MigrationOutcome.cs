@@ -9,6 +9,7 @@ namespace DirtyLog.Migration.Sessions;
 /// <param name="End">Where the guest is: on one side, or (source only) unknown with the guest paused.</param>
 /// <param name="Phase">The phase the session ended in (a failure's phase; <see cref="MigrationPhase.Ended"/> after a whole migration).</param>
 /// <param name="Error">Why it failed or was refused, naming the phase; <see langword="null"/> for a migration that completed.</param>
+/// <remarks>Thread safety: immutable.</remarks>
 public sealed record MigrationOutcome(MigrationEnd End, MigrationPhase Phase, MigrationException? Error)
 {
     /// <summary>Rounds sent or applied, the first pass and stop-copy included.</summary>

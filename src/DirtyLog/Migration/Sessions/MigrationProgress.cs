@@ -19,6 +19,7 @@ namespace DirtyLog.Migration.Sessions;
 /// <param name="Bandwidth">Source: bytes per second the destination applied in the last send; 0 until measured.</param>
 /// <param name="ExpectedDowntime">Source: the remaining pages at the bandwidth; zero until measured.</param>
 /// <param name="Elapsed">Since the session started.</param>
+/// <remarks>Thread safety: immutable; read from any thread.</remarks>
 public sealed record MigrationProgress(MigrationPhase Phase, int Rounds, ulong PagesSent, ulong ZeroPages, long BytesSent, ulong RemainingPages,
     double DirtyRate, double Bandwidth, TimeSpan ExpectedDowntime, TimeSpan Elapsed)
 {

@@ -15,6 +15,7 @@ namespace DirtyLog.Migration.Sessions;
 /// <param name="Send">From its first byte to the destination's acknowledgement that it applied it (stop-copy: to the end of its send).</param>
 /// <param name="Retries">Harvests of this round run again after a tracker failed it.</param>
 /// <param name="Trackers">Each tracker's part of the harvest (empty for the first pass).</param>
+/// <remarks>Thread safety: immutable.</remarks>
 public sealed record MigrationRound(int Number, MigrationPhase Phase, ulong DirtyPages, long BytesSent, TimeSpan Harvest, TimeSpan Send, int Retries, IReadOnlyList<TrackerRoundReport> Trackers)
 {
     /// <summary>

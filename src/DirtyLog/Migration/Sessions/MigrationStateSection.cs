@@ -11,5 +11,5 @@ namespace DirtyLog.Migration.Sessions;
 /// <param name="Name">The section's name, unique in a migration: 1 to 255 bytes of UTF-8 (for example <c>vcpu0</c>).</param>
 /// <param name="Version">The section's format version, the VMM's own: the destination refuses versions it cannot load.</param>
 /// <param name="Data">The section's bytes, at most 16 MiB less 4.</param>
-/// <remarks>On the wire a section is a state record named <paramref name="Name"/> whose payload is the version (u32, little-endian) and then the data.</remarks>
+/// <remarks>Thread safety: immutable (the data is the caller's; it must not change until the session sent it). On the wire a section is a state record named <paramref name="Name"/> whose payload is the version (u32, little-endian) and then the data.</remarks>
 public sealed record MigrationStateSection(string Name, uint Version, ReadOnlyMemory<byte> Data);
