@@ -359,6 +359,11 @@ public sealed class PageStreamReader
     {
         Span<byte> h = stackalloc byte[HeaderBytes];
         bytes.CopyTo(h);
+        if (h[0] == 0x16 && h[1] == 0x03)
+        {
+            throw Fail("a TLS handshake arrived where a plain page stream was expected: TLS at a plain endpoint");
+        }
+
         if (BinaryPrimitives.ReadUInt32LittleEndian(h) != Magic)
         {
             throw Fail("not a page stream: the magic is not \"DLPS\"");
