@@ -145,12 +145,13 @@ public class MigrationSessionFaultTests
             }
         });
 
+        string both = Describe(source, destination);
         Assert.Multiple(() =>
         {
-            Assert.That(rig.Judge(source, destination), Is.Null);
-            Assert.That(destination.End, Is.EqualTo(MigrationEnd.RunningOnSource));
+            Assert.That(rig.Judge(source, destination), Is.Null, both);
+            Assert.That(destination.End, Is.EqualTo(MigrationEnd.RunningOnSource), both);
             Assert.That(rig.DestinationHooks.Resumed, Is.False, "a partial image never runs");
-            Assert.That(destination.Error!.Message, Does.Contain("not received whole"));
+            Assert.That(destination.Error?.Message, Does.Contain("not received whole"), both);
         });
     }
 
@@ -285,16 +286,21 @@ public class MigrationSessionFaultTests
         Assert.That(rig.Judge(source, destination), Is.EqualTo("the destination runs the guest with page 7 unlike the source's"));
     }
 
+    /// <summary>Both outcomes, for a failure message: what each side said and why.</summary>
+    private static string Describe(MigrationOutcome source, MigrationOutcome destination) =>
+        $"source: {source.End} in {source.Phase}: {source.Error?.Message}; destination: {destination.End} in {destination.Phase}: {destination.Error?.Message}";
+
     private static void AssertEnds(SessionRig rig, MigrationOutcome source, MigrationOutcome destination, MigrationEnd end, MigrationPhase? phase)
     {
+        string both = Describe(source, destination);
         Assert.Multiple(() =>
         {
-            Assert.That(rig.Judge(source, destination), Is.Null);
-            Assert.That(source.End, Is.EqualTo(end), source.Error?.ToString());
+            Assert.That(rig.Judge(source, destination), Is.Null, both);
+            Assert.That(source.End, Is.EqualTo(end), both);
             Assert.That(source.Error, Is.Not.Null);
             if (phase is { } expected)
             {
-                Assert.That(source.Phase, Is.EqualTo(expected), source.Error?.ToString());
+                Assert.That(source.Phase, Is.EqualTo(expected), both);
             }
 
             Assert.That(rig.Tracker.State, Is.EqualTo(DirtyLog.Tracking.DirtyTrackerState.Stopped), "tracking stopped cleanly");
@@ -302,7 +308,7 @@ public class MigrationSessionFaultTests
             {
                 Assert.That(rig.Guest.IsRunning, Is.True);
                 Assert.That(rig.DestinationHooks.Resumed, Is.False);
-                Assert.That(destination.End, Is.EqualTo(MigrationEnd.RunningOnSource));
+                Assert.That(destination.End, Is.EqualTo(MigrationEnd.RunningOnSource), both);
             }
         });
     }
