@@ -68,4 +68,25 @@ internal sealed record MigrationOptions
     /// every page the migration's rounds carried, at the switch-over), or <see langword="null"/> for none.
     /// </summary>
     public string? SnapshotDirectory { get; init; }
+
+    /// <summary>This side's TLS certificate (PEM), or <see langword="null"/> for a plain connection.</summary>
+    public string? TlsCertificateFile { get; init; }
+
+    /// <summary>Its private key (PEM).</summary>
+    public string? TlsKeyFile { get; init; }
+
+    /// <summary>The CA (PEM) whose certificates this side trusts for its peer's.</summary>
+    public string? TlsCaFile { get; init; }
+
+    /// <summary>Destination: the source subjects allowed (for example <c>CN=source-1</c>).</summary>
+    public System.Collections.Generic.IReadOnlyList<string> TlsAllow { get; init; } = [];
+
+    /// <summary>Source: the name the destination's certificate must carry (by default the host connected to).</summary>
+    public string? TlsServerName { get; init; }
+
+    /// <summary>Destination: listen on every address without TLS (anyone who reaches the port can write a guest).</summary>
+    public bool Insecure { get; init; }
+
+    /// <summary>Whether TLS is asked for.</summary>
+    public bool UsesTls => TlsCertificateFile is not null;
 }

@@ -7,12 +7,14 @@ using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Memory;
 using DirtyLog.Migration;
 using DirtyLog.Migration.Sessions;
+using DirtyLog.Migration.Transport;
 using DirtyLog.Native;
 
 namespace DirtyLog.Samples.LiveMigration;
@@ -106,14 +108,49 @@ internal static class Program
     /// <see cref="SynchronousStream"/>): the end record's arrival wakes it directly, not through the thread pool, and
     /// that wake-up is part of the downtime.
     /// </summary>
-    private static Task<MigrationOutcome> ReceiveAsync(TcpListener listener, DestinationVm destination, BootGuest? guest) =>
+    private static Task<MigrationOutcome> ReceiveAsync(TcpListener listener, DestinationVm destination, BootGuest? guest, MigrationTlsOptions? tls = null) =>
         Task.Factory.StartNew(() =>
         {
-            using Socket connection = listener.AcceptSocket(); // accepted synchronously: its receives stay blocking
-            connection.NoDelay = true; // acknowledgements are small: Nagle would hold them for the source's delayed ACK (40 ms)
-            using var stream = new SynchronousStream(new NetworkStream(connection, ownsSocket: false));
-            return Migrator.Receive(destination, guest, stream);
+            while (true)
+            {
+                using Socket connection = listener.AcceptSocket(); // accepted synchronously: its receives stay blocking
+                connection.NoDelay = true; // acknowledgements are small: Nagle would hold them for the source's delayed ACK (40 ms)
+                using var stream = new SynchronousStream(new NetworkStream(connection, ownsSocket: false));
+                if (tls is null)
+                {
+                    return Migrator.Receive(destination, guest, stream);
+                }
+
+                SslStream secure;
+                try
+                {
+                    secure = MigrationTls.AcceptAsync(stream, tls).GetAwaiter().GetResult();
+                }
+                catch (MigrationTransportException refused)
+                {
+                    // Nothing of the guest came from it: keep waiting for an authorized source.
+                    Console.Error.WriteLine($"destination: refused {connection.RemoteEndPoint} ({refused.Refusal}): {refused.Message}");
+                    continue;
+                }
+
+                using (secure)
+                {
+                    return Migrator.Receive(destination, guest, secure);
+                }
+            }
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+
+    /// <summary>The TLS options of this side, from the sample's files; <see langword="null"/> for a plain connection.</summary>
+    private static MigrationTlsOptions? TlsOf(MigrationOptions options, string? host)
+    {
+        if (!options.UsesTls)
+        {
+            return null;
+        }
+
+        MigrationTlsOptions tls = MigrationTlsOptions.FromPemFiles(options.TlsCertificateFile!, options.TlsKeyFile!, options.TlsCaFile!);
+        return tls with { AllowedSubjects = options.TlsAllow, ServerName = options.TlsServerName ?? host };
+    }
 
     internal static async Task<int> ListenAsync(int port, MigrationOptions options)
     {
@@ -123,7 +160,11 @@ internal static class Program
         using var destination = new DestinationVm(options, kvm);
         BootGuest? guest = kvm ? SourceVm.GuestFor(options, tscKhz: 0) : null; // the same working set as the source's (pacing is the source's)
         Console.WriteLine($"destination: waiting on port {port} for up to {destination.Memory.Size >> 20} MiB of guest memory{(kvm ? ", to resume its vCPU here" : "")}");
-        MigrationOutcome received = await ReceiveAsync(listener, destination, guest).ConfigureAwait(false);
+        MigrationTlsOptions? tls = TlsOf(options, null);
+        Console.WriteLine(tls is null
+            ? "destination: INSECURE: no TLS (--insecure): anyone who reaches this port can write a guest here"
+            : $"destination: mutual TLS 1.3, allowing {string.Join(", ", options.TlsAllow)}");
+        MigrationOutcome received = await ReceiveAsync(listener, destination, guest, tls).ConfigureAwait(false);
         if (received.End != MigrationEnd.RunningOnDestination)
         {
             Console.Error.WriteLine($"destination: migration refused or incomplete, nothing resumed here: {received.Error?.Message}");
@@ -155,8 +196,24 @@ internal static class Program
         try
         {
             await client.ConnectAsync(host, port).ConfigureAwait(false);
+            Stream connection = client.GetStream();
+            SslStream? secure = null;
+            if (TlsOf(options, host) is { } tls)
+            {
+                try
+                {
+                    connection = secure = await MigrationTls.ConnectAsync(connection, tls).ConfigureAwait(false);
+                }
+                catch (MigrationTransportException refused)
+                {
+                    Console.Error.WriteLine($"source: the TLS handshake failed ({refused.Refusal}): {refused.Message}; the guest keeps running here");
+                    return 1;
+                }
+            }
+
             vm.Start();
-            (MigrationOutcome outcome, List<RoundRow> rows, _) = await Migrator.SendAsync(vm, client.GetStream(), options, MigrationReport.Progress, CancellationToken.None).ConfigureAwait(false);
+            (MigrationOutcome outcome, List<RoundRow> rows, _) = await Migrator.SendAsync(vm, connection, options, MigrationReport.Progress, CancellationToken.None).ConfigureAwait(false);
+            secure?.Dispose();
             switch (outcome.End)
             {
                 case MigrationEnd.RunningOnSource:

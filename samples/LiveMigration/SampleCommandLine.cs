@@ -4,6 +4,7 @@ using System;
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.IO;
+using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 
@@ -34,6 +35,13 @@ internal sealed class SampleCommandLine
     private readonly Option<int> IntervalMs = Number("--interval-ms", "The guest runs this long between snapshots, in milliseconds", 200, min: 1);
     private readonly Option<bool> WriteProtect = new("--write-protect") { Description = "Resume the vCPU right after the harvest and write each link after, its pages write-protected and copied before the guest writes them (instead of a pause that covers the copy)" };
     private readonly Option<string?> Dir = new("--dir") { Description = "Where to write the snapshot files (a new temporary directory by default)" };
+    private readonly Option<string?> TlsCert = new("--tls-cert") { Description = "This side's TLS certificate, PEM (with --tls-key and --tls-ca: mutual TLS 1.3)" };
+    private readonly Option<string?> TlsKey = new("--tls-key") { Description = "The private key of --tls-cert, PEM" };
+    private readonly Option<string?> TlsCa = new("--tls-ca") { Description = "The CA certificate(s) the peer's certificate must chain to, PEM" };
+    private readonly Option<string[]> TlsAllow = new("--tls-allow") { Description = "A source subject allowed to send, such as CN=source-1 (repeatable)", AllowMultipleArgumentsPerToken = false };
+    private readonly Option<string?> TlsServerName = new("--tls-server-name") { Description = "The name the destination's certificate must carry (default: --host)" };
+    private readonly Option<bool> Insecure = new("--insecure") { Description = "Listen on every address without TLS: anyone who reaches the port can write a guest" };
+    private readonly Option<string> CertsOut = new("--out") { Description = "The directory to write the test CA and certificates to", Required = true };
     private readonly Option<string?> SnapshotDir = new("--snapshot-dir") { Description = "Keep a snapshot chain of the source while it migrates, in this directory (KVM guest only)", Recursive = true };
 
     private SampleCommandLine()
@@ -57,10 +65,27 @@ internal sealed class SampleCommandLine
         };
         root.SetAction((result, _) => Program.RunInProcessAsync(OptionsFrom(result)));
 
-        var listen = new Command("listen", "Be the destination: wait for a source on --port, resume the guest here and check it") { Port };
+        var listen = new Command("listen", "Be the destination: wait for a source on --port, resume the guest here and check it") { Port, TlsCert, TlsKey, TlsCa, TlsAllow, Insecure };
+        listen.Validators.Add(result =>
+        {
+            if (TlsProblem(result, destination: true) is { } problem)
+            {
+                result.AddError(problem);
+            }
+        });
         listen.SetAction((result, _) => Program.ListenAsync(result.GetValue(Port), OptionsFrom(result)));
-        var send = new Command("send", "Be the source: migrate a running guest to a destination that listens") { Host, Port };
+        var send = new Command("send", "Be the source: migrate a running guest to a destination that listens") { Host, Port, TlsCert, TlsKey, TlsCa, TlsServerName };
+        send.Validators.Add(result =>
+        {
+            if (TlsProblem(result, destination: false) is { } problem)
+            {
+                result.AddError(problem);
+            }
+        });
         send.SetAction((result, _) => Program.SendAsync(result.GetValue(Host)!, result.GetValue(Port), OptionsFrom(result)));
+        var certs = new Command("certs", "Write a test CA, a source (CN=source-1) and a destination (localhost) certificate, to try TLS; use your own PKI in production") { CertsOut };
+        certs.SetAction((result, _) => Task.FromResult(TestCertificates.Write(result.GetValue(CertsOut)!)));
+        root.Subcommands.Add(certs);
         var bootSector = new Command("boot-sector", "Write the guest's boot sector, patched for these options, as a 1 MiB disk image for another VMM") { Out };
         bootSector.SetAction((result, _) => Task.FromResult(Program.WriteBootSector(result.GetValue(Out)!, OptionsFrom(result))));
         root.Subcommands.Add(listen);
@@ -104,7 +129,41 @@ internal sealed class SampleCommandLine
         DirtyRingEntries = (uint)result.GetValue(DirtyRing),
         KeepCopyingWhileShrinkingTo = result.GetValue(ShrinkTo),
         SnapshotDirectory = result.GetValue(SnapshotDir),
+        TlsCertificateFile = result.GetValue(TlsCert),
+        TlsKeyFile = result.GetValue(TlsKey),
+        TlsCaFile = result.GetValue(TlsCa),
+        TlsAllow = result.GetValue(TlsAllow) ?? [],
+        TlsServerName = result.GetValue(TlsServerName),
+        Insecure = result.GetValue(Insecure),
     };
+
+    /// <summary>TLS needs all three files; a destination says whom it allows, or listens in the clear only when told to.</summary>
+    private string? TlsProblem(CommandResult result, bool destination)
+    {
+        string?[] files = [result.GetValue(TlsCert), result.GetValue(TlsKey), result.GetValue(TlsCa)];
+        int given = files.Count(f => f is not null);
+        if (given is not (0 or 3))
+        {
+            return "TLS needs --tls-cert, --tls-key and --tls-ca together";
+        }
+
+        if (files.FirstOrDefault(f => f is not null && !File.Exists(f)) is { } missing)
+        {
+            return $"{missing}: no such file";
+        }
+
+        if (!destination)
+        {
+            return null;
+        }
+
+        if (given == 0 && !result.GetValue(Insecure))
+        {
+            return "listen accepts connections on every address: give it --tls-cert, --tls-key, --tls-ca and --tls-allow (try `certs --out DIR`), or --insecure to accept anyone in the clear";
+        }
+
+        return given == 3 && (result.GetValue(TlsAllow) ?? []).Length == 0 ? "with TLS, --tls-allow names the source subjects allowed (such as CN=source-1)" : null;
+    }
 
     private static Option<int> Number(string name, string description, int defaultValue, int min, int max = int.MaxValue, bool required = false)
     {

@@ -43,9 +43,13 @@ public class CommandLineTests
     [TestCase(new[] { "--dirty-ring", "1000" }, "--dirty-ring must be 0 or a power of two")]
     [TestCase(new[] { "--chart", "/nonexistent-dirtylog-folder/rounds.png" }, "--chart /nonexistent-dirtylog-folder/rounds.png: cannot write there")]
     [TestCase(new[] { "--csv", "/proc/version" }, "--csv /proc/version: cannot write there")]
-    [TestCase(new[] { "listen", "--port", "70000" }, "--port must be from 1 to 65535")]
-    [TestCase(new[] { "listen" }, "--port")]
+    [TestCase(new[] { "listen", "--insecure", "--port", "70000" }, "--port must be from 1 to 65535")]
+    [TestCase(new[] { "listen", "--insecure" }, "--port")]
     [TestCase(new[] { "send", "--port", "5000" }, "--host")]
+    [TestCase(new[] { "listen", "--port", "5000" }, "or --insecure to accept anyone in the clear")]
+    [TestCase(new[] { "listen", "--port", "5000", "--tls-cert", "/proc/version" }, "TLS needs --tls-cert, --tls-key and --tls-ca together")]
+    [TestCase(new[] { "send", "--host", "h", "--port", "5000", "--tls-cert", "/x.pem", "--tls-key", "/x.key", "--tls-ca", "/ca.pem" }, "/x.pem: no such file")]
+    [TestCase(new[] { "listen", "--port", "5000", "--tls-cert", "/proc/version", "--tls-key", "/proc/version", "--tls-ca", "/proc/version" }, "--tls-allow names the source subjects")]
     [TestCase(new[] { "--no-such-option" }, "--no-such-option")]
     public async Task BadInputIsAnErrorMessageBeforeAnyWorkStarts(string[] args, string message)
     {

@@ -1,6 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.IO;
 using System.Net;
 using System.Net.Sockets;
 using System.Threading.Tasks;
@@ -31,6 +32,31 @@ public class TwoProcessModeTests
         Task<int> destination = Program.ListenAsync(port, Small);
         int source = await Program.SendAsync("127.0.0.1", port, Small);
         Assert.That((source, await destination.WaitAsync(TimeSpan.FromMinutes(1))), Is.EqualTo((0, 0)));
+    }
+
+    [Test]
+    public async Task ListenAndSendMigrateOverMutualTlsWithTheCertsCommandsCertificates()
+    {
+        string folder = Directory.CreateTempSubdirectory("dirtylog-certs-").FullName;
+        try
+        {
+            Assert.That(TestCertificates.Write(folder), Is.Zero);
+            MigrationOptions tls(string side) => Small with
+            {
+                TlsCertificateFile = Path.Combine(folder, side + ".pem"),
+                TlsKeyFile = Path.Combine(folder, side + ".key"),
+                TlsCaFile = Path.Combine(folder, "ca.pem"),
+            };
+            int port = FreePort();
+            Task<int> destination = Program.ListenAsync(port, tls("destination") with { TlsAllow = ["CN=source-1"] });
+            int intruder = await Program.SendAsync("127.0.0.1", port, tls("destination")); // a certificate the destination does not allow
+            int source = await Program.SendAsync("127.0.0.1", port, tls("source"));
+            Assert.That((intruder, source, await destination.WaitAsync(TimeSpan.FromMinutes(1))), Is.EqualTo((1, 0, 0)), "the intruder refused, the source migrated");
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
     }
 
     [Test]
