@@ -122,9 +122,11 @@ internal static class Program
                 }
 
                 SslStream secure;
+                connection.ReceiveTimeout = (int)tls.HandshakeTimeout.TotalMilliseconds; // blocking reads ignore the cancellation: a silent peer is dropped
                 try
                 {
                     secure = MigrationTls.AcceptAsync(stream, tls).GetAwaiter().GetResult();
+                    connection.ReceiveTimeout = 0; // authenticated: the migration's own rules from here
                 }
                 catch (MigrationTransportException refused)
                 {

@@ -265,7 +265,10 @@ public sealed class PageStreamAcknowledgements
         lock (_gate)
         {
             _failure ??= failure;
-            _accepted.TrySetException(_failure);
+            if (_accepted.TrySetException(_failure))
+            {
+                _ = _accepted.Task.Exception; // observed here: only a session's handshake awaits it, a plain reader never does
+            }
             foreach ((_, TaskCompletionSource<TimeSpan> done) in _waiters)
             {
                 done.TrySetException(failure);

@@ -53,10 +53,7 @@ public sealed class MigrationDestination
         ArgumentNullException.ThrowIfNull(memory);
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(hooks);
-        if (!connection.CanRead || !connection.CanWrite)
-        {
-            throw new ArgumentException("The connection must be duplex: pages come in and acknowledgements go back on it.", nameof(connection));
-        }
+        PassThroughStream.CheckDuplex(connection, "pages come in and acknowledgements go back on it");
 
         Options = options ?? new MigrationDestinationOptions();
         Options.Validate();

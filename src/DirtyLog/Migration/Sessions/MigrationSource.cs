@@ -61,10 +61,7 @@ public sealed partial class MigrationSource
         ArgumentNullException.ThrowIfNull(memory);
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(hooks);
-        if (!connection.CanRead || !connection.CanWrite)
-        {
-            throw new ArgumentException("The connection must be duplex: pages go out and acknowledgements come back on it.", nameof(connection));
-        }
+        PassThroughStream.CheckDuplex(connection, "pages go out and acknowledgements come back on it");
 
         Options = options ?? new MigrationSourceOptions();
         Options.Validate();

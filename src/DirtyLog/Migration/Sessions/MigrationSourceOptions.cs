@@ -63,6 +63,12 @@ public sealed record MigrationSourceOptions
     {
         ArgumentNullException.ThrowIfNull(PreCopy, nameof(PreCopy));
         PreCopy.Validate();
+        if (PreCopy.PageSize > int.MaxValue)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PreCopy), PreCopy.PageSize, "The page size must be a power of two from 4 KiB to 2 MiB.");
+        }
+
+        PageStreamFormat.CheckPageSize((int)PreCopy.PageSize, nameof(PreCopy)); // the stream's rule, checked here and not at the first write
         ArgumentOutOfRangeException.ThrowIfNegative(BandwidthLimit, nameof(BandwidthLimit));
         if (MaxPreCopyTime is { } max && max <= TimeSpan.Zero)
         {

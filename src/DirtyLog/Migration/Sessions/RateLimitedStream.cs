@@ -15,9 +15,9 @@ namespace DirtyLog.Migration.Sessions;
 /// <remarks>
 /// Pacing is by schedule, not a token bucket refilled by a timer: each write is due when the bytes written since the
 /// rate was set, at that rate, are; a late writer catches up at once, never sending faster than the rate on average.
-/// Thread safety: one writer and one reader at a time, as a socket's stream; <see cref="Limit"/> from any thread.
+/// Thread safety: one writer and one reader at a time, as a socket's stream; <see cref="Limit"/> from the writer's task.
 /// </remarks>
-internal sealed class RateLimitedStream(Stream inner) : Stream
+internal sealed class RateLimitedStream(Stream inner) : PassThroughStream(inner)
 {
     private const int Slice = 256 << 10; // paced in slices, so a 1 MiB record does not go out as one burst
 
@@ -37,33 +37,7 @@ internal sealed class RateLimitedStream(Stream inner) : Stream
         }
     }
 
-    public override bool CanRead => inner.CanRead;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => inner.CanWrite;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-    public override void Flush() => inner.Flush();
-
-    public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
-
-    public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
-
-    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => inner.ReadAsync(buffer, offset, count, cancellationToken);
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
-
-    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+    public override void Write(ReadOnlySpan<byte> buffer) => WriteAsync(buffer.ToArray()).AsTask().GetAwaiter().GetResult();
 
     public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
@@ -72,7 +46,7 @@ internal sealed class RateLimitedStream(Stream inner) : Stream
             long limit = Limit;
             if (limit == 0)
             {
-                await inner.WriteAsync(buffer, cancellationToken).ConfigureAwait(false);
+                await Inner.WriteAsync(buffer, cancellationToken).ConfigureAwait(false);
                 return;
             }
 
@@ -83,7 +57,7 @@ internal sealed class RateLimitedStream(Stream inner) : Stream
                 await Task.Delay(due, cancellationToken).ConfigureAwait(false);
             }
 
-            await inner.WriteAsync(slice, cancellationToken).ConfigureAwait(false);
+            await Inner.WriteAsync(slice, cancellationToken).ConfigureAwait(false);
             _bytesSince += slice.Length;
             buffer = buffer[slice.Length..];
         }

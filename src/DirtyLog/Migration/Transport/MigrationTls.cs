@@ -21,6 +21,8 @@ namespace DirtyLog.Migration.Transport;
 /// <para>The destination reads the first byte before TLS: a TLS handshake starts with 0x16, a plain page stream with
 /// <c>D</c>, so a plain source at a TLS endpoint is told as such (and a TLS source at a plain destination is refused
 /// by the page stream's header check). Revocation is not checked (no network here, as in QEMU's default).</para>
+/// <para>The handshake timeout cancels the connection's reads: a stream that ignores cancellation (a blocking
+/// socket) needs its own receive timeout, or a peer that connects and stays silent holds the call.</para>
 /// <para>Thread safety: the methods are thread-safe; each call authenticates one connection.</para>
 /// </remarks>
 public static class MigrationTls
@@ -142,9 +144,9 @@ public static class MigrationTls
 
         public static PeerCheck OfSource(X509Certificate? presented, MigrationTlsOptions options)
         {
-            if (Validity(presented, options, out X509Certificate2? certificate) is { } refused)
+            if (Validity(presented, options, out X509Certificate2? certificate) is { } settled)
             {
-                return refused;
+                return settled; // refused, or accepted by its pin whatever its subject
             }
 
             string subject = certificate!.Subject;
@@ -158,9 +160,9 @@ public static class MigrationTls
 
         public static PeerCheck OfDestination(X509Certificate? presented, MigrationTlsOptions options)
         {
-            if (Validity(presented, options, out X509Certificate2? certificate) is { } refused)
+            if (Validity(presented, options, out X509Certificate2? certificate) is { } settled)
             {
-                return refused;
+                return settled; // refused, or accepted by its pin whatever its name
             }
 
             return options.ServerName is { Length: > 0 } name && !certificate!.MatchesHostname(name, allowWildcards: false)
@@ -168,7 +170,10 @@ public static class MigrationTls
                 : Accept;
         }
 
-        /// <summary>Present, in its validity period, and pinned or chained to a trusted issuer: <see langword="null"/>; else the refusal.</summary>
+        /// <summary>
+        /// Settles what the certificate alone settles: missing or out of its validity (refused), pinned (accepted), not
+        /// chained to a trusted issuer (refused); <see langword="null"/> when it chains and the name or subject decides.
+        /// </summary>
         private static PeerCheck? Validity(X509Certificate? presented, MigrationTlsOptions options, out X509Certificate2? certificate)
         {
             certificate = presented as X509Certificate2;

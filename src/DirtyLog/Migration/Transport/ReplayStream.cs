@@ -4,6 +4,7 @@ using System;
 using System.IO;
 using System.Threading;
 using System.Threading.Tasks;
+using DirtyLog.Migration.Sessions;
 
 namespace DirtyLog.Migration.Transport;
 
@@ -11,25 +12,9 @@ namespace DirtyLog.Migration.Transport;
 /// A connection whose first byte was read to tell TLS from a plain page stream, handed to TLS with that byte in front
 /// again. It does not own the connection. Thread safety: one reader and one writer at a time, as a socket's stream.
 /// </summary>
-internal sealed class ReplayStream(Stream inner, byte first) : Stream
+internal sealed class ReplayStream(Stream inner, byte first) : PassThroughStream(inner)
 {
     private bool _replayed;
-
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => true;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-    public override void Flush() => inner.Flush();
-
-    public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
@@ -40,7 +25,7 @@ internal sealed class ReplayStream(Stream inner, byte first) : Stream
             return 1;
         }
 
-        return inner.Read(buffer);
+        return Inner.Read(buffer);
     }
 
     public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
@@ -52,20 +37,6 @@ internal sealed class ReplayStream(Stream inner, byte first) : Stream
             return ValueTask.FromResult(1);
         }
 
-        return inner.ReadAsync(buffer, cancellationToken);
+        return Inner.ReadAsync(buffer, cancellationToken);
     }
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => inner.Write(buffer, offset, count);
-
-    public override void Write(ReadOnlySpan<byte> buffer) => inner.Write(buffer);
-
-    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => inner.WriteAsync(buffer, cancellationToken);
-
-    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => inner.WriteAsync(buffer, offset, count, cancellationToken);
 }

@@ -48,6 +48,25 @@ public class MigrationSessionTests
     }
 
     [Test]
+    public void BadArgumentsAreRefusedWhenTheSessionIsMadeNotWhenItRuns()
+    {
+        using var rig = new SessionRig();
+        using var duplex = new System.IO.MemoryStream();
+        using var readOnly = new System.IO.MemoryStream([], writable: false);
+        Assert.Multiple(() =>
+        {
+            Assert.That(() => new MigrationSource(rig.Harvester, rig.SourceMemory, duplex, rig.SourceHooks, new MigrationSourceOptions { PreCopy = new PreCopyOptions { PageSize = 3000 } }),
+                Throws.InstanceOf<ArgumentOutOfRangeException>().With.Message.Contains("power of two"));
+            Assert.That(() => new MigrationSource(rig.Harvester, rig.SourceMemory, readOnly, rig.SourceHooks),
+                Throws.ArgumentException.With.Message.Contains("duplex"));
+            Assert.That(() => new MigrationDestination(rig.DestinationMemory, readOnly, rig.DestinationHooks),
+                Throws.ArgumentException.With.Message.Contains("duplex"));
+            Assert.That(() => new MigrationSource(rig.Harvester, rig.SourceMemory, duplex, rig.SourceHooks, new MigrationSourceOptions { AnswerTimeout = TimeSpan.Zero }),
+                Throws.InstanceOf<ArgumentOutOfRangeException>().With.Property("ParamName").EqualTo("AnswerTimeout"));
+        });
+    }
+
+    [Test]
     public async Task ADestinationSmallerThanTheSourceRefusesAtTheHandshakeAndTheGuestNeverStops()
     {
         using var rig = new SessionRig(sourceBytes: 16 * SessionRig.MiB, destinationBytes: 8 * SessionRig.MiB);
