@@ -7,14 +7,15 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using DirtyLog.Memory;
+using DirtyLog.Tracking;
 
 namespace DirtyLog.Migration;
 
 /// <summary>
-/// The page stream's wire format, version 2, little-endian. A 24-byte stream header, then 24-byte records, data and
+/// The page stream's wire format, version 3, little-endian. A 24-byte stream header, then 24-byte records, data and
 /// state records followed by their bytes:
 /// <code>
-/// header: "DLPS" | version u16 | reserved u16 | page size u32 | reserved u32 | memory bytes u64
+/// header: "DLPS" | version u16 | reserved u16 | page size u32 | reserved u32 | memory bytes u64 (of every region at the start)
 /// record: kind u8 | reserved u8 | reserved u16 | count u32 | value u64 | crc u32 | reserved u32
 /// kinds:  1 data: count pages from page value follow
 ///         2 zero pages: count pages from page value
@@ -22,6 +23,8 @@ namespace DirtyLog.Migration;
 ///         4 end of stream: value is the total of pages; crc chains every earlier record's crc
 ///         5 memory digest (after the end, optional): value is the source memory's digest
 ///         6 state: value name bytes (UTF-8, 1 to 255), then count payload bytes (at most 16 MiB) follow
+///         7 region added: count pages from page value are guest memory (before any record of them; all fresh)
+///         8 region removed: the region of count pages from page value, exactly as added, is no longer guest memory
 /// ack:    "DLAK" | reserved u32 | round applied u64 | stream bytes read u64   (destination to source)
 ///         round 2^64-1: the end (a migration session sends it once the guest resumed there)
 ///         round 2^64-2: refused; the last field is the length of a UTF-8 reason (at most 1 KiB) that follows
@@ -30,14 +33,19 @@ namespace DirtyLog.Migration;
 /// A data record's CRC is the CRC-32C of its header (CRC field zeroed) extended by each page's own CRC-32C in order,
 /// so both ends have every page's CRC without a second pass. The memory digest is the CRC-32C of every page's CRC in
 /// page order: the destination keeps the CRC of each page it applied (zero pages included), which is its memory at
-/// the end of the stream, and the source hashes its stopped memory after the switch-over, outside the downtime.
+/// the end of the stream, and the source hashes its stopped memory after the switch-over, outside the downtime; the
+/// pages are those of the regions at the end, by guest-physical address. Guest memory is regions: data and zero-page
+/// records lie inside one region added and not removed. Version 2 (no region records) is read as one region from
+/// page 0 of the header's memory bytes, so snapshot chains written before regions restore.
 /// Other records' CRC-32C covers their header (CRC field zeroed) and their bytes. The end record's CRC field holds the
 /// CRC-32C of every earlier record's CRC in order, so a dropped, repeated or reordered record is caught.
 /// </summary>
 internal static class PageStreamFormat
 {
     public const uint Magic = 0x5350_4C44; // "DLPS"
-    public const ushort Version = 2;
+    public const ushort Version = 3;
+    public const ushort VersionWithoutRegions = 2;
+    public const int MaxRegions = 32768; // KVM's own limit of memory slots per address space
     public const uint AckMagic = 0x4B41_4C44; // "DLAK"
     public const int AckBytes = 24;
     public const ulong EndAcknowledged = ulong.MaxValue;
@@ -66,7 +74,7 @@ internal static class PageStreamFormat
         }
     }
 
-    public const byte Data = 1, Zero = 2, RoundEnd = 3, End = 4, Digest = 5, State = 6;
+    public const byte Data = 1, Zero = 2, RoundEnd = 3, End = 4, Digest = 5, State = 6, RegionAdded = 7, RegionRemoved = 8;
 
     /// <summary>The CRC-32C of one page of zeros of this size.</summary>
     public static uint ZeroPageCrc(int pageSize)
@@ -75,24 +83,34 @@ internal static class PageStreamFormat
         return PageCrc(zeros);
     }
 
-    /// <summary>The memory digest of guest memory: the CRC-32C of each page's CRC-32C, in page order.</summary>
+    /// <summary>The memory digest of guest memory: the CRC-32C of each page's CRC-32C, region by region in guest-physical order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a first round ends before tiering would promote it
-    public static uint MemoryDigest(GuestMemoryView memory, ulong bytes, int pageSize)
+    public static uint MemoryDigest(GuestMemoryMap memory, int pageSize)
     {
         uint digest = ~0u;
-        for (ulong address = 0; address < bytes; address += (ulong)pageSize)
+        GuestMemoryMap.Snapshot regions = memory.Enter(); // a region unplugged meanwhile waits until this is done
+        try
         {
-            digest = BitOperations.Crc32C(digest, PageCrc(memory.Slice(address, pageSize)));
+            foreach (HostMemoryRegion region in regions.Regions)
+            {
+                for (ulong offset = 0; offset < region.Length; offset += (ulong)pageSize)
+                {
+                    digest = BitOperations.Crc32C(digest, PageCrc(GuestMemoryMap.Span(region, region.GuestAddress + offset, pageSize)));
+                }
+            }
+        }
+        finally
+        {
+            GuestMemoryMap.Exit(regions);
         }
 
         return digest;
     }
 
-    /// <summary>The memory digest from a table of page CRCs.</summary>
+    /// <summary>Continues a memory digest with a table of page CRCs (one region's).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a first round ends before tiering would promote it
-    public static uint MemoryDigest(ReadOnlySpan<uint> pageCrcs)
+    public static uint MemoryDigest(uint digest, ReadOnlySpan<uint> pageCrcs)
     {
-        uint digest = ~0u;
         foreach (uint crc in pageCrcs)
         {
             digest = BitOperations.Crc32C(digest, crc);

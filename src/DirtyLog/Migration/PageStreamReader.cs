@@ -9,6 +9,8 @@ using System.Runtime.CompilerServices;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Memory;
+using DirtyLog.Native;
+using DirtyLog.Tracking;
 using static DirtyLog.Migration.PageStreamFormat;
 
 namespace DirtyLog.Migration;
@@ -34,24 +36,23 @@ namespace DirtyLog.Migration;
 /// (fresh), or the first pass to cover every page, as a full copy does.</para>
 /// <para>Not thread-safe: one receiver reads one stream.</para>
 /// </remarks>
-public sealed class PageStreamReader
+public sealed partial class PageStreamReader
 {
     private readonly PipeReader _input;
-    private readonly GuestMemoryView _memory;
+    private readonly GuestMemoryMap _memory;
     private readonly int _pageSize;
+    private readonly List<ReceivedRegion> _regions = []; // the source's regions now, by first page
     private long _offset;
     private uint _chain = ~0u;
     private ulong _dataPages;
     private ulong _zeroPages;
     private long _rounds;
-    private ulong _sourcePages;
+    private ulong _announcedBytes; // bytes of the regions added so far (the header's memory bytes are announced first)
     private ReadOnlySequence<byte> _pending; // the last buffer read and not yet advanced past
     private bool _hasPending;
     private bool _memoryVerified;
     private bool _ended;
     private bool _endAcknowledged;
-    private uint[] _pageCrcs = [];           // the CRC-32C of every page as applied
-    private ulong[] _written = [];           // with MemoryStartsZeroed: a bit per page this reader may have left non-zero
     private uint _zeroPageCrc;
     private readonly Dictionary<string, ReadOnlyMemory<byte>> _states = new(StringComparer.Ordinal);
     private readonly List<string> _stateNames = [];
@@ -61,7 +62,23 @@ public sealed class PageStreamReader
     /// <param name="memory">The destination guest memory.</param>
     /// <param name="pageSize">Bytes per page the stream must use: a power of two from 4 KiB to 2 MiB, as for the writer; 4096 by default.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="pageSize"/> breaks that rule.</exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026", Justification = "The overloads differ in the type of a required parameter (a view or a map, unrelated types): no call is ambiguous.")]
     public PageStreamReader(PipeReader input, GuestMemoryView memory, int pageSize = 4096)
+        : this(input, new GuestMemoryMap(memory ?? throw new ArgumentNullException(nameof(memory))), pageSize)
+    {
+    }
+
+    /// <summary>
+    /// Creates a reader that applies pages to guest memory laid out as regions: each region the source announces
+    /// must lie inside one region of <paramref name="memory"/> when its record arrives, or the stream fails there,
+    /// before any page of it is written.
+    /// </summary>
+    /// <param name="input">The pipe to read.</param>
+    /// <param name="memory">The destination guest memory.</param>
+    /// <param name="pageSize">Bytes per page the stream must use: a power of two from 4 KiB to 2 MiB, as for the writer; 4096 by default.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="pageSize"/> breaks that rule.</exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026", Justification = "The overloads differ in the type of a required parameter (a view or a map, unrelated types): no call is ambiguous.")]
+    public PageStreamReader(PipeReader input, GuestMemoryMap memory, int pageSize = 4096)
     {
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(memory);
@@ -110,6 +127,15 @@ public sealed class PageStreamReader
     /// <summary>The source's memory size, from the stream header (0 until the header was read).</summary>
     internal ulong SourceMemoryBytes { get; private set; }
 
+    /// <summary>
+    /// Called when the source announces a region, after its record checked out and before the reader looks for it in
+    /// the destination's memory (a migration session's hook maps it there). An exception fails the stream.
+    /// </summary>
+    internal Func<AddressRange, CancellationToken, ValueTask>? RegionAdding { get; init; }
+
+    /// <summary>Called when the source announces that a region was removed; the reader writes nothing there from then on.</summary>
+    internal Func<AddressRange, CancellationToken, ValueTask>? RegionRemoved { get; init; }
+
     /// <summary>Reads and applies the whole stream, up to and including its end record.</summary>
     /// <param name="cancellationToken">Cancels the reads.</param>
     /// <returns>What the stream carried.</returns>
@@ -122,8 +148,32 @@ public sealed class PageStreamReader
         }
 
         ReadOnlySequence<byte> header = await NeedAsync(HeaderBytes, "the stream header", cancellationToken).ConfigureAwait(false);
-        CheckHeader(header.Slice(0, HeaderBytes));
+        ushort version = CheckHeader(header.Slice(0, HeaderBytes));
         Consume(HeaderBytes);
+        if (version == VersionWithoutRegions)
+        {
+            await AddRegionAsync(0, SourceMemoryBytes / (ulong)_pageSize, cancellationToken).ConfigureAwait(false);
+        }
+
+        while (_announcedBytes < SourceMemoryBytes)
+        {
+            // The regions of the header's memory come first: the header is accepted only once they all fit here.
+            ReadOnlySequence<byte> first = await NeedAsync(RecordBytes, "the regions of the source's memory", cancellationToken).ConfigureAwait(false);
+            byte[] record = first.Slice(0, RecordBytes).ToArray();
+            if (record[0] != PageStreamFormat.RegionAdded)
+            {
+                throw Fail($"record kind {record[0]} came before the regions of the header's {SourceMemoryBytes:N0} bytes of memory were announced");
+            }
+
+            CheckReserved(record);
+            await ReadRegionAddedAsync(record, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (_announcedBytes != SourceMemoryBytes)
+        {
+            throw Fail($"the regions announced first hold {_announcedBytes:N0} bytes; the header says {SourceMemoryBytes:N0}");
+        }
+
         if (AcknowledgeHeader)
         {
             await AcknowledgeAsync(HeaderAccepted, cancellationToken).ConfigureAwait(false);
@@ -137,20 +187,22 @@ public sealed class PageStreamReader
             uint count = BinaryPrimitives.ReadUInt32LittleEndian(record.AsSpan(4));
             ulong value = BinaryPrimitives.ReadUInt64LittleEndian(record.AsSpan(8));
             uint crc = ReadCrc(record);
-            if (record[1] != 0 || record[2] != 0 || record[3] != 0 || BinaryPrimitives.ReadUInt32LittleEndian(record.AsSpan(20)) != 0)
-            {
-                throw Fail($"record kind {kind} has non-zero reserved bytes");
-            }
-
+            CheckReserved(record);
             switch (kind)
             {
+                case PageStreamFormat.RegionAdded:
+                    await ReadRegionAddedAsync(record, cancellationToken).ConfigureAwait(false);
+                    break;
+                case PageStreamFormat.RegionRemoved:
+                    await ReadRegionRemovedAsync(record, count, value, crc, cancellationToken).ConfigureAwait(false);
+                    break;
                 case Data:
                     await ApplyDataAsync(record, count, value, crc, cancellationToken).ConfigureAwait(false);
                     break;
                 case Zero:
-                    CheckPages(count, value, MaxZeroPages, "zero");
+                    ReceivedRegion zeroIn = CheckPages(count, value, MaxZeroPages, "zero");
                     CheckCrc(HeaderCrc(record), crc, "zero-page record");
-                    ApplyZeroPages(value, count);
+                    ApplyZeroPages(zeroIn, value, count);
 
                     _zeroPages += count;
                     Chain(crc);
@@ -249,7 +301,12 @@ public sealed class PageStreamReader
 
         CheckCrc(HeaderCrc(record), ReadCrc(record), "memory digest record");
         Consume(RecordBytes);
-        uint applied = MemoryDigest(_pageCrcs);
+        uint applied = ~0u;
+        foreach (ReceivedRegion region in _regions)
+        {
+            applied = MemoryDigest(applied, region.Crcs);
+        }
+
         if (applied != (uint)value)
         {
             throw Fail($"the destination's memory differs from the source's: digest 0x{applied:x8}, source 0x{value:x8}");
@@ -355,7 +412,8 @@ public sealed class PageStreamReader
         Consume(total);
     }
 
-    private void CheckHeader(ReadOnlySequence<byte> bytes)
+    /// <returns>The stream's version.</returns>
+    private ushort CheckHeader(ReadOnlySequence<byte> bytes)
     {
         Span<byte> h = stackalloc byte[HeaderBytes];
         bytes.CopyTo(h);
@@ -370,9 +428,9 @@ public sealed class PageStreamReader
         }
 
         ushort version = BinaryPrimitives.ReadUInt16LittleEndian(h[4..]);
-        if (version != PageStreamFormat.Version)
+        if (version is not (PageStreamFormat.Version or VersionWithoutRegions))
         {
-            throw Fail($"stream version {version} is not supported (this reader reads version {PageStreamFormat.Version})");
+            throw Fail($"stream version {version} is not supported (this reader reads versions {VersionWithoutRegions} and {PageStreamFormat.Version})");
         }
 
         uint pageSize = BinaryPrimitives.ReadUInt32LittleEndian(h[8..]);
@@ -387,30 +445,105 @@ public sealed class PageStreamReader
             throw Fail("the stream header has non-zero reserved bytes");
         }
 
-        if (memory == 0 || memory % (ulong)_pageSize != 0 || memory > _memory.Size)
+        // A destination that maps regions as they are announced has none yet; one that has its memory is checked now.
+        if (memory == 0 || memory % (ulong)_pageSize != 0 || (RegionAdding is null && memory > _memory.Size))
         {
             throw Fail($"the source's {memory:N0} bytes of memory do not fit the destination's {_memory.Size:N0}");
         }
 
         SourceMemoryBytes = memory;
-
-        _sourcePages = memory / (ulong)_pageSize;
         _zeroPageCrc = ZeroPageCrc(_pageSize);
-        _pageCrcs = new uint[_sourcePages];
-        _written = MemoryStartsZeroed ? new ulong[(_sourcePages + 63) / 64] : [];
-        _pageCrcs.AsSpan().Fill(_zeroPageCrc); // fresh destination memory reads zero
+        return version;
+    }
+
+    private void CheckReserved(byte[] record)
+    {
+        if (record[1] != 0 || record[2] != 0 || record[3] != 0 || BinaryPrimitives.ReadUInt32LittleEndian(record.AsSpan(20)) != 0)
+        {
+            throw Fail($"record kind {record[0]} has non-zero reserved bytes");
+        }
+    }
+
+    private async ValueTask ReadRegionAddedAsync(byte[] record, CancellationToken cancellationToken)
+    {
+        uint count = BinaryPrimitives.ReadUInt32LittleEndian(record.AsSpan(4));
+        ulong firstPage = BinaryPrimitives.ReadUInt64LittleEndian(record.AsSpan(8));
+        uint crc = ReadCrc(record);
+        CheckCrc(HeaderCrc(record), crc, "region record");
+        Chain(crc);
+        Consume(RecordBytes);
+        await AddRegionAsync(firstPage, count, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Takes a region of the source's: checked, told to the hook, found in the destination's memory.</summary>
+    private async ValueTask AddRegionAsync(ulong firstPage, ulong count, CancellationToken cancellationToken)
+    {
+        ulong pages = ulong.MaxValue / (ulong)_pageSize;
+        if (count == 0 || firstPage >= pages || count > pages - firstPage)
+        {
+            throw Fail($"a region of {count:N0} pages from page {firstPage:N0}: empty, or past the 64-bit guest-physical space");
+        }
+
+        if (_regions.Count >= MaxRegions)
+        {
+            throw Fail($"a region more than the {MaxRegions:N0} allowed");
+        }
+
+        int at = _regions.FindIndex(r => r.FirstPage >= firstPage);
+        ReceivedRegion? before = at < 0 ? (_regions.Count > 0 ? _regions[^1] : null) : (at > 0 ? _regions[at - 1] : null);
+        ReceivedRegion? after = at < 0 ? null : _regions[at];
+        if ((before is not null && before.FirstPage + before.PageCount > firstPage) || (after is not null && firstPage + count > after.FirstPage))
+        {
+            throw Fail($"a region of pages {firstPage:N0}+{count:N0} overlaps one announced before");
+        }
+
+        var range = new AddressRange(firstPage * (ulong)_pageSize, count * (ulong)_pageSize);
+        if (RegionAdding is { } adding)
+        {
+            await adding(range, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (!_memory.TryGetRegion(range.Start, range.Length, out HostMemoryRegion target))
+        {
+            throw Fail($"the source's {range.Length:N0} bytes of memory at 0x{range.Start:x} are not inside one region of the destination's memory ({_memory.Size:N0} bytes in {_memory.Regions.Count} regions)");
+        }
+
+        // Memory for the page CRCs is taken only now: the destination's own memory bounds it (4 bytes a page).
+        var region = new ReceivedRegion(firstPage, count, target, MemoryStartsZeroed);
+        region.Crcs.AsSpan().Fill(_zeroPageCrc); // fresh destination memory reads zero
+        _regions.Insert(at < 0 ? _regions.Count : at, region);
+        _announcedBytes += range.Length;
+    }
+
+    private async ValueTask ReadRegionRemovedAsync(byte[] record, uint count, ulong firstPage, uint crc, CancellationToken cancellationToken)
+    {
+        CheckCrc(HeaderCrc(record), crc, "region-removed record");
+        int index = _regions.FindIndex(r => r.FirstPage == firstPage && r.PageCount == count);
+        if (index < 0)
+        {
+            throw Fail($"the removal of a region of pages {firstPage:N0}+{count:N0} that was not announced");
+        }
+
+        _regions.RemoveAt(index);
+        _announcedBytes -= (ulong)count * (ulong)_pageSize;
+        Chain(crc);
+        Consume(RecordBytes);
+        if (RegionRemoved is { } removed)
+        {
+            await removed(new AddressRange(firstPage * (ulong)_pageSize, (ulong)count * (ulong)_pageSize), cancellationToken).ConfigureAwait(false);
+        }
     }
 
     private async ValueTask ApplyDataAsync(byte[] record, uint count, ulong firstPage, uint crc, CancellationToken cancellationToken)
     {
-        CheckPages(count, firstPage, MaxDataPages(_pageSize), "data");
+        ReceivedRegion region = CheckPages(count, firstPage, MaxDataPages(_pageSize), "data");
         int dataBytes = checked((int)count * _pageSize); // at most max(1 MiB, one page): checked above
         ReadOnlySequence<byte> buffered = await NeedAsync(RecordBytes + dataBytes, $"the {count} pages of a data record", cancellationToken).ConfigureAwait(false);
         ReadOnlySequence<byte> data = buffered.Slice(RecordBytes, dataBytes);
 
         // Everything is checked before a byte of guest memory is written.
         uint actual = HeaderCrc(record);
-        Span<uint> pageCrcs = _pageCrcs.AsSpan((int)firstPage, (int)count);
+        Span<uint> pageCrcs = region.Crcs.AsSpan(checked((int)(firstPage - region.FirstPage)), (int)count);
         Span<uint> computed = count <= 256 ? stackalloc uint[(int)count] : new uint[count];
         PageCrcs(data, computed);
         foreach (uint pageCrc in computed)
@@ -422,14 +555,22 @@ public sealed class PageStreamReader
         computed.CopyTo(pageCrcs);
         if (MemoryStartsZeroed)
         {
-            MarkWritten(firstPage, count);
+            region.MarkWritten(firstPage - region.FirstPage, count);
         }
 
-        ulong address = firstPage * (ulong)_pageSize;
-        foreach (ReadOnlyMemory<byte> segment in data)
+        GuestMemoryMap.Snapshot regions = EnterTarget(region);
+        try
         {
-            segment.Span.CopyTo(_memory.Slice(address, segment.Length));
-            address += (ulong)segment.Length;
+            ulong address = firstPage * (ulong)_pageSize;
+            foreach (ReadOnlyMemory<byte> segment in data)
+            {
+                segment.Span.CopyTo(GuestMemoryMap.Span(region.Target, address, segment.Length));
+                address += (ulong)segment.Length;
+            }
+        }
+        finally
+        {
+            GuestMemoryMap.Exit(regions);
         }
 
         _dataPages += count;
@@ -444,47 +585,61 @@ public sealed class PageStreamReader
     /// this reader never wrote are not even read: 64 of them are skipped with one test of the written bitmap.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a first round ends before tiering would promote it
-    private void ApplyZeroPages(ulong firstPage, uint count)
+    private void ApplyZeroPages(ReceivedRegion region, ulong firstPage, uint count)
     {
-        _pageCrcs.AsSpan((int)firstPage, (int)count).Fill(_zeroPageCrc);
-        ulong end = firstPage + count;
-        for (ulong p = firstPage; p < end;)
+        ulong first = firstPage - region.FirstPage, end = first + count; // pages of the region
+        region.Crcs.AsSpan(checked((int)first), (int)count).Fill(_zeroPageCrc);
+        GuestMemoryMap.Snapshot regions = EnterTarget(region);
+        try
         {
-            if (MemoryStartsZeroed)
+            ulong[] written = region.Written;
+            for (ulong p = first; p < end;)
             {
-                ulong word = _written[p >> 6] >> (int)(p & 63);
-                if (word == 0)
+                if (MemoryStartsZeroed)
                 {
-                    p = Math.Min(end, (p | 63) + 1); // the rest of this word's pages are still fresh
-                    continue;
+                    ulong word = written[p >> 6] >> (int)(p & 63);
+                    if (word == 0)
+                    {
+                        p = Math.Min(end, (p | 63) + 1); // the rest of this word's pages are still fresh
+                        continue;
+                    }
+
+                    ulong skip = (ulong)System.Numerics.BitOperations.TrailingZeroCount(word);
+                    if (skip != 0)
+                    {
+                        p = Math.Min(end, p + skip);
+                        continue;
+                    }
+
+                    written[p >> 6] &= ~(1UL << (int)(p & 63));
                 }
 
-                ulong skip = (ulong)System.Numerics.BitOperations.TrailingZeroCount(word);
-                if (skip != 0)
+                Span<byte> page = GuestMemoryMap.Span(region.Target, (region.FirstPage + p) * (ulong)_pageSize, _pageSize);
+                if (page.IndexOfAnyExcept((byte)0) >= 0)
                 {
-                    p = Math.Min(end, p + skip);
-                    continue;
+                    page.Clear();
                 }
 
-                _written[p >> 6] &= ~(1UL << (int)(p & 63));
+                p++;
             }
-
-            Span<byte> page = _memory.Slice(p * (ulong)_pageSize, _pageSize);
-            if (page.IndexOfAnyExcept((byte)0) >= 0)
-            {
-                page.Clear();
-            }
-
-            p++;
+        }
+        finally
+        {
+            GuestMemoryMap.Exit(regions);
         }
     }
 
-    private void MarkWritten(ulong firstPage, uint count)
+    /// <summary>Holds the destination's memory for one record's writes; its region must still be in the map.</summary>
+    private GuestMemoryMap.Snapshot EnterTarget(ReceivedRegion region)
     {
-        for (ulong p = firstPage; p < firstPage + count; p++)
+        GuestMemoryMap.Snapshot regions = _memory.Enter();
+        if (Array.IndexOf(regions.Regions, region.Target) < 0)
         {
-            _written[p >> 6] |= 1UL << (int)(p & 63);
+            GuestMemoryMap.Exit(regions);
+            throw Fail($"the destination's memory region at 0x{region.Target.GuestAddress:x} was removed while the source still sends it");
         }
+
+        return regions;
     }
 
     /// <summary>The CRC-32C of each page of <paramref name="data"/>, pages that may straddle segments included.</summary>
@@ -519,17 +674,38 @@ public sealed class PageStreamReader
         }
     }
 
-    private void CheckPages(uint count, ulong firstPage, int max, string what)
+    /// <returns>The source region that holds the record's pages.</returns>
+    private ReceivedRegion CheckPages(uint count, ulong firstPage, int max, string what)
     {
         if (count == 0 || count > (uint)max)
         {
             throw Fail($"a {what} record of {count} pages (1 to {max} allowed)");
         }
 
-        if (firstPage >= _sourcePages || count > _sourcePages - firstPage)
+        int low = 0, high = _regions.Count - 1;
+        while (low <= high)
         {
-            throw Fail($"a {what} record for pages {firstPage:N0}+{count} beyond the {_sourcePages:N0} pages of memory");
+            int middle = (low + high) >>> 1;
+            ReceivedRegion region = _regions[middle];
+            if (firstPage < region.FirstPage)
+            {
+                high = middle - 1;
+            }
+            else if (firstPage - region.FirstPage >= region.PageCount)
+            {
+                low = middle + 1;
+            }
+            else if (count <= region.PageCount - (firstPage - region.FirstPage))
+            {
+                return region;
+            }
+            else
+            {
+                break;
+            }
         }
+
+        throw Fail($"a {what} record for pages {firstPage:N0}+{count} beyond the regions of memory the source announced ({_announcedBytes / (ulong)_pageSize:N0} pages)");
     }
 
     private void CheckCrc(uint actual, uint expected, string what)

@@ -9,6 +9,8 @@ using System.Threading.Tasks;
 using DirtyLog.Bitmaps;
 using DirtyLog.Harvesting;
 using DirtyLog.Memory;
+using DirtyLog.Native;
+using DirtyLog.Tracking;
 using static DirtyLog.Migration.PageStreamFormat;
 
 namespace DirtyLog.Migration;
@@ -18,9 +20,10 @@ namespace DirtyLog.Migration;
 /// checksummed records (see the format in the remarks); pages that are all zero go as a count without data.
 /// </summary>
 /// <remarks>
-/// <para>Format, version 2, little-endian: a 24-byte header (<c>"DLPS"</c>, version, page size, memory size), then
-/// 24-byte records: data (pages follow), zero pages, round end, state (named bytes a VMM sends along: vCPU
-/// registers, device state), end of stream, and after the end an optional memory digest. Each record carries a
+/// <para>Format, version 3, little-endian: a 24-byte header (<c>"DLPS"</c>, version, page size, memory size), then
+/// 24-byte records: the regions of guest memory (added, removed), data (pages follow), zero pages, round end, state
+/// (named bytes a VMM sends along: vCPU registers, device state), end of stream, and after the end an optional memory
+/// digest. Each record carries a
 /// CRC-32C of its header and bytes; the end record carries the CRC-32C of every record's CRC in order, and the
 /// totals. The stream does not own the connection: after the end record it is the VMM's again.</para>
 /// <para>Pages are copied once, from guest memory straight into the pipe's buffer, and checksummed there: the guest
@@ -39,10 +42,12 @@ public sealed class PageStreamWriter
     public const int RecommendedBufferSize = 2 << 20;
 
     private readonly PipeWriter _output;
-    private readonly GuestMemoryView _memory;
+    private readonly GuestMemoryMap _memory;
     private readonly int _pageSize;
     private uint _chain = ~0u;
     private readonly HashSet<string> _stateNames = new(StringComparer.Ordinal);
+    private List<HostMemoryRegion> _announced = []; // the regions the reader knows of, by guest address
+    private List<AddressRange> _unplugged = [];     // guest ranges of regions removed during the stream: their pages are skipped
     private bool _headerWritten;
     private bool _ended;
     private bool _digestSent;
@@ -52,14 +57,33 @@ public sealed class PageStreamWriter
     /// <param name="memory">The source guest memory.</param>
     /// <param name="pageSize">Bytes per page: a power of two from 4 KiB to 2 MiB that divides the memory size; 4096 by default.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="pageSize"/> breaks that rule.</exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026", Justification = "The overloads differ in the type of a required parameter (a view or a map, unrelated types): no call is ambiguous.")]
     public PageStreamWriter(PipeWriter output, GuestMemoryView memory, int pageSize = 4096)
+        : this(output, new GuestMemoryMap(memory ?? throw new ArgumentNullException(nameof(memory))), pageSize)
+    {
+    }
+
+    /// <summary>
+    /// Creates a writer of the pages of guest memory laid out as regions. Regions added to the map are announced to
+    /// the reader before the next round, state or end; regions removed are announced as removed, and their pages in
+    /// runs are skipped (they are no longer guest memory).
+    /// </summary>
+    /// <param name="output">The pipe to write to.</param>
+    /// <param name="memory">The source guest memory.</param>
+    /// <param name="pageSize">Bytes per page: a power of two from 4 KiB to 2 MiB that divides every region's address and size; 4096 by default.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="pageSize"/> breaks that rule.</exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026", Justification = "The overloads differ in the type of a required parameter (a view or a map, unrelated types): no call is ambiguous.")]
+    public PageStreamWriter(PipeWriter output, GuestMemoryMap memory, int pageSize = 4096)
     {
         ArgumentNullException.ThrowIfNull(output);
         ArgumentNullException.ThrowIfNull(memory);
         CheckPageSize(pageSize, nameof(pageSize));
-        if (memory.Size % (ulong)pageSize != 0)
+        foreach (HostMemoryRegion region in memory.Regions)
         {
-            throw new ArgumentOutOfRangeException(nameof(pageSize), pageSize, $"The page size must divide the memory size ({memory.Size:N0} bytes).");
+            if (((region.GuestAddress | region.Length) & (ulong)(pageSize - 1)) != 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(pageSize), pageSize, $"The page size must divide the memory size and every region's address ({region.Length:N0} bytes at 0x{region.GuestAddress:x}).");
+            }
         }
 
         _output = output;
@@ -127,53 +151,35 @@ public sealed class PageStreamWriter
     private async ValueTask<long> WriteRunsAsync(ReadOnlyMemory<DirtyRun> runs, CancellationToken cancellationToken, HarvestRound? round = null, IPageChunkSource? source = null)
     {
         ObjectDisposedException.ThrowIf(_ended, this);
-        ulong pages = _memory.Size / (ulong)_pageSize;
+        RegionPlan plan = PlanRegions();
         foreach (DirtyRun run in runs.Span)
         {
-            if (run.FirstPage >= pages || run.PageCount > pages - run.FirstPage)
+            for (ulong page = run.FirstPage; page < run.EndPage;)
             {
-                throw new ArgumentOutOfRangeException(nameof(runs), run, $"The run leaves the {pages:N0} pages of guest memory.");
+                page = plan.SkipFrom(page, run.EndPage, _pageSize)
+                    ?? throw new ArgumentOutOfRangeException(nameof(runs), run, $"Page {page:N0} of the run is in no region of guest memory.");
             }
         }
 
         bool chunked = round is not null || source is not null;
         long before = BytesWritten;
-        WriteHeaderOnce();
+        WriteRegionChanges(plan);
         for (int i = 0; i < runs.Length; i++)
         {
             DirtyRun run = runs.Span[i];
-            ulong chunkStart = run.FirstPage;
-            ulong chunkEnd = run.FirstPage;
-            PageChunk chunk = default;
             for (ulong page = run.FirstPage; page < run.EndPage;)
             {
-                if (chunked && page >= chunkEnd)
+                int live = IndexOf(_announced, page * (ulong)_pageSize);
+                if (live < 0)
                 {
-                    // The next chunk: re-protected (deferred clear) or made ready by the source before its memory is read.
-                    chunkStart = page;
-                    chunkEnd = Math.Min(run.EndPage, page + (ulong)MaxDataPages(_pageSize));
-                    round?.ClearBeforeSend(page, chunkEnd - page);
-                    if (source is not null)
-                    {
-                        chunk = source.ReadChunk(page, chunkEnd - page);
-                        if (chunk.Memory is { } memory ? memory.Size != _memory.Size : (ulong)chunk.Bytes.Length != (chunkEnd - page) * (ulong)_pageSize)
-                        {
-                            throw new InvalidOperationException($"The chunk source handed over a chunk that does not hold pages {page} to {chunkEnd - 1}.");
-                        }
-                    }
+                    page = plan.SkipFrom(page, run.EndPage, _pageSize)!.Value; // an unplugged region: no longer guest memory
+                    continue;
                 }
 
-                var reader = new PageSource(source is null ? _memory : chunk.Memory, chunk.Bytes.Span, chunkStart, _pageSize);
-                page += WriteRecordAt(reader, page, chunked ? chunkEnd : run.EndPage);
-                if (source is not null && page == chunkEnd)
-                {
-                    source.ChunkWritten(chunkStart, chunkEnd - chunkStart);
-                }
-
-                if (_output.UnflushedBytes >= 1 << 20)
-                {
-                    await FlushAsync(cancellationToken).ConfigureAwait(false);
-                }
+                HostMemoryRegion region = _announced[live];
+                ulong segmentEnd = Math.Min(run.EndPage, (region.GuestAddress + region.Length) / (ulong)_pageSize);
+                await WriteSegmentAsync(region, page, segmentEnd, chunked, round, source, cancellationToken).ConfigureAwait(false);
+                page = segmentEnd;
             }
         }
 
@@ -181,6 +187,67 @@ public sealed class PageStreamWriter
         WriteControl(RoundEnd, (ulong)Rounds);
         await FlushAsync(cancellationToken).ConfigureAwait(false);
         return BytesWritten - before;
+    }
+
+    /// <summary>The records of pages [<paramref name="first"/>, <paramref name="end"/>), all inside <paramref name="region"/>.</summary>
+    private async ValueTask WriteSegmentAsync(HostMemoryRegion region, ulong first, ulong end, bool chunked, HarvestRound? round, IPageChunkSource? source, CancellationToken cancellationToken)
+    {
+        ulong chunkStart = first;
+        ulong chunkEnd = first;
+        PageChunk chunk = default;
+        for (ulong page = first; page < end;)
+        {
+            if (chunked && page >= chunkEnd)
+            {
+                // The next chunk: re-protected (deferred clear) or made ready by the source before its memory is read.
+                chunkStart = page;
+                chunkEnd = Math.Min(end, page + (ulong)MaxDataPages(_pageSize));
+                round?.ClearBeforeSend(page, chunkEnd - page);
+                if (source is not null)
+                {
+                    chunk = source.ReadChunk(page, chunkEnd - page);
+                    if (chunk.Memory is { } memory ? memory.Size != _memory.Size : (ulong)chunk.Bytes.Length != (chunkEnd - page) * (ulong)_pageSize)
+                    {
+                        throw new InvalidOperationException($"The chunk source handed over a chunk that does not hold pages {page} to {chunkEnd - 1}.");
+                    }
+                }
+            }
+
+            ulong limit = chunked ? chunkEnd : end;
+            if (source is not null)
+            {
+                var reader = new PageSource(chunk.Memory is not null, chunk.Memory?.Address ?? 0, chunk.Bytes.Span, chunkStart, _pageSize);
+                page += WriteRecordAt(reader, page, limit);
+                if (page == chunkEnd)
+                {
+                    source.ChunkWritten(chunkStart, chunkEnd - chunkStart);
+                }
+            }
+            else
+            {
+                // The region is held for the record: an unplug waits, and a region unplugged already is skipped.
+                GuestMemoryMap.Snapshot regions = _memory.Enter();
+                try
+                {
+                    int index = regions.IndexOf(page * (ulong)_pageSize);
+                    if (index < 0 || regions.Regions[index] != region)
+                    {
+                        return; // unplugged under the round: the next round, state or end says so to the reader
+                    }
+
+                    page += WriteRecordAt(new PageSource(true, unchecked(region.HostAddress - (nint)region.GuestAddress), default, 0, _pageSize), page, limit);
+                }
+                finally
+                {
+                    GuestMemoryMap.Exit(regions);
+                }
+            }
+
+            if (_output.UnflushedBytes >= 1 << 20)
+            {
+                await FlushAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>
@@ -210,7 +277,7 @@ public sealed class PageStreamWriter
             throw new ArgumentException($"A state named \"{name}\" was written already.", nameof(name));
         }
 
-        WriteHeaderOnce();
+        WriteRegionChanges(PlanRegions());
         int total = RecordBytes + nameBytes.Length + state.Length;
         Span<byte> span = _output.GetSpan(total);
         WriteRecord(span, State, (uint)state.Length, (ulong)nameBytes.Length);
@@ -234,7 +301,7 @@ public sealed class PageStreamWriter
     public async ValueTask WriteEndAsync(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_ended, this);
-        WriteHeaderOnce();
+        WriteRegionChanges(PlanRegions());
         Span<byte> span = _output.GetSpan(RecordBytes);
         WriteRecord(span, End, 0, DataPages + ZeroPages);
         WriteCrc(span, _chain);
@@ -260,7 +327,7 @@ public sealed class PageStreamWriter
             throw new InvalidOperationException(_ended ? "The memory digest was sent already." : "The memory digest follows the end record: call WriteEndAsync first.");
         }
 
-        uint digest = MemoryDigest(_memory, _memory.Size, _pageSize);
+        uint digest = MemoryDigest(_memory, _pageSize);
         Span<byte> span = _output.GetSpan(RecordBytes);
         WriteRecord(span, Digest, 0, digest);
         WriteCrc(span, HeaderCrc(span));
@@ -271,22 +338,146 @@ public sealed class PageStreamWriter
         return digest;
     }
 
-    /// <summary>Writes and flushes the stream header alone (a migration session's handshake, before any page).</summary>
+    /// <summary>
+    /// Writes and flushes the stream header and the regions of guest memory alone (a migration session's handshake,
+    /// before any page).
+    /// </summary>
     internal async ValueTask WriteHeaderAsync(CancellationToken cancellationToken)
     {
-        WriteHeaderOnce();
+        WriteRegionChanges(PlanRegions());
         await FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private void WriteHeaderOnce()
+    /// <summary>The header, if it is not written yet, then a record for each region removed and each added since the last.</summary>
+    private void WriteRegionChanges(RegionPlan plan)
     {
         if (!_headerWritten)
         {
+            ulong bytes = 0;
+            foreach (HostMemoryRegion region in plan.Added)
+            {
+                bytes += region.Length;
+            }
+
             Span<byte> span = _output.GetSpan(HeaderBytes);
-            WriteHeader(span, (uint)_pageSize, _memory.Size);
+            WriteHeader(span, (uint)_pageSize, bytes);
             _output.Advance(HeaderBytes);
             BytesWritten += HeaderBytes;
             _headerWritten = true;
+        }
+
+        foreach (HostMemoryRegion region in plan.Removed)
+        {
+            WriteControl(RegionRemoved, region.GuestAddress / (ulong)_pageSize, (uint)(region.Length / (ulong)_pageSize));
+        }
+
+        foreach (HostMemoryRegion region in plan.Added)
+        {
+            WriteControl(RegionAdded, region.GuestAddress / (ulong)_pageSize, (uint)(region.Length / (ulong)_pageSize));
+        }
+
+        _announced = plan.Live;
+        _unplugged = plan.Unplugged;
+    }
+
+    /// <summary>What the map changed since the regions were last announced, checked against the stream's rules; nothing is written.</summary>
+    /// <exception cref="InvalidOperationException">A region added is not a whole number of pages, or has more than 2^32 of them.</exception>
+    private RegionPlan PlanRegions()
+    {
+        IReadOnlyList<HostMemoryRegion> now = _memory.Regions;
+        List<HostMemoryRegion> removed = _announced.FindAll(r => !Contains(now, r));
+        var added = new List<HostMemoryRegion>();
+        foreach (HostMemoryRegion region in now)
+        {
+            if (Contains(_announced, region))
+            {
+                continue;
+            }
+
+            if (((region.GuestAddress | region.Length) & (ulong)(_pageSize - 1)) != 0 || region.Length / (ulong)_pageSize > uint.MaxValue)
+            {
+                throw new InvalidOperationException($"The region of {region.Length:N0} bytes at 0x{region.GuestAddress:x} is not a whole number of {_pageSize}-byte pages at a page boundary, or has more than 2^32 of them.");
+            }
+
+            added.Add(region);
+        }
+
+        if (!_headerWritten && now.Count == 0)
+        {
+            throw new InvalidOperationException("Guest memory has no region to send.");
+        }
+
+        var unplugged = new List<AddressRange>(_unplugged);
+        unplugged.AddRange(removed.ConvertAll(r => new AddressRange(r.GuestAddress, r.Length)));
+        return new RegionPlan([.. now], added, removed, unplugged);
+
+        static bool Contains(IReadOnlyList<HostMemoryRegion> regions, HostMemoryRegion region)
+        {
+            foreach (HostMemoryRegion r in regions)
+            {
+                if (r == region)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>The index of the region of <paramref name="regions"/> (sorted, disjoint) that holds <paramref name="address"/>, or -1.</summary>
+    private static int IndexOf(List<HostMemoryRegion> regions, ulong address)
+    {
+        int low = 0, high = regions.Count - 1;
+        while (low <= high)
+        {
+            int middle = (low + high) >>> 1;
+            HostMemoryRegion region = regions[middle];
+            if (address < region.GuestAddress)
+            {
+                high = middle - 1;
+            }
+            else if (address - region.GuestAddress >= region.Length)
+            {
+                low = middle + 1;
+            }
+            else
+            {
+                return middle;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>The regions as they will be announced: those live, those added and removed now, and every range unplugged.</summary>
+    private sealed record RegionPlan(List<HostMemoryRegion> Live, List<HostMemoryRegion> Added, List<HostMemoryRegion> Removed, List<AddressRange> Unplugged)
+    {
+        /// <summary>
+        /// Where the pages from <paramref name="page"/> stop being of one kind: the end of its live region (they are
+        /// sent) or of its unplugged range (they are skipped), at most <paramref name="end"/>; <see langword="null"/>
+        /// when the page is in neither.
+        /// </summary>
+        public ulong? SkipFrom(ulong page, ulong end, int pageSize)
+        {
+            ulong address = page * (ulong)pageSize;
+            int live = IndexOf(Live, address);
+            if (live >= 0)
+            {
+                return Math.Min(end, (Live[live].GuestAddress + Live[live].Length) / (ulong)pageSize);
+            }
+
+            foreach (AddressRange range in Unplugged)
+            {
+                if (address >= range.Start && address - range.Start < range.Length)
+                {
+                    ulong stop = (range.Start + range.Length) / (ulong)pageSize;
+                    int next = Live.FindIndex(r => r.GuestAddress > address); // a region plugged where one was unplugged is live
+                    return Math.Min(end, next >= 0 ? Math.Min(stop, Math.Max(page + 1, Live[next].GuestAddress / (ulong)pageSize)) : stop);
+                }
+            }
+
+            return null;
         }
     }
 
@@ -343,13 +534,17 @@ public sealed class PageStreamWriter
 
     private bool IsZero(in PageSource memory, ulong page) => memory.Pages(page, _pageSize).IndexOfAnyExcept((byte)0) < 0;
 
-    /// <summary>Where a record's pages are read: memory laid out as the guest's, or the bytes of the chunk a source handed over.</summary>
-    private readonly ref struct PageSource(GuestMemoryView? memory, ReadOnlySpan<byte> chunk, ulong chunkFirstPage, int pageSize)
+    /// <summary>
+    /// Where a record's pages are read: with <paramref name="inMemory"/>, memory laid out as the guest's from
+    /// <paramref name="origin"/> (where guest address 0 would be, for the region the caller checked the pages are in);
+    /// otherwise the bytes of the chunk a source handed over.
+    /// </summary>
+    private readonly unsafe ref struct PageSource(bool inMemory, nint origin, ReadOnlySpan<byte> chunk, ulong chunkFirstPage, int pageSize)
     {
         private readonly ReadOnlySpan<byte> _chunk = chunk;
 
-        public ReadOnlySpan<byte> Pages(ulong page, int bytes) => memory is not null
-            ? memory.Slice(page * (ulong)pageSize, bytes)
+        public ReadOnlySpan<byte> Pages(ulong page, int bytes) => inMemory
+            ? new ReadOnlySpan<byte>((byte*)unchecked(origin + (nint)(page * (ulong)pageSize)), bytes)
             : _chunk.Slice(checked((int)((page - chunkFirstPage) * (ulong)pageSize)), bytes);
     }
 
