@@ -17,7 +17,8 @@ namespace DirtyLog.Memory;
 /// <see cref="Remove"/> returned for it: removal waits for every page copy that is reading or writing the region (a
 /// copy holds a region for one record, at most 1 MiB, never across an await), so the VMM may unmap the region as soon
 /// as <see cref="Remove"/> returns.</para>
-/// <para>Regions are 4 KiB aligned in both address spaces, non-empty, and do not overlap in guest-physical space.
+/// <para>Regions are 4 KiB aligned in guest-physical space (their start and length; the host address may be anything,
+/// a managed buffer's too), non-empty, and do not overlap there.
 /// <see cref="GuestMemoryView"/> is the one-region case at address 0.</para>
 /// <para><b>Thread safety.</b> Every member may be called from any thread. Readers see an immutable snapshot of the
 /// regions taken at one instant; <see cref="Add"/> and <see cref="Remove"/> are serialised by one lock and replace the
@@ -69,13 +70,13 @@ public sealed partial class GuestMemoryMap
 
     /// <summary>Adds a region (memory plugged in). A migration session that runs sends all of it and then follows its writes.</summary>
     /// <param name="region">The region, mapped in this process.</param>
-    /// <exception cref="ArgumentException">The region is empty, unaligned, unmapped, wraps, or overlaps a region of the map.</exception>
+    /// <exception cref="ArgumentException">The region is empty, unaligned in guest-physical space, unmapped, wraps, or overlaps a region of the map.</exception>
     public void Add(HostMemoryRegion region)
     {
-        if (region.HostAddress == 0 || region.Length == 0 || ((region.GuestAddress | region.Length | (ulong)region.HostAddress) & 4095) != 0
+        if (region.HostAddress == 0 || region.Length == 0 || ((region.GuestAddress | region.Length) & 4095) != 0
             || region.GuestAddress + region.Length < region.GuestAddress || (ulong)region.HostAddress + region.Length < (ulong)region.HostAddress)
         {
-            throw new ArgumentException($"A region of {region.Length:N0} bytes at guest 0x{region.GuestAddress:x}, host 0x{region.HostAddress:x}: it must be mapped, non-empty, 4 KiB aligned and not wrap.", nameof(region));
+            throw new ArgumentException($"A region of {region.Length:N0} bytes at guest 0x{region.GuestAddress:x}, host 0x{region.HostAddress:x}: it must be mapped, non-empty, 4 KiB aligned in guest-physical space and not wrap.", nameof(region));
         }
 
         lock (_gate)

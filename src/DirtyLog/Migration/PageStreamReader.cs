@@ -500,7 +500,14 @@ public sealed partial class PageStreamReader
         var range = new AddressRange(firstPage * (ulong)_pageSize, count * (ulong)_pageSize);
         if (RegionAdding is { } adding)
         {
-            await adding(range, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await adding(range, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                throw new PageStreamException($"the destination could not map the source's {range.Length:N0} bytes of memory at 0x{range.Start:x}: {e.Message}", _offset, e);
+            }
         }
 
         if (!_memory.TryGetRegion(range.Start, range.Length, out HostMemoryRegion target))
@@ -530,7 +537,14 @@ public sealed partial class PageStreamReader
         Consume(RecordBytes);
         if (RegionRemoved is { } removed)
         {
-            await removed(new AddressRange(firstPage * (ulong)_pageSize, (ulong)count * (ulong)_pageSize), cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await removed(new AddressRange(firstPage * (ulong)_pageSize, (ulong)count * (ulong)_pageSize), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                throw new PageStreamException($"the destination could not let go of the region of pages {firstPage:N0}+{count:N0}: {e.Message}", _offset, e);
+            }
         }
     }
 

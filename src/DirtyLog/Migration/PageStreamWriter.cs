@@ -49,6 +49,13 @@ public sealed class PageStreamWriter
     private List<HostMemoryRegion> _announced = []; // the regions the reader knows of, by guest address
     private List<AddressRange> _unplugged = [];     // guest ranges of regions removed during the stream: their pages are skipped
     private bool _headerWritten;
+
+    /// <summary>
+    /// Whether pages of runs that lie in no region (live or unplugged) are skipped rather than refused: a migration
+    /// session's, whose trackers may log a write to a slot declared before its region was added to the map (the
+    /// region is then sent whole).
+    /// </summary>
+    internal bool SkipPagesOutsideRegions { get; init; }
     private bool _ended;
     private bool _digestSent;
 
@@ -157,7 +164,7 @@ public sealed class PageStreamWriter
             for (ulong page = run.FirstPage; page < run.EndPage;)
             {
                 page = plan.SkipFrom(page, run.EndPage, _pageSize)
-                    ?? throw new ArgumentOutOfRangeException(nameof(runs), run, $"Page {page:N0} of the run is in no region of guest memory.");
+                    ?? (SkipPagesOutsideRegions ? plan.NextLive(page, run.EndPage, _pageSize) : throw new ArgumentOutOfRangeException(nameof(runs), run, $"Page {page:N0} of the run is in no region of guest memory."));
             }
         }
 
@@ -172,7 +179,8 @@ public sealed class PageStreamWriter
                 int live = IndexOf(_announced, page * (ulong)_pageSize);
                 if (live < 0)
                 {
-                    page = plan.SkipFrom(page, run.EndPage, _pageSize)!.Value; // an unplugged region: no longer guest memory
+                    // An unplugged region (no longer guest memory), or with SkipPagesOutsideRegions none at all.
+                    page = plan.SkipFrom(page, run.EndPage, _pageSize) ?? plan.NextLive(page, run.EndPage, _pageSize);
                     continue;
                 }
 
@@ -453,6 +461,14 @@ public sealed class PageStreamWriter
     /// <summary>The regions as they will be announced: those live, those added and removed now, and every range unplugged.</summary>
     private sealed record RegionPlan(List<HostMemoryRegion> Live, List<HostMemoryRegion> Added, List<HostMemoryRegion> Removed, List<AddressRange> Unplugged)
     {
+        /// <summary>The first page at or after <paramref name="page"/> (in no region) that starts a live region, at most <paramref name="end"/>.</summary>
+        public ulong NextLive(ulong page, ulong end, int pageSize)
+        {
+            ulong address = page * (ulong)pageSize;
+            int next = Live.FindIndex(r => r.GuestAddress > address);
+            return next < 0 ? end : Math.Max(page + 1, Math.Min(end, Live[next].GuestAddress / (ulong)pageSize));
+        }
+
         /// <summary>
         /// Where the pages from <paramref name="page"/> stop being of one kind: the end of its live region (they are
         /// sent) or of its unplugged range (they are skipped), at most <paramref name="end"/>; <see langword="null"/>

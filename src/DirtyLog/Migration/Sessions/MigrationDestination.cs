@@ -26,7 +26,8 @@ namespace DirtyLog.Migration.Sessions;
 /// part of the image then; it is never run. Once the resume hook returned, the guest runs here
 /// (<see cref="MigrationEnd.RunningOnDestination"/>), even if the source could not be told (it then reports an
 /// unknown outcome and stays paused) or the digest check fails (said in the error: a page the source's tracking
-/// lost).</para>
+/// lost). A memory hook (<see cref="IMigrationDestinationMemoryHooks"/>) that throws refuses the migration
+/// too.</para>
 /// <para><b>Thread safety.</b> <see cref="RunAsync"/> once per session; <see cref="Progress"/> and cancellation from
 /// any thread. The connection is the session's while it runs and is not closed by it. A connection whose reads
 /// complete synchronously (a blocking socket) keeps the whole receive on the caller's thread, the way to keep a
@@ -34,7 +35,7 @@ namespace DirtyLog.Migration.Sessions;
 /// </remarks>
 public sealed class MigrationDestination
 {
-    private readonly GuestMemoryView _memory;
+    private readonly GuestMemoryMap _memory;
     private readonly Stream _connection;
     private readonly IMigrationDestinationHooks _hooks;
     private readonly Stopwatch _clock = new();
@@ -42,13 +43,32 @@ public sealed class MigrationDestination
     private int _ran;
 
     /// <summary>A session that will receive a guest into <paramref name="memory"/>.</summary>
-    /// <param name="memory">The destination's guest memory: at least as large as the source's.</param>
+    /// <param name="memory">The destination's guest memory, one region from guest-physical address 0: at least as large as the source's.</param>
     /// <param name="connection">A duplex connection from the source: pages come in, acknowledgements go out.</param>
     /// <param name="hooks">The VMM's state loading and resume.</param>
     /// <param name="options">How to receive; the defaults if <see langword="null"/>.</param>
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentException">The connection cannot both read and write, or an option is out of range.</exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026", Justification = "The overloads differ in the type of a required parameter (a view or a map, unrelated types): no call is ambiguous.")]
     public MigrationDestination(GuestMemoryView memory, Stream connection, IMigrationDestinationHooks hooks, MigrationDestinationOptions? options = null)
+        : this(new GuestMemoryMap(memory ?? throw new ArgumentNullException(nameof(memory))), connection, hooks, options)
+    {
+    }
+
+    /// <summary>
+    /// A session that will receive a guest into memory laid out as regions: each region the source announces (at the
+    /// start, or plugged in while it migrates) must lie inside one region of <paramref name="memory"/>, or the
+    /// destination refuses before a page of it is written. Hooks that also implement
+    /// <see cref="IMigrationDestinationMemoryHooks"/> map each region as it is announced, and let go of those unplugged.
+    /// </summary>
+    /// <param name="memory">The destination's guest memory (it may start with no region when the hooks map them).</param>
+    /// <param name="connection">A duplex connection from the source: pages come in, acknowledgements go out.</param>
+    /// <param name="hooks">The VMM's state loading and resume, and optionally its memory mapping.</param>
+    /// <param name="options">How to receive; the defaults if <see langword="null"/>.</param>
+    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="ArgumentException">The connection cannot both read and write, or an option is out of range.</exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026", Justification = "The overloads differ in the type of a required parameter (a view or a map, unrelated types): no call is ambiguous.")]
+    public MigrationDestination(GuestMemoryMap memory, Stream connection, IMigrationDestinationHooks hooks, MigrationDestinationOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(memory);
         ArgumentNullException.ThrowIfNull(connection);
@@ -90,6 +110,8 @@ public sealed class MigrationDestination
             AcknowledgeHeader = true,
             MemoryStartsZeroed = Options.MemoryStartsZeroed,
             DeferEndAcknowledgement = true, // the source learns of the end only once the guest runs here
+            RegionAdding = _hooks is IMigrationDestinationMemoryHooks adding ? adding.AddRegionAsync : null,
+            RegionRemoved = _hooks is IMigrationDestinationMemoryHooks removing ? removing.RemoveRegionAsync : null,
         };
         reader.RoundReceived = (round, summary) => Report(round == 1 ? MigrationPhase.PreCopy : _progress.Phase, summary, progress);
         try

@@ -23,14 +23,17 @@ public sealed partial class MigrationSource
             Report(MigrationPhase.FirstPass);
             _session._harvester.StartTracking();
             _vcpuRates?.Sample(); // the rates are measured from here
-            _controller.Observe(new RoundObservation(_pages, 0, TimeSpan.Zero, TimeSpan.Zero)); // all dirty, no bandwidth yet: copy
+
+            // The regions after tracking started: one added later is marked before the next harvest (FollowRegions).
+            DirtyRun[] all = FirstPassRuns(out ulong pages);
+            _controller.Observe(new RoundObservation(pages, 0, TimeSpan.Zero, TimeSpan.Zero)); // all dirty, no bandwidth yet: copy
             _wire.Limit = Options.BandwidthLimit;
             TimeSpan start = _acks.Now;
-            long bytes = await _writer.WriteRoundAsync([new DirtyRun(0, _pages)], Token).ConfigureAwait(false);
+            long bytes = await _writer.WriteRoundAsync(all, Token).ConfigureAwait(false);
             TimeSpan applied = await _acks.WaitForRoundAsync(_writer.Rounds, Token).ConfigureAwait(false);
             _lastSend = ((ulong)bytes, applied - start);
             _lastHarvest = _acks.Now;
-            Record(new MigrationRound(1, MigrationPhase.FirstPass, _pages, bytes, TimeSpan.Zero, applied - start, 0, []));
+            Record(new MigrationRound(1, MigrationPhase.FirstPass, pages, bytes, TimeSpan.Zero, applied - start, 0, []));
         }
 
         /// <summary>
@@ -103,6 +106,7 @@ public sealed partial class MigrationSource
             for (int retries = 0; ; retries++)
             {
                 Token.ThrowIfCancellationRequested();
+                FollowRegions();
                 try
                 {
                     HarvestRound round = final

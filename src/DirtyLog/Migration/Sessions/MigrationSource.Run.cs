@@ -29,7 +29,6 @@ public sealed partial class MigrationSource
         private readonly PageStreamWriter _writer;
         private readonly PreCopyController _controller;
         private readonly VcpuDirtyRates? _vcpuRates;
-        private readonly ulong _pages;
         private MigrationPhase _phase = MigrationPhase.Handshake;
         private bool _paused;        // this session paused the guest
         private bool _endWritten;    // the end record is on its way: from here only a refusal resumes the source
@@ -48,13 +47,15 @@ public sealed partial class MigrationSource
             _output = PipeWriter.Create(_wire, new StreamPipeWriterOptions(minimumBufferSize: PageStreamWriter.RecommendedBufferSize, leaveOpen: true));
             _acks = new PageStreamAcknowledgements(PipeReader.Create(session._connection, new StreamPipeReaderOptions(leaveOpen: true)));
             int pageSize = (int)session.Options.PreCopy.PageSize;
-            _writer = new PageStreamWriter(_output, session._memory, pageSize);
+            _writer = new PageStreamWriter(_output, session._memory, pageSize) { SkipPagesOutsideRegions = true }; // see the type's hotplug remarks
             _controller = new PreCopyController(session.Options.PreCopy, session._hooks.Throttle);
-            _pages = session._memory.Size / (ulong)pageSize;
-            _remaining = _pages;
+            _remaining = session._memory.Size / (ulong)pageSize;
             KvmDirtyRingTracker? ring = session._harvester.Trackers.OfType<KvmDirtyRingTracker>().FirstOrDefault();
             _vcpuRates = ring is null ? null : new VcpuDirtyRates(ring);
         }
+
+        /// <summary>How long a failed write waits for a refusal already on its way back.</summary>
+        private static readonly TimeSpan RefusalGrace = TimeSpan.FromSeconds(1);
 
         private CancellationToken Token => _abort.Token;
 
@@ -78,6 +79,13 @@ public sealed partial class MigrationSource
             }
             catch (Exception e)
             {
+                if (e is System.IO.IOException or System.Net.Sockets.SocketException && _acks.Refusal is null)
+                {
+                    // A destination that refuses mid-stream says why, then closes: a write can fail on the reset before
+                    // the acknowledgements reader took the reason. Let it read what is there, briefly, to name the cause.
+                    await Task.WhenAny(acknowledgements, Task.Delay(RefusalGrace, CancellationToken.None)).ConfigureAwait(false);
+                }
+
                 outcome = await FailAsync(e).ConfigureAwait(false);
             }
 

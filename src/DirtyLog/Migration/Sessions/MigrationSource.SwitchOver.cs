@@ -52,6 +52,7 @@ public sealed partial class MigrationSource
                 await _session._continue.Task.WaitAsync(Token).ConfigureAwait(false);
             }
 
+            CheckRegionsUnchanged();
             Report(MigrationPhase.AwaitingDestination);
             _endWritten = true;
             await _writer.WriteEndAsync(Token).ConfigureAwait(false);

@@ -9,6 +9,7 @@ using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Harvesting;
 using DirtyLog.Memory;
+using DirtyLog.Tracking;
 
 namespace DirtyLog.Migration.Sessions;
 
@@ -29,8 +30,17 @@ namespace DirtyLog.Migration.Sessions;
 /// <see cref="MigrationSourceOptions.AnswerTimeout"/> passed) the guest stays paused and the outcome is
 /// <see cref="MigrationEnd.Unknown"/>: the guest never runs on both hosts.</para>
 /// <para><b>Tracking.</b> The session starts the harvester's trackers at the first pass and stops them when it
-/// ends, whatever the end. Memory slots added while it runs are followed by the trackers as they follow the VMM's
-/// <c>KvmVmPort</c>; the stream covers the <see cref="GuestMemoryView"/> given, which must span every slot.</para>
+/// ends, whatever the end. The stream covers the regions of the <see cref="GuestMemoryMap"/> (a
+/// <see cref="GuestMemoryView"/> is one region at address 0), which must hold every page the trackers report.</para>
+/// <para><b>Memory hotplug.</b> Regions added to the map while the session runs are sent whole and then followed:
+/// before each harvest the session marks every page of a region it has not seen, so the next round sends it, and the
+/// trackers log what is written after. The VMM keeps this order, so that no write falls between the send and the
+/// log: plug in = map the memory, declare its slot (the KVM trackers follow <c>KvmVmPort</c>), <see cref="GuestMemoryMap.Add"/>,
+/// then tell the guest; unplug = the guest lets go, <see cref="GuestMemoryMap.Remove"/> (it waits for the copy in
+/// flight), remove the slot, unmap. Pages the trackers report outside every region (written before the region was
+/// added, or in one removed) are not sent: a region is sent whole when it is added, and a removed one is no longer
+/// guest memory. The regions must not change while the guest is paused for the switch-over: the migration then fails
+/// before its end, and the guest runs on here.</para>
 /// <para><b>Thread safety.</b> <see cref="RunAsync"/> once per session. <see cref="Progress"/>,
 /// <see cref="ContinueSwitchOver"/> and cancellation may be used from any thread while it runs. The connection is
 /// the session's while it runs and is not closed by it.</para>
@@ -38,7 +48,7 @@ namespace DirtyLog.Migration.Sessions;
 public sealed partial class MigrationSource
 {
     private readonly ParallelHarvester _harvester;
-    private readonly GuestMemoryView _memory;
+    private readonly GuestMemoryMap _memory;
     private readonly Stream _connection;
     private readonly IMigrationSourceHooks _hooks;
     private readonly Stopwatch _clock = new();
@@ -49,13 +59,33 @@ public sealed partial class MigrationSource
 
     /// <summary>A session that will migrate <paramref name="memory"/> as <paramref name="harvester"/>'s trackers see it change.</summary>
     /// <param name="harvester">The trackers of every writer of guest memory, in one harvester (they need not be started).</param>
-    /// <param name="memory">The guest memory to send, guest-physical address 0 on.</param>
+    /// <param name="memory">The guest memory to send, one region from guest-physical address 0.</param>
     /// <param name="connection">A duplex connection to the destination: pages go out, acknowledgements come in.</param>
     /// <param name="hooks">The VMM's pause, resume, state and throttle.</param>
     /// <param name="options">How to migrate; the defaults if <see langword="null"/>.</param>
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentException">The connection cannot both read and write, or an option is out of range.</exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026", Justification = "The overloads differ in the type of a required parameter (a view or a map, unrelated types): no call is ambiguous.")]
     public MigrationSource(ParallelHarvester harvester, GuestMemoryView memory, Stream connection, IMigrationSourceHooks hooks, MigrationSourceOptions? options = null)
+        : this(harvester, new GuestMemoryMap(memory ?? throw new ArgumentNullException(nameof(memory))), connection, hooks, options)
+    {
+    }
+
+    /// <summary>
+    /// A session that will migrate guest memory laid out as regions, <paramref name="memory"/>, and follow it as
+    /// regions are plugged in and out while it runs (see the remarks for the order the VMM keeps).
+    /// </summary>
+    /// <param name="harvester">The trackers of every writer of guest memory, in one harvester (they need not be started).</param>
+    /// <param name="memory">The guest memory to send: its regions now, and those added while the session runs.</param>
+    /// <param name="connection">A duplex connection to the destination: pages go out, acknowledgements come in.</param>
+    /// <param name="hooks">The VMM's pause, resume, state and throttle.</param>
+    /// <param name="options">How to migrate; the defaults if <see langword="null"/>.</param>
+    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="ArgumentException">
+    /// The connection cannot both read and write, an option is out of range, or a region is not a whole number of pages.
+    /// </exception>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("ApiDesign", "RS0026", Justification = "The overloads differ in the type of a required parameter (a view or a map, unrelated types): no call is ambiguous.")]
+    public MigrationSource(ParallelHarvester harvester, GuestMemoryMap memory, Stream connection, IMigrationSourceHooks hooks, MigrationSourceOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(harvester);
         ArgumentNullException.ThrowIfNull(memory);
@@ -65,16 +95,20 @@ public sealed partial class MigrationSource
 
         Options = options ?? new MigrationSourceOptions();
         Options.Validate();
-        if (memory.Size % (ulong)Options.PreCopy.PageSize != 0)
+        ulong pageSize = (ulong)Options.PreCopy.PageSize;
+        foreach (HostMemoryRegion region in memory.Regions)
         {
-            throw new ArgumentException($"The guest memory's {memory.Size:N0} bytes are not a whole number of {Options.PreCopy.PageSize}-byte pages.", nameof(memory));
+            if (((region.GuestAddress | region.Length) & (pageSize - 1)) != 0)
+            {
+                throw new ArgumentException($"The guest memory's region of {region.Length:N0} bytes at 0x{region.GuestAddress:x} is not a whole number of {pageSize}-byte pages at a page boundary.", nameof(memory));
+            }
         }
 
         _harvester = harvester;
         _memory = memory;
         _connection = connection;
         _hooks = hooks;
-        _progress = new MigrationProgress(MigrationPhase.Handshake, 0, 0, 0, 0, memory.Size / (ulong)Options.PreCopy.PageSize, 0, 0, TimeSpan.Zero, TimeSpan.Zero);
+        _progress = new MigrationProgress(MigrationPhase.Handshake, 0, 0, 0, 0, memory.Size / pageSize, 0, 0, TimeSpan.Zero, TimeSpan.Zero);
     }
 
     /// <summary>The options the session runs with.</summary>
