@@ -48,6 +48,7 @@ public sealed class PageStreamWriter
     private readonly HashSet<string> _stateNames = new(StringComparer.Ordinal);
     private List<HostMemoryRegion> _announced = []; // the regions the reader knows of, by guest address
     private List<AddressRange> _unplugged = [];     // guest ranges of regions removed during the stream: their pages are skipped
+    private readonly IReadOnlyList<HostMemoryRegion> _initial; // the regions when the writer was made: one removed before the header is unplugged too
     private bool _headerWritten;
 
     /// <summary>
@@ -95,6 +96,7 @@ public sealed class PageStreamWriter
 
         _output = output;
         _memory = memory;
+        _initial = memory.Regions;
         _pageSize = pageSize;
     }
 
@@ -417,6 +419,17 @@ public sealed class PageStreamWriter
 
         var unplugged = new List<AddressRange>(_unplugged);
         unplugged.AddRange(removed.ConvertAll(r => new AddressRange(r.GuestAddress, r.Length)));
+        if (!_headerWritten)
+        {
+            // Removed before it could be announced: no record says so, but runs over it are skipped as for any other.
+            foreach (HostMemoryRegion region in _initial)
+            {
+                if (!Contains(now, region))
+                {
+                    unplugged.Add(new AddressRange(region.GuestAddress, region.Length));
+                }
+            }
+        }
         return new RegionPlan([.. now], added, removed, unplugged);
 
         static bool Contains(IReadOnlyList<HostMemoryRegion> regions, HostMemoryRegion region)
