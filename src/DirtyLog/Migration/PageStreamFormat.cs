@@ -45,7 +45,7 @@ internal static class PageStreamFormat
     public const uint Magic = 0x5350_4C44; // "DLPS"
     public const ushort Version = 3;
     public const ushort VersionWithoutRegions = 2;
-    public const int MaxRegions = 32768; // KVM's own limit of memory slots per address space
+    public const int MaxRegions = 32768; // about the memory slots KVM allows an address space (32,767): more is not a guest
     public const uint AckMagic = 0x4B41_4C44; // "DLAK"
     public const int AckBytes = 24;
     public const ulong EndAcknowledged = ulong.MaxValue;

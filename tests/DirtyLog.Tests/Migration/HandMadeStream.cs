@@ -1,0 +1,59 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using static DirtyLog.Migration.PageStreamFormat;
+
+namespace DirtyLog.Tests.Migration;
+
+/// <summary>
+/// A page stream written record by record, with valid checksums and chain, as a hostile or an older source could
+/// send it: the reader's checks of meaning are what it tests, not its checksums.
+/// </summary>
+internal sealed class HandMadeStream
+{
+    private readonly List<byte> _bytes = [];
+    private uint _chain = ~0u;
+
+    public HandMadeStream(ulong memoryPages, ushort version = DirtyLog.Migration.PageStreamFormat.Version, int pageSize = 4096)
+    {
+        PageSize = pageSize;
+        byte[] header = new byte[HeaderBytes];
+        WriteHeader(header, (uint)pageSize, memoryPages * (ulong)pageSize);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(4), version);
+        _bytes.AddRange(header);
+    }
+
+    public int PageSize { get; }
+
+    public HandMadeStream Record(byte kind, ulong value, uint count = 0)
+    {
+        byte[] record = new byte[RecordBytes];
+        WriteRecord(record, kind, count, value);
+        uint crc = HeaderCrc(record);
+        WriteCrc(record, crc);
+        _chain = System.Numerics.BitOperations.Crc32C(_chain, crc);
+        _bytes.AddRange(record);
+        return this;
+    }
+
+    public HandMadeStream Added(ulong firstPage, uint pages) => Record(RegionAdded, firstPage, pages);
+
+    public HandMadeStream Removed(ulong firstPage, uint pages) => Record(RegionRemoved, firstPage, pages);
+
+    public HandMadeStream Zeros(ulong firstPage, uint pages) => Record(Zero, firstPage, pages);
+
+    public HandMadeStream RoundEnd(ulong round) => Record(DirtyLog.Migration.PageStreamFormat.RoundEnd, round);
+
+    /// <summary>The end record: the totals and the chain of every record before it.</summary>
+    public HandMadeStream End(ulong pages)
+    {
+        byte[] record = new byte[RecordBytes];
+        WriteRecord(record, DirtyLog.Migration.PageStreamFormat.End, 0, pages);
+        WriteCrc(record, _chain);
+        _bytes.AddRange(record);
+        return this;
+    }
+
+    public byte[] ToArray() => [.. _bytes];
+}
