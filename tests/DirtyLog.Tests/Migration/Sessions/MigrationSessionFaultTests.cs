@@ -141,7 +141,7 @@ public class MigrationSessionFaultTests
         // half a round on the wire.
         (MigrationOutcome source, MigrationOutcome destination) = await rig.RunAsync(sourceCancellation: kill.Token, cutBeforeWrite: (p, written) =>
         {
-            if (p.Phase == MigrationPhase.FirstPass && written > (long)(8 * SessionRig.MiB))
+            if (p.Phase == MigrationPhase.FirstPass && written > (long)(2 * SessionRig.MiB)) // of at least 4 MiB of data pages
             {
                 kill.Cancel();
                 return true;
@@ -155,6 +155,7 @@ public class MigrationSessionFaultTests
         {
             Assert.That(rig.Judge(source, destination), Is.Null, both);
             Assert.That(destination.End, Is.EqualTo(MigrationEnd.RunningOnSource), both);
+            Assert.That(rig.Connection!.IsCut, Is.True, "the source died mid-round");
             Assert.That(rig.DestinationHooks.Resumed, Is.False, "a partial image never runs");
             Assert.That(destination.Error?.Message, Does.Contain("not received whole"), both);
         });

@@ -1,0 +1,169 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.IO;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Threading;
+using System.Threading.Tasks;
+using BenchmarkDotNet.Attributes;
+using DirtyLog.Bitmaps;
+using DirtyLog.Memory;
+using DirtyLog.Migration;
+using DirtyLog.Migration.Transport;
+using DirtyLog.Native;
+
+namespace DirtyLog.Benchmarks.Migration;
+
+/// <summary>
+/// A first full pass of 1 GiB, half of it zero pages (blocks of 64 pages, data and zero in turn), from one mapping to
+/// another over one loopback TCP connection: the page stream in the clear and over mutual TLS 1.3, against the two
+/// limits in the same run: a plain memcpy of the whole GiB (the memory's), and a raw socket carrying the data pages'
+/// bytes with no framing, checksums or zero-page detection (the socket's). Both ends run at once, as on two hosts,
+/// sharing this machine's cores.
+/// </summary>
+[InvocationCount(1)]
+[WarmupCount(1)]
+[IterationCount(7)]
+public class TransportThroughputBenchmarks
+{
+    private const ulong Bytes = 1UL << 30;
+    private const ulong BlockBytes = 64 * 4096;
+
+    private AnonymousMapping _source = null!;
+    private AnonymousMapping _destination = null!;
+    private Socket _sourceSocket = null!;
+    private Socket _destinationSocket = null!;
+    private NetworkStream _sourcePlain = null!;
+    private NetworkStream _destinationPlain = null!;
+    private SslStream _sourceTls = null!;
+    private SslStream _destinationTls = null!;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _source = new AnonymousMapping(Bytes);
+        _destination = new AnonymousMapping(Bytes);
+        var random = new Random(1);
+        for (ulong block = 0; block < Bytes / BlockBytes; block += 2)
+        {
+            random.NextBytes(Span(_source, block * BlockBytes, (int)BlockBytes));
+        }
+
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        _sourceSocket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        _sourceSocket.Connect(listener.LocalEndPoint!);
+        _destinationSocket = listener.Accept();
+        _destinationSocket.NoDelay = true;
+        _sourcePlain = new NetworkStream(_sourceSocket, ownsSocket: false);
+        _destinationPlain = new NetworkStream(_destinationSocket, ownsSocket: false);
+
+        // A second connection for TLS: the handshake's keys are made here, pinned on both sides (no key is kept).
+        using var tlsListener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        tlsListener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        tlsListener.Listen(1);
+        var tlsSource = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        tlsSource.Connect(tlsListener.LocalEndPoint!);
+        Socket tlsDestination = tlsListener.Accept();
+        X509Certificate2 sourceCertificate = SelfSigned("CN=source-1"), destinationCertificate = SelfSigned("CN=destination");
+        Task<SslStream> accepted = MigrationTls.AcceptAsync(new NetworkStream(tlsDestination, ownsSocket: true), new MigrationTlsOptions
+        {
+            Certificate = destinationCertificate,
+            AllowedPins = [MigrationTls.PinOf(sourceCertificate)],
+        });
+        Task<SslStream> connected = MigrationTls.ConnectAsync(new NetworkStream(tlsSource, ownsSocket: true), new MigrationTlsOptions
+        {
+            Certificate = sourceCertificate,
+            AllowedPins = [MigrationTls.PinOf(destinationCertificate)],
+        });
+        Task.WaitAll(accepted, connected);
+        _destinationTls = accepted.Result;
+        _sourceTls = connected.Result;
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _sourceTls.Dispose();
+        _destinationTls.Dispose();
+        _sourcePlain.Dispose();
+        _destinationPlain.Dispose();
+        _sourceSocket.Dispose();
+        _destinationSocket.Dispose();
+        _source.Dispose();
+        _destination.Dispose();
+    }
+
+    /// <summary>The memory's limit: the whole GiB copied, no socket.</summary>
+    [Benchmark(Baseline = true)]
+    public unsafe ulong Memcpy()
+    {
+        Buffer.MemoryCopy((void*)_source.Address, (void*)_destination.Address, Bytes, Bytes);
+        return Bytes;
+    }
+
+    /// <summary>The socket's limit: the data pages' bytes written and read into place, nothing else.</summary>
+    [Benchmark]
+    public ulong RawSocket()
+    {
+        Task sent = Task.Run(() =>
+        {
+            for (ulong block = 0; block < Bytes / BlockBytes; block += 2)
+            {
+                _sourcePlain.Write(Span(_source, block * BlockBytes, (int)BlockBytes));
+            }
+        });
+        for (ulong block = 0; block < Bytes / BlockBytes; block += 2)
+        {
+            _destinationPlain.ReadExactly(Span(_destination, block * BlockBytes, (int)BlockBytes));
+        }
+
+        sent.GetAwaiter().GetResult();
+        return Bytes / 2;
+    }
+
+    /// <summary>The page stream, one connection in the clear: records, checksums, zero pages as counts, applied.</summary>
+    [Benchmark]
+    public ulong PageStreamPlain() => Migrate(_sourcePlain, _destinationPlain);
+
+    /// <summary>The same over mutual TLS 1.3.</summary>
+    [Benchmark]
+    public ulong PageStreamTls() => Migrate(_sourceTls, _destinationTls);
+
+    private ulong Migrate(Stream source, Stream destination)
+    {
+        Task sent = Task.Run(async () =>
+        {
+            PipeWriter output = PipeWriter.Create(source, new StreamPipeWriterOptions(minimumBufferSize: PageStreamWriter.RecommendedBufferSize, leaveOpen: true));
+            var writer = new PageStreamWriter(output, View(_source));
+            await writer.WriteRoundAsync([new DirtyRun(0, Bytes / 4096)], CancellationToken.None);
+            await writer.WriteEndAsync(CancellationToken.None);
+            await output.CompleteAsync();
+        });
+        PipeReader input = PipeReader.Create(destination, new StreamPipeReaderOptions(bufferSize: PageStreamWriter.RecommendedBufferSize, leaveOpen: true));
+        PageStreamSummary summary = new PageStreamReader(input, View(_destination)).ReadToEndAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult();
+        input.Complete();
+        sent.GetAwaiter().GetResult();
+        return summary.DataPages + summary.ZeroPages;
+    }
+
+    private static X509Certificate2 SelfSigned(string subject)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest(subject, key, HashAlgorithmName.SHA256);
+        using X509Certificate2 certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+
+        // A certificate with its key as SslStream on Linux wants it: exported and imported once.
+        return X509CertificateLoader.LoadPkcs12(certificate.Export(X509ContentType.Pkcs12), null);
+    }
+
+    private static GuestMemoryView View(AnonymousMapping mapping) => new(mapping.Address, mapping.Length);
+
+    private static unsafe Span<byte> Span(AnonymousMapping mapping, ulong offset, int length) => new((byte*)mapping.Address + offset, length);
+}
