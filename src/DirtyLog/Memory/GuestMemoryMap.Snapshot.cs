@@ -35,6 +35,31 @@ public sealed partial class GuestMemoryMap
     /// <summary>Leaves a snapshot entered with <see cref="Enter"/>.</summary>
     internal static void Exit(Snapshot snapshot) => Interlocked.Decrement(ref snapshot.Readers);
 
+    /// <summary>The index of the region of <paramref name="regions"/> (sorted, disjoint) that holds <paramref name="address"/>, or -1.</summary>
+    internal static int IndexOf(ReadOnlySpan<HostMemoryRegion> regions, ulong address)
+    {
+        int low = 0, high = regions.Length - 1;
+        while (low <= high)
+        {
+            int middle = (low + high) >>> 1;
+            HostMemoryRegion region = regions[middle];
+            if (address < region.GuestAddress)
+            {
+                high = middle - 1;
+            }
+            else if (address - region.GuestAddress >= region.Length)
+            {
+                low = middle + 1;
+            }
+            else
+            {
+                return middle;
+            }
+        }
+
+        return -1;
+    }
+
     /// <summary>The regions at one instant, sorted by guest-physical address; immutable but for its count of readers.</summary>
     internal sealed class Snapshot(HostMemoryRegion[] regions, long version)
     {
@@ -46,30 +71,8 @@ public sealed partial class GuestMemoryMap
 
         public ulong Size { get; } = Sum(regions);
 
-        /// <summary>The index of the region that starts at or before <paramref name="address"/> and holds it, or -1.</summary>
-        public int IndexOf(ulong address)
-        {
-            int low = 0, high = Regions.Length - 1;
-            while (low <= high)
-            {
-                int middle = (low + high) >>> 1;
-                HostMemoryRegion region = Regions[middle];
-                if (address < region.GuestAddress)
-                {
-                    high = middle - 1;
-                }
-                else if (address - region.GuestAddress >= region.Length)
-                {
-                    low = middle + 1;
-                }
-                else
-                {
-                    return middle;
-                }
-            }
-
-            return -1;
-        }
+        /// <summary>The index of the region that holds <paramref name="address"/>, or -1.</summary>
+        public int IndexOf(ulong address) => GuestMemoryMap.IndexOf(Regions, address);
 
         /// <summary>The index of a region overlapping [<paramref name="address"/>, + <paramref name="length"/>), or -1.</summary>
         public int IndexOverlapping(ulong address, ulong length)

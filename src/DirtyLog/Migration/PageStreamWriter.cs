@@ -447,29 +447,8 @@ public sealed class PageStreamWriter
     }
 
     /// <summary>The index of the region of <paramref name="regions"/> (sorted, disjoint) that holds <paramref name="address"/>, or -1.</summary>
-    private static int IndexOf(List<HostMemoryRegion> regions, ulong address)
-    {
-        int low = 0, high = regions.Count - 1;
-        while (low <= high)
-        {
-            int middle = (low + high) >>> 1;
-            HostMemoryRegion region = regions[middle];
-            if (address < region.GuestAddress)
-            {
-                high = middle - 1;
-            }
-            else if (address - region.GuestAddress >= region.Length)
-            {
-                low = middle + 1;
-            }
-            else
-            {
-                return middle;
-            }
-        }
-
-        return -1;
-    }
+    private static int IndexOf(List<HostMemoryRegion> regions, ulong address) =>
+        GuestMemoryMap.IndexOf(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(regions), address);
 
     /// <summary>The regions as they will be announced: those live, those added and removed now, and every range unplugged.</summary>
     private sealed record RegionPlan(List<HostMemoryRegion> Live, List<HostMemoryRegion> Added, List<HostMemoryRegion> Removed, List<AddressRange> Unplugged)

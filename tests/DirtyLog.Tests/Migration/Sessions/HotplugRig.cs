@@ -109,22 +109,22 @@ internal sealed class HotplugRig : IDisposable
 
     /// <summary>Runs both sessions with the guest running from the start.</summary>
     /// <param name="onSourceProgress">Told of the source's progress inline, on the session's task.</param>
-    /// <param name="beforeSourceWrite">Called before each of the source's writes with the bytes written so far, on the writing thread.</param>
-    public async Task<(MigrationOutcome Source, MigrationOutcome Destination)> RunAsync(Action<MigrationProgress>? onSourceProgress = null, Action<long>? beforeSourceWrite = null)
+    /// <param name="beforeSourceWrite">Called before each of the source's writes with its phase and the bytes written so far, on the writing thread.</param>
+    public async Task<(MigrationOutcome Source, MigrationOutcome Destination)> RunAsync(Action<MigrationProgress>? onSourceProgress = null, Action<MigrationPhase, long>? beforeSourceWrite = null)
     {
         using CuttableConnection connection = await CuttableConnection.OpenAsync().ConfigureAwait(false);
-        if (beforeSourceWrite is not null)
-        {
-            connection.Source.CutBeforeWrite = written =>
-            {
-                beforeSourceWrite(written);
-                return false;
-            };
-        }
 
         IMigrationDestinationHooks hooks = DestinationHasNoMemoryHooks ? new PlainHooks(DestinationHooks) : DestinationHooks;
         var destination = new MigrationDestination(DestinationMap, connection.Destination, hooks, new MigrationDestinationOptions { MemoryStartsZeroed = true });
         var source = new MigrationSource(Harvester, SourceMap, connection.Source, SourceHooks, SourceOptions);
+        if (beforeSourceWrite is not null)
+        {
+            connection.Source.CutBeforeWrite = written =>
+            {
+                beforeSourceWrite(source.Progress.Phase, written);
+                return false;
+            };
+        }
         Guest.Resume();
         Task<MigrationOutcome> received = Task.Run(async () =>
         {

@@ -53,31 +53,7 @@ public class MigrationSessionHotplugTests
     {
         using var rig = new HotplugRig(seed, destinationMapsOnDemand: true, TwoRegions);
         DirtyLog.Tracking.HostMemoryRegion dimm = rig.SourceRegion(Dimm.Address, Dimm.Length);
-        bool plugged = false;
-        void Plug()
-        {
-            if (!plugged)
-            {
-                plugged = true;
-                rig.PlugIn(dimm);
-            }
-        }
-
-        (MigrationOutcome source, MigrationOutcome destination) = when == PlugMoment.AfterTheFirstPass
-            ? await rig.RunAsync(onSourceProgress: p =>
-            {
-                if (p.Round is { Phase: MigrationPhase.FirstPass })
-                {
-                    Plug();
-                }
-            })
-            : await rig.RunAsync(beforeSourceWrite: written =>
-            {
-                if (written > (long)(4 * MiB))
-                {
-                    Plug();
-                }
-            });
+        (MigrationOutcome source, MigrationOutcome destination, bool plugged) = await RunChangingAsync(rig, when, () => rig.PlugIn(dimm));
 
         Assert.Multiple(() =>
         {
@@ -95,31 +71,7 @@ public class MigrationSessionHotplugTests
     {
         using var rig = new HotplugRig(3, destinationMapsOnDemand: true, ThreeRegions);
         DirtyLog.Tracking.HostMemoryRegion gone = rig.SourceMap.Regions[2];
-        bool unplugged = false;
-        void Unplug()
-        {
-            if (!unplugged)
-            {
-                unplugged = true;
-                rig.Unplug(gone);
-            }
-        }
-
-        (MigrationOutcome source, MigrationOutcome destination) = when == PlugMoment.AfterTheFirstPass
-            ? await rig.RunAsync(onSourceProgress: p =>
-            {
-                if (p.Round is { Phase: MigrationPhase.FirstPass })
-                {
-                    Unplug();
-                }
-            })
-            : await rig.RunAsync(beforeSourceWrite: written =>
-            {
-                if (written > (long)(11 * MiB))
-                {
-                    Unplug(); // the first pass is in the last region, which the guest writes no more
-                }
-            });
+        (MigrationOutcome source, MigrationOutcome destination, bool unplugged) = await RunChangingAsync(rig, when, () => rig.Unplug(gone));
 
         Assert.Multiple(() =>
         {
@@ -212,6 +164,38 @@ public class MigrationSessionHotplugTests
 
         Assume.That(destination.End, Is.EqualTo(MigrationEnd.RunningOnDestination), Describe(source, destination));
         Assert.That(rig.Judge(source, destination), Is.EqualTo("the guest's region at 0x2000000 (+8,388,608) is missing at the destination"));
+    }
+
+    /// <summary>Runs the rig's migration and makes <paramref name="change"/> once, at <paramref name="when"/>; says whether it was made.</summary>
+    private static async Task<(MigrationOutcome Source, MigrationOutcome Destination, bool Changed)> RunChangingAsync(HotplugRig rig, PlugMoment when, System.Action change)
+    {
+        bool changed = false;
+        void Once()
+        {
+            if (!changed)
+            {
+                changed = true;
+                change();
+            }
+        }
+
+        // A first pass carries at least a quarter of 10 MiB in data pages: past its first MiB it is still running.
+        (MigrationOutcome source, MigrationOutcome destination) = when == PlugMoment.AfterTheFirstPass
+            ? await rig.RunAsync(onSourceProgress: p =>
+            {
+                if (p.Round is { Phase: MigrationPhase.FirstPass })
+                {
+                    Once();
+                }
+            })
+            : await rig.RunAsync(beforeSourceWrite: (phase, written) =>
+            {
+                if (phase == MigrationPhase.FirstPass && written > (long)MiB)
+                {
+                    Once();
+                }
+            });
+        return (source, destination, changed);
     }
 
     private static void AssertRefused(HotplugRig rig, MigrationOutcome source, MigrationOutcome destination, string reason)
