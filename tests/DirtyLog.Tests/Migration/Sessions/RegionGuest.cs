@@ -16,28 +16,20 @@ namespace DirtyLog.Tests.Migration.Sessions;
 /// </summary>
 /// <remarks>
 /// <see cref="Use"/> and <see cref="LetGo"/> from one thread (the test's VMM); <see cref="LetGo"/> returns once the
-/// writer no longer touches the region, so the VMM may remove it. Pause and resume as for <see cref="SimulatedGuest"/>.
+/// writer no longer touches the region, so the VMM may remove it. Pause and resume as for <see cref="GuestWriterThread"/>.
 /// </remarks>
-internal sealed class RegionGuest : IDisposable
+internal sealed class RegionGuest : GuestWriterThread
 {
     private readonly EmulatedTracker _tracker;
-    private readonly int _seed;
     private readonly Lock _regionsGate = new(); // the writer holds it for each batch: LetGo waits for the batch in flight
     private readonly List<HostMemoryRegion> _regions = [];
-    private Thread? _writer;
-    private volatile bool _stop;
-    private long _writes;
 
     public RegionGuest(IEnumerable<HostMemoryRegion> regions, EmulatedTracker tracker, int seed)
+        : base(seed)
     {
         _regions.AddRange(regions);
         _tracker = tracker;
-        _seed = seed;
     }
-
-    public bool IsRunning => _writer is not null;
-
-    public long Writes => Interlocked.Read(ref _writes);
 
     /// <summary>The regions the guest uses now.</summary>
     public IReadOnlyList<HostMemoryRegion> Regions
@@ -69,54 +61,23 @@ internal sealed class RegionGuest : IDisposable
         }
     }
 
-    public void Resume()
+    protected override void WriteBatch(Random random)
     {
-        if (_writer is not null)
+        lock (_regionsGate)
         {
-            throw new InvalidOperationException("The guest runs already: a second resume would be a guest running twice.");
-        }
-
-        _stop = false;
-        var random = new Random(_seed + (int)Writes);
-        _writer = new Thread(() =>
-        {
-            while (!_stop)
+            for (int i = 0; i < 64 && _regions.Count > 0; i++)
             {
-                lock (_regionsGate)
+                HostMemoryRegion region = _regions[random.Next(_regions.Count)];
+                ulong page = (ulong)random.NextInt64((long)(region.Length / 4096));
+                long value = NextValue();
+                ulong address = region.GuestAddress + (page * 4096) + ((ulong)(value % 512) * 8);
+                unsafe
                 {
-                    for (int i = 0; i < 64 && _regions.Count > 0; i++)
-                    {
-                        HostMemoryRegion region = _regions[random.Next(_regions.Count)];
-                        ulong page = (ulong)random.NextInt64((long)(region.Length / 4096));
-                        long value = Interlocked.Increment(ref _writes);
-                        ulong address = region.GuestAddress + (page * 4096) + ((ulong)(value % 512) * 8);
-                        unsafe
-                        {
-                            *(long*)(region.HostAddress + (nint)(address - region.GuestAddress)) = value;
-                        }
-
-                        _tracker.Write(address);
-                    }
+                    *(long*)(region.HostAddress + (nint)(address - region.GuestAddress)) = value;
                 }
 
-                Thread.Sleep(1); // pacing, not synchronisation: a guest that leaves the link a chance to converge
+                _tracker.Write(address);
             }
-        })
-        { IsBackground = true, Name = "region guest" };
-        _writer.Start();
-    }
-
-    public void Pause()
-    {
-        if (_writer is not { } writer)
-        {
-            return;
         }
-
-        _stop = true;
-        writer.Join();
-        _writer = null;
     }
-
-    public void Dispose() => Pause();
 }
