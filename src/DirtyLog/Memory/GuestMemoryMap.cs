@@ -15,8 +15,8 @@ namespace DirtyLog.Memory;
 /// <remarks>
 /// <para>It does not own the memory; whoever mapped a region keeps it mapped while it is in the map, and until
 /// <see cref="Remove"/> returned for it: removal waits for every page copy that is reading or writing the region (a
-/// copy holds a region for one record, at most 1 MiB, never across an await), so the VMM may unmap the region as soon
-/// as <see cref="Remove"/> returns.</para>
+/// copy holds a region for one record, at most 1 MiB, never across an await; the source's memory digest, computed
+/// after the switch-over, for its whole pass), so the VMM may unmap the region as soon as <see cref="Remove"/> returns.</para>
 /// <para>Regions are 4 KiB aligned in guest-physical space (their start and length; the host address may be anything,
 /// a managed buffer's too), non-empty, and do not overlap there.
 /// <see cref="GuestMemoryView"/> is the one-region case at address 0.</para>
@@ -192,7 +192,7 @@ public sealed partial class GuestMemoryMap
             var wait = new SpinWait();
             while (Volatile.Read(ref snapshot.Readers) != 0)
             {
-                wait.SpinOnce(sleep1Threshold: 20); // a copy holds a snapshot for one record: microseconds to a millisecond
+                wait.SpinOnce(sleep1Threshold: 20); // a copy holds a snapshot for one record (microseconds to a millisecond); then it sleeps
             }
         }
     }

@@ -9,7 +9,6 @@ using System.Runtime.CompilerServices;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Memory;
-using DirtyLog.Native;
 using DirtyLog.Tracking;
 using static DirtyLog.Migration.PageStreamFormat;
 
@@ -42,6 +41,7 @@ public sealed partial class PageStreamReader
     private readonly GuestMemoryMap _memory;
     private readonly int _pageSize;
     private readonly List<ReceivedRegion> _regions = []; // the source's regions now, by first page
+    private readonly List<(ulong FirstPage, ulong PageCount)> _released = []; // regions removed: their memory may hold what this reader wrote
     private long _offset;
     private uint _chain = ~0u;
     private ulong _dataPages;
@@ -518,6 +518,11 @@ public sealed partial class PageStreamReader
         // Memory for the page CRCs is taken only now: the destination's own memory bounds it (4 bytes a page).
         var region = new ReceivedRegion(firstPage, count, target, MemoryStartsZeroed);
         region.Crcs.AsSpan().Fill(_zeroPageCrc); // fresh destination memory reads zero
+        if (MemoryStartsZeroed && _released.Exists(r => firstPage < r.FirstPage + r.PageCount && r.FirstPage < firstPage + count))
+        {
+            // Plugged in again where this reader wrote before: that memory is not fresh, so every zero page is checked.
+            region.Written.AsSpan().Fill(ulong.MaxValue);
+        }
         _regions.Insert(at < 0 ? _regions.Count : at, region);
         _announcedBytes += range.Length;
     }
@@ -532,6 +537,7 @@ public sealed partial class PageStreamReader
         }
 
         _regions.RemoveAt(index);
+        _released.Add((firstPage, count));
         _announcedBytes -= (ulong)count * (ulong)_pageSize;
         Chain(crc);
         Consume(RecordBytes);

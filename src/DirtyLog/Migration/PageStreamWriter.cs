@@ -9,7 +9,6 @@ using System.Threading.Tasks;
 using DirtyLog.Bitmaps;
 using DirtyLog.Harvesting;
 using DirtyLog.Memory;
-using DirtyLog.Native;
 using DirtyLog.Tracking;
 using static DirtyLog.Migration.PageStreamFormat;
 

@@ -43,6 +43,19 @@ internal sealed class HandMadeStream
 
     public HandMadeStream Zeros(ulong firstPage, uint pages) => Record(Zero, firstPage, pages);
 
+    /// <summary>A data record of one page.</summary>
+    public HandMadeStream Data(ulong page, byte[] bytes)
+    {
+        byte[] record = new byte[RecordBytes];
+        WriteRecord(record, DirtyLog.Migration.PageStreamFormat.Data, 1, page);
+        uint crc = System.Numerics.BitOperations.Crc32C(HeaderCrc(record), PageCrc(bytes));
+        WriteCrc(record, crc);
+        _chain = System.Numerics.BitOperations.Crc32C(_chain, crc);
+        _bytes.AddRange(record);
+        _bytes.AddRange(bytes);
+        return this;
+    }
+
     public HandMadeStream RoundEnd(ulong round) => Record(DirtyLog.Migration.PageStreamFormat.RoundEnd, round);
 
     /// <summary>The end record: the totals and the chain of every record before it.</summary>

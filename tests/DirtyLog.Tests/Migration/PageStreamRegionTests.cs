@@ -121,6 +121,22 @@ public class PageStreamRegionTests
     }
 
     [Test]
+    public async Task ARegionPluggedInAgainWhereThisReaderWroteIsNotTakenForFreshMemory()
+    {
+        // Memory that starts zeroed lets the reader skip zero pages it never wrote; a region unplugged and plugged in
+        // again at the same place still holds what the reader wrote there before, and its zero pages must clear it.
+        byte[] page = new byte[4096];
+        new System.Random(1).NextBytes(page);
+        byte[] stream = new HandMadeStream(128).Added(0, 64).Added(128, 64).Data(140, page).RoundEnd(1)
+            .Removed(128, 64).Added(128, 64).Zeros(128, 64).RoundEnd(2).End(65).ToArray();
+        var reader = new PageStreamReader(PipeReader.Create(new System.Buffers.ReadOnlySequence<byte>(stream)), TwoRegions()) { MemoryStartsZeroed = true };
+
+        await reader.ReadToEndAsync(CancellationToken.None);
+
+        Assert.That(_backing.ReadUInt64(4096 * 140), Is.Zero, "the page the source now has as zero");
+    }
+
+    [Test]
     public async Task ARemovedRegionIsLeftOutOfTheSummaryAndTheRestStillApplies()
     {
         _backing.WriteUInt64(4096 * 10, 0xDEAD);
