@@ -160,6 +160,12 @@ public sealed class PageStreamAcknowledgements
         }
     }
 
+    /// <summary>The data connections the destination granted with its acceptance of the header (0: none; the control connection carries the pages).</summary>
+    internal int GrantedDataConnections { get; private set; }
+
+    /// <summary>The token the data connections present, from the acceptance.</summary>
+    internal ulong DataConnectionToken { get; private set; }
+
     /// <summary>Waits until the destination accepted the stream's header (a migration session's handshake).</summary>
     internal Task WaitForAcceptanceAsync(CancellationToken cancellationToken) => _accepted.Task.WaitAsync(cancellationToken);
 
@@ -189,15 +195,24 @@ public sealed class PageStreamAcknowledgements
     {
         Span<byte> ack = stackalloc byte[AckBytes];
         bytes.Slice(0, AckBytes).CopyTo(ack);
-        if (BinaryPrimitives.ReadUInt32LittleEndian(ack) != AckMagic || BinaryPrimitives.ReadUInt32LittleEndian(ack[4..]) != 0)
+        ulong round = BinaryPrimitives.ReadUInt64LittleEndian(ack[8..]);
+        ulong last = BinaryPrimitives.ReadUInt64LittleEndian(ack[16..]);
+        uint granted = BinaryPrimitives.ReadUInt32LittleEndian(ack[4..]);
+        if (BinaryPrimitives.ReadUInt32LittleEndian(ack) != AckMagic || (granted != 0 && round != HeaderAccepted))
         {
             throw new PageStreamException("not a page stream acknowledgement", AppliedBytes);
         }
 
-        ulong round = BinaryPrimitives.ReadUInt64LittleEndian(ack[8..]);
-        ulong last = BinaryPrimitives.ReadUInt64LittleEndian(ack[16..]);
         if (round == HeaderAccepted)
         {
+            if (granted > MaxDataConnections)
+            {
+                throw new PageStreamException($"the destination granted {granted} data connections (at most {MaxDataConnections})", AppliedBytes);
+            }
+
+            // Set before the acceptance is seen: a session reads them once it waited for it.
+            GrantedDataConnections = (int)granted;
+            DataConnectionToken = granted == 0 ? 0 : last; // a version-3 destination sends its bytes read here
             _accepted.TrySetResult();
             return AckBytes;
         }

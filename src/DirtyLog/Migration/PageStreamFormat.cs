@@ -12,10 +12,10 @@ using DirtyLog.Tracking;
 namespace DirtyLog.Migration;
 
 /// <summary>
-/// The page stream's wire format, version 3, little-endian. A 24-byte stream header, then 24-byte records, data and
-/// state records followed by their bytes:
+/// The page stream's wire format, version 3 (one connection) and 4 (a control connection and data connections),
+/// little-endian. A 24-byte stream header, then 24-byte records, data and state records followed by their bytes:
 /// <code>
-/// header: "DLPS" | version u16 | reserved u16 | page size u32 | reserved u32 | memory bytes u64 (of every region at the start)
+/// header: "DLPS" | version u16 | data connections u16 (version 4: 1 to 64 asked; else 0) | page size u32 | reserved u32 | memory bytes u64 (of every region at the start)
 /// record: kind u8 | reserved u8 | reserved u16 | count u32 | value u64 | crc u32 | reserved u32
 /// kinds:  1 data: count pages from page value follow
 ///         2 zero pages: count pages from page value
@@ -25,11 +25,21 @@ namespace DirtyLog.Migration;
 ///         6 state: value name bytes (UTF-8, 1 to 255), then count payload bytes (at most 16 MiB) follow
 ///         7 region added: count pages from page value are guest memory (before any record of them; all fresh)
 ///         8 region removed: the region of count pages from page value, exactly as added, is no longer guest memory
+///         9 round begin (version 4 with data connections, on the control connection): value is the round
 /// ack:    "DLAK" | reserved u32 | round applied u64 | stream bytes read u64   (destination to source)
 ///         round 2^64-1: the end (a migration session sends it once the guest resumed there)
 ///         round 2^64-2: refused; the last field is the length of a UTF-8 reason (at most 1 KiB) that follows
-///         round 2^64-3: the header was accepted (a migration session waits for it before the first page)
+///         round 2^64-3: the header was accepted (a migration session waits for it before the first page); version 4:
+///                      the reserved u32 is the data connections granted (0 to those asked) and the last field their token
+/// data connection (version 4, once granted): "DLPL" | version u16 | index u16 | page size u32 | connections u32 | token u64,
+///         then data and zero-page records of each round, a round-end record after its share of each, and an end record
+///         whose value is its pages and whose crc chains its records' crcs
 /// </code>
+/// With data connections granted, the control connection carries no page: each round is a round-begin record (after
+/// the region changes and state before it), then its round end once the source's data connections carried their share.
+/// The destination applies a round's pages only after the control connection's round begin, and reads the round end
+/// only once every data connection applied its share: a page sent in two rounds, on two connections, is applied in
+/// round order, so the later copy wins.
 /// A data record's CRC is the CRC-32C of its header (CRC field zeroed) extended by each page's own CRC-32C in order,
 /// so both ends have every page's CRC without a second pass. The memory digest is the CRC-32C of every page's CRC in
 /// page order: the destination keeps the CRC of each page it applied (zero pages included), which is its memory at
@@ -45,6 +55,9 @@ internal static class PageStreamFormat
     public const uint Magic = 0x5350_4C44; // "DLPS"
     public const ushort Version = 3;
     public const ushort VersionWithoutRegions = 2;
+    public const ushort VersionWithDataConnections = 4;
+    public const uint DataConnectionMagic = 0x4C50_4C44; // "DLPL"
+    public const int MaxDataConnections = 64;
     public const int MaxRegions = 32768; // about the memory slots KVM allows an address space (32,767): more is not a guest
     public const uint AckMagic = 0x4B41_4C44; // "DLAK"
     public const int AckBytes = 24;
@@ -74,7 +87,7 @@ internal static class PageStreamFormat
         }
     }
 
-    public const byte Data = 1, Zero = 2, RoundEnd = 3, End = 4, Digest = 5, State = 6, RegionAdded = 7, RegionRemoved = 8;
+    public const byte Data = 1, Zero = 2, RoundEnd = 3, End = 4, Digest = 5, State = 6, RegionAdded = 7, RegionRemoved = 8, RoundBegin = 9;
 
     /// <summary>The CRC-32C of one page of zeros of this size.</summary>
     public static uint ZeroPageCrc(int pageSize)
@@ -119,13 +132,26 @@ internal static class PageStreamFormat
         return digest;
     }
 
-    public static void WriteHeader(Span<byte> span, uint pageSize, ulong memoryBytes)
+    public static void WriteHeader(Span<byte> span, uint pageSize, ulong memoryBytes, int dataConnections = 0)
     {
         span[..HeaderBytes].Clear();
         BinaryPrimitives.WriteUInt32LittleEndian(span, Magic);
-        BinaryPrimitives.WriteUInt16LittleEndian(span[4..], Version);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[4..], dataConnections == 0 ? Version : VersionWithDataConnections);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[6..], (ushort)dataConnections);
         BinaryPrimitives.WriteUInt32LittleEndian(span[8..], pageSize);
         BinaryPrimitives.WriteUInt64LittleEndian(span[16..], memoryBytes);
+    }
+
+    /// <summary>A data connection's first 24 bytes: which connection of how many, of which stream (the token the destination granted).</summary>
+    public static void WriteDataConnectionHeader(Span<byte> span, int index, int connections, uint pageSize, ulong token)
+    {
+        span[..HeaderBytes].Clear();
+        BinaryPrimitives.WriteUInt32LittleEndian(span, DataConnectionMagic);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[4..], VersionWithDataConnections);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[6..], (ushort)index);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[8..], pageSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[12..], (uint)connections);
+        BinaryPrimitives.WriteUInt64LittleEndian(span[16..], token);
     }
 
     public static void WriteRecord(Span<byte> span, byte kind, uint pages, ulong value)

@@ -1,5 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
+using System;
+using System.Threading;
 using DirtyLog.Tracking;
 
 namespace DirtyLog.Migration;
@@ -23,13 +25,23 @@ public sealed partial class PageStreamReader
 
         public ulong[] Written { get; } = trackWritten ? new ulong[(pageCount + 63) / 64] : [];
 
-        /// <summary>Pages [<paramref name="first"/>, + <paramref name="count"/>) of the region were written with data.</summary>
+        /// <summary>
+        /// Pages [<paramref name="first"/>, + <paramref name="count"/>) of the region were written with data. Atomic per
+        /// word: data connections apply neighbouring pages of one word at once.
+        /// </summary>
         public void MarkWritten(ulong first, uint count)
         {
-            for (ulong p = first; p < first + count; p++)
+            for (ulong p = first, end = first + count; p < end;)
             {
-                Written[p >> 6] |= 1UL << (int)(p & 63);
+                int bit = (int)(p & 63);
+                ulong bits = Math.Min(64 - (ulong)bit, end - p);
+                ulong mask = (bits == 64 ? ulong.MaxValue : (1UL << (int)bits) - 1) << bit;
+                Interlocked.Or(ref Written[p >> 6], mask);
+                p += bits;
             }
         }
+
+        /// <summary>Page <paramref name="page"/> of the region reads zero again (atomic, as <see cref="MarkWritten"/>).</summary>
+        public void MarkZero(ulong page) => Interlocked.And(ref Written[page >> 6], ~(1UL << (int)(page & 63)));
     }
 }

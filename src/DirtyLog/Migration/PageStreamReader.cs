@@ -40,7 +40,8 @@ public sealed partial class PageStreamReader
     private readonly PipeReader _input;
     private readonly GuestMemoryMap _memory;
     private readonly int _pageSize;
-    private readonly List<ReceivedRegion> _regions = []; // the source's regions now, by first page
+    private readonly string _connection = ""; // "data connection N: " in a data connection's reader, to prefix its failures
+    private readonly List<ReceivedRegion> _regions = []; // the source's regions now, by first page; a data connection's reader shares its control's
     private readonly List<(ulong FirstPage, ulong PageCount)> _released = []; // regions removed: their memory may hold what this reader wrote
     private long _offset;
     private uint _chain = ~0u;
@@ -147,6 +148,25 @@ public sealed partial class PageStreamReader
             throw new InvalidOperationException("The stream was read to its end already.");
         }
 
+        // A data connection that fails stops the control connection's reads too: its failure is the stream's.
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _controlReads = failed;
+        try
+        {
+            return await ReadRecordsAsync(failed.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && _gate?.Failure is { } failure)
+        {
+            throw DataConnectionFailed(failure);
+        }
+        finally
+        {
+            _controlReads = null;
+        }
+    }
+
+    private async ValueTask<PageStreamSummary> ReadRecordsAsync(CancellationToken cancellationToken)
+    {
         ReadOnlySequence<byte> header = await NeedAsync(HeaderBytes, "the stream header", cancellationToken).ConfigureAwait(false);
         ushort version = CheckHeader(header.Slice(0, HeaderBytes));
         Consume(HeaderBytes);
@@ -176,9 +196,10 @@ public sealed partial class PageStreamReader
 
         if (AcknowledgeHeader)
         {
-            await AcknowledgeAsync(HeaderAccepted, cancellationToken).ConfigureAwait(false);
+            await AcceptHeaderAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        bool inRound = false; // with data connections: between a round's begin and its end, when only they carry records
         while (true)
         {
             ReadOnlySequence<byte> buffered = await NeedAsync(RecordBytes, "a record header or the end marker", cancellationToken).ConfigureAwait(false);
@@ -188,8 +209,21 @@ public sealed partial class PageStreamReader
             ulong value = BinaryPrimitives.ReadUInt64LittleEndian(record.AsSpan(8));
             uint crc = ReadCrc(record);
             CheckReserved(record);
+            CheckOnControlConnection(kind, inRound);
             switch (kind)
             {
+                case RoundBegin:
+                    if (count != 0 || value != (ulong)_rounds + 1)
+                    {
+                        throw Fail($"round-begin record says round {value} with {count} pages; round {_rounds + 1} with 0 was expected");
+                    }
+
+                    CheckCrc(HeaderCrc(record), crc, "round-begin record");
+                    Chain(crc);
+                    Consume(RecordBytes);
+                    inRound = true;
+                    _gate!.Begin(_rounds + 1); // the data connections may apply this round's pages from here
+                    break;
                 case PageStreamFormat.RegionAdded:
                     await ReadRegionAddedAsync(record, cancellationToken).ConfigureAwait(false);
                     break;
@@ -216,6 +250,13 @@ public sealed partial class PageStreamReader
 
                     CheckCrc(HeaderCrc(record), crc, "round-end record");
                     Chain(crc);
+                    if (_gate is { } gate)
+                    {
+                        // Applied means applied on every data connection: only then may the next round begin.
+                        await WaitForDataConnectionsAsync(gate.WaitForRoundAsync(_rounds + 1, cancellationToken)).ConfigureAwait(false);
+                        inRound = false;
+                    }
+
                     _rounds++;
                     Consume(RecordBytes);
                     await AcknowledgeAsync((ulong)_rounds, cancellationToken).ConfigureAwait(false);
@@ -225,9 +266,15 @@ public sealed partial class PageStreamReader
                     await ReadStateAsync(record, count, value, crc, cancellationToken).ConfigureAwait(false);
                     break;
                 case End:
-                    if (count != 0 || value != _dataPages + _zeroPages)
+                    if (_gate is { } ending)
                     {
-                        throw Fail($"end marker counts {value:N0} pages, but {_dataPages + _zeroPages:N0} were received");
+                        ending.BeginEnd(); // the data connections read their end records now
+                        await WaitForDataConnectionsAsync(ending.WaitForEndsAsync(cancellationToken)).ConfigureAwait(false);
+                    }
+
+                    if (count != 0 || value != TotalDataPages + TotalZeroPages)
+                    {
+                        throw Fail($"end marker counts {value:N0} pages, but {TotalDataPages + TotalZeroPages:N0} were received");
                     }
 
                     if (crc != _chain)
@@ -355,7 +402,7 @@ public sealed partial class PageStreamReader
     }
 
     private PageStreamSummary Summary() =>
-        new(_dataPages, _zeroPages, _rounds, _offset) { MemoryVerified = _memoryVerified, States = new Dictionary<string, ReadOnlyMemory<byte>>(_states, StringComparer.Ordinal) };
+        new(TotalDataPages, TotalZeroPages, _rounds, TotalBytesRead) { MemoryVerified = _memoryVerified, States = new Dictionary<string, ReadOnlyMemory<byte>>(_states, StringComparer.Ordinal) };
 
     private async ValueTask AcknowledgeAsync(ulong round, CancellationToken cancellationToken)
     {
@@ -368,7 +415,7 @@ public sealed partial class PageStreamReader
         ack.Clear();
         BinaryPrimitives.WriteUInt32LittleEndian(ack, AckMagic);
         BinaryPrimitives.WriteUInt64LittleEndian(ack[8..], round);
-        BinaryPrimitives.WriteUInt64LittleEndian(ack[16..], (ulong)_offset);
+        BinaryPrimitives.WriteUInt64LittleEndian(ack[16..], (ulong)TotalBytesRead);
         acks.Advance(AckBytes);
         try
         {
@@ -428,9 +475,9 @@ public sealed partial class PageStreamReader
         }
 
         ushort version = BinaryPrimitives.ReadUInt16LittleEndian(h[4..]);
-        if (version is not (PageStreamFormat.Version or VersionWithoutRegions))
+        if (version is not (PageStreamFormat.Version or VersionWithoutRegions or VersionWithDataConnections))
         {
-            throw Fail($"stream version {version} is not supported (this reader reads versions {VersionWithoutRegions} and {PageStreamFormat.Version})");
+            throw Fail($"stream version {version} is not supported (this reader reads versions {VersionWithoutRegions} to {VersionWithDataConnections})");
         }
 
         uint pageSize = BinaryPrimitives.ReadUInt32LittleEndian(h[8..]);
@@ -440,10 +487,18 @@ public sealed partial class PageStreamReader
         }
 
         ulong memory = BinaryPrimitives.ReadUInt64LittleEndian(h[16..]);
-        if (BinaryPrimitives.ReadUInt16LittleEndian(h[6..]) != 0 || BinaryPrimitives.ReadUInt32LittleEndian(h[12..]) != 0)
+        ushort connections = BinaryPrimitives.ReadUInt16LittleEndian(h[6..]);
+        if ((version != VersionWithDataConnections && connections != 0) || BinaryPrimitives.ReadUInt32LittleEndian(h[12..]) != 0)
         {
             throw Fail("the stream header has non-zero reserved bytes");
         }
+
+        if (version == VersionWithDataConnections && connections is 0 or > PageStreamFormat.MaxDataConnections)
+        {
+            throw Fail($"the stream asks for {connections} data connections (1 to {PageStreamFormat.MaxDataConnections})");
+        }
+
+        RequestedDataConnections = connections;
 
         // A destination that maps regions as they are announced has none yet; one that has its memory is checked now.
         if (memory == 0 || memory % (ulong)_pageSize != 0 || (RegionAdding is null && memory > _memory.Size))
@@ -631,7 +686,7 @@ public sealed partial class PageStreamReader
                         continue;
                     }
 
-                    written[p >> 6] &= ~(1UL << (int)(p & 63));
+                    region.MarkZero(p);
                 }
 
                 Span<byte> page = GuestMemoryMap.Span(region.Target, (region.FirstPage + p) * (ulong)_pageSize, _pageSize);
@@ -776,7 +831,7 @@ public sealed partial class PageStreamReader
         return result.Buffer;
     }
 
-    private PageStreamException Fail(string message) => new(message, _offset);
+    private PageStreamException Fail(string message) => new(_connection + message, _offset);
 
     /// <summary>What a connection throws when it is reset or closed under a read or write (cancellation is not one).</summary>
     private static bool IsConnectionFailure(Exception e) => e is System.IO.IOException or System.Net.Sockets.SocketException or ObjectDisposedException;

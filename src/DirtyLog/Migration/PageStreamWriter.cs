@@ -30,7 +30,7 @@ namespace DirtyLog.Migration;
 /// 1 MiB of pages (or one page, for pages above 1 MiB), so no buffer grows with the run.</para>
 /// <para>Not thread-safe: one sender writes one stream.</para>
 /// </remarks>
-public sealed class PageStreamWriter
+public sealed partial class PageStreamWriter
 {
     /// <summary>
     /// The smallest buffer segment a <see cref="PipeWriter"/> under this writer should have (2 MiB; for
@@ -58,6 +58,9 @@ public sealed class PageStreamWriter
     internal bool SkipPagesOutsideRegions { get; init; }
     private bool _ended;
     private bool _digestSent;
+    private ulong _dataPages;
+    private ulong _zeroPages;
+    private long _bytesWritten;
 
     /// <summary>Creates a writer of the memory's pages.</summary>
     /// <param name="output">The pipe to write to.</param>
@@ -99,14 +102,14 @@ public sealed class PageStreamWriter
         _pageSize = pageSize;
     }
 
-    /// <summary>Pages sent with their data.</summary>
-    public ulong DataPages { get; private set; }
+    /// <summary>Pages sent with their data (on the data connections too, when there are some).</summary>
+    public ulong DataPages => _dataPages + SumOfDataConnections(w => w._dataPages);
 
     /// <summary>Pages sent as zero pages (no data).</summary>
-    public ulong ZeroPages { get; private set; }
+    public ulong ZeroPages => _zeroPages + SumOfDataConnections(w => w._zeroPages);
 
-    /// <summary>Bytes written to the pipe.</summary>
-    public long BytesWritten { get; private set; }
+    /// <summary>Bytes written to the pipe (and to the data connections' pipes, when there are some).</summary>
+    public long BytesWritten => _bytesWritten + (long)SumOfDataConnections(w => (ulong)w._bytesWritten);
 
     /// <summary>Rounds written.</summary>
     public long Rounds { get; private set; }
@@ -172,6 +175,17 @@ public sealed class PageStreamWriter
         bool chunked = round is not null || source is not null;
         long before = BytesWritten;
         WriteRegionChanges(plan);
+        if (_dataConnections is { } connections)
+        {
+            if (source is not null)
+            {
+                throw new InvalidOperationException("A chunk source's pages go over one connection.");
+            }
+
+            await WriteRoundOnDataConnectionsAsync(connections, runs, plan, chunked, round, cancellationToken).ConfigureAwait(false);
+            return BytesWritten - before;
+        }
+
         for (int i = 0; i < runs.Length; i++)
         {
             DirtyRun run = runs.Span[i];
@@ -296,7 +310,7 @@ public sealed class PageStreamWriter
         WriteCrc(span, crc);
         _chain = System.Numerics.BitOperations.Crc32C(_chain, crc);
         _output.Advance(total);
-        BytesWritten += total;
+        _bytesWritten += total;
         await FlushAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -310,12 +324,17 @@ public sealed class PageStreamWriter
     public async ValueTask WriteEndAsync(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_ended, this);
+        if (_dataConnections is { } connections)
+        {
+            await EndDataConnectionsAsync(connections, cancellationToken).ConfigureAwait(false);
+        }
+
         WriteRegionChanges(PlanRegions());
         Span<byte> span = _output.GetSpan(RecordBytes);
         WriteRecord(span, End, 0, DataPages + ZeroPages);
         WriteCrc(span, _chain);
         _output.Advance(RecordBytes);
-        BytesWritten += RecordBytes;
+        _bytesWritten += RecordBytes;
         _ended = true;
         await FlushAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -341,7 +360,7 @@ public sealed class PageStreamWriter
         WriteRecord(span, Digest, 0, digest);
         WriteCrc(span, HeaderCrc(span));
         _output.Advance(RecordBytes);
-        BytesWritten += RecordBytes;
+        _bytesWritten += RecordBytes;
         _digestSent = true;
         await FlushAsync(cancellationToken).ConfigureAwait(false);
         return digest;
@@ -369,9 +388,9 @@ public sealed class PageStreamWriter
             }
 
             Span<byte> span = _output.GetSpan(HeaderBytes);
-            WriteHeader(span, (uint)_pageSize, bytes);
+            WriteHeader(span, (uint)_pageSize, bytes, RequestedDataConnections);
             _output.Advance(HeaderBytes);
-            BytesWritten += HeaderBytes;
+            _bytesWritten += HeaderBytes;
             _headerWritten = true;
         }
 
@@ -505,7 +524,7 @@ public sealed class PageStreamWriter
         if (zero)
         {
             WriteControl(Zero, page, count);
-            ZeroPages += count;
+            _zeroPages += count;
             return count;
         }
 
@@ -523,8 +542,8 @@ public sealed class PageStreamWriter
         WriteCrc(span, crc);
         _chain = System.Numerics.BitOperations.Crc32C(_chain, crc);
         _output.Advance(RecordBytes + dataBytes);
-        BytesWritten += RecordBytes + dataBytes;
-        DataPages += count;
+        _bytesWritten += RecordBytes + dataBytes;
+        _dataPages += count;
         return count;
     }
 
@@ -536,7 +555,7 @@ public sealed class PageStreamWriter
         WriteCrc(span, crc);
         _chain = System.Numerics.BitOperations.Crc32C(_chain, crc);
         _output.Advance(RecordBytes);
-        BytesWritten += RecordBytes;
+        _bytesWritten += RecordBytes;
     }
 
     private bool IsZero(in PageSource memory, ulong page) => memory.Pages(page, _pageSize).IndexOfAnyExcept((byte)0) < 0;

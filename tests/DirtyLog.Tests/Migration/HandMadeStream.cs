@@ -15,14 +15,31 @@ internal sealed class HandMadeStream
     private readonly List<byte> _bytes = [];
     private uint _chain = ~0u;
 
-    public HandMadeStream(ulong memoryPages, ushort version = DirtyLog.Migration.PageStreamFormat.Version, int pageSize = 4096)
+    public HandMadeStream(ulong memoryPages, ushort version = DirtyLog.Migration.PageStreamFormat.Version, int pageSize = 4096, ushort dataConnections = 0)
     {
         PageSize = pageSize;
         byte[] header = new byte[HeaderBytes];
         WriteHeader(header, (uint)pageSize, memoryPages * (ulong)pageSize);
         System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(4), version);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(6), dataConnections);
         _bytes.AddRange(header);
     }
+
+    private HandMadeStream(byte[] header, int pageSize)
+    {
+        PageSize = pageSize;
+        _bytes.AddRange(header);
+    }
+
+    /// <summary>A data connection's stream: its header (index, count, token) and then its own records and chain.</summary>
+    public static HandMadeStream DataConnection(int index, int connections, ulong token, int pageSize = 4096)
+    {
+        byte[] header = new byte[HeaderBytes];
+        WriteDataConnectionHeader(header, index, connections, (uint)pageSize, token);
+        return new HandMadeStream(header, pageSize);
+    }
+
+    public HandMadeStream RoundBegin(ulong round) => Record(DirtyLog.Migration.PageStreamFormat.RoundBegin, round);
 
     public int PageSize { get; }
 

@@ -112,17 +112,21 @@ public sealed class MigrationDestination
             DeferEndAcknowledgement = true, // the source learns of the end only once the guest runs here
             RegionAdding = _hooks is IMigrationDestinationMemoryHooks adding ? adding.AddRegionAsync : null,
             RegionRemoved = _hooks is IMigrationDestinationMemoryHooks removing ? removing.RemoveRegionAsync : null,
+            MaxDataConnections = Options.ConnectionFactory is null ? 0 : Options.MaxDataConnections,
+            AcceptDataConnection = Options.ConnectionFactory is { } factory ? factory.OpenAsync : null,
+            DataConnectionTimeout = Options.DataConnectionTimeout,
         };
         reader.RoundReceived = (round, summary) => Report(round == 1 ? MigrationPhase.PreCopy : _progress.Phase, summary, progress);
         try
         {
-            MigrationOutcome outcome = await ReceiveAsync(reader, progress, cancellationToken).ConfigureAwait(false);
+            MigrationOutcome outcome = await ReceiveAsync(reader, progress, cancellationToken).ConfigureAwait(false) with { DataConnections = reader.DataConnections };
             Report(MigrationPhase.Ended, null, progress);
             MigrationTelemetry.Ended(outcome, "destination");
             return outcome;
         }
         finally
         {
+            await reader.CloseDataConnectionsAsync().ConfigureAwait(false); // none applies a page once the session returned
             try
             {
                 await acknowledgements.CompleteAsync().ConfigureAwait(false);

@@ -25,7 +25,31 @@ public sealed record MigrationDestinationOptions
     /// <summary>Bytes per page the stream must use. 4096 by default.</summary>
     public int PageSize { get; init; } = 4096;
 
+    /// <summary>
+    /// Accepts the data connections the destination grants a source that asks for some (with TLS, authenticated
+    /// and authorized as the control connection); <see langword="null"/>, the default, grants none, and the pages
+    /// come over the control connection.
+    /// </summary>
+    public Transport.IMigrationConnectionFactory? ConnectionFactory { get; init; }
+
+    /// <summary>The most data connections granted, whatever the source asks (up to 64). 8 by default.</summary>
+    public int MaxDataConnections { get; init; } = 8;
+
+    /// <summary>
+    /// How long the granted data connections may take to arrive, all of them, after the header's acceptance;
+    /// connections that are not one of them are dropped meanwhile. Past it, the destination refuses. 30 s by default.
+    /// </summary>
+    public TimeSpan DataConnectionTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Checks every option.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">The page size is not a power of two from 4 KiB to 2 MiB.</exception>
-    public void Validate() => PageStreamFormat.CheckPageSize(PageSize, nameof(PageSize));
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// The page size is not a power of two from 4 KiB to 2 MiB, the data connections are not 0 to 64, or the timeout is not positive.
+    /// </exception>
+    public void Validate()
+    {
+        PageStreamFormat.CheckPageSize(PageSize, nameof(PageSize));
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxDataConnections, nameof(MaxDataConnections));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxDataConnections, PageStreamFormat.MaxDataConnections, nameof(MaxDataConnections));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(DataConnectionTimeout, TimeSpan.Zero, nameof(DataConnectionTimeout));
+    }
 }

@@ -47,4 +47,7 @@ public sealed record MigrationOutcome(MigrationEnd End, MigrationPhase Phase, Mi
 
     /// <summary>The state sections that arrived (destination) or were sent (source), by name.</summary>
     public IReadOnlyList<string> StateSections { get; init; } = [];
+
+    /// <summary>The data connections the pages went over besides the control connection (0: the control connection carried them).</summary>
+    public int DataConnections { get; init; }
 }

@@ -27,7 +27,7 @@ public sealed partial class MigrationSource
             // The regions after tracking started: one added later is marked before the next harvest (FollowRegions).
             DirtyRun[] all = FirstPassRuns(out ulong pages);
             _controller.Observe(new RoundObservation(pages, 0, TimeSpan.Zero, TimeSpan.Zero)); // all dirty, no bandwidth yet: copy
-            _wire.Limit = Options.BandwidthLimit;
+            Pace(Options.BandwidthLimit);
             TimeSpan start = _acks.Now;
             long bytes = await _writer.WriteRoundAsync(all, Token).ConfigureAwait(false);
             TimeSpan applied = await _acks.WaitForRoundAsync(_writer.Rounds, Token).ConfigureAwait(false);

@@ -47,7 +47,11 @@ public sealed partial class MigrationSource
             _output = PipeWriter.Create(_wire, new StreamPipeWriterOptions(minimumBufferSize: PageStreamWriter.RecommendedBufferSize, leaveOpen: true));
             _acks = new PageStreamAcknowledgements(PipeReader.Create(session._connection, new StreamPipeReaderOptions(leaveOpen: true)));
             int pageSize = (int)session.Options.PreCopy.PageSize;
-            _writer = new PageStreamWriter(_output, session._memory, pageSize) { SkipPagesOutsideRegions = true }; // see the type's hotplug remarks
+            _writer = new PageStreamWriter(_output, session._memory, pageSize)
+            {
+                SkipPagesOutsideRegions = true, // see the type's hotplug remarks
+                RequestedDataConnections = session.Options.DataConnections,
+            };
             _controller = new PreCopyController(session.Options.PreCopy, session._hooks.Throttle);
             _remaining = session._memory.Size / (ulong)pageSize;
             KvmDirtyRingTracker? ring = session._harvester.Trackers.OfType<KvmDirtyRingTracker>().FirstOrDefault();
@@ -128,6 +132,8 @@ public sealed partial class MigrationSource
             {
                 throw new MigrationException(MigrationPhase.Handshake, $"the destination did not accept the stream within {Options.HandshakeTimeout.TotalSeconds:F0} s", e);
             }
+
+            await OpenDataConnectionsAsync().ConfigureAwait(false);
         }
 
         /// <summary>Handles a failure by the semantics in the type's remarks.</summary>
@@ -201,13 +207,16 @@ public sealed partial class MigrationSource
                 outcome = outcome with { Error = outcome.Error ?? new MigrationException(outcome.Phase, $"tracking did not stop cleanly: {e.Message}", e) };
             }
 
-            try
+            foreach (PipeWriter output in (PipeWriter[])[_output, .. _dataOutputs])
             {
-                await _output.CompleteAsync().ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is System.IO.IOException or System.Net.Sockets.SocketException or ObjectDisposedException or OperationCanceledException)
-            {
-                // The connection is gone; the outcome says what that meant.
+                try
+                {
+                    await output.CompleteAsync().ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is System.IO.IOException or System.Net.Sockets.SocketException or ObjectDisposedException or OperationCanceledException)
+                {
+                    // The connection is gone; the outcome says what that meant.
+                }
             }
 
             CancelQuietly();
@@ -219,6 +228,7 @@ public sealed partial class MigrationSource
         {
             _abort.Dispose();
             _wire.Dispose(); // the pacing only: the connection is the VMM's
+            DisposeDataConnections(); // those are the session's
         }
 
         private void CancelQuietly()
@@ -244,6 +254,7 @@ public sealed partial class MigrationSource
                 ZeroPages = _writer.ZeroPages,
                 Decision = _decision,
                 StateSections = _sections,
+                DataConnections = _writer.DataConnections,
             };
 
         private void Report(MigrationPhase phase, MigrationRound? round = null)

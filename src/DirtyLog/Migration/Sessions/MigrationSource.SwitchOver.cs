@@ -21,7 +21,7 @@ public sealed partial class MigrationSource
         private async Task StopCopyAsync()
         {
             Report(MigrationPhase.StopCopy);
-            _wire.Limit = 0; // the guest is paused: the downtime is the bound now
+            Pace(0); // the guest is paused: the downtime is the bound now
             _pausedAt = _acks.Now;
             _paused = true;
             await _session._hooks.PauseAsync(Token).ConfigureAwait(false);

@@ -57,6 +57,17 @@ public sealed record MigrationSourceOptions
     /// </summary>
     public DirtyConsumerSet? Consumers { get; init; }
 
+    /// <summary>
+    /// How many data connections to ask the destination for, besides the control connection: each round's pages are
+    /// cut into 1 MiB shares spread over them, each copied and checksummed on a thread of its own (see the page
+    /// stream's format, version 4). 0, the default, sends everything over the control connection. The destination may
+    /// grant fewer or none; <see cref="ConnectionFactory"/> opens those it grants.
+    /// </summary>
+    public int DataConnections { get; init; }
+
+    /// <summary>Opens the data connections to the destination (with TLS, authenticated as the control connection); needed when <see cref="DataConnections"/> is above 0.</summary>
+    public Transport.IMigrationConnectionFactory? ConnectionFactory { get; init; }
+
     /// <summary>Checks every option.</summary>
     /// <exception cref="ArgumentException">An option is out of range; the message names it.</exception>
     public void Validate()
@@ -84,5 +95,11 @@ public sealed record MigrationSourceOptions
         ArgumentOutOfRangeException.ThrowIfNegative(RoundRetries, nameof(RoundRetries));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(HandshakeTimeout, TimeSpan.Zero, nameof(HandshakeTimeout));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(AnswerTimeout, TimeSpan.Zero, nameof(AnswerTimeout));
+        ArgumentOutOfRangeException.ThrowIfNegative(DataConnections, nameof(DataConnections));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(DataConnections, PageStreamFormat.MaxDataConnections, nameof(DataConnections));
+        if (DataConnections > 0 && ConnectionFactory is null)
+        {
+            throw new ArgumentException("Data connections need a ConnectionFactory to open them.", nameof(ConnectionFactory));
+        }
     }
 }
