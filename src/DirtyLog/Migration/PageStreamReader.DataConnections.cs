@@ -32,6 +32,7 @@ public sealed partial class PageStreamReader
     private readonly List<Stream> _dataConnectionStreams = [];  // the reader's to dispose: it accepted them
     private Task[] _dataConnectionReads = [];
     private readonly List<string> _refusedDataConnections = [];
+    private CancellationTokenSource? _stopDataConnections;     // their reads: a stream whose dispose leaves a read pending still stops
 
     /// <summary>A data connection's reader: its own connection, counts and chain; its control's regions and memory.</summary>
     private PageStreamReader(PageStreamReader control, PipeReader input, int index)
@@ -147,13 +148,15 @@ public sealed partial class PageStreamReader
         var gate = new DataConnectionGate(granted);
         gate.Failed += () => CancelQuietly(_controlReads);
         _gate = gate;
+        _stopDataConnections = new CancellationTokenSource();
+        CancellationToken stop = _stopDataConnections.Token;
         _dataConnectionReads = new Task[granted];
         for (int i = 0; i < granted; i++)
         {
             PageStreamReader reader = _dataConnections[i];
             int index = i;
             // A thread each: a connection whose reads block (a synchronous socket) keeps its pages on its own core.
-            _dataConnectionReads[i] = Task.Factory.StartNew(() => reader.ReadDataConnectionAsync(gate, index).AsTask(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+            _dataConnectionReads[i] = Task.Factory.StartNew(() => reader.ReadDataConnectionAsync(gate, index, stop).AsTask(), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
         }
     }
 
@@ -200,10 +203,9 @@ public sealed partial class PageStreamReader
     /// A data connection's records: it waits for each round's begin on the control connection, applies its share, and
     /// says so at its round end; at the control connection's end, it checks its own end record.
     /// </summary>
-    /// <remarks>It stops when it fails, or when <see cref="CloseDataConnectionsAsync"/> fails the gate and disposes its connection.</remarks>
-    private async ValueTask ReadDataConnectionAsync(DataConnectionGate gate, int index)
+    /// <remarks>It stops when it fails, or when <see cref="CloseDataConnectionsAsync"/> cancels it and disposes its connection.</remarks>
+    private async ValueTask ReadDataConnectionAsync(DataConnectionGate gate, int index, CancellationToken cancellationToken)
     {
-        CancellationToken cancellationToken = CancellationToken.None;
         try
         {
             while (true)
@@ -220,7 +222,8 @@ public sealed partial class PageStreamReader
         }
         catch (Exception e)
         {
-            gate.Fail(e as PageStreamException ?? new PageStreamException($"{_connection}{e.Message}", _offset, e));
+            // Every failure names its connection: the control connection's error is the migration's.
+            gate.Fail(e is PageStreamException named && named.Message.StartsWith(_connection, StringComparison.Ordinal) ? named : new PageStreamException($"{_connection}{e.Message}", _offset, e));
         }
     }
 
@@ -325,7 +328,7 @@ public sealed partial class PageStreamReader
         }
     }
 
-    private PageStreamException DataConnectionFailed(Exception failure) => new($"the stream failed on a {failure.Message}", _offset, failure);
+    private PageStreamException DataConnectionFailed(Exception failure) => new($"the stream failed on {failure.Message}", _offset, failure);
 
     /// <summary>
     /// Stops the data connections' readers, waits until none applies anything, and disposes their connections (the
@@ -334,6 +337,7 @@ public sealed partial class PageStreamReader
     internal async ValueTask CloseDataConnectionsAsync()
     {
         _gate?.Fail(new PageStreamException("the migration session closed its data connections")); // a reader waiting for a round stops
+        CancelQuietly(_stopDataConnections); // and one reading
         Stream[] streams;
         lock (_dataConnectionStreams)
         {
@@ -350,6 +354,8 @@ public sealed partial class PageStreamReader
         {
             await read.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing); // its failure, if any, was the gate's
         }
+
+        _stopDataConnections?.Dispose();
 
     }
 

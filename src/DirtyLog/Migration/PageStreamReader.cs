@@ -35,6 +35,7 @@ namespace DirtyLog.Migration;
 /// (fresh), or the first pass to cover every page, as a full copy does.</para>
 /// <para>Not thread-safe: one receiver reads one stream.</para>
 /// </remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "The data connections' cancellation is disposed by CloseDataConnectionsAsync, which a migration session always calls; a reader without data connections makes none.")]
 public sealed partial class PageStreamReader
 {
     private readonly PipeReader _input;

@@ -20,12 +20,12 @@ internal sealed class CuttableConnection : IDisposable
     private readonly Socket _destination;
     private int _cut;
 
-    private CuttableConnection(Socket source, Socket destination)
+    private CuttableConnection(Socket source, Socket destination, bool destinationOwnsSocket)
     {
         _source = source;
         _destination = destination;
         Source = new CuttingStream(this, new NetworkStream(source, ownsSocket: false));
-        Destination = new NetworkStream(destination, ownsSocket: false);
+        Destination = new NetworkStream(destination, ownsSocket: destinationOwnsSocket);
     }
 
     /// <summary>The source's end; <see cref="CuttingStream.CutBeforeWrite"/> decides cuts on its writes.</summary>
@@ -36,7 +36,8 @@ internal sealed class CuttableConnection : IDisposable
 
     public bool IsCut => Volatile.Read(ref _cut) != 0;
 
-    public static async Task<CuttableConnection> OpenAsync()
+    /// <param name="destinationOwnsSocket">Whether disposing <see cref="Destination"/> closes the socket (a data connection's, which its session disposes).</param>
+    public static async Task<CuttableConnection> OpenAsync(bool destinationOwnsSocket = false)
     {
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
@@ -46,7 +47,7 @@ internal sealed class CuttableConnection : IDisposable
         await client.ConnectAsync(listener.LocalEndPoint!).ConfigureAwait(false);
         Socket server = await accepted.ConfigureAwait(false);
         server.NoDelay = true;
-        return new CuttableConnection(client, server);
+        return new CuttableConnection(client, server, destinationOwnsSocket);
     }
 
     /// <summary>Resets the connection: both peers' reads and writes fail from now on.</summary>
@@ -77,6 +78,9 @@ internal sealed class CuttableConnection : IDisposable
     internal sealed class CuttingStream(CuttableConnection connection, NetworkStream inner) : Stream
     {
         private long _written;
+
+        /// <summary>Bytes written so far.</summary>
+        public long Written => Interlocked.Read(ref _written);
 
         /// <summary>Asked before each write with the bytes written so far; true cuts the connection there.</summary>
         public Func<long, bool>? CutBeforeWrite { get; set; }

@@ -74,6 +74,18 @@ internal sealed class SessionRig : IDisposable
 
     public CuttableConnection? Connection { get; private set; }
 
+    /// <summary>
+    /// Data connections the source asks for (0: none); with some, both sessions get the paired factories, and the
+    /// destination grants at most <see cref="MigrationDestinationOptions.MaxDataConnections"/> of them.
+    /// </summary>
+    public int DataConnections { get; set; }
+
+    /// <summary>Whether the destination has a factory to accept data connections with (when <see cref="DataConnections"/> is above 0).</summary>
+    public bool DestinationAcceptsDataConnections { get; set; } = true;
+
+    /// <summary>The data connections' two ends, once <see cref="RunAsync"/> made them.</summary>
+    public PairedConnectionFactories DataConnectionFactories { get; } = new();
+
     public MigrationSource? Source { get; private set; }
 
     /// <summary>Runs both sessions with the guest running from the start.</summary>
@@ -88,6 +100,12 @@ internal sealed class SessionRig : IDisposable
         CancellationToken destinationCancellation = default)
     {
         Connection = await CuttableConnection.OpenAsync().ConfigureAwait(false);
+        if (DataConnections > 0)
+        {
+            SourceOptions = SourceOptions with { DataConnections = DataConnections, ConnectionFactory = DataConnectionFactories.Source };
+            DestinationOptions = DestinationOptions with { ConnectionFactory = DestinationAcceptsDataConnections ? DataConnectionFactories.Destination : null };
+        }
+
         var destination = new MigrationDestination(DestinationMemory, Connection.Destination, DestinationHooks, DestinationOptions);
         var source = new MigrationSource(Harvester, SourceMemory, Connection.Source, SourceHooks, SourceOptions);
         Source = source;
@@ -179,6 +197,7 @@ internal sealed class SessionRig : IDisposable
     {
         Guest.Dispose();
         Connection?.Dispose();
+        DataConnectionFactories.Dispose();
         Harvester.Dispose();
         Tracker.Dispose();
         _shared.Dispose();
