@@ -28,11 +28,12 @@ namespace DirtyLog.Migration;
 public sealed partial class PageStreamWriter
 {
     private PageStreamWriter[]? _dataConnections;
+    private readonly List<PageStreamWriter> _adding = [];
 
     /// <summary>
     /// How many data connections the header asks the destination for (format version 4); 0 for one connection
     /// (version 3). A migration session's; the destination's grant, which may be fewer or none, is what
-    /// <see cref="AttachDataConnectionsAsync"/> then gets.
+    /// <see cref="AddDataConnectionAsync"/> then gets.
     /// </summary>
     internal int RequestedDataConnections { get; init; }
 
@@ -40,35 +41,31 @@ public sealed partial class PageStreamWriter
     internal int DataConnections => _dataConnections?.Length ?? 0;
 
     /// <summary>
-    /// After the header was accepted: the data connections the destination granted, each told its index and the
-    /// destination's token; from the next round on, pages go over them and none over the control connection.
+    /// After the header was accepted: one of the data connections the destination granted, told at once its index
+    /// and the destination's token (the destination reads each one's header before it accepts the next). Once all
+    /// <paramref name="connections"/> are added, pages go over them from the next round on, and none over the control connection.
     /// </summary>
-    /// <param name="outputs">One pipe per granted connection, in index order.</param>
+    /// <param name="output">The connection's pipe; they are added in index order.</param>
+    /// <param name="connections">How many were granted.</param>
     /// <param name="token">The token the destination granted them with.</param>
-    /// <param name="cancellationToken">Cancels the flushes.</param>
-    internal async ValueTask AttachDataConnectionsAsync(IReadOnlyList<PipeWriter> outputs, ulong token, CancellationToken cancellationToken)
+    /// <param name="cancellationToken">Cancels the flush.</param>
+    internal async ValueTask AddDataConnectionAsync(PipeWriter output, int connections, ulong token, CancellationToken cancellationToken)
     {
-        if (!_headerWritten || Rounds != 0 || _dataConnections is not null || outputs.Count is 0 or > MaxDataConnections || outputs.Count > RequestedDataConnections)
+        if (!_headerWritten || Rounds != 0 || _dataConnections is not null || connections is <= 0 or > MaxDataConnections || connections > RequestedDataConnections)
         {
-            throw new InvalidOperationException("Data connections are attached once, after the header and before the first round, and no more than the header asked for.");
+            throw new InvalidOperationException("Data connections are added after the header and before the first round, no more than the header asked for.");
         }
 
-        var connections = new PageStreamWriter[outputs.Count];
-        for (int i = 0; i < connections.Length; i++)
+        var connection = new PageStreamWriter(output, _memory, _pageSize);
+        WriteDataConnectionHeader(connection._output.GetSpan(HeaderBytes), _adding.Count, connections, (uint)_pageSize, token);
+        connection._output.Advance(HeaderBytes);
+        connection._bytesWritten += HeaderBytes;
+        _adding.Add(connection);
+        await connection.FlushAsync(cancellationToken).ConfigureAwait(false);
+        if (_adding.Count == connections)
         {
-            var connection = new PageStreamWriter(outputs[i], _memory, _pageSize);
-            WriteDataConnectionHeader(connection._output.GetSpan(HeaderBytes), i, connections.Length, (uint)_pageSize, token);
-            connection._output.Advance(HeaderBytes);
-            connection._bytesWritten += HeaderBytes;
-            connections[i] = connection;
+            _dataConnections = [.. _adding];
         }
-
-        foreach (PageStreamWriter connection in connections)
-        {
-            await connection.FlushAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        _dataConnections = connections;
     }
 
     /// <summary>The round begin on the control connection, the shares over the data connections, then the round end everywhere.</summary>

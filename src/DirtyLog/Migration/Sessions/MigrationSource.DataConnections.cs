@@ -52,10 +52,11 @@ public sealed partial class MigrationSource
                 _dataConnections.Add(connection);
                 var wire = new RateLimitedStream(connection);
                 _dataWires.Add(wire);
-                _dataOutputs.Add(PipeWriter.Create(wire, new StreamPipeWriterOptions(minimumBufferSize: PageStreamWriter.RecommendedBufferSize, leaveOpen: true)));
+                var output = PipeWriter.Create(wire, new StreamPipeWriterOptions(minimumBufferSize: PageStreamWriter.RecommendedBufferSize, leaveOpen: true));
+                _dataOutputs.Add(output);
+                // Its header at once: the destination checks each connection before it accepts the next.
+                await _writer.AddDataConnectionAsync(output, granted, _acks.DataConnectionToken, Token).ConfigureAwait(false);
             }
-
-            await _writer.AttachDataConnectionsAsync(_dataOutputs, _acks.DataConnectionToken, Token).ConfigureAwait(false);
         }
 
         /// <summary>The bandwidth cap, shared equally by the connections that carry pages; 0 lifts it.</summary>

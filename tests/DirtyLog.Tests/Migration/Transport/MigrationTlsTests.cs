@@ -253,50 +253,6 @@ public class MigrationTlsTests
         return client;
     }
 
-    /// <summary>A source guest that does not write while it migrates: random pages, one tracker, no-op hooks.</summary>
-    private sealed class StaticGuest : IDisposable, IMigrationSourceHooks
-    {
-        private readonly AnonymousMapping _mapping = new(Bytes);
-        private readonly SparseDirtyBitmap _shared = new(40);
-        private readonly EmulatedTracker _tracker = new("vcpus", new AddressRange(0, Bytes));
-
-        public StaticGuest(int seed)
-        {
-            Memory = new GuestMemoryView(_mapping.Address, Bytes);
-            new Random(seed).NextBytes(Memory.Slice(0, Bytes / 2));
-        }
-
-        public GuestMemoryView Memory { get; }
-
-        public async Task<MigrationOutcome> MigrateAsync(Stream connection)
-        {
-            using var harvester = new ParallelHarvester(_shared);
-            harvester.Add(_tracker, TrackerFaultPolicy.FailRound);
-            var session = new MigrationSource(harvester, Memory, connection, this, new MigrationSourceOptions { HandshakeTimeout = TimeSpan.FromSeconds(10) });
-            MigrationOutcome outcome = await session.RunAsync();
-            harvester.Remove(_tracker);
-            return outcome;
-        }
-
-        public ValueTask PauseAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
-
-        public ValueTask ResumeAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
-
-        public ValueTask<IReadOnlyList<MigrationStateSection>> SaveStateAsync(CancellationToken cancellationToken) =>
-            ValueTask.FromResult<IReadOnlyList<MigrationStateSection>>([]);
-
-        public void Throttle(DirtyLog.Migration.ThrottleRequest request)
-        {
-        }
-
-        public void Dispose()
-        {
-            _tracker.Dispose();
-            _shared.Dispose();
-            _mapping.Dispose();
-        }
-    }
-
     private sealed class NothingToLoad : IMigrationDestinationHooks
     {
         public bool Resumed { get; private set; }
