@@ -87,6 +87,12 @@ internal sealed record MigrationOptions
     /// <summary>Destination: listen on every address without TLS (anyone who reaches the port can write a guest).</summary>
     public bool Insecure { get; init; }
 
+    /// <summary>
+    /// Source: the data connections the pages go over besides the control connection (0: the control connection
+    /// carries them). Destination: the most it grants.
+    /// </summary>
+    public int Connections { get; init; }
+
     /// <summary>Whether TLS is asked for.</summary>
     public bool UsesTls => TlsCertificateFile is not null;
 }

@@ -11,6 +11,7 @@ using DirtyLog.Harvesting;
 using DirtyLog.Memory;
 using DirtyLog.Migration;
 using DirtyLog.Migration.Sessions;
+using DirtyLog.Migration.Transport;
 
 namespace DirtyLog.Samples.LiveMigration;
 
@@ -27,9 +28,10 @@ internal static class Migrator
     /// <param name="progress">Called with each round sent.</param>
     /// <param name="cancellationToken">Cancels the migration.</param>
     /// <param name="consumers">Other consumers of the same trackers (a snapshot chain): each round sent is published to them first.</param>
+    /// <param name="dataConnections">Opens the data connections (<see cref="MigrationOptions.Connections"/> of them), if any.</param>
     /// <returns>The session's outcome, the rounds as the report prints them, and when the guest paused.</returns>
     public static async Task<(MigrationOutcome Outcome, List<RoundRow> Rows, long PausedAt)> SendAsync(SourceVm vm, Stream connection, MigrationOptions options,
-        Action<RoundRow> progress, CancellationToken cancellationToken, DirtyConsumerSet? consumers = null)
+        Action<RoundRow> progress, CancellationToken cancellationToken, DirtyConsumerSet? consumers = null, IMigrationConnectionFactory? dataConnections = null)
     {
         var hooks = new SourceHooks(vm);
         var session = new MigrationSource(vm.Harvester, vm.Memory, connection, hooks, new MigrationSourceOptions
@@ -37,6 +39,8 @@ internal static class Migrator
             // Past the first fit, rounds go on while each halves the dirty set (QEMU switches at the first fit).
             PreCopy = new PreCopyOptions { DowntimeLimit = options.DowntimeLimit, KeepCopyingWhileShrinkingTo = options.KeepCopyingWhileShrinkingTo },
             Consumers = consumers,
+            DataConnections = dataConnections is null ? 0 : options.Connections,
+            ConnectionFactory = dataConnections,
         });
 
         // Tracking starts with the session's first pass; a device fault injected after it meets the first pre-copy round
@@ -52,10 +56,20 @@ internal static class Migrator
     /// it on a thread of its own over a blocking stream (see <see cref="SynchronousStream"/>): the end record's arrival
     /// then wakes this thread directly, not through the thread pool, and that wake-up is part of the downtime.
     /// </summary>
-    public static MigrationOutcome Receive(DestinationVm vm, BootGuest? guest, Stream connection)
+    /// <param name="vm">The destination.</param>
+    /// <param name="guest">The guest whose vCPU resumes here, if any.</param>
+    /// <param name="connection">The control connection from the source.</param>
+    /// <param name="dataConnections">Accepts the data connections granted (at most <paramref name="maxDataConnections"/>), if any.</param>
+    /// <param name="maxDataConnections">The most data connections granted.</param>
+    public static MigrationOutcome Receive(DestinationVm vm, BootGuest? guest, Stream connection, IMigrationConnectionFactory? dataConnections = null, int maxDataConnections = 0)
     {
         // The destination's RAM is a fresh mapping: zero pages need no touching where the stream wrote nothing.
-        var session = new MigrationDestination(vm.Memory, connection, new DestinationHooks(vm, guest), new MigrationDestinationOptions { MemoryStartsZeroed = true });
+        var session = new MigrationDestination(vm.Memory, connection, new DestinationHooks(vm, guest), new MigrationDestinationOptions
+        {
+            MemoryStartsZeroed = true,
+            ConnectionFactory = dataConnections,
+            MaxDataConnections = maxDataConnections,
+        });
         return session.RunAsync(null, CancellationToken.None).GetAwaiter().GetResult();
     }
 

@@ -44,7 +44,7 @@ internal static class Program
             : $"source: SIMULATED vCPU threads (no /dev/kvm here) over {options.GuestBytes >> 20} MiB + {options.DeviceBytes >> 20} MiB, 2 DMA devices, 1 in-VMM device");
         Console.WriteLine($"destination: 127.0.0.1:{port}; writers dirty {options.PagesPerSecond:N0} pages/s each");
 
-        Task<MigrationOutcome> receive = ReceiveAsync(listener, destination, vm.Guest);
+        Task<MigrationOutcome> receive = ReceiveAsync(listener, destination, vm.Guest, options);
         using var client = new TcpClient { NoDelay = true }; // small records (a round's end, the end) go at once, not after a delayed ACK
         await client.ConnectAsync(IPAddress.Loopback, port).ConfigureAwait(false);
         vm.Start();
@@ -58,7 +58,8 @@ internal static class Program
         }
 
         long startedAt = Stopwatch.GetTimestamp();
-        (MigrationOutcome outcome, List<RoundRow> rows, long pausedAt) = await Migrator.SendAsync(vm, client.GetStream(), options, MigrationReport.Progress, CancellationToken.None, snapshots?.Consumers).ConfigureAwait(false);
+        (MigrationOutcome outcome, List<RoundRow> rows, long pausedAt) = await Migrator.SendAsync(vm, client.GetStream(), options, MigrationReport.Progress, CancellationToken.None, snapshots?.Consumers,
+            options.Connections > 0 ? new TcpMigrationConnector("127.0.0.1", port, tls: null) : null).ConfigureAwait(false);
         client.Close(); // the session is over: the destination reads the end of the connection
         MigrationOutcome received = await receive.ConfigureAwait(false);
         int faults = rows.Sum(r => r.Faults);
@@ -95,7 +96,7 @@ internal static class Program
         }
 
         Console.WriteLine(FormattableString.Invariant(
-            $"result: total_ms={Stopwatch.GetElapsedTime(startedAt, destination.ResumedAt).TotalMilliseconds:F1} downtime_ms={downtime.TotalMilliseconds:F1} mb={received.Bytes / 1e6:F1} rounds={received.Rounds} invariant={(broken is null ? "ok" : "broken")} digest={(received.MemoryVerified ? "ok" : "mismatch")}{(vm.RingStatus is { } ring ? $" ring_overflows={ring.Overflows} ring_resyncs={ring.Resynchronizations} ring_wedged={(ring.Wedged ? "yes" : "no")}" : "")}"));
+            $"result: total_ms={Stopwatch.GetElapsedTime(startedAt, destination.ResumedAt).TotalMilliseconds:F1} downtime_ms={downtime.TotalMilliseconds:F1} mb={received.Bytes / 1e6:F1} rounds={received.Rounds} connections={received.DataConnections} invariant={(broken is null ? "ok" : "broken")} digest={(received.MemoryVerified ? "ok" : "mismatch")}{(vm.RingStatus is { } ring ? $" ring_overflows={ring.Overflows} ring_resyncs={ring.Resynchronizations} ring_wedged={(ring.Wedged ? "yes" : "no")}" : "")}"));
         Console.WriteLine($"destination: the guest resumed and ran {passes} passes, {progressed:N0} of its {vm.Guest.Pages:N0} pages changed");
         Console.WriteLine(ok
             ? $"verdict: the guest runs on the destination with its invariant intact; every page matched the source's digest ({vm.Memory.Size:N0} bytes)"
@@ -108,9 +109,17 @@ internal static class Program
     /// <see cref="SynchronousStream"/>): the end record's arrival wakes it directly, not through the thread pool, and
     /// that wake-up is part of the downtime.
     /// </summary>
-    private static Task<MigrationOutcome> ReceiveAsync(TcpListener listener, DestinationVm destination, BootGuest? guest, MigrationTlsOptions? tls = null) =>
+    private static Task<MigrationOutcome> ReceiveAsync(TcpListener listener, DestinationVm destination, BootGuest? guest, MigrationOptions options, MigrationTlsOptions? tls = null) =>
         Task.Factory.StartNew(() =>
         {
+            // The data connections come to the same port, each authenticated as the control connection.
+            TcpMigrationListener? data = null;
+            if (options.Connections > 0)
+            {
+                data = new TcpMigrationListener(listener.Server, tls, insecure: options.Insecure);
+                data.Refused += (peer, refused) => Console.Error.WriteLine($"destination: refused a data connection from {peer} ({refused.Refusal}): {refused.Message}");
+            }
+
             while (true)
             {
                 using Socket connection = listener.AcceptSocket(); // accepted synchronously: its receives stay blocking
@@ -118,7 +127,7 @@ internal static class Program
                 using var stream = new SynchronousStream(new NetworkStream(connection, ownsSocket: false));
                 if (tls is null)
                 {
-                    return Migrator.Receive(destination, guest, stream);
+                    return Migrator.Receive(destination, guest, stream, data, options.Connections);
                 }
 
                 SslStream secure;
@@ -137,7 +146,7 @@ internal static class Program
 
                 using (secure)
                 {
-                    return Migrator.Receive(destination, guest, secure);
+                    return Migrator.Receive(destination, guest, secure, data, options.Connections);
                 }
             }
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
@@ -166,14 +175,15 @@ internal static class Program
         Console.WriteLine(tls is null
             ? "destination: INSECURE: no TLS (--insecure): anyone who reaches this port can write a guest here"
             : $"destination: mutual TLS 1.3, allowing {string.Join(", ", options.TlsAllow)}");
-        MigrationOutcome received = await ReceiveAsync(listener, destination, guest, tls).ConfigureAwait(false);
+        MigrationOutcome received = await ReceiveAsync(listener, destination, guest, options, tls).ConfigureAwait(false);
         if (received.End != MigrationEnd.RunningOnDestination)
         {
             Console.Error.WriteLine($"destination: migration refused or incomplete, nothing resumed here: {received.Error?.Message}");
             return 1;
         }
 
-        Console.WriteLine($"destination: complete: {received.Rounds} rounds, {received.Pages:N0} pages with data, {received.ZeroPages:N0} zero pages, every record checksummed");
+        Console.WriteLine($"destination: complete: {received.Rounds} rounds, {received.Pages:N0} pages with data, {received.ZeroPages:N0} zero pages, every record checksummed"
+            + (received.DataConnections > 0 ? $", over {received.DataConnections} data connections" : ""));
         if (destination.ResumedAt == 0 || guest is null)
         {
             Console.WriteLine(received.MemoryVerified
@@ -200,7 +210,8 @@ internal static class Program
             await client.ConnectAsync(host, port).ConfigureAwait(false);
             Stream connection = client.GetStream();
             SslStream? secure = null;
-            if (TlsOf(options, host) is { } tls)
+            MigrationTlsOptions? tls = TlsOf(options, host);
+            if (tls is not null)
             {
                 try
                 {
@@ -214,7 +225,8 @@ internal static class Program
             }
 
             vm.Start();
-            (MigrationOutcome outcome, List<RoundRow> rows, _) = await Migrator.SendAsync(vm, connection, options, MigrationReport.Progress, CancellationToken.None).ConfigureAwait(false);
+            (MigrationOutcome outcome, List<RoundRow> rows, _) = await Migrator.SendAsync(vm, connection, options, MigrationReport.Progress, CancellationToken.None,
+                dataConnections: options.Connections > 0 ? new TcpMigrationConnector(host, port, tls) : null).ConfigureAwait(false);
             secure?.Dispose();
             switch (outcome.End)
             {
@@ -228,6 +240,9 @@ internal static class Program
 
             // The same summary as in one process; the stream's own (pages applied, digest) is the destination's.
             MigrationReport.Summary(rows, outcome.Decision!, null, outcome.Downtime, resumed: false, options);
+            Console.WriteLine(outcome.DataConnections > 0
+                ? $"source: the pages went over {outcome.DataConnections} data connections{(tls is null ? "" : ", every one mutual TLS")}; the guest runs on the destination"
+                : $"source: the pages went over the control connection{(tls is null ? "" : " (mutual TLS)")}; the guest runs on the destination");
             return 0;
         }
         catch (Exception e) when (e is IOException or SocketException)

@@ -42,6 +42,7 @@ internal sealed class SampleCommandLine
     private readonly Option<string?> TlsServerName = new("--tls-server-name") { Description = "The name the destination's certificate must carry (default: --host)" };
     private readonly Option<bool> Insecure = new("--insecure") { Description = "Listen on every address without TLS: anyone who reaches the port can write a guest" };
     private readonly Option<string> CertsOut = new("--out") { Description = "The directory to write the test CA and certificates to", Required = true };
+    private readonly Option<int> Connections = Number("--connections", "Data connections the pages go over besides the control connection, each on a thread of its own (0: the control connection carries them); listen: the most it grants", 0, min: 0, max: 64);
     private readonly Option<string?> SnapshotDir = new("--snapshot-dir") { Description = "Keep a snapshot chain of the source while it migrates, in this directory (KVM guest only)", Recursive = true };
 
     private SampleCommandLine()
@@ -61,7 +62,7 @@ internal sealed class SampleCommandLine
     {
         var root = new RootCommand("Live migration of a running guest with DirtyLog: with no command, source and destination in this process over loopback TCP.")
         {
-            Rate, DowntimeMs, NoKvm, Chart, Csv, GuestMib, WorkingSetMib, VcpuOnly, WarmupMs, DirtyRing, ShrinkTo, SnapshotDir,
+            Rate, DowntimeMs, NoKvm, Chart, Csv, GuestMib, WorkingSetMib, VcpuOnly, WarmupMs, DirtyRing, ShrinkTo, SnapshotDir, Connections,
         };
         root.SetAction((result, _) => Program.RunInProcessAsync(OptionsFrom(result)));
 
@@ -135,6 +136,7 @@ internal sealed class SampleCommandLine
         TlsAllow = result.GetValue(TlsAllow) ?? [],
         TlsServerName = result.GetValue(TlsServerName),
         Insecure = result.GetValue(Insecure),
+        Connections = result.GetValue(Connections),
     };
 
     /// <summary>TLS needs all three files; a destination says whom it allows, or listens in the clear only when told to.</summary>

@@ -28,8 +28,8 @@ internal static class TestCertificates
         Issue(ca, "CN=source-1", server: false, Path.Combine(directory, "source"));
         Console.WriteLine($"""
             wrote {directory}/ca.pem, destination.pem/.key (localhost, 127.0.0.1), source.pem/.key (CN=source-1): test certificates, use your own PKI in production
-              listen --port 4444 --tls-cert {directory}/destination.pem --tls-key {directory}/destination.key --tls-ca {directory}/ca.pem --tls-allow CN=source-1
-              send --host localhost --port 4444 --tls-cert {directory}/source.pem --tls-key {directory}/source.key --tls-ca {directory}/ca.pem
+              listen --port 4444 --connections 4 --tls-cert {directory}/destination.pem --tls-key {directory}/destination.key --tls-ca {directory}/ca.pem --tls-allow CN=source-1
+              send --host localhost --port 4444 --connections 4 --tls-cert {directory}/source.pem --tls-key {directory}/source.key --tls-ca {directory}/ca.pem
             """);
         return 0;
     }

@@ -24,18 +24,21 @@ public class TwoProcessModeTests
         return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 
-    [Test]
-    public async Task ListenAndSendMigrateAndTheDestinationVerifiesTheMemoryDigest()
+    [TestCase(0)]
+    [TestCase(4)]
+    public async Task ListenAndSendMigrateAndTheDestinationVerifiesTheMemoryDigest(int connections)
     {
         int port = FreePort();
         // ListenAsync binds and listens before its first await: once it has returned its task, a connect is accepted.
-        Task<int> destination = Program.ListenAsync(port, Small);
-        int source = await Program.SendAsync("127.0.0.1", port, Small);
+        MigrationOptions plain = Small with { Connections = connections, Insecure = true };
+        Task<int> destination = Program.ListenAsync(port, plain);
+        int source = await Program.SendAsync("127.0.0.1", port, plain);
         Assert.That((source, await destination.WaitAsync(TimeSpan.FromMinutes(1))), Is.EqualTo((0, 0)));
     }
 
-    [Test]
-    public async Task ListenAndSendMigrateOverMutualTlsWithTheCertsCommandsCertificates()
+    [TestCase(0)]
+    [TestCase(4)]
+    public async Task ListenAndSendMigrateOverMutualTlsWithTheCertsCommandsCertificates(int connections)
     {
         string folder = Directory.CreateTempSubdirectory("dirtylog-certs-").FullName;
         try
@@ -43,6 +46,7 @@ public class TwoProcessModeTests
             Assert.That(TestCertificates.Write(folder), Is.Zero);
             MigrationOptions tls(string side) => Small with
             {
+                Connections = connections,
                 TlsCertificateFile = Path.Combine(folder, side + ".pem"),
                 TlsKeyFile = Path.Combine(folder, side + ".key"),
                 TlsCaFile = Path.Combine(folder, "ca.pem"),
