@@ -21,10 +21,10 @@ namespace DirtyLog.Benchmarks.Migration;
 
 /// <summary>
 /// A first full pass of 1 GiB, half of it zero pages (blocks of 64 pages, data and zero in turn), from one mapping to
-/// another over one loopback TCP connection: the page stream in the clear and over mutual TLS 1.3, against the two
-/// limits in the same run: a plain memcpy of the whole GiB (the memory's), and a raw socket carrying the data pages'
-/// bytes with no framing, checksums or zero-page detection (the socket's). Both ends run at once, as on two hosts,
-/// sharing this machine's cores.
+/// another over loopback TCP: the page stream in the clear and over mutual TLS 1.3, on one connection and over 2 and 4
+/// data connections (each with a thread of its own at both ends), against the two limits in the same run: a plain
+/// memcpy of the whole GiB (the memory's), and a raw socket carrying the data pages' bytes with no framing, checksums
+/// or zero-page detection (the socket's). Both ends run at once, as on two hosts, sharing this machine's cores.
 /// </summary>
 [InvocationCount(1)]
 [WarmupCount(1)]
@@ -40,8 +40,12 @@ public class TransportThroughputBenchmarks
     private Socket _destinationSocket = null!;
     private NetworkStream _sourcePlain = null!;
     private NetworkStream _destinationPlain = null!;
-    private SslStream _sourceTls = null!;
-    private SslStream _destinationTls = null!;
+    private Stream _sourceTls = null!;
+    private Stream _destinationTls = null!;
+    private X509Certificate2 _sourceCertificate = null!;
+    private X509Certificate2 _destinationCertificate = null!;
+    private readonly System.Collections.Generic.List<(Stream Source, Stream Destination)> _plainPairs = [];
+    private readonly System.Collections.Generic.List<(Stream Source, Stream Destination)> _tlsPairs = [];
 
     [GlobalSetup]
     public void Setup()
@@ -71,20 +75,38 @@ public class TransportThroughputBenchmarks
         var tlsSource = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         tlsSource.Connect(tlsListener.LocalEndPoint!);
         Socket tlsDestination = tlsListener.Accept();
-        X509Certificate2 sourceCertificate = SelfSigned("CN=source-1"), destinationCertificate = SelfSigned("CN=destination");
-        Task<SslStream> accepted = MigrationTls.AcceptAsync(new NetworkStream(tlsDestination, ownsSocket: true), new MigrationTlsOptions
+        _sourceCertificate = SelfSigned("CN=source-1");
+        _destinationCertificate = SelfSigned("CN=destination");
+        (_sourceTls, _destinationTls) = Secure(tlsSource, tlsDestination);
+    }
+
+    /// <summary>Fresh connections for the runs over data connections (a control connection and 4 data connections, plain and TLS): a session disposes those it used.</summary>
+    [IterationSetup(Targets = [nameof(PageStreamPlain2Connections), nameof(PageStreamPlain4Connections), nameof(PageStreamTls2Connections), nameof(PageStreamTls4Connections)])]
+    public void ConnectionsSetup()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(16);
+        for (int i = 0; i < 5; i++)
         {
-            Certificate = destinationCertificate,
-            AllowedPins = [MigrationTls.PinOf(sourceCertificate)],
-        });
-        Task<SslStream> connected = MigrationTls.ConnectAsync(new NetworkStream(tlsSource, ownsSocket: true), new MigrationTlsOptions
+            (Socket source, Socket destination) = Pair(listener);
+            _plainPairs.Add((new NetworkStream(source, ownsSocket: true), new NetworkStream(destination, ownsSocket: true)));
+            (source, destination) = Pair(listener);
+            _tlsPairs.Add(Secure(source, destination));
+        }
+    }
+
+    [IterationCleanup(Targets = [nameof(PageStreamPlain2Connections), nameof(PageStreamPlain4Connections), nameof(PageStreamTls2Connections), nameof(PageStreamTls4Connections)])]
+    public void ConnectionsCleanup()
+    {
+        foreach ((Stream source, Stream destination) in (System.Collections.Generic.List<(Stream, Stream)>)[.. _plainPairs, .. _tlsPairs])
         {
-            Certificate = sourceCertificate,
-            AllowedPins = [MigrationTls.PinOf(destinationCertificate)],
-        });
-        Task.WaitAll(accepted, connected);
-        _destinationTls = accepted.Result;
-        _sourceTls = connected.Result;
+            source.Dispose();
+            destination.Dispose();
+        }
+
+        _plainPairs.Clear();
+        _tlsPairs.Clear();
     }
 
     [GlobalCleanup]
@@ -142,6 +164,106 @@ public class TransportThroughputBenchmarks
     /// <summary>The same over mutual TLS 1.3.</summary>
     [Benchmark]
     public ulong PageStreamTls() => Migrate(_sourceTls, _destinationTls);
+
+    /// <summary>In the clear, a control connection and 2 data connections.</summary>
+    [Benchmark]
+    public ulong PageStreamPlain2Connections() => MigrateOverDataConnections(_plainPairs, 2);
+
+    /// <summary>In the clear, a control connection and 4 data connections.</summary>
+    [Benchmark]
+    public ulong PageStreamPlain4Connections() => MigrateOverDataConnections(_plainPairs, 4);
+
+    /// <summary>Mutual TLS 1.3 on every connection, 2 data connections.</summary>
+    [Benchmark]
+    public ulong PageStreamTls2Connections() => MigrateOverDataConnections(_tlsPairs, 2);
+
+    /// <summary>Mutual TLS 1.3 on every connection, 4 data connections.</summary>
+    [Benchmark]
+    public ulong PageStreamTls4Connections() => MigrateOverDataConnections(_tlsPairs, 4);
+
+    /// <summary>
+    /// The stream as a migration session runs it over data connections: the header and its acceptance (with the
+    /// grant and token), each data connection's header, the round over them, and the end.
+    /// </summary>
+    private ulong MigrateOverDataConnections(System.Collections.Generic.List<(Stream Source, Stream Destination)> pairs, int connections)
+    {
+        (Stream control, Stream controlEnd) = pairs[0];
+        var accepting = new System.Collections.Concurrent.ConcurrentQueue<Stream>(pairs.GetRange(1, connections).ConvertAll(p => p.Destination));
+        Task sent = Task.Run(async () =>
+        {
+            PipeWriter output = PipeWriter.Create(control, new StreamPipeWriterOptions(minimumBufferSize: PageStreamWriter.RecommendedBufferSize, leaveOpen: true));
+            var acks = new PageStreamAcknowledgements(PipeReader.Create(control, new StreamPipeReaderOptions(leaveOpen: true)));
+            Task reading = acks.RunAsync(CancellationToken.None);
+            var writer = new PageStreamWriter(output, View(_source)) { RequestedDataConnections = connections };
+            await writer.WriteHeaderAsync(CancellationToken.None);
+            await acks.WaitForAcceptanceAsync(CancellationToken.None);
+            var outputs = new System.Collections.Generic.List<PipeWriter>();
+            for (int i = 0; i < acks.GrantedDataConnections; i++)
+            {
+                outputs.Add(PipeWriter.Create(pairs[1 + i].Source, new StreamPipeWriterOptions(minimumBufferSize: PageStreamWriter.RecommendedBufferSize, leaveOpen: true)));
+                await writer.AddDataConnectionAsync(outputs[^1], acks.GrantedDataConnections, acks.DataConnectionToken, CancellationToken.None);
+            }
+
+            await writer.WriteRoundAsync([new DirtyRun(0, Bytes / 4096)], CancellationToken.None);
+            await writer.WriteEndAsync(CancellationToken.None);
+            await acks.WaitForEndAsync(CancellationToken.None);
+            foreach (PipeWriter data in outputs)
+            {
+                await data.CompleteAsync();
+            }
+
+            await output.CompleteAsync();
+            _ = reading;
+        });
+        PipeReader input = PipeReader.Create(controlEnd, new StreamPipeReaderOptions(bufferSize: PageStreamWriter.RecommendedBufferSize, leaveOpen: true));
+        PipeWriter acknowledgements = PipeWriter.Create(controlEnd, new StreamPipeWriterOptions(leaveOpen: true));
+        var reader = new PageStreamReader(input, View(_destination))
+        {
+            Acknowledgements = acknowledgements,
+            AcknowledgeHeader = true,
+            MaxDataConnections = connections,
+            AcceptDataConnection = _ => ValueTask.FromResult(accepting.TryDequeue(out Stream? next) ? next : throw new InvalidOperationException("no data connection left")),
+        };
+        PageStreamSummary summary = reader.ReadToEndAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult();
+        reader.CloseDataConnectionsAsync().AsTask().GetAwaiter().GetResult();
+        sent.GetAwaiter().GetResult();
+        input.Complete();
+        acknowledgements.Complete();
+        if (summary.DataPages + summary.ZeroPages != Bytes / 4096)
+        {
+            throw new InvalidOperationException($"{summary.DataPages + summary.ZeroPages} pages arrived, not {Bytes / 4096}");
+        }
+
+        return summary.DataPages + summary.ZeroPages;
+    }
+
+    private static (Socket Source, Socket Destination) Pair(Socket listener)
+    {
+        var source = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        source.Connect(listener.LocalEndPoint!);
+        Socket destination = listener.Accept();
+        destination.NoDelay = true;
+        return (source, destination);
+    }
+
+    /// <summary>Mutual TLS over a connected pair, each side pinning the other's key (made at setup: no key is kept); disposing a stream closes its socket.</summary>
+    private (Stream Source, Stream Destination) Secure(Socket source, Socket destination)
+    {
+        var sourceConnection = new NetworkStream(source, ownsSocket: true);
+        var destinationConnection = new NetworkStream(destination, ownsSocket: true);
+        Task<SslStream> accepted = MigrationTls.AcceptAsync(destinationConnection, new MigrationTlsOptions
+        {
+            Certificate = _destinationCertificate,
+            AllowedPins = [MigrationTls.PinOf(_sourceCertificate)],
+        });
+        Task<SslStream> connected = MigrationTls.ConnectAsync(sourceConnection, new MigrationTlsOptions
+        {
+            Certificate = _sourceCertificate,
+            AllowedPins = [MigrationTls.PinOf(_destinationCertificate)],
+        });
+        Task.WaitAll(accepted, connected);
+        return (new OwningStream(connected.Result, sourceConnection), new OwningStream(accepted.Result, destinationConnection));
+    }
 
     private ulong Migrate(Stream source, Stream destination, bool memoryStartsZeroed = false)
     {

@@ -130,7 +130,8 @@ public sealed partial class PageStreamReader
                 _dataConnectionStreams.Add(stream);
             }
 
-            PipeReader input = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
+            // Reads of up to 2 MiB: a 1 MiB record in a few socket reads, not in 256 of the default 4 KiB.
+            PipeReader input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: PageStreamWriter.RecommendedBufferSize, minimumReadSize: 64 << 10, leaveOpen: true));
             (int index, string? refusal) = await ReadDataConnectionHeaderAsync(input, granted, token, readers, timeout.Token).ConfigureAwait(false);
             if (refusal is not null)
             {
