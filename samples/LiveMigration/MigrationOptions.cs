@@ -93,6 +93,9 @@ internal sealed record MigrationOptions
     /// </summary>
     public int Connections { get; init; }
 
+    /// <summary>In one process: the directory of the certificates <c>certs</c> wrote, for mutual TLS on every connection; <see langword="null"/> for plain TCP.</summary>
+    public string? TlsDirectory { get; init; }
+
     /// <summary>Whether TLS is asked for.</summary>
     public bool UsesTls => TlsCertificateFile is not null;
 }

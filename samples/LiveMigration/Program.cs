@@ -44,9 +44,17 @@ internal static class Program
             : $"source: SIMULATED vCPU threads (no /dev/kvm here) over {options.GuestBytes >> 20} MiB + {options.DeviceBytes >> 20} MiB, 2 DMA devices, 1 in-VMM device");
         Console.WriteLine($"destination: 127.0.0.1:{port}; writers dirty {options.PagesPerSecond:N0} pages/s each");
 
-        Task<MigrationOutcome> receive = ReceiveAsync(listener, destination, vm.Guest, options);
+        (MigrationTlsOptions Source, MigrationTlsOptions Destination)? tls = options.TlsDirectory is { } certificates ? TestCertificates.Load(certificates) : null;
+        Task<MigrationOutcome> receive = ReceiveAsync(listener, destination, vm.Guest, options, tls?.Destination);
         using var client = new TcpClient { NoDelay = true }; // small records (a round's end, the end) go at once, not after a delayed ACK
         await client.ConnectAsync(IPAddress.Loopback, port).ConfigureAwait(false);
+        Stream connection = client.GetStream();
+        if (tls is { Source: var sourceTls })
+        {
+            connection = await MigrationTls.ConnectAsync(connection, sourceTls).ConfigureAwait(false);
+            Console.WriteLine($"transport: mutual TLS 1.3 on every connection ({options.Connections} data connections)");
+        }
+
         vm.Start();
         await Task.Delay(options.Warmup).ConfigureAwait(false); // the scenario's pacing: the guest settles before the migration starts
         using MigrationSnapshotChain? snapshots = options.SnapshotDirectory is { } dir && vm.UsesKvm
@@ -58,8 +66,13 @@ internal static class Program
         }
 
         long startedAt = Stopwatch.GetTimestamp();
-        (MigrationOutcome outcome, List<RoundRow> rows, long pausedAt) = await Migrator.SendAsync(vm, client.GetStream(), options, MigrationReport.Progress, CancellationToken.None, snapshots?.Consumers,
-            options.Connections > 0 ? new TcpMigrationConnector("127.0.0.1", port, tls: null) : null).ConfigureAwait(false);
+        (MigrationOutcome outcome, List<RoundRow> rows, long pausedAt) = await Migrator.SendAsync(vm, connection, options, MigrationReport.Progress, CancellationToken.None, snapshots?.Consumers,
+            options.Connections > 0 ? new TcpMigrationConnector("127.0.0.1", port, tls?.Source) : null).ConfigureAwait(false);
+        if (connection is SslStream secure)
+        {
+            await secure.DisposeAsync().ConfigureAwait(false); // its TLS close first, then the connection's
+        }
+
         client.Close(); // the session is over: the destination reads the end of the connection
         MigrationOutcome received = await receive.ConfigureAwait(false);
         int faults = rows.Sum(r => r.Faults);

@@ -43,6 +43,7 @@ internal sealed class SampleCommandLine
     private readonly Option<bool> Insecure = new("--insecure") { Description = "Listen on every address without TLS: anyone who reaches the port can write a guest" };
     private readonly Option<string> CertsOut = new("--out") { Description = "The directory to write the test CA and certificates to", Required = true };
     private readonly Option<int> Connections = Number("--connections", "Data connections the pages go over besides the control connection, each on a thread of its own (0: the control connection carries them); listen: the most it grants", 0, min: 0, max: 64);
+    private readonly Option<string?> TlsDir = new("--tls-dir") { Description = "In one process: mutual TLS 1.3 on every connection, with the certificates `certs --out DIR` wrote there" };
     private readonly Option<string?> SnapshotDir = new("--snapshot-dir") { Description = "Keep a snapshot chain of the source while it migrates, in this directory (KVM guest only)", Recursive = true };
 
     private SampleCommandLine()
@@ -53,6 +54,7 @@ internal sealed class SampleCommandLine
         Check<string?>(Chart, path => Unwritable(path, "--chart"));
         Check<string?>(Csv, path => Unwritable(path, "--csv"));
         Check<string>(Out, path => Unwritable(path, "--out"));
+        Check<string?>(TlsDir, dir => dir is null || TestCertificates.Missing(dir) is not { } missing ? null : $"--tls-dir {dir}: no {missing} there (write them with `certs --out {dir}`)");
     }
 
     /// <summary>The whole command line, built anew on each call: its option objects belong to one command tree.</summary>
@@ -62,7 +64,7 @@ internal sealed class SampleCommandLine
     {
         var root = new RootCommand("Live migration of a running guest with DirtyLog: with no command, source and destination in this process over loopback TCP.")
         {
-            Rate, DowntimeMs, NoKvm, Chart, Csv, GuestMib, WorkingSetMib, VcpuOnly, WarmupMs, DirtyRing, ShrinkTo, SnapshotDir, Connections,
+            Rate, DowntimeMs, NoKvm, Chart, Csv, GuestMib, WorkingSetMib, VcpuOnly, WarmupMs, DirtyRing, ShrinkTo, SnapshotDir, Connections, TlsDir,
         };
         root.SetAction((result, _) => Program.RunInProcessAsync(OptionsFrom(result)));
 
@@ -137,6 +139,7 @@ internal sealed class SampleCommandLine
         TlsServerName = result.GetValue(TlsServerName),
         Insecure = result.GetValue(Insecure),
         Connections = result.GetValue(Connections),
+        TlsDirectory = result.GetValue(TlsDir),
     };
 
     /// <summary>TLS needs all three files; a destination says whom it allows, or listens in the clear only when told to.</summary>

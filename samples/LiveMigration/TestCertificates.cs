@@ -5,6 +5,7 @@ using System.IO;
 using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using DirtyLog.Migration.Transport;
 
 namespace DirtyLog.Samples.LiveMigration;
 
@@ -33,6 +34,21 @@ internal static class TestCertificates
             """);
         return 0;
     }
+
+    /// <summary>The first file <see cref="Write"/> writes that <paramref name="directory"/> lacks, or <see langword="null"/>.</summary>
+    public static string? Missing(string directory) =>
+        Array.Find(Files, f => !File.Exists(Path.Combine(directory, f)));
+
+    /// <summary>Both sides' TLS options from a directory <see cref="Write"/> filled: the source allowed by its subject, the destination by its name.</summary>
+    public static (MigrationTlsOptions Source, MigrationTlsOptions Destination) Load(string directory)
+    {
+        string at(string file) => Path.Combine(directory, file);
+        MigrationTlsOptions source = MigrationTlsOptions.FromPemFiles(at("source.pem"), at("source.key"), at("ca.pem")) with { ServerName = "localhost" };
+        MigrationTlsOptions destination = MigrationTlsOptions.FromPemFiles(at("destination.pem"), at("destination.key"), at("ca.pem")) with { AllowedSubjects = ["CN=source-1"] };
+        return (source, destination);
+    }
+
+    private static readonly string[] Files = ["ca.pem", "destination.pem", "destination.key", "source.pem", "source.key"];
 
     private static void Issue(X509Certificate2 ca, string subject, bool server, string pathWithoutExtension)
     {

@@ -39,6 +39,32 @@ public class LiveMigrationTests
         });
     }
 
+    [Test]
+    public async Task AGuestMigratesInOneProcessOverFourDataConnectionsAllMutualTls()
+    {
+        string folder = System.IO.Directory.CreateTempSubdirectory("dirtylog-certs-").FullName;
+        try
+        {
+            Assert.That(TestCertificates.Write(folder), Is.Zero);
+            var options = new MigrationOptions
+            {
+                GuestBytes = 32UL << 20,
+                DeviceBytes = 8UL << 20,
+                PagesPerSecond = 10_000,
+                Connections = 4,
+                TlsDirectory = folder,
+                Warmup = System.TimeSpan.FromMilliseconds(100),
+            };
+
+            (bool ok, _) = await Program.MigrateInProcessAsync(options);
+            Assert.That(ok, Is.True, "the destination holds the source's guest (its invariant on KVM, byte for byte with simulated writers)");
+        }
+        finally
+        {
+            System.IO.Directory.Delete(folder, recursive: true);
+        }
+    }
+
     [TestCase(0u, 0.0)]
     [TestCase(65536u, 0.0)]
     [TestCase(0u, 0.6)]

@@ -109,6 +109,7 @@ public class TwoProcessModeTests
     [TestCase(new[] { "fly" }, "fly")]
     [TestCase(new[] { "--rate" }, "--rate")]
     [TestCase(new[] { "send", "--port", "1" }, "--host")]
+    [TestCase(new[] { "--tls-dir", "/nonexistent-dirtylog-certs" }, "--tls-dir")]
     public async Task BadCommandLinesSayWhatIsWrongAndExitWithOne(string[] args, string named)
     {
         // Through Program.Main, as the shell runs it (CommandLineTests cover each option's rule).
