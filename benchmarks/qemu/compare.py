@@ -9,9 +9,16 @@ no auto-converge); the sample runs as `LiveMigration --vcpu-only`, published Nat
 compiling inside the downtime; `--jit` runs the framework-dependent build instead). Both log the vCPU's writes with
 KVM's dirty bitmap, and with `--modes log,ring` also with a 65,536-entry dirty ring (QEMU `dirty-ring-size`, the
 sample `--dirty-ring`). Every resumed destination is checked against the guest's invariant (QEMU's memory dumped with
-pmemsave). Prints medians and DirtyLog/QEMU ratios.
+pmemsave). Prints medians and DirtyLog/QEMU ratios, and the ratio of DirtyLog's median to QEMU's fastest run.
 
-usage: benchmarks/qemu/compare.py [--reps N] [--rates idle,5000,50000,unthrottled] [--modes log,ring] [--jit]
+Transports (--transports): plain, one connection each; multifd2 and multifd4, QEMU's multifd with 2 and 4 channels
+against the sample's --connections 2 and 4; tls, both over mutual TLS 1.3 with x509 certificates the script makes
+(the sample's `certs`, copied to QEMU's file names; QEMU verifies the peer and allows only CN=source-1 by tls-authz,
+as the sample's --tls-dir does); tls-multifd4, both at once. --accel tcg checks the QEMU side on a machine without
+/dev/kvm (with --qemu-only: the sample's guest needs KVM).
+
+usage: benchmarks/qemu/compare.py [--reps N] [--rates idle,5000,50000,unthrottled] [--modes log,ring]
+                                  [--transports plain,multifd2,multifd4,tls,tls-multifd4] [--jit] [--accel kvm|tcg] [--qemu-only]
 """
 import argparse
 import json
@@ -32,6 +39,17 @@ RING_ENTRIES = 65536
 GUEST_MIB, WORKING_SET_MIB, FIRST_PAGE = 1024, 512, 256
 WARMUP_S = 3.0
 RATES = {"idle": 2, "5000": 5000, "50000": 50000, "unthrottled": 0}
+TRANSPORTS = {"plain": (0, False), "multifd2": (2, False), "multifd4": (4, False), "tls": (0, True), "tls-multifd4": (4, True)}
+
+
+def make_certificates(sample, work):
+    """The sample's test CA and certificates, and the same files under the names QEMU's tls-creds-x509 reads."""
+    directory = os.path.join(work, "certs")
+    subprocess.run(sample + ["certs", "--out", directory], check=True, stdout=subprocess.DEVNULL)
+    for ours, qemus in (("ca.pem", "ca-cert.pem"), ("destination.pem", "server-cert.pem"), ("destination.key", "server-key.pem"),
+                        ("source.pem", "client-cert.pem"), ("source.key", "client-key.pem")):
+        shutil.copyfile(os.path.join(directory, ours), os.path.join(directory, qemus))
+    return directory
 
 
 def ensure_tools(jit):
@@ -97,14 +115,28 @@ def check_invariant(first_bytes):
     return None
 
 
-def qemu_vm(image, qmp, ring, incoming=None):
-    accel = f"kvm,dirty-ring-size={RING_ENTRIES}" if ring else "kvm"
+def qemu_vm(image, qmp, ring, accel, incoming=False, certs=None):
+    accel = f"{accel},dirty-ring-size={RING_ENTRIES}" if ring and accel == "kvm" else accel
     args = ["qemu-system-x86_64", "-accel", accel, "-m", str(GUEST_MIB), "-display", "none", "-serial", "none",
             "-monitor", "none", "-nodefaults", "-drive", f"file={image},format=raw,if=ide",
             "-qmp", f"unix:{qmp},server=on,wait=off"]
+    if certs:
+        endpoint = "server,verify-peer=on" if incoming else "client"
+        args += ["-object", f"tls-creds-x509,id=tls0,dir={certs},endpoint={endpoint}"]
+        if incoming:
+            args += ["-object", "authz-simple,id=auth0,identity=CN=source-1"]
     if incoming:
-        args += ["-incoming", incoming]
+        args += ["-incoming", "defer"]  # the capabilities and parameters first, then migrate-incoming
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def set_transport(vm, channels, certs, destination):
+    """multifd with its channels, and TLS (the destination authorizes CN=source-1; the source checks the name)."""
+    if channels:
+        vm.execute("migrate-set-capabilities", capabilities=[{"capability": "multifd", "state": True}])
+        vm.execute("migrate-set-parameters", **{"multifd-channels": channels})
+    if certs:
+        vm.execute("migrate-set-parameters", **({"tls-creds": "tls0", "tls-authz": "auth0"} if destination else {"tls-creds": "tls0", "tls-hostname": "localhost"}))
 
 
 def wait_for_guest(vm):
@@ -119,18 +151,21 @@ def wait_for_guest(vm):
         time.sleep(0.1)
 
 
-def run_qemu(image, work, ring):
+def run_qemu(image, work, ring, accel, channels=0, certs=None):
     port = free_port()
     src_sock, dst_sock = os.path.join(work, "src.qmp"), os.path.join(work, "dst.qmp")
     for path in (src_sock, dst_sock):
         if os.path.exists(path):
             os.remove(path)
-    dst = qemu_vm(image, dst_sock, ring, f"tcp:127.0.0.1:{port}")
-    src = qemu_vm(image, src_sock, ring)
+    dst = qemu_vm(image, dst_sock, ring, accel, incoming=True, certs=certs)
+    src = qemu_vm(image, src_sock, ring, accel, certs=certs)
     try:
         source, destination = Qmp(src_sock), Qmp(dst_sock)
+        set_transport(destination, channels, certs, destination=True)
+        destination.execute("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
         wait_for_guest(source)  # SeaBIOS takes seconds here before it hands over to the boot sector
         time.sleep(WARMUP_S)
+        set_transport(source, channels, certs, destination=False)
         source.execute("migrate-set-parameters", **{"downtime-limit": 300, "max-bandwidth": 100 * 1024 ** 3})
         source.execute("migrate", uri=f"tcp:127.0.0.1:{port}")
         while True:
@@ -162,8 +197,9 @@ def run_qemu(image, work, ring):
             vm.wait()
 
 
-def run_sample(sample, rate, ring):
-    out = subprocess.run(sample + (["--dirty-ring", str(RING_ENTRIES)] if ring else []) + ["--guest-mib", str(GUEST_MIB), "--working-set-mib", str(WORKING_SET_MIB),
+def run_sample(sample, rate, ring, connections=0, certs=None):
+    transport = (["--connections", str(connections)] if connections else []) + (["--tls-dir", certs] if certs else [])
+    out = subprocess.run(sample + transport + (["--dirty-ring", str(RING_ENTRIES)] if ring else []) + ["--guest-mib", str(GUEST_MIB), "--working-set-mib", str(WORKING_SET_MIB),
                           "--rate", str(rate), "--vcpu-only", "--downtime-ms", "300", "--warmup-ms", str(int(WARMUP_S * 1000))],
                          capture_output=True, text=True, timeout=600)
     line = next((l for l in out.stdout.splitlines() if l.startswith("result:")), None)
@@ -185,39 +221,53 @@ def main():
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rates", default="idle,5000,50000,unthrottled")
     parser.add_argument("--modes", default="log,ring")
+    parser.add_argument("--transports", default="plain")
     parser.add_argument("--jit", action="store_true", help="run the sample under the JIT instead of Native AOT")
+    parser.add_argument("--accel", default="kvm", choices=["kvm", "tcg"], help="QEMU's accelerator (tcg: to check the QEMU side without /dev/kvm)")
+    parser.add_argument("--qemu-only", action="store_true", help="run QEMU alone (the sample's guest needs KVM)")
     args = parser.parse_args()
     sample = ensure_tools(args.jit)
-    rates = [(r, m) for m in args.modes.split(",") for r in args.rates.split(",")]
+    rates = [(r, m, t) for t in args.transports.split(",") for m in args.modes.split(",") for r in args.rates.split(",")]
+    unknown = [t for _, _, t in rates if t not in TRANSPORTS]
+    if unknown:
+        parser.error(f"unknown transport {unknown[0]} (one of {', '.join(TRANSPORTS)})")
     results = {(r, who): [] for r in rates for who in ("qemu", "dirtylog")}
     with tempfile.TemporaryDirectory() as work:
+        certs = make_certificates(sample, work) if any(TRANSPORTS[t][1] for _, _, t in rates) else None
         images = {}
-        for rate in {r for r, _ in rates}:
+        for rate in {r for r, _, _ in rates}:
             images[rate] = os.path.join(work, f"guest-{rate}.img")
             subprocess.run(sample + ["boot-sector", "--out", images[rate], "--guest-mib", str(GUEST_MIB),
                                      "--working-set-mib", str(WORKING_SET_MIB), "--rate", str(RATES[rate])], check=True, stdout=subprocess.DEVNULL)
         for rep in range(args.reps):
-            for r in rates:  # interleaved: each rate and mode, QEMU then DirtyLog, rep after rep
-                rate, mode = r
-                q = run_qemu(images[rate], work, mode == "ring")
-                d = run_sample(sample, RATES[rate], mode == "ring")
+            for r in rates:  # interleaved: each rate, mode and transport, QEMU then DirtyLog, rep after rep
+                rate, mode, transport = r
+                channels, tls = TRANSPORTS[transport]
+                q = run_qemu(images[rate], work, mode == "ring", args.accel, channels, certs if tls else None)
                 results[(r, "qemu")].append(q)
-                results[(r, "dirtylog")].append(d)
-                print(f"rep {rep + 1} {rate:>11} {mode}: QEMU total {q['total_ms']:7.0f} ms downtime {q['downtime_ms']:6.0f} ms {q['mb']:7.0f} MB invariant {q['invariant']};"
-                      f" DirtyLog total {d['total_ms']:7.0f} ms downtime {d['downtime_ms']:6.1f} ms {d['mb']:7.0f} MB invariant {d['invariant']}", flush=True)
+                line = f"rep {rep + 1} {rate:>11} {mode} {transport}: QEMU total {q['total_ms']:7.0f} ms downtime {q['downtime_ms']:6.0f} ms {q['mb']:7.0f} MB invariant {q['invariant']}"
+                if not args.qemu_only:
+                    d = run_sample(sample, RATES[rate], mode == "ring", channels, certs if tls else None)
+                    results[(r, "dirtylog")].append(d)
+                    line += f"; DirtyLog total {d['total_ms']:7.0f} ms downtime {d['downtime_ms']:6.1f} ms {d['mb']:7.0f} MB invariant {d['invariant']}"
+                print(line, flush=True)
 
+    if args.qemu_only:
+        return 0
     print()
-    print("| guest dirtying | dirty log | QEMU total | DirtyLog total | ratio | QEMU downtime | DirtyLog downtime | ratio | invariant (QEMU / DirtyLog) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    print("| guest dirtying | dirty log | transport | QEMU total (fastest) | DirtyLog total | ratio (to the fastest) | QEMU downtime | DirtyLog downtime | ratio | invariant (QEMU / DirtyLog) |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     for r in rates:
         q, d = results[(r, "qemu")], results[(r, "dirtylog")]
         qt, dt = statistics.median(x["total_ms"] for x in q), statistics.median(x["total_ms"] for x in d)
+        qf = min(x["total_ms"] for x in q)
         qd, dd = statistics.median(x["downtime_ms"] for x in q), statistics.median(x["downtime_ms"] for x in d)
         qi = "ok" if all(x["invariant"] == "ok" for x in q) else "BROKEN"
         di = "ok" if all(x["invariant"] == "ok" for x in d) else "BROKEN"
-        rate, mode = r
+        rate, mode, transport = r
         label = rate if rate in ("idle", "unthrottled") else f"{int(rate):,} pages/s"
-        print(f"| {label} | {'bitmap' if mode == 'log' else 'ring'} | {qt / 1000:.2f} s | {dt / 1000:.2f} s | {dt / qt:.2f}x | {qd:.1f} ms | {dd:.1f} ms | {dd / max(qd, 0.1):.2f}x | {qi} / {di} |")
+        print(f"| {label} | {'bitmap' if mode == 'log' else 'ring'} | {transport} | {qt / 1000:.2f} s ({qf / 1000:.2f} s) | {dt / 1000:.2f} s | {dt / qt:.2f}x ({dt / qf:.2f}x) |"
+              f" {qd:.1f} ms | {dd:.1f} ms | {dd / max(qd, 0.1):.2f}x | {qi} / {di} |")
     return 0
 
 

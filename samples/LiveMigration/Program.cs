@@ -265,13 +265,26 @@ internal static class Program
         }
     }
 
+    private static uint HostCpuKhz()
+    {
+        string? line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("cpu MHz", StringComparison.Ordinal));
+        return line is not null && double.TryParse(line[(line.IndexOf(':') + 1)..], System.Globalization.CultureInfo.InvariantCulture, out double mhz) ? (uint)(mhz * 1000) : 2_000_000;
+    }
+
     /// <summary>The guest's boot sector with these options' parameters, as a 1 MiB raw disk image: the same guest for another VMM.</summary>
     internal static int WriteBootSector(string path, MigrationOptions options)
     {
         uint tscKhz;
-        using (var probe = new SampleVmm(1UL << 20))
+        if (File.Exists("/dev/kvm"))
         {
+            using var probe = new SampleVmm(1UL << 20);
             tscKhz = probe.TscKhz;
+        }
+        else
+        {
+            // For another VMM that emulates the CPU (QEMU's TCG): the host's clock rate, as the kernel reports it.
+            tscKhz = HostCpuKhz();
+            Console.WriteLine($"no /dev/kvm: paced by the host's {tscKhz} kHz from /proc/cpuinfo");
         }
 
         byte[] image = new byte[1 << 20];
