@@ -125,6 +125,12 @@ public sealed partial class PageStreamReader
                 throw Fail($"{arrived} of the {granted} data connections granted arrived ({(timeout.IsCancellationRequested ? $"none more within {DataConnectionTimeout.TotalSeconds:F0} s" : e.Message)}){refused}");
             }
 
+            if (stream is null || !stream.CanRead)
+            {
+                stream?.Dispose();
+                throw Fail($"the connection factory gave a data connection {(stream is null ? "as null" : "that cannot be read")}");
+            }
+
             lock (_dataConnectionStreams)
             {
                 _dataConnectionStreams.Add(stream);

@@ -49,6 +49,12 @@ public sealed partial class MigrationSource
                     throw new MigrationException(MigrationPhase.Handshake, $"data connection {i} of {granted} could not be opened: {e.Message}", e);
                 }
 
+                if (connection is null || !connection.CanWrite)
+                {
+                    connection?.Dispose();
+                    throw new MigrationException(MigrationPhase.Handshake, $"the connection factory gave data connection {i} {(connection is null ? "as null" : "as a stream that cannot be written")}");
+                }
+
                 _dataConnections.Add(connection);
                 var wire = new RateLimitedStream(connection);
                 _dataWires.Add(wire);

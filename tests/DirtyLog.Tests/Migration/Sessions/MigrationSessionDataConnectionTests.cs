@@ -142,6 +142,26 @@ public class MigrationSessionDataConnectionTests
     }
 
     [Test]
+    public async Task AFactoryThatGivesNoConnectionFailsTheHandshakeAndNothingStops()
+    {
+        using var rig = new SessionRig();
+        rig.SourceOptions = rig.SourceOptions with { DataConnections = 2, ConnectionFactory = new NoConnection() };
+        rig.DestinationOptions = rig.DestinationOptions with { ConnectionFactory = rig.DataConnectionFactories.Destination, DataConnectionTimeout = TimeSpan.FromSeconds(2) };
+        (MigrationOutcome source, MigrationOutcome destination) = await rig.RunAsync();
+
+        string ends = $"source: {source.End} {source.Error?.Message}; destination: {destination.End} {destination.Error?.Message}";
+        Assert.Multiple(() =>
+        {
+            Assert.That(rig.Judge(source, destination), Is.Null, ends);
+            Assert.That(source.End, Is.EqualTo(MigrationEnd.RunningOnSource), ends);
+            Assert.That(source.Phase, Is.EqualTo(MigrationPhase.Handshake), ends);
+            Assert.That(source.Error?.Message, Does.Contain("as null"), ends);
+            Assert.That(destination.End, Is.EqualTo(MigrationEnd.RunningOnSource), ends);
+            Assert.That(rig.SourceHooks.Pauses, Is.Zero);
+        });
+    }
+
+    [Test]
     public void DataConnectionsWithoutAFactoryAreRefusedWhenTheSessionIsMade()
     {
         Assert.Multiple(() =>
@@ -152,5 +172,11 @@ public class MigrationSessionDataConnectionTests
             Assert.That(() => new MigrationDestinationOptions { MaxDataConnections = -1 }.Validate(), Throws.InstanceOf<ArgumentOutOfRangeException>());
             Assert.That(() => new MigrationDestinationOptions { DataConnectionTimeout = TimeSpan.Zero }.Validate(), Throws.InstanceOf<ArgumentOutOfRangeException>());
         });
+    }
+
+    /// <summary>A VMM's factory with a bug: it hands over no stream.</summary>
+    private sealed class NoConnection : DirtyLog.Migration.Transport.IMigrationConnectionFactory
+    {
+        public ValueTask<Stream> OpenAsync(System.Threading.CancellationToken cancellationToken) => ValueTask.FromResult<Stream>(null!);
     }
 }
