@@ -13,7 +13,7 @@ public sealed partial class PageStreamReader
     /// <see cref="MemoryStartsZeroed"/> a bit per page this reader may have left non-zero. Its pages are written to
     /// <see cref="Target"/>, the destination region that holds it.
     /// </summary>
-    private sealed class ReceivedRegion(ulong firstPage, ulong pageCount, HostMemoryRegion target, bool trackWritten)
+    internal sealed class ReceivedRegion(ulong firstPage, ulong pageCount, HostMemoryRegion target, bool trackWritten)
     {
         public ulong FirstPage { get; } = firstPage;
 
