@@ -22,7 +22,13 @@ public sealed unsafe partial class UserfaultfdContext
     /// The syscall failed: EPERM when the process may not catch faults taken in the kernel (that needs
     /// <c>CAP_SYS_PTRACE</c> or <c>vm.unprivileged_userfaultfd = 1</c>); or <c>UFFDIO_API</c> failed.
     /// </exception>
-    public static UserfaultfdContext CreateWriteProtect()
+    public static UserfaultfdContext CreateWriteProtect() => CreateSynchronous(UFFD_FEATURE_WP_UNPOPULATED);
+
+    /// <summary>
+    /// A synchronous userfaultfd that reports faults to this process, whether a thread of it or the kernel on its
+    /// behalf (KVM for a vCPU) takes them, with <paramref name="features"/> when the kernel has them (none otherwise).
+    /// </summary>
+    private static UserfaultfdContext CreateSynchronous(ulong features)
     {
         // Not UFFD_USER_MODE_ONLY: KVM's writes for a vCPU fault in the kernel, and a user-mode-only context would fail them (EFAULT from KVM_RUN).
         long fd = Interop.syscall(SyscallNumbers.__NR_userfaultfd, Interop.O_CLOEXEC | Interop.O_NONBLOCK);
@@ -35,7 +41,7 @@ public sealed unsafe partial class UserfaultfdContext
         FileDescriptorHandle? interrupt = null;
         try
         {
-            var api = new uffdio_api { api = UFFD_API, features = UFFD_FEATURE_WP_UNPOPULATED };
+            var api = new uffdio_api { api = UFFD_API, features = features };
             if (handle.TryIoctl(UFFDIO_API, &api, out Errno errno) < 0)
             {
                 if (errno != Errno.EINVAL)
@@ -43,7 +49,7 @@ public sealed unsafe partial class UserfaultfdContext
                     throw KernelErrors.From("ioctl", "UFFDIO_API on userfaultfd", errno);
                 }
 
-                // An older kernel without unpopulated markers: a second UFFDIO_API on the same descriptor is refused, so start again.
+                // An older kernel without those features: a second UFFDIO_API on the same descriptor is refused, so start again.
                 handle.Dispose();
                 fd = Interop.syscall(SyscallNumbers.__NR_userfaultfd, Interop.O_CLOEXEC | Interop.O_NONBLOCK);
                 if (fd < 0)

@@ -1,0 +1,17 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System.Runtime.InteropServices;
+
+namespace DirtyLog.Native.Linux.Userfaultfd;
+
+/// <summary><c>struct uffdio_copy</c> of <c>linux/userfaultfd.h</c>.</summary>
+[UapiStruct("linux/userfaultfd.h")]
+[StructLayout(LayoutKind.Sequential)]
+internal struct uffdio_copy
+{
+    public ulong dst;
+    public ulong src;
+    public ulong len;
+    public ulong mode;
+    public long copy;
+}
