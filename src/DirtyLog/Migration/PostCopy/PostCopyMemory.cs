@@ -26,6 +26,10 @@ namespace DirtyLog.Migration.PostCopy;
 /// on its first touch, with no request.</para>
 /// <para>Memory must be anonymous private memory (an <see cref="AnonymousMapping"/>): a dropped page then faults again.
 /// The page size is the system's (4 KiB).</para>
+/// <para>Who may touch a missing page: a vCPU (its access faults inside <c>KVM_RUN</c>, a system call) and native code
+/// (a P/Invoke copy). A managed thread of the VMM must not read or write guest memory that may be missing in managed
+/// code (a span over it): waiting on the fault there, it cannot be suspended, and the next garbage collection would
+/// wait for it, and with it every thread that serves the fault. Copy through native code instead.</para>
 /// <para>Thread safety: <see cref="Install"/>, <see cref="InstallZeroPages"/>, <see cref="Statistics"/> and
 /// <see cref="WhenComplete"/> from any thread, at once. One thread of its own reads the faults. The state lock
 /// (<c>_gate</c>) is taken after each kernel call, never across one, and nothing else is taken under it.
@@ -70,6 +74,9 @@ public sealed class PostCopyMemory : IDisposable
         _valid = new ulong[(_pages + 63) / 64];
         _requested = new ulong[_valid.Length];
     }
+
+    /// <summary>Pages of the memory.</summary>
+    public ulong Pages => _pages;
 
     /// <summary>Completes once every page is valid here: post-copy is over, and the userfaultfd may go.</summary>
     public Task WhenComplete => _complete.Task;
