@@ -48,13 +48,17 @@ public class TcpMigrationTransportTests
         });
         await using Stream control = await connector.OpenAsync(CancellationToken.None);
 
-        // An intruder with a certificate from the trusted issuer, not allowed: it queues before the source's data connections.
+        // An intruder with a certificate from the trusted issuer, not allowed: connected before the source's data
+        // connections (the listener accepts in that order), its handshake running meanwhile.
         using var intruderCertificate = TestPki.Issue(pki.Ca, "CN=intruder", null, server: false);
+        var intruderSocket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await intruderSocket.ConnectAsync(endpoint);
         Task intruder = Task.Run(async () =>
         {
+            await using var network = new NetworkStream(intruderSocket, ownsSocket: true);
             try
             {
-                await using Stream stream = await new TcpMigrationConnector("127.0.0.1", endpoint.Port, new MigrationTlsOptions { Certificate = intruderCertificate, TrustedIssuers = [pki.Ca], ServerName = "destination.test" }).OpenAsync(CancellationToken.None);
+                await using Stream stream = await MigrationTls.ConnectAsync(network, new MigrationTlsOptions { Certificate = intruderCertificate, TrustedIssuers = [pki.Ca], ServerName = "destination.test" });
                 await stream.WriteAsync(new byte[24]); // TLS 1.3: the refusal of its certificate shows on its first use
                 await stream.ReadExactlyAsync(new byte[1]);
             }
@@ -63,7 +67,6 @@ public class TcpMigrationTransportTests
                 // Refused, as it should be.
             }
         });
-        await Task.Delay(0);
         MigrationOutcome sent = await guest.MigrateAsync(control, new MigrationSourceOptions { DataConnections = 4, ConnectionFactory = connector, HandshakeTimeout = TimeSpan.FromSeconds(20) });
         MigrationOutcome outcome = await received.WaitAsync(TimeSpan.FromSeconds(30));
         await intruder.WaitAsync(TimeSpan.FromSeconds(30));
