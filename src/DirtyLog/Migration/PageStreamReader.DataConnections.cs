@@ -253,12 +253,7 @@ public sealed partial class PageStreamReader
                     await ApplyDataAsync(record, count, value, crc, cancellationToken).ConfigureAwait(false);
                     break;
                 case Zero when !ending:
-                    ReceivedRegion zeroIn = CheckPages(count, value, MaxZeroPages, "zero");
-                    CheckCrc(HeaderCrc(record), crc, "zero-page record");
-                    ApplyZeroPages(zeroIn, value, count);
-                    _zeroPages += count;
-                    Chain(crc);
-                    Consume(RecordBytes);
+                    ReadZeroPages(record, count, value, crc);
                     break;
                 case RoundEnd when !ending:
                     if (count != 0 || value != (ulong)_rounds + 1)
@@ -272,18 +267,7 @@ public sealed partial class PageStreamReader
                     _rounds++;
                     return false;
                 case End when ending:
-                    if (count != 0 || value != _dataPages + _zeroPages)
-                    {
-                        throw Fail($"end marker counts {value:N0} pages, but {_dataPages + _zeroPages:N0} were received");
-                    }
-
-                    if (crc != _chain)
-                    {
-                        throw Fail($"end marker checksum 0x{crc:x8} does not match the records received (0x{_chain:x8}): a record was lost, repeated or reordered");
-                    }
-
-                    Consume(RecordBytes);
-                    _ended = true;
+                    ReadEnd(count, value, crc, _dataPages + _zeroPages);
                     return true;
                 default:
                     throw Fail(ending

@@ -235,13 +235,7 @@ public sealed partial class PageStreamReader
                     await ApplyDataAsync(record, count, value, crc, cancellationToken).ConfigureAwait(false);
                     break;
                 case Zero:
-                    ReceivedRegion zeroIn = CheckPages(count, value, MaxZeroPages, "zero");
-                    CheckCrc(HeaderCrc(record), crc, "zero-page record");
-                    ApplyZeroPages(zeroIn, value, count);
-
-                    _zeroPages += count;
-                    Chain(crc);
-                    Consume(RecordBytes);
+                    ReadZeroPages(record, count, value, crc);
                     break;
                 case RoundEnd:
                     if (count != 0 || value != (ulong)_rounds + 1)
@@ -273,18 +267,7 @@ public sealed partial class PageStreamReader
                         await WaitForDataConnectionsAsync(ending.WaitForEndsAsync(cancellationToken)).ConfigureAwait(false);
                     }
 
-                    if (count != 0 || value != TotalDataPages + TotalZeroPages)
-                    {
-                        throw Fail($"end marker counts {value:N0} pages, but {TotalDataPages + TotalZeroPages:N0} were received");
-                    }
-
-                    if (crc != _chain)
-                    {
-                        throw Fail($"end marker checksum 0x{crc:x8} does not match the records received (0x{_chain:x8}): a record was lost, repeated or reordered");
-                    }
-
-                    Consume(RecordBytes);
-                    _ended = true;
+                    ReadEnd(count, value, crc, TotalDataPages + TotalZeroPages);
                     // The page CRCs no longer change: their digest is folded when it is needed, outside the downtime.
                     if (!DeferEndAcknowledgement)
                     {
@@ -703,6 +686,34 @@ public sealed partial class PageStreamReader
         {
             GuestMemoryMap.Exit(regions);
         }
+    }
+
+    /// <summary>A zero-page record: checked, applied, counted and chained.</summary>
+    private void ReadZeroPages(byte[] record, uint count, ulong firstPage, uint crc)
+    {
+        ReceivedRegion region = CheckPages(count, firstPage, MaxZeroPages, "zero");
+        CheckCrc(HeaderCrc(record), crc, "zero-page record");
+        ApplyZeroPages(region, firstPage, count);
+        _zeroPages += count;
+        Chain(crc);
+        Consume(RecordBytes);
+    }
+
+    /// <summary>An end record: the pages it counts are <paramref name="pages"/>, and its checksum the chain of every record before it.</summary>
+    private void ReadEnd(uint count, ulong value, uint crc, ulong pages)
+    {
+        if (count != 0 || value != pages)
+        {
+            throw Fail($"end marker counts {value:N0} pages, but {pages:N0} were received");
+        }
+
+        if (crc != _chain)
+        {
+            throw Fail($"end marker checksum 0x{crc:x8} does not match the records received (0x{_chain:x8}): a record was lost, repeated or reordered");
+        }
+
+        Consume(RecordBytes);
+        _ended = true;
     }
 
     /// <summary>Holds the destination's memory for one record's writes; its region must still be in the map.</summary>

@@ -53,6 +53,7 @@ public sealed class PostCopyMemory : IDisposable
     private IPostCopyPageRequests? _requests;
     private Thread? _reader;
     private volatile bool _stopping;
+    private int _closing;
     private ulong _missing;
     private ulong _requestedCount, _installed, _twice, _zeroFilled; // under _gate
     private long _blockedTicks;                                      // under _gate
@@ -199,11 +200,11 @@ public sealed class PostCopyMemory : IDisposable
         return installed;
     }
 
-    /// <summary>Stops serving faults and closes the userfaultfd (see the remarks for when).</summary>
+    /// <summary>Stops serving faults and closes the userfaultfd (see the remarks for when); calling it again does nothing.</summary>
     public void Dispose()
     {
         _stopping = true;
-        if (_faults is { } faults)
+        if (Interlocked.Exchange(ref _closing, 1) == 0 && _faults is { } faults)
         {
             faults.Interrupt();
             _reader?.Join();
@@ -305,7 +306,11 @@ public sealed class PostCopyMemory : IDisposable
         }
     }
 
-    private UserfaultfdContext Started() => _faults ?? throw new InvalidOperationException("Post-copy memory installs pages once started.");
+    private UserfaultfdContext Started()
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _closing) != 0, this);
+        return _faults ?? throw new InvalidOperationException("Post-copy memory installs pages once started.");
+    }
 
     private ulong CheckPages(ulong firstPage, ulong bytes)
     {

@@ -23,6 +23,19 @@ internal sealed class PostCopyRig : IDisposable
     private readonly AnonymousMapping _destination = new(Pages * PageBytes);
     private readonly int _seed;
 
+    /// <summary>Skips the test where the process may not catch faults taken in the kernel (no privilege, or no userfaultfd).</summary>
+    public static void RequireUserfaultfd()
+    {
+        try
+        {
+            UserfaultfdContext.CreateMissing().Dispose();
+        }
+        catch (KernelException e)
+        {
+            NUnit.Framework.Assume.That(false, $"a userfaultfd that catches faults taken in the kernel is not available: {e.Message}");
+        }
+    }
+
     public PostCopyRig(int seed)
     {
         _seed = seed;
