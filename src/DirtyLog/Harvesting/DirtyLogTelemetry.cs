@@ -66,6 +66,21 @@ public static class DirtyLogTelemetry
     /// <summary>Gauge, seconds: each running migration's expected downtime.</summary>
     public const string MigrationExpectedDowntime = "dirtylog.migration.expected_downtime";
 
+    /// <summary>Counter, pages: pages a post-copy destination asked for, or a source answered (tag <c>dirtylog.migration.side</c>).</summary>
+    public const string PostCopyPagesRequested = "dirtylog.migration.postcopy.pages_requested";
+
+    /// <summary>Counter, pages: pages a post-copy source pushed, or a destination received pushed (tag <c>dirtylog.migration.side</c>).</summary>
+    public const string PostCopyPagesPushed = "dirtylog.migration.postcopy.pages_pushed";
+
+    /// <summary>Histogram, seconds: each post-copy request, from the fault that asked to the page installed.</summary>
+    public const string PostCopyRequestLatency = "dirtylog.migration.postcopy.request_latency";
+
+    /// <summary>Histogram, seconds: a post-copy's time its guest's threads spent waiting for missing pages (QEMU's postcopy-blocktime).</summary>
+    public const string PostCopyBlockedTime = "dirtylog.migration.postcopy.blocked_time";
+
+    /// <summary>Histogram, seconds: a post-copy's duration, from the resume at the destination to the last page (tag <c>dirtylog.migration.side</c>).</summary>
+    public const string PostCopyDuration = "dirtylog.migration.postcopy.duration";
+
     internal static readonly ActivitySource Source = new(Name);
     internal static readonly Meter Meter = new(Name);
     internal static readonly Histogram<double> ReadDuration = Meter.CreateHistogram<double>(TrackerReadDuration, "s", "Duration of one tracker's read in a harvest round.");

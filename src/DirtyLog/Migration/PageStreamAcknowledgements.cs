@@ -32,6 +32,7 @@ public sealed class PageStreamAcknowledgements
     private long _bytes;
     private Exception? _failure; // under _gate
     private readonly TaskCompletionSource _accepted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<TimeSpan> _postCopyStarted = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private string? _refusal;    // the destination's reason, once it refused; under _gate
 
     /// <summary>Creates the reader of the acknowledgements that arrive on <paramref name="input"/>.</summary>
@@ -69,7 +70,7 @@ public sealed class PageStreamAcknowledgements
     /// <summary>Stream bytes the destination had read at its last acknowledgement.</summary>
     public long AppliedBytes => Interlocked.Read(ref _bytes);
 
-    /// <summary>Reads acknowledgements until the destination closes its direction.</summary>
+    /// <summary>Reads acknowledgements until the destination closes its direction, or says post-copy started (its page requests follow: the reading stops there, just after it).</summary>
     /// <param name="cancellationToken">Stops reading.</param>
     /// <returns>A task that completes when the destination closed, or faults on a bad acknowledgement.</returns>
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -89,10 +90,10 @@ public sealed class PageStreamAcknowledgements
                     }
 
                     buffer = buffer.Slice(used);
-                    if (Refusal is not null)
+                    if (Refusal is not null || _postCopyStarted.Task.IsCompleted)
                     {
                         _input.AdvanceTo(buffer.Start);
-                        return; // the destination's last word: every waiter has its reason
+                        return; // the destination's last word: every waiter has its reason, or post-copy's requests follow
                     }
                 }
 
@@ -166,6 +167,15 @@ public sealed class PageStreamAcknowledgements
     /// <summary>The token the data connections present, from the acceptance.</summary>
     internal ulong DataConnectionToken { get; private set; }
 
+    /// <summary>Whether the destination granted post-copy with its acceptance of the header.</summary>
+    internal bool PostCopyGranted { get; private set; }
+
+    /// <summary>Whether the destination said post-copy started (the guest runs there).</summary>
+    internal bool PostCopyStarted => _postCopyStarted.Task.IsCompletedSuccessfully;
+
+    /// <summary>Waits until the destination says post-copy started: the guest runs there; when, on this object's clock.</summary>
+    internal Task<TimeSpan> WaitForPostCopyAsync(CancellationToken cancellationToken) => _postCopyStarted.Task.WaitAsync(cancellationToken);
+
     /// <summary>Waits until the destination accepted the stream's header (a migration session's handshake).</summary>
     internal Task WaitForAcceptanceAsync(CancellationToken cancellationToken) => _accepted.Task.WaitAsync(cancellationToken);
 
@@ -203,8 +213,28 @@ public sealed class PageStreamAcknowledgements
             throw new PageStreamException("not a page stream acknowledgement", AppliedBytes);
         }
 
+        if (round == PageStreamFormat.PostCopyStarted)
+        {
+            if (!PostCopyGranted)
+            {
+                throw new PageStreamException("the destination says post-copy started, but it was not granted", AppliedBytes);
+            }
+
+            Interlocked.Exchange(ref _bytes, (long)last); // the stream's bytes it read, as every acknowledgement says
+            _postCopyStarted.TrySetResult(_clock.Elapsed);
+            return AckBytes;
+        }
+
         if (round == HeaderAccepted)
         {
+            bool postCopy = (granted & PageStreamFormat.PostCopyGranted) != 0;
+            granted &= ~PageStreamFormat.PostCopyGranted;
+            if (postCopy && granted == 0)
+            {
+                throw new PageStreamException("the destination granted post-copy without a data connection", AppliedBytes);
+            }
+
+            PostCopyGranted = postCopy;
             if (granted > MaxDataConnections)
             {
                 throw new PageStreamException($"the destination granted {granted} data connections (at most {MaxDataConnections})", AppliedBytes);
@@ -283,6 +313,11 @@ public sealed class PageStreamAcknowledgements
             if (_accepted.TrySetException(_failure))
             {
                 _ = _accepted.Task.Exception; // observed here: only a session's handshake awaits it, a plain reader never does
+            }
+
+            if (_postCopyStarted.TrySetException(_failure))
+            {
+                _ = _postCopyStarted.Task.Exception; // likewise: only a session that switched to post-copy awaits it
             }
             foreach ((_, TaskCompletionSource<TimeSpan> done) in _waiters)
             {

@@ -15,7 +15,8 @@ namespace DirtyLog.Migration;
 /// The page stream's wire format, version 3 (one connection) and 4 (a control connection and data connections),
 /// little-endian. A 24-byte stream header, then 24-byte records, data and state records followed by their bytes:
 /// <code>
-/// header: "DLPS" | version u16 | data connections u16 (version 4: 1 to 64 asked; else 0) | page size u32 | reserved u32 | memory bytes u64 (of every region at the start)
+/// header: "DLPS" | version u16 | data connections u16 (version 4: 1 to 64 asked; else 0) | page size u32 | flags u32 | memory bytes u64 (of every region at the start)
+///         flags (version 4; else 0): bit 0, the source may switch to post-copy (the other bits are 0)
 /// record: kind u8 | reserved u8 | reserved u16 | count u32 | value u64 | crc u32 | reserved u32
 /// kinds:  1 data: count pages from page value follow
 ///         2 zero pages: count pages from page value
@@ -26,15 +27,23 @@ namespace DirtyLog.Migration;
 ///         7 region added: count pages from page value are guest memory (before any record of them; all fresh)
 ///         8 region removed: the region of count pages from page value, exactly as added, is no longer guest memory
 ///         9 round begin (version 4 with data connections, on the control connection): value is the round
+///        10 post-copy discard (post-copy granted, between rounds): count runs (1 to 65,536) of value pages in all follow,
+///           16 bytes each (first page u64, pages u64), in page order, not overlapping: pages the source wrote after it sent them
+///        11 post-copy (post-copy granted; ends the stream in place of the end record, with the same value and crc): the
+///           source's guest is stopped for good, and the pages of the discard records are not valid at the destination
 /// ack:    "DLAK" | reserved u32 | round applied u64 | stream bytes read u64   (destination to source)
 ///         round 2^64-1: the end (a migration session sends it once the guest resumed there)
 ///         round 2^64-2: refused; the last field is the length of a UTF-8 reason (at most 1 KiB) that follows
 ///         round 2^64-3: the header was accepted (a migration session waits for it before the first page); version 4:
-///                      the reserved u32 is the data connections granted (0 to those asked) and the last field their token
+///                      the reserved u32 is the data connections granted (0 to those asked) in its low 16 bits, and
+///                      bit 31 when post-copy is granted (it was offered); the last field is the connections' token
+///         round 2^64-4: post-copy started: the guest runs at the destination; its page requests follow on this direction
 /// data connection (version 4, once granted): "DLPL" | version u16 | index u16 | page size u32 | connections u32 | token u64,
 ///         then data and zero-page records of each round, a round-end record after its share of each, and an end record
 ///         whose value is its pages and whose crc chains its records' crcs
 /// </code>
+/// After a post-copy record, the control connection carries the destination's page requests and the source's answers,
+/// and each data connection, after its end record, the pages the source pushes (<c>PostCopyFormat</c>).
 /// With data connections granted, the control connection carries no page: each round is a round-begin record (after
 /// the region changes and state before it), then its round end once the source's data connections carried their share.
 /// The destination applies a round's pages only after the control connection's round begin, and reads the round end
@@ -64,6 +73,11 @@ internal static class PageStreamFormat
     public const ulong EndAcknowledged = ulong.MaxValue;
     public const ulong Refused = ulong.MaxValue - 1;
     public const ulong HeaderAccepted = ulong.MaxValue - 2;
+    public const ulong PostCopyStarted = ulong.MaxValue - 3;
+    public const uint PostCopyOffered = 1;        // the header's flags
+    public const uint PostCopyGranted = 1u << 31; // in the header's acceptance, beside the data connections granted
+    public const int MaxDiscardRuns = 65536;      // a discard record's runs: 1 MiB of them at most
+    public const int DiscardRunBytes = 16;
     public const int MaxRefusalBytes = 1024;
     public const int MaxStateNameBytes = 255;
     public const int MaxStateBytes = 16 << 20;
@@ -87,7 +101,7 @@ internal static class PageStreamFormat
         }
     }
 
-    public const byte Data = 1, Zero = 2, RoundEnd = 3, End = 4, Digest = 5, State = 6, RegionAdded = 7, RegionRemoved = 8, RoundBegin = 9;
+    public const byte Data = 1, Zero = 2, RoundEnd = 3, End = 4, Digest = 5, State = 6, RegionAdded = 7, RegionRemoved = 8, RoundBegin = 9, Discard = 10, PostCopy = 11;
 
     /// <summary>The CRC-32C of one page of zeros of this size.</summary>
     public static uint ZeroPageCrc(int pageSize)
@@ -132,13 +146,14 @@ internal static class PageStreamFormat
         return digest;
     }
 
-    public static void WriteHeader(Span<byte> span, uint pageSize, ulong memoryBytes, int dataConnections = 0)
+    public static void WriteHeader(Span<byte> span, uint pageSize, ulong memoryBytes, int dataConnections = 0, uint flags = 0)
     {
         span[..HeaderBytes].Clear();
         BinaryPrimitives.WriteUInt32LittleEndian(span, Magic);
         BinaryPrimitives.WriteUInt16LittleEndian(span[4..], dataConnections == 0 ? Version : VersionWithDataConnections);
         BinaryPrimitives.WriteUInt16LittleEndian(span[6..], (ushort)dataConnections);
         BinaryPrimitives.WriteUInt32LittleEndian(span[8..], pageSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[12..], flags);
         BinaryPrimitives.WriteUInt64LittleEndian(span[16..], memoryBytes);
     }
 

@@ -76,6 +76,7 @@ public sealed partial class PageStreamReader
     private async ValueTask AcceptHeaderAsync(CancellationToken cancellationToken)
     {
         int granted = AcceptDataConnection is null ? 0 : Math.Min(RequestedDataConnections, Math.Min(MaxDataConnections, PageStreamFormat.MaxDataConnections));
+        PostCopyGranted = granted > 0 && PostCopyOffered && AllowPostCopy && OperatingSystem.IsLinux(); // the push needs a data connection; the faults, userfaultfd
         ulong token = 0;
         while (granted > 0 && token == 0)
         {
@@ -87,7 +88,7 @@ public sealed partial class PageStreamReader
             Span<byte> ack = acks.GetSpan(AckBytes)[..AckBytes];
             ack.Clear();
             BinaryPrimitives.WriteUInt32LittleEndian(ack, AckMagic);
-            BinaryPrimitives.WriteUInt32LittleEndian(ack[4..], (uint)granted);
+            BinaryPrimitives.WriteUInt32LittleEndian(ack[4..], (uint)granted | (PostCopyGranted ? PageStreamFormat.PostCopyGranted : 0));
             BinaryPrimitives.WriteUInt64LittleEndian(ack[8..], HeaderAccepted);
             BinaryPrimitives.WriteUInt64LittleEndian(ack[16..], token);
             acks.Advance(AckBytes);

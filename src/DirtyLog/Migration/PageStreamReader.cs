@@ -260,6 +260,12 @@ public sealed partial class PageStreamReader
                 case State:
                     await ReadStateAsync(record, count, value, crc, cancellationToken).ConfigureAwait(false);
                     break;
+                case Discard:
+                    await ReadDiscardAsync(record, count, value, crc, cancellationToken).ConfigureAwait(false);
+                    break;
+                case PageStreamFormat.PostCopy:
+                    await ReadPostCopyAsync(count, value, crc, cancellationToken).ConfigureAwait(false);
+                    return Summary();
                 case End:
                     if (_gate is { } ending)
                     {
@@ -472,10 +478,13 @@ public sealed partial class PageStreamReader
 
         ulong memory = BinaryPrimitives.ReadUInt64LittleEndian(h[16..]);
         ushort connections = BinaryPrimitives.ReadUInt16LittleEndian(h[6..]);
-        if ((version != VersionWithDataConnections && connections != 0) || BinaryPrimitives.ReadUInt32LittleEndian(h[12..]) != 0)
+        uint flags = BinaryPrimitives.ReadUInt32LittleEndian(h[12..]);
+        if ((version != VersionWithDataConnections && (connections != 0 || flags != 0)) || (flags & ~PageStreamFormat.PostCopyOffered) != 0)
         {
             throw Fail("the stream header has non-zero reserved bytes");
         }
+
+        PostCopyOffered = flags == PageStreamFormat.PostCopyOffered;
 
         if (version == VersionWithDataConnections && connections is 0 or > PageStreamFormat.MaxDataConnections)
         {
@@ -769,6 +778,13 @@ public sealed partial class PageStreamReader
             throw Fail($"a {what} record of {count} pages (1 to {max} allowed)");
         }
 
+        return RegionHolding(firstPage, count)
+            ?? throw Fail($"a {what} record for pages {firstPage:N0}+{count} beyond the regions of memory the source announced ({_announcedBytes / (ulong)_pageSize:N0} pages)");
+    }
+
+    /// <summary>The received region that holds pages [<paramref name="firstPage"/>, + <paramref name="count"/>) whole; <see langword="null"/> if none does.</summary>
+    private ReceivedRegion? RegionHolding(ulong firstPage, ulong count)
+    {
         int low = 0, high = _regions.Count - 1;
         while (low <= high)
         {
@@ -782,17 +798,13 @@ public sealed partial class PageStreamReader
             {
                 low = middle + 1;
             }
-            else if (count <= region.PageCount - (firstPage - region.FirstPage))
-            {
-                return region;
-            }
             else
             {
-                break;
+                return count <= region.PageCount - (firstPage - region.FirstPage) ? region : null;
             }
         }
 
-        throw Fail($"a {what} record for pages {firstPage:N0}+{count} beyond the regions of memory the source announced ({_announcedBytes / (ulong)_pageSize:N0} pages)");
+        return null;
     }
 
     private void CheckCrc(uint actual, uint expected, string what)

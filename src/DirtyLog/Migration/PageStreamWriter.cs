@@ -388,7 +388,7 @@ public sealed partial class PageStreamWriter
             }
 
             Span<byte> span = _output.GetSpan(HeaderBytes);
-            WriteHeader(span, (uint)_pageSize, bytes, RequestedDataConnections);
+            WriteHeader(span, (uint)_pageSize, bytes, RequestedDataConnections, OfferPostCopy && RequestedDataConnections > 0 ? PostCopyOffered : 0);
             _output.Advance(HeaderBytes);
             _bytesWritten += HeaderBytes;
             _headerWritten = true;

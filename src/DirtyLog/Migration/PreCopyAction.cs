@@ -16,4 +16,11 @@ public enum PreCopyAction
 
     /// <summary>The throttle callback was asked to slow the guest; run another round.</summary>
     Throttle,
+
+    /// <summary>
+    /// Pre-copy does not converge (<see cref="PreCopyOptions.SwitchToPostCopy"/>): pause, send the device state and the
+    /// pages dirty since they were sent as a list to discard, and resume the guest at the destination, which fetches
+    /// those pages on demand while the source pushes them.
+    /// </summary>
+    PostCopy,
 }

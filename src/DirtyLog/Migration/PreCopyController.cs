@@ -16,7 +16,9 @@ namespace DirtyLog.Migration;
 /// (<see cref="PreCopyOptions.KeepCopyingWhileShrinkingTo"/>, off by default) and the round budget allows; switch over
 /// when the round budget is spent; when the dirty set has not
 /// reached a new minimum for <see cref="PreCopyOptions.StallRounds"/> rounds, apply the stall policy (force stop-copy,
-/// abort, or ask the throttle callback and start counting again); otherwise copy on.</para>
+/// abort, or ask the throttle callback and start counting again); otherwise copy on. With
+/// <see cref="PreCopyOptions.SwitchToPostCopy"/>, a spent budget or a stall (under any policy but abort) switches to
+/// post-copy instead: the guest then runs at the destination at once, and no stop-copy over the limit happens.</para>
 /// <para>Bandwidth is the last round's bytes over its send time (the link and the destination change; an old average
 /// would lie); before any byte was sent it is unknown and only the budget and the stall rule can switch over.</para>
 /// <para>Not thread-safe: one migration loop calls it.</para>
@@ -60,7 +62,7 @@ public sealed class PreCopyController
     /// <summary>Takes one round's figures and decides.</summary>
     /// <param name="round">The round.</param>
     /// <returns>The decision.</returns>
-    /// <exception cref="InvalidOperationException">A final decision (stop-copy or abort) was already given.</exception>
+    /// <exception cref="InvalidOperationException">A final decision (stop-copy, post-copy or abort) was already given.</exception>
     /// <remarks>
     /// An observation that throws (the throttle callback's exception is let through) changes nothing: the bandwidth,
     /// rates, stall count and history are updated only once the decision stands. An expected downtime too long for a
@@ -69,7 +71,7 @@ public sealed class PreCopyController
     public PreCopyDecision Observe(RoundObservation round)
     {
         ArgumentNullException.ThrowIfNull(round);
-        if (_history.Count > 0 && _history[^1].Action is PreCopyAction.StopCopy or PreCopyAction.Abort)
+        if (_history.Count > 0 && _history[^1].Action is PreCopyAction.StopCopy or PreCopyAction.Abort or PreCopyAction.PostCopy)
         {
             throw new InvalidOperationException($"Pre-copy already ended with {_history[^1].Action}.");
         }
@@ -113,7 +115,13 @@ public sealed class PreCopyController
         }
         else if (number >= Options.MaxRounds)
         {
-            decision = Decide(PreCopyAction.StopCopy, $"round budget of {Options.MaxRounds} spent (expected downtime {Ms(expected)})");
+            decision = Options.SwitchToPostCopy
+                ? Decide(PreCopyAction.PostCopy, $"round budget of {Options.MaxRounds} spent with expected downtime {Ms(expected)} over the limit of {Ms(Options.DowntimeLimit)}: switching to post-copy")
+                : Decide(PreCopyAction.StopCopy, $"round budget of {Options.MaxRounds} spent (expected downtime {Ms(expected)})");
+        }
+        else if (roundsWithoutProgress >= Options.StallRounds && Options.SwitchToPostCopy && Options.StallPolicy != StallPolicy.Abort)
+        {
+            decision = Decide(PreCopyAction.PostCopy, $"the dirty set has not shrunk below {smallest:N0} pages for {roundsWithoutProgress} rounds: pre-copy does not converge, switching to post-copy (expected downtime {Ms(expected)})");
         }
         else if (roundsWithoutProgress >= Options.StallRounds)
         {

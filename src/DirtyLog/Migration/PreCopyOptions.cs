@@ -34,6 +34,14 @@ public sealed record PreCopyOptions
     /// </summary>
     public TimeSpan DowntimeGoal { get; init; } = TimeSpan.FromMilliseconds(1);
 
+    /// <summary>
+    /// Whether pre-copy that does not converge switches to post-copy (<see cref="PreCopyAction.PostCopy"/>) instead of a
+    /// stop-copy over the downtime limit: when the round budget is spent, or the dirty set stalls (whatever the stall
+    /// policy but <see cref="StallPolicy.Abort"/>), with the expected downtime over <see cref="DowntimeLimit"/>.
+    /// <see langword="false"/> by default. A migration session sets it only where the destination granted post-copy.
+    /// </summary>
+    public bool SwitchToPostCopy { get; init; }
+
     /// <summary>Bytes per guest page.</summary>
     public long PageSize { get; init; } = 4096;
 

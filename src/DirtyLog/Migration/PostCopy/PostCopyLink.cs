@@ -3,7 +3,9 @@
 using System;
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Collections.Generic;
 using System.IO.Pipelines;
+using System.Linq;
 using System.Runtime.Versioning;
 using System.Threading;
 using System.Threading.Channels;
@@ -31,6 +33,7 @@ public sealed class PostCopyLink : IPostCopyPageRequests
     private readonly int _pageSize = Environment.SystemPageSize;
     private readonly Channel<ulong> _requests = Channel.CreateUnbounded<ulong>(); // not single-reader: that one cannot count what is queued
     private int _ran;
+    private long _answered, _pushed;
 
     /// <summary>A link for <paramref name="memory"/>, which must be started with this link as its requests.</summary>
     /// <param name="memory">The destination's post-copy memory.</param>
@@ -41,6 +44,12 @@ public sealed class PostCopyLink : IPostCopyPageRequests
         _memory = memory;
     }
 
+    /// <summary>Pages that arrived as answers to requests (installed or not: one pushed at once may have come first).</summary>
+    public long PagesAnswered => Interlocked.Read(ref _answered);
+
+    /// <summary>Pages that arrived on the push connections.</summary>
+    public long PagesPushed => Interlocked.Read(ref _pushed);
+
     /// <inheritdoc/>
     void IPostCopyPageRequests.Request(ulong page) => _requests.Writer.TryWrite(page);
 
@@ -49,16 +58,22 @@ public sealed class PostCopyLink : IPostCopyPageRequests
     /// </summary>
     /// <param name="requests">The request connection, to the source.</param>
     /// <param name="answers">Its other direction: the pages asked for.</param>
-    /// <param name="push">The push connection.</param>
+    /// <param name="push">The push connections, at least one.</param>
     /// <param name="cancellationToken">Stops it (the guest's threads then wait on missing pages).</param>
     /// <returns>A task that completes when post-copy is over.</returns>
     /// <exception cref="PageStreamException">A record is damaged, out of place or outside the memory, or a connection ended early.</exception>
     /// <exception cref="InvalidOperationException">It ran already.</exception>
-    public async Task RunAsync(PipeWriter requests, PipeReader answers, PipeReader push, CancellationToken cancellationToken)
+    /// <exception cref="ArgumentException">No push connection, or a null one.</exception>
+    public async Task RunAsync(PipeWriter requests, PipeReader answers, IReadOnlyList<PipeReader> push, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(requests);
         ArgumentNullException.ThrowIfNull(answers);
         ArgumentNullException.ThrowIfNull(push);
+        if (push.Count == 0 || push.Contains(null!))
+        {
+            throw new ArgumentException("Post-copy's pages are pushed on at least one connection, none of them null.", nameof(push));
+        }
+
         if (Interlocked.Exchange(ref _ran, 1) != 0)
         {
             throw new InvalidOperationException("A post-copy link runs once.");
@@ -66,9 +81,16 @@ public sealed class PostCopyLink : IPostCopyPageRequests
 
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Task asking = Guard(() => SendRequestsAsync(requests, failed.Token), failed);
-        Task answered = Guard(() => ReadPagesAsync(answers, "the request connection", failed.Token), failed);
-        Task pushed = Guard(() => ReadPagesAsync(push, "the push connection", failed.Token), failed);
-        await Task.WhenAll(asking, answered, pushed).ConfigureAwait(false);
+        Task answered = Guard(() => ReadPagesAsync(answers, "the request connection", pushed: false, failed.Token), failed);
+        var tasks = new List<Task> { asking, answered };
+        for (int i = 0; i < push.Count; i++)
+        {
+            PipeReader connection = push[i];
+            string name = push.Count == 1 ? "the push connection" : $"push connection {i}";
+            tasks.Add(Guard(() => ReadPagesAsync(connection, name, pushed: true, failed.Token), failed));
+        }
+
+        await Task.WhenAll(tasks).ConfigureAwait(false);
     }
 
     private static Task Guard(Func<Task> work, CancellationTokenSource failed) => Task.Run(async () =>
@@ -103,7 +125,7 @@ public sealed class PostCopyLink : IPostCopyPageRequests
     }
 
     /// <summary>Data and zero-page records, each checked before it is installed, up to the connection's end.</summary>
-    private async Task ReadPagesAsync(PipeReader input, string connection, CancellationToken cancellationToken)
+    private async Task ReadPagesAsync(PipeReader input, string connection, bool pushed, CancellationToken cancellationToken)
     {
         uint chain = ~0u;
         ulong pages = 0;
@@ -192,6 +214,7 @@ public sealed class PostCopyLink : IPostCopyPageRequests
 
             chain = System.Numerics.BitOperations.Crc32C(chain, crc);
             pages += count;
+            Interlocked.Add(ref pushed ? ref _pushed : ref _answered, count);
         }
     }
 }

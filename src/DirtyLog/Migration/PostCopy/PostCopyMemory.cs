@@ -274,8 +274,10 @@ public sealed class PostCopyMemory : IDisposable
     private void Settle(ulong firstPage, ulong count, ulong installed)
     {
         long now = Stopwatch.GetTimestamp();
+        long[] answered; // request latencies settled now, for the meter
         lock (_gate)
         {
+            int before = _latencies.Count;
             _installed += installed;
             _twice += count - installed;
             for (ulong page = firstPage; page < firstPage + count; page++)
@@ -303,6 +305,14 @@ public sealed class PostCopyMemory : IDisposable
             {
                 _complete.TrySetResult();
             }
+
+            answered = _latencies.Count == before ? [] : _latencies.GetRange(before, _latencies.Count - before).ToArray();
+        }
+
+        // Recorded outside the lock: a meter's listeners are not this lock's to wait on.
+        foreach (long ticks in answered)
+        {
+            Sessions.MigrationTelemetry.PostCopyRequestInstalled(Stopwatch.GetElapsedTime(0, ticks));
         }
     }
 

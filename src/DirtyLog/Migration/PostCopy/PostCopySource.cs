@@ -3,6 +3,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO.Pipelines;
+using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Bitmaps;
@@ -12,8 +13,8 @@ namespace DirtyLog.Migration.PostCopy;
 
 /// <summary>
 /// A post-copy source: its guest stopped for good, it answers the destination's page requests on the request
-/// connection and pushes every other page the destination lacks on a connection of its own, so that a request never
-/// waits behind the push; the push goes on from just after the last page requested (a guest touches pages near the
+/// connection and pushes every other page the destination lacks on connections of their own (a task each), so that a
+/// request never waits behind the push; the push goes on from just after the last page requested (a guest touches pages near the
 /// ones it touched), and skips pages answered already.
 /// </summary>
 /// <remarks>
@@ -77,21 +78,27 @@ public sealed class PostCopySource
     public long PagesPushed => Interlocked.Read(ref _pushed);
 
     /// <summary>
-    /// Answers and pushes until the destination says every page is valid there: the push connection ends once every
+    /// Answers and pushes until the destination says every page is valid there: each push connection ends once every
     /// pending page went one way or the other, the answers once the destination said done.
     /// </summary>
     /// <param name="requests">The destination's requests.</param>
     /// <param name="answers">The answers, on the request connection's other direction.</param>
-    /// <param name="push">The push connection.</param>
+    /// <param name="push">The push connections, at least one: they take runs of pages from one cursor.</param>
     /// <param name="cancellationToken">Stops both.</param>
     /// <returns>A task that completes when both ended.</returns>
     /// <exception cref="PageStreamException">A request is damaged or outside the memory, or the requests ended before done.</exception>
     /// <exception cref="InvalidOperationException">It ran already.</exception>
-    public async Task RunAsync(PipeReader requests, PipeWriter answers, PipeWriter push, CancellationToken cancellationToken)
+    /// <exception cref="ArgumentException">No push connection, or a null one.</exception>
+    public async Task RunAsync(PipeReader requests, PipeWriter answers, IReadOnlyList<PipeWriter> push, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(requests);
         ArgumentNullException.ThrowIfNull(answers);
         ArgumentNullException.ThrowIfNull(push);
+        if (push.Count == 0 || push.Contains(null!))
+        {
+            throw new ArgumentException("Post-copy pushes on at least one connection, none of them null.", nameof(push));
+        }
+
         if (Interlocked.Exchange(ref _ran, 1) != 0)
         {
             throw new InvalidOperationException("A post-copy source runs once.");
@@ -99,8 +106,13 @@ public sealed class PostCopySource
 
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Task answering = Task.Run(() => AnswerAsync(requests, answers, failed), CancellationToken.None);
-        Task pushing = Task.Run(() => PushAsync(push, failed), CancellationToken.None);
-        await Task.WhenAll(answering, pushing).ConfigureAwait(false);
+        var tasks = new List<Task> { answering };
+        foreach (PipeWriter connection in push)
+        {
+            tasks.Add(Task.Run(() => PushAsync(connection, failed), CancellationToken.None));
+        }
+
+        await Task.WhenAll(tasks).ConfigureAwait(false);
     }
 
     private async Task AnswerAsync(PipeReader requests, PipeWriter answers, CancellationTokenSource failed)

@@ -33,7 +33,7 @@ namespace DirtyLog.Migration.Sessions;
 /// complete synchronously (a blocking socket) keeps the whole receive on the caller's thread, the way to keep a
 /// thread-pool wake-up out of the downtime.</para>
 /// </remarks>
-public sealed class MigrationDestination
+public sealed partial class MigrationDestination
 {
     private readonly GuestMemoryMap _memory;
     private readonly Stream _connection;
@@ -117,11 +117,12 @@ public sealed class MigrationDestination
             MaxDataConnections = Options.ConnectionFactory is null ? 0 : Options.MaxDataConnections,
             AcceptDataConnection = Options.ConnectionFactory is { } factory ? factory.OpenAsync : null,
             DataConnectionTimeout = Options.DataConnectionTimeout,
+            AllowPostCopy = Options.AllowPostCopy,
         };
         reader.RoundReceived = (round, summary) => Report(round == 1 ? MigrationPhase.PreCopy : _progress.Phase, summary, progress);
         try
         {
-            MigrationOutcome outcome = await ReceiveAsync(reader, progress, cancellationToken).ConfigureAwait(false) with { DataConnections = reader.DataConnections };
+            MigrationOutcome outcome = await ReceiveAsync(reader, input, acknowledgements, progress, cancellationToken).ConfigureAwait(false) with { DataConnections = reader.DataConnections };
             Report(MigrationPhase.Ended, null, progress);
             MigrationTelemetry.Ended(outcome, "destination");
             return outcome;
@@ -142,7 +143,7 @@ public sealed class MigrationDestination
         }
     }
 
-    private async Task<MigrationOutcome> ReceiveAsync(PageStreamReader reader, IProgress<MigrationProgress>? progress, CancellationToken cancellationToken)
+    private async Task<MigrationOutcome> ReceiveAsync(PageStreamReader reader, PipeReader input, PipeWriter acknowledgements, IProgress<MigrationProgress>? progress, CancellationToken cancellationToken)
     {
         Report(MigrationPhase.Handshake, null, progress);
         PageStreamSummary summary;
@@ -178,6 +179,11 @@ public sealed class MigrationDestination
             {
                 return await RefuseAsync(reader, new MigrationException(MigrationPhase.Resuming, $"state section \"{name}\" version {section.Version} could not be loaded: {e.Message}", e), summary).ConfigureAwait(false);
             }
+        }
+
+        if (reader.PostCopyDiscards is { } discarded && OperatingSystem.IsLinux()) // granted only there
+        {
+            return await PostCopyAsync(reader, input, acknowledgements, summary, discarded, names, endAt, progress, cancellationToken).ConfigureAwait(false);
         }
 
         try

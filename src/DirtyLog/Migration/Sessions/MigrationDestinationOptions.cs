@@ -41,15 +41,29 @@ public sealed record MigrationDestinationOptions
     /// </summary>
     public TimeSpan DataConnectionTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Whether the destination grants post-copy to a source that offers it: the guest then resumes here before every
+    /// page arrived, and a page it touches that is not here yet is fetched from the source (<see cref="PostCopy.PostCopyMemory"/>).
+    /// Needs <see cref="ConnectionFactory"/> (the push comes on the data connections), and guest memory that is
+    /// anonymous private memory, one region at guest-physical address 0, which the guest's vCPUs and native code touch
+    /// (see <see cref="PostCopy.PostCopyMemory"/> for what may touch a missing page). <see langword="false"/> by default.
+    /// </summary>
+    public bool AllowPostCopy { get; init; }
+
     /// <summary>Checks every option.</summary>
     /// <exception cref="ArgumentOutOfRangeException">
     /// The page size is not a power of two from 4 KiB to 2 MiB, the data connections are not 0 to 64, or the timeout is not positive.
     /// </exception>
+    /// <exception cref="ArgumentException">Post-copy is allowed with no data connection.</exception>
     public void Validate()
     {
         PageStreamFormat.CheckPageSize(PageSize, nameof(PageSize));
         ArgumentOutOfRangeException.ThrowIfNegative(MaxDataConnections, nameof(MaxDataConnections));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxDataConnections, PageStreamFormat.MaxDataConnections, nameof(MaxDataConnections));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(DataConnectionTimeout, TimeSpan.Zero, nameof(DataConnectionTimeout));
+        if (AllowPostCopy && (ConnectionFactory is null || MaxDataConnections == 0))
+        {
+            throw new ArgumentException("Post-copy's pages are pushed on data connections: set a ConnectionFactory and MaxDataConnections of at least 1.", nameof(AllowPostCopy));
+        }
     }
 }

@@ -50,4 +50,7 @@ public sealed record MigrationOutcome(MigrationEnd End, MigrationPhase Phase, Mi
 
     /// <summary>The data connections the pages went over besides the control connection (0: the control connection carried them).</summary>
     public int DataConnections { get; init; }
+
+    /// <summary>What post-copy did, when the migration switched to it; <see langword="null"/> for one that ended in stop-copy.</summary>
+    public PostCopyReport? PostCopy { get; init; }
 }

@@ -34,4 +34,10 @@ public enum MigrationPhase
 
     /// <summary>Over (see the outcome's <see cref="MigrationOutcome.End"/>).</summary>
     Ended,
+
+    /// <summary>
+    /// Post-copy: the guest runs at the destination, whose threads' touches of pages it lacks are requested from the
+    /// source, while the source pushes the rest.
+    /// </summary>
+    PostCopy,
 }

@@ -14,7 +14,7 @@ namespace DirtyLog.Migration.Sessions;
 /// <param name="PagesSent">Pages with data sent or applied.</param>
 /// <param name="ZeroPages">Zero pages sent or applied (as counts, without data).</param>
 /// <param name="BytesSent">Stream bytes sent or read.</param>
-/// <param name="RemainingPages">Source: pages dirty at the last harvest, still to send; 0 on the destination.</param>
+/// <param name="RemainingPages">Source: pages dirty at the last harvest, still to send. Destination: in post-copy, pages not here yet; 0 otherwise.</param>
 /// <param name="DirtyRate">Source: pages per second dirtied in the last round; 0 until measured.</param>
 /// <param name="Bandwidth">Source: bytes per second the destination applied in the last send; 0 until measured.</param>
 /// <param name="ExpectedDowntime">Source: the remaining pages at the bandwidth; zero until measured.</param>
@@ -25,4 +25,7 @@ public sealed record MigrationProgress(MigrationPhase Phase, int Rounds, ulong P
 {
     /// <summary>The round just sent, with this event; <see langword="null"/> for a phase change.</summary>
     public MigrationRound? Round { get; init; }
+
+    /// <summary>Destination, in post-copy: what was requested, installed and waited for so far; <see langword="null"/> otherwise.</summary>
+    public PostCopy.PostCopyStatistics? PostCopy { get; init; }
 }

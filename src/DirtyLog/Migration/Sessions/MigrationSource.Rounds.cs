@@ -57,13 +57,14 @@ public sealed partial class MigrationSource
                     });
                     _lastHarvest = _acks.Now;
                     decision = Overrule(decision, _acks.Now - started);
+                    decision = PostCopyOrNot(decision);
                     _decision = decision;
                     if (decision.Action == PreCopyAction.Abort)
                     {
                         throw new MigrationException(MigrationPhase.PreCopy, $"the pre-copy controller gave up: {decision.Reason}");
                     }
 
-                    if (decision.Action == PreCopyAction.StopCopy)
+                    if (decision.Action is PreCopyAction.StopCopy or PreCopyAction.PostCopy)
                     {
                         // Not sent: its pages go back to the shared bitmap (a manual-protect tracker kept them logged
                         // too), so the final harvest after the pause reports them with whatever was written since.

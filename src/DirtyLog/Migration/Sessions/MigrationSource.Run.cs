@@ -25,9 +25,10 @@ public sealed partial class MigrationSource
         private readonly CancellationTokenSource _abort;    // the caller's, or the destination gone before its answer
         private readonly RateLimitedStream _wire;
         private readonly PipeWriter _output;
+        private readonly PipeReader _fromDestination;  // the acknowledgements; after post-copy started, its page requests
         private readonly PageStreamAcknowledgements _acks;
         private readonly PageStreamWriter _writer;
-        private readonly PreCopyController _controller;
+        private PreCopyController _controller;         // made again after the handshake when post-copy is granted
         private readonly VcpuDirtyRates? _vcpuRates;
         private MigrationPhase _phase = MigrationPhase.Handshake;
         private bool _paused;        // this session paused the guest
@@ -45,12 +46,14 @@ public sealed partial class MigrationSource
             _abort = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
             _wire = new RateLimitedStream(session._connection);
             _output = PipeWriter.Create(_wire, new StreamPipeWriterOptions(minimumBufferSize: PageStreamWriter.RecommendedBufferSize, leaveOpen: true));
-            _acks = new PageStreamAcknowledgements(PipeReader.Create(session._connection, new StreamPipeReaderOptions(leaveOpen: true)));
+            _fromDestination = PipeReader.Create(session._connection, new StreamPipeReaderOptions(leaveOpen: true));
+            _acks = new PageStreamAcknowledgements(_fromDestination);
             int pageSize = (int)session.Options.PreCopy.PageSize;
             _writer = new PageStreamWriter(_output, session._memory, pageSize)
             {
                 SkipPagesOutsideRegions = true, // see the type's hotplug remarks
                 RequestedDataConnections = session.Options.DataConnections,
+                OfferPostCopy = session.Options.PostCopy != PostCopyPolicy.Off,
             };
             _controller = new PreCopyController(session.Options.PreCopy, session._hooks.Throttle);
             _remaining = session._memory.Size / (ulong)pageSize;
@@ -74,11 +77,18 @@ public sealed partial class MigrationSource
                 await HandshakeAsync().ConfigureAwait(false);
                 await FirstPassAsync().ConfigureAwait(false);
                 await PreCopyAsync().ConfigureAwait(false);
-                await StopCopyAsync().ConfigureAwait(false);
-                outcome = await AwaitDestinationAsync().ConfigureAwait(false);
-                if (outcome.End == MigrationEnd.RunningOnDestination)
+                if (_decision?.Action == PreCopyAction.PostCopy)
                 {
-                    outcome = await VerifyAsync(outcome).ConfigureAwait(false);
+                    outcome = await PostCopyAsync(acknowledgements).ConfigureAwait(false);
+                }
+                else
+                {
+                    await StopCopyAsync().ConfigureAwait(false);
+                    outcome = await AwaitDestinationAsync().ConfigureAwait(false);
+                    if (outcome.End == MigrationEnd.RunningOnDestination)
+                    {
+                        outcome = await VerifyAsync(outcome).ConfigureAwait(false);
+                    }
                 }
             }
             catch (Exception e)
@@ -112,7 +122,7 @@ public sealed partial class MigrationSource
             }
             finally
             {
-                if (!_acks.EndApplied)
+                if (!_acks.EndApplied && !_acks.PostCopyStarted)
                 {
                     CancelQuietly(); // a refusal or a closed connection: a send blocked on a full socket must not wait for ever
                 }
@@ -134,6 +144,10 @@ public sealed partial class MigrationSource
             }
 
             await OpenDataConnectionsAsync().ConfigureAwait(false);
+            if (_acks.PostCopyGranted && Options.PostCopy == PostCopyPolicy.WhenNotConverging)
+            {
+                _controller = new PreCopyController(Options.PreCopy with { SwitchToPostCopy = true }, _session._hooks.Throttle);
+            }
         }
 
         /// <summary>Handles a failure by the semantics in the type's remarks.</summary>

@@ -33,6 +33,16 @@ public sealed partial class MigrationSource
             }
 
             _remaining = 0;
+            await WriteStateAsync().ConfigureAwait(false);
+            CheckRegionsUnchanged();
+            Report(MigrationPhase.AwaitingDestination);
+            _endWritten = true;
+            await _writer.WriteEndAsync(Token).ConfigureAwait(false);
+        }
+
+        /// <summary>The state sections, checked and written; then the hold, when the policy asks for one.</summary>
+        private async Task WriteStateAsync()
+        {
             IReadOnlyList<MigrationStateSection> sections = await _session._hooks.SaveStateAsync(Token).ConfigureAwait(false)
                 ?? throw new MigrationException(MigrationPhase.StopCopy, "the save-state hook returned no list of sections");
             var names = new List<string>(sections.Count);
@@ -51,11 +61,6 @@ public sealed partial class MigrationSource
                 Report(MigrationPhase.SwitchOverHeld);
                 await _session._continue.Task.WaitAsync(Token).ConfigureAwait(false);
             }
-
-            CheckRegionsUnchanged();
-            Report(MigrationPhase.AwaitingDestination);
-            _endWritten = true;
-            await _writer.WriteEndAsync(Token).ConfigureAwait(false);
         }
 
         /// <summary>
@@ -73,16 +78,22 @@ public sealed partial class MigrationSource
             }
             catch (Exception e)
             {
-                if (_acks.Refusal is not null)
-                {
-                    MigrationException refused = Explain(e);
-                    return Outcome(MigrationEnd.RunningOnSource, await ResumeSourceAsync(refused).ConfigureAwait(false)) with { Downtime = _acks.Now - _pausedAt };
-                }
-
-                string why = e is TimeoutException ? $"no answer within {Options.AnswerTimeout.TotalSeconds:F0} s" : Explain(e).Message;
-                return Outcome(MigrationEnd.Unknown, new MigrationException(MigrationPhase.AwaitingDestination,
-                    $"the end was sent and the destination's answer did not come ({why}): it may have resumed the guest, so the source stays paused", e));
+                return await NoWordAsync(e).ConfigureAwait(false);
             }
+        }
+
+        /// <summary>The end (or the switch to post-copy) was sent and no resume came: refused, the source resumes; no answer, it stays paused.</summary>
+        private async Task<MigrationOutcome> NoWordAsync(Exception e)
+        {
+            if (_acks.Refusal is not null)
+            {
+                MigrationException refused = Explain(e);
+                return Outcome(MigrationEnd.RunningOnSource, await ResumeSourceAsync(refused).ConfigureAwait(false)) with { Downtime = _acks.Now - _pausedAt };
+            }
+
+            string why = e is TimeoutException ? $"no answer within {Options.AnswerTimeout.TotalSeconds:F0} s" : Explain(e).Message;
+            return Outcome(MigrationEnd.Unknown, new MigrationException(MigrationPhase.AwaitingDestination,
+                $"the end was sent and the destination's answer did not come ({why}): it may have resumed the guest, so the source stays paused", e));
         }
 
         /// <summary>After the switch-over: the source's memory digest, for the destination to check every page against.</summary>

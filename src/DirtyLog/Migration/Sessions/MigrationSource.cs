@@ -56,6 +56,7 @@ public sealed partial class MigrationSource
     private readonly List<MigrationRound> _rounds = [];
     private MigrationProgress _progress;
     private int _ran;
+    private volatile bool _postCopyRequested;
 
     /// <summary>A session that will migrate <paramref name="memory"/> as <paramref name="harvester"/>'s trackers see it change.</summary>
     /// <param name="harvester">The trackers of every writer of guest memory, in one harvester (they need not be started).</param>
@@ -122,6 +123,24 @@ public sealed partial class MigrationSource
     /// the end are sent). Safe to call from any thread, before the hold or during it; calling it again does nothing.
     /// </summary>
     public void ContinueSwitchOver() => _continue.TrySetResult();
+
+    /// <summary>
+    /// Asks for post-copy: after the round in flight, the source pauses, sends the device state and the pages dirty
+    /// since they were sent as a list to discard, and the guest resumes at the destination, which fetches them on
+    /// demand. Needs <see cref="MigrationSourceOptions.PostCopy"/> other than <see cref="PostCopyPolicy.Off"/> and the
+    /// destination's grant; without the grant, or once the switch-over began, it changes nothing (the outcome's
+    /// <see cref="MigrationOutcome.Decision"/> says what ended pre-copy). Safe to call from any thread; again does nothing.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The options do not allow post-copy.</exception>
+    public void SwitchToPostCopy()
+    {
+        if (Options.PostCopy == PostCopyPolicy.Off)
+        {
+            throw new InvalidOperationException("Post-copy is off for this session (MigrationSourceOptions.PostCopy).");
+        }
+
+        _postCopyRequested = true;
+    }
 
     /// <summary>Runs the whole migration.</summary>
     /// <param name="progress">Told at each phase change and each round sent; <see langword="null"/> for none.</param>

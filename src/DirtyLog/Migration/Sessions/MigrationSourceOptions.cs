@@ -68,6 +68,14 @@ public sealed record MigrationSourceOptions
     /// <summary>Opens the data connections to the destination (with TLS, authenticated as the control connection); needed when <see cref="DataConnections"/> is above 0.</summary>
     public Transport.IMigrationConnectionFactory? ConnectionFactory { get; init; }
 
+    /// <summary>
+    /// Whether the source may switch to post-copy (the destination must grant it: <see cref="MigrationDestinationOptions.AllowPostCopy"/>).
+    /// Post-copy pushes pages on the data connections, so it needs <see cref="DataConnections"/> of at least 1; guest
+    /// memory must then be one region at guest-physical address 0 at the switch (otherwise the session stops-copies).
+    /// <see cref="PostCopyPolicy.Off"/> by default.
+    /// </summary>
+    public PostCopyPolicy PostCopy { get; init; }
+
     /// <summary>Checks every option.</summary>
     /// <exception cref="ArgumentException">An option is out of range; the message names it.</exception>
     public void Validate()
@@ -100,6 +108,16 @@ public sealed record MigrationSourceOptions
         if (DataConnections > 0 && ConnectionFactory is null)
         {
             throw new ArgumentException("Data connections need a ConnectionFactory to open them.", nameof(ConnectionFactory));
+        }
+
+        if (!Enum.IsDefined(PostCopy))
+        {
+            throw new ArgumentOutOfRangeException(nameof(PostCopy), PostCopy, "Not a post-copy policy.");
+        }
+
+        if (PostCopy != PostCopyPolicy.Off && DataConnections == 0)
+        {
+            throw new ArgumentException("Post-copy pushes pages on data connections of their own: set DataConnections to at least 1.", nameof(PostCopy));
         }
     }
 }

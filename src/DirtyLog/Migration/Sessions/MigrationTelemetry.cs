@@ -21,6 +21,11 @@ internal static class MigrationTelemetry
     private static readonly Counter<long> Rounds = DirtyLogTelemetry.Meter.CreateCounter<long>(DirtyLogTelemetry.MigrationRounds, "{round}", "Rounds a migration source sent.");
     private static readonly Counter<long> Ends = DirtyLogTelemetry.Meter.CreateCounter<long>(DirtyLogTelemetry.MigrationEnds, "{migration}", "Migrations ended, by side and end.");
     private static readonly Histogram<double> DowntimeSeconds = DirtyLogTelemetry.Meter.CreateHistogram<double>(DirtyLogTelemetry.MigrationDowntime, "s", "A migration's downtime, pause to resume.");
+    private static readonly Counter<long> PostCopyRequested = DirtyLogTelemetry.Meter.CreateCounter<long>(DirtyLogTelemetry.PostCopyPagesRequested, "{page}", "Pages post-copy requested (destination) or answered (source).");
+    private static readonly Counter<long> PostCopyPushed = DirtyLogTelemetry.Meter.CreateCounter<long>(DirtyLogTelemetry.PostCopyPagesPushed, "{page}", "Pages post-copy pushed (source) or received pushed (destination).");
+    private static readonly Histogram<double> PostCopyLatency = DirtyLogTelemetry.Meter.CreateHistogram<double>(DirtyLogTelemetry.PostCopyRequestLatency, "s", "A post-copy request, fault to page installed.");
+    private static readonly Histogram<double> PostCopyBlocked = DirtyLogTelemetry.Meter.CreateHistogram<double>(DirtyLogTelemetry.PostCopyBlockedTime, "s", "A post-copy's time its guest's threads waited on missing pages.");
+    private static readonly Histogram<double> PostCopySeconds = DirtyLogTelemetry.Meter.CreateHistogram<double>(DirtyLogTelemetry.PostCopyDuration, "s", "A post-copy's duration, resume to last page.");
 
     static MigrationTelemetry()
     {
@@ -42,6 +47,20 @@ internal static class MigrationTelemetry
     }
 
     public static void Downtime(System.TimeSpan downtime) => DowntimeSeconds.Record(downtime.TotalSeconds);
+
+    public static void PostCopyRequestInstalled(System.TimeSpan latency) => PostCopyLatency.Record(latency.TotalSeconds);
+
+    public static void PostCopyEnded(PostCopyReport report, string side)
+    {
+        var tag = new KeyValuePair<string, object?>("dirtylog.migration.side", side);
+        PostCopyRequested.Add((long)report.PagesRequested, tag);
+        PostCopyPushed.Add((long)report.PagesPushed, tag);
+        PostCopySeconds.Record(report.Duration.TotalSeconds, tag);
+        if (side == "destination")
+        {
+            PostCopyBlocked.Record(report.BlockedTime.TotalSeconds);
+        }
+    }
 
     public static void Ended(MigrationOutcome outcome, string side) =>
         Ends.Add(1, new KeyValuePair<string, object?>("dirtylog.migration.side", side), new KeyValuePair<string, object?>("dirtylog.migration.end", outcome.End.ToString()));

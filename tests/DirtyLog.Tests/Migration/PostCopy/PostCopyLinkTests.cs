@@ -47,8 +47,8 @@ public class PostCopyLinkTests
             await release.Task;
             await pushed.Reader.CopyToAsync(push.Source);
         }) : Task.CompletedTask;
-        Task sending = source.RunAsync(PipeReader.Create(requests.Source), PipeWriter.Create(requests.Source), holdThePushBack ? pushed.Writer : PipeWriter.Create(push.Source), CancellationToken.None);
-        Task receiving = link.RunAsync(PipeWriter.Create(requests.Destination), PipeReader.Create(requests.Destination), PipeReader.Create(push.Destination), CancellationToken.None);
+        Task sending = source.RunAsync(PipeReader.Create(requests.Source), PipeWriter.Create(requests.Source), [holdThePushBack ? pushed.Writer : PipeWriter.Create(push.Source)], CancellationToken.None);
+        Task receiving = link.RunAsync(PipeWriter.Create(requests.Destination), PipeReader.Create(requests.Destination), [PipeReader.Create(push.Destination)], CancellationToken.None);
 
         string?[] wrong = new string?[2];
         var written = new HashSet<ulong>[] { [], [] };
@@ -133,7 +133,7 @@ public class PostCopyLinkTests
         Exception? error = null;
         try
         {
-            await link.RunAsync(new Pipe().Writer, answers.Reader, push.Reader, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(20));
+            await link.RunAsync(new Pipe().Writer, answers.Reader, [push.Reader], CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(20));
         }
         catch (Exception e)
         {

@@ -66,6 +66,9 @@ internal sealed class RigDestinationHooks : IMigrationDestinationHooks
     /// <summary>Run inside the resume hook before the guest runs (a test's gate).</summary>
     public Action? BeforeResume { get; set; }
 
+    /// <summary>Run inside the resume hook once the guest runs here (a test's guest threads start).</summary>
+    public Action? AfterResume { get; set; }
+
     /// <summary>Whether a guest runs here.</summary>
     public bool Resumed => Volatile.Read(ref _resumed) != 0;
 
@@ -93,6 +96,7 @@ internal sealed class RigDestinationHooks : IMigrationDestinationHooks
             throw new InvalidOperationException("resumed twice");
         }
 
+        AfterResume?.Invoke();
         return ValueTask.CompletedTask;
     }
 }

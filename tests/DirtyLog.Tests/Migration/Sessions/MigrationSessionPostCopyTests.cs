@@ -1,0 +1,251 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Runtime.InteropServices;
+using System.Threading;
+using System.Threading.Tasks;
+using DirtyLog.Memory;
+using DirtyLog.Migration;
+using DirtyLog.Migration.Sessions;
+using DirtyLog.Tests.Migration.PostCopy;
+using NUnit.Framework;
+
+namespace DirtyLog.Tests.Migration.Sessions;
+
+/// <summary>
+/// Migrations that switch from pre-copy to post-copy, whole: the source's guest writes until the pause, pre-copy
+/// cannot meet its downtime limit, and the destination's guest threads run from the resume, reading and writing
+/// pages that may not be there yet. Judged page by page: every page the destination's guest did not write is the
+/// source's as it stopped, and every one it wrote holds its write on the source's page.
+/// </summary>
+[TestFixture]
+[Category("Concurrency")]
+public class MigrationSessionPostCopyTests
+{
+    private const int GuestThreads = 2;
+
+    [SetUp]
+    public void NeedsUserfaultfd() => PostCopyRig.RequireUserfaultfd();
+
+    [TestCase(1, 1)]
+    [TestCase(2, 2)]
+    [TestCase(4, 3)]
+    public async Task PreCopyThatCannotConvergeSwitchesToPostCopyAndTheDestinationsGuestRunsOnEveryPage(int connections, int seed)
+    {
+        using var rig = MakeRig(connections, seed, PostCopyPolicy.WhenNotConverging);
+        using var guest = new DestinationGuest(rig, seed);
+        (MigrationOutcome source, MigrationOutcome destination) = await rig.RunAsync();
+        guest.Join();
+
+        string ends = $"source: {source.End} {source.Error}; destination: {destination.End} {destination.Error}";
+        Assert.Multiple(() =>
+        {
+            Assert.That(source.End, Is.EqualTo(MigrationEnd.RunningOnDestination), ends);
+            Assert.That(destination.End, Is.EqualTo(MigrationEnd.RunningOnDestination), ends);
+            Assert.That(source.Error, Is.Null, ends);
+            Assert.That(destination.Error, Is.Null, ends);
+            Assert.That(source.Decision?.Action, Is.EqualTo(PreCopyAction.PostCopy), source.Decision?.Reason);
+            Assert.That(rig.Guest.IsRunning, Is.False, "the source's guest is stopped for good");
+            Assert.That(guest.Failure, Is.Null, "every page the destination's guest read was the source's, or its own write");
+            Assert.That(guest.Touches, Is.EqualTo(GuestThreads * DestinationGuest.TouchesPerThread));
+            Assert.That(guest.Judge(), Is.Null);
+            Assert.That(destination.PostCopy, Is.Not.Null);
+            Assert.That(destination.PostCopy!.Complete, Is.True);
+            Assert.That(destination.PostCopy.DiscardedPages, Is.GreaterThan(0UL), "the guest wrote pages after pre-copy sent them");
+            Assert.That(destination.PostCopy.PagesRequested + destination.PostCopy.PagesPushed, Is.GreaterThanOrEqualTo(destination.PostCopy.DiscardedPages));
+            Assert.That(source.PostCopy!.PagesRequested, Is.EqualTo(destination.PostCopy.PagesRequested), "every request was answered");
+            Assert.That(source.PostCopy.PagesPushed, Is.EqualTo(destination.PostCopy.PagesPushed));
+            Assert.That(source.PostCopy.DiscardedPages, Is.EqualTo(destination.PostCopy.DiscardedPages));
+            Assert.That(source.DataConnections, Is.EqualTo(connections));
+        });
+    }
+
+    [Test]
+    public async Task TheVmmAsksForPostCopyDuringPreCopy()
+    {
+        using var rig = MakeRig(2, 7, PostCopyPolicy.OnRequest);
+        rig.SourceOptions = rig.SourceOptions with { PreCopy = rig.SourceOptions.PreCopy with { MaxRounds = 30, DowntimeLimit = TimeSpan.Zero, StallRounds = 30 } };
+        using var guest = new DestinationGuest(rig, 7);
+        (MigrationOutcome source, MigrationOutcome destination) = await rig.RunAsync(onSourceProgress: p =>
+        {
+            if (p.Phase == MigrationPhase.PreCopy && p.Round is { Number: >= 2 })
+            {
+                rig.Source!.SwitchToPostCopy();
+            }
+        });
+        guest.Join();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(source.End, Is.EqualTo(MigrationEnd.RunningOnDestination), source.Error?.ToString());
+            Assert.That(destination.End, Is.EqualTo(MigrationEnd.RunningOnDestination), destination.Error?.ToString());
+            Assert.That(source.Decision?.Action, Is.EqualTo(PreCopyAction.PostCopy));
+            Assert.That(source.Decision?.Reason, Does.Contain("the VMM asked for post-copy"));
+            Assert.That(source.Rounds, Is.LessThan(30), "the request ended pre-copy");
+            Assert.That(guest.Failure, Is.Null);
+            Assert.That(guest.Judge(), Is.Null);
+        });
+    }
+
+    [Test]
+    public async Task ADestinationThatDoesNotAllowPostCopyGetsAStopCopy()
+    {
+        using var rig = MakeRig(2, 5, PostCopyPolicy.WhenNotConverging);
+        rig.DestinationOptions = rig.DestinationOptions with { AllowPostCopy = false };
+        (MigrationOutcome source, MigrationOutcome destination) = await rig.RunAsync();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(rig.Judge(source, destination), Is.Null);
+            Assert.That(source.End, Is.EqualTo(MigrationEnd.RunningOnDestination), source.Error?.ToString());
+            Assert.That(source.Decision?.Action, Is.EqualTo(PreCopyAction.StopCopy), source.Decision?.Reason);
+            Assert.That(source.PostCopy, Is.Null);
+            Assert.That(destination.PostCopy, Is.Null);
+            Assert.That(destination.MemoryVerified, Is.True);
+        });
+    }
+
+    [Test]
+    public void PostCopyWithoutADataConnectionIsRefusedAtOnce()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(() => new MigrationSourceOptions { PostCopy = PostCopyPolicy.WhenNotConverging }.Validate(),
+                Throws.ArgumentException.With.Message.Contains("DataConnections"));
+            Assert.That(() => new MigrationDestinationOptions { AllowPostCopy = true }.Validate(),
+                Throws.ArgumentException.With.Message.Contains("ConnectionFactory"));
+        });
+    }
+
+    /// <summary>A rig whose pre-copy never meets its downtime limit (0) and spends its budget in 3 rounds.</summary>
+    private static SessionRig MakeRig(int connections, int seed, PostCopyPolicy policy)
+    {
+        var rig = new SessionRig(sourceBytes: 16 * SessionRig.MiB, seed: seed) { DataConnections = connections };
+        rig.SourceOptions = rig.SourceOptions with
+        {
+            PreCopy = new PreCopyOptions { DowntimeLimit = TimeSpan.Zero, MaxRounds = 3 },
+            PostCopy = policy,
+        };
+        rig.DestinationOptions = rig.DestinationOptions with { AllowPostCopy = true };
+        return rig;
+    }
+
+    /// <summary>
+    /// The destination's guest: threads started by the resume hook that read pages and write a word into some,
+    /// through native copies only (as vCPUs touch memory inside <c>KVM_RUN</c>; see <c>PostCopyMemory</c>).
+    /// </summary>
+    private sealed class DestinationGuest : IDisposable
+    {
+        public const int TouchesPerThread = 1500;
+
+        private readonly SessionRig _rig;
+        private readonly int _seed;
+        private readonly List<Thread> _threads = [];
+        private readonly HashSet<ulong>[] _written = [.. Enumerable.Range(0, GuestThreads).Select(_ => new HashSet<ulong>())];
+        private string? _failure;
+        private int _touches;
+
+        public DestinationGuest(SessionRig rig, int seed)
+        {
+            _rig = rig;
+            _seed = seed;
+            rig.DestinationHooks.AfterResume = Start;
+        }
+
+        public string? Failure => Volatile.Read(ref _failure);
+
+        public int Touches => Volatile.Read(ref _touches);
+
+        /// <summary>Waits for the guest's threads; after a failed post-copy one may wait on a missing page for ever (it is a background thread).</summary>
+        public void Join()
+        {
+            foreach (Thread thread in _threads)
+            {
+                if (!thread.Join(TimeSpan.FromSeconds(30)))
+                {
+                    Interlocked.CompareExchange(ref _failure, $"{thread.Name} still waits on a missing page", null);
+                }
+            }
+
+            _threads.Clear();
+        }
+
+        /// <summary>Every page the guest here wrote holds its marker on the source's page; every other page is the source's.</summary>
+        public string? Judge()
+        {
+            GuestMemoryView source = _rig.SourceMemory, here = _rig.DestinationMemory;
+            for (ulong page = 0; page < source.Size / 4096; page++)
+            {
+                Span<byte> mine = here.Slice(page * 4096, 4096);
+                ReadOnlySpan<byte> theirs = source.Slice(page * 4096, 4096);
+                if (_written[(int)(page % GuestThreads)].Contains(page))
+                {
+                    if (BitConverter.ToUInt64(mine) != Marker(page) || !mine[8..].SequenceEqual(theirs[8..]))
+                    {
+                        return $"page {page}: the destination guest's write is lost, or the rest is not the source's";
+                    }
+                }
+                else if (!mine.SequenceEqual(theirs))
+                {
+                    return $"page {page} is not the source's";
+                }
+            }
+
+            return null;
+        }
+
+        public void Dispose() => Join();
+
+        private void Start()
+        {
+            for (int t = 0; t < GuestThreads; t++)
+            {
+                int thread = t;
+                var worker = new Thread(() => Run(thread)) { IsBackground = true, Name = $"destination guest {thread}" };
+                _threads.Add(worker);
+                worker.Start();
+            }
+        }
+
+        private unsafe void Run(int thread)
+        {
+            GuestMemoryView source = _rig.SourceMemory, here = _rig.DestinationMemory;
+            ulong pages = source.Size / 4096;
+            var random = new Random(_seed * 131 + thread);
+            byte* copy = (byte*)NativeMemory.Alloc(4096);
+            try
+            {
+                for (int i = 0; i < TouchesPerThread; i++)
+                {
+                    ulong page = (ulong)random.NextInt64((long)(pages / GuestThreads)) * GuestThreads + (ulong)thread; // its own pages
+                    nint at = here.Address + (nint)(page * 4096);
+                    Memcpy((nint)copy, at, 4096); // a missing page waits here, in native code
+                    if (!_written[thread].Contains(page) && !new ReadOnlySpan<byte>(copy, 4096).SequenceEqual(source.Slice(page * 4096, 4096)))
+                    {
+                        Interlocked.CompareExchange(ref _failure, $"thread {thread} read page {page} unlike the source's", null);
+                    }
+
+                    if (random.Next(3) == 0)
+                    {
+                        ulong marker = Marker(page);
+                        Memcpy(at, (nint)(&marker), sizeof(ulong));
+                        _written[thread].Add(page);
+                    }
+
+                    Interlocked.Increment(ref _touches);
+                }
+            }
+            finally
+            {
+                NativeMemory.Free(copy);
+            }
+        }
+
+        private ulong Marker(ulong page) => (page * 0x9E37_79B9_7F4A_7C15UL) ^ (ulong)_seed ^ 0x5A5A;
+
+        [DllImport("libc", EntryPoint = "memcpy")]
+        private static extern nint Memcpy(nint destination, nint source, nuint bytes);
+    }
+}
