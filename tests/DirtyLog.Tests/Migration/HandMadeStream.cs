@@ -15,13 +15,14 @@ internal sealed class HandMadeStream
     private readonly List<byte> _bytes = [];
     private uint _chain = ~0u;
 
-    public HandMadeStream(ulong memoryPages, ushort version = DirtyLog.Migration.PageStreamFormat.Version, int pageSize = 4096, ushort dataConnections = 0)
+    public HandMadeStream(ulong memoryPages, ushort version = DirtyLog.Migration.PageStreamFormat.Version, int pageSize = 4096, ushort dataConnections = 0, uint flags = 0)
     {
         PageSize = pageSize;
         byte[] header = new byte[HeaderBytes];
         WriteHeader(header, (uint)pageSize, memoryPages * (ulong)pageSize);
         System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(4), version);
         System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(6), dataConnections);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(12), flags);
         _bytes.AddRange(header);
     }
 
@@ -80,6 +81,36 @@ internal sealed class HandMadeStream
     {
         byte[] record = new byte[RecordBytes];
         WriteRecord(record, DirtyLog.Migration.PageStreamFormat.End, 0, pages);
+        WriteCrc(record, _chain);
+        _bytes.AddRange(record);
+        return this;
+    }
+
+    /// <summary>A post-copy discard record of these runs; <paramref name="pages"/> says how many pages they hold (their sum unless given).</summary>
+    public HandMadeStream Discard((ulong First, ulong Pages)[] runs, ulong? pages = null)
+    {
+        byte[] record = new byte[RecordBytes + runs.Length * DiscardRunBytes];
+        ulong sum = 0;
+        for (int i = 0; i < runs.Length; i++)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(record.AsSpan(RecordBytes + i * DiscardRunBytes), runs[i].First);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(record.AsSpan(RecordBytes + i * DiscardRunBytes + 8), runs[i].Pages);
+            sum += runs[i].Pages;
+        }
+
+        WriteRecord(record, DirtyLog.Migration.PageStreamFormat.Discard, (uint)runs.Length, pages ?? sum);
+        uint crc = Crc(HeaderCrc(record), record.AsSpan(RecordBytes));
+        WriteCrc(record, crc);
+        _chain = System.Numerics.BitOperations.Crc32C(_chain, crc);
+        _bytes.AddRange(record);
+        return this;
+    }
+
+    /// <summary>The post-copy record, in place of the end: the totals and the chain.</summary>
+    public HandMadeStream PostCopy(ulong pages)
+    {
+        byte[] record = new byte[RecordBytes];
+        WriteRecord(record, DirtyLog.Migration.PageStreamFormat.PostCopy, 0, pages);
         WriteCrc(record, _chain);
         _bytes.AddRange(record);
         return this;
