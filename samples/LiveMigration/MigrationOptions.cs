@@ -93,6 +93,12 @@ internal sealed record MigrationOptions
     /// </summary>
     public int Connections { get; init; }
 
+    /// <summary>
+    /// Source: switch to post-copy once pre-copy stops converging (needs <see cref="Connections"/> of at least 1).
+    /// Destination: grant post-copy to a source that offers it.
+    /// </summary>
+    public bool PostCopy { get; init; }
+
     /// <summary>In one process: the directory of the certificates <c>certs</c> wrote, for mutual TLS on every connection; <see langword="null"/> for plain TCP.</summary>
     public string? TlsDirectory { get; init; }
 

@@ -69,7 +69,7 @@ internal static class MigrationReport
         Console.WriteLine($"tracker faults handled: {rows.Sum(r => r.Faults)}");
         if (stream is not null)
         {
-            Console.WriteLine($"stream: {stream.Rounds} rounds, {stream.Pages:N0} pages with data, {stream.ZeroPages:N0} zero pages, {stream.Bytes / 1e6:F1} MB; state: {(stream.StateSections.Count == 0 ? "none" : string.Join(", ", stream.StateSections))}; memory digest (after the switch-over, outside the downtime) {(stream.MemoryVerified ? "matched" : "not verified")}");
+            Console.WriteLine($"stream: {stream.Rounds} rounds, {stream.Pages:N0} pages with data, {stream.ZeroPages:N0} zero pages, {stream.Bytes / 1e6:F1} MB; state: {(stream.StateSections.Count == 0 ? "none" : string.Join(", ", stream.StateSections))}; memory digest (after the switch-over, outside the downtime) {(stream.MemoryVerified ? "matched" : stream.PostCopy is null ? "not verified" : "not sent (post-copy: the guest may run there before the last page)")}");
         }
 
         if (options.ChartPath is { } chart)

@@ -41,6 +41,7 @@ internal static class Migrator
             Consumers = consumers,
             DataConnections = dataConnections is null ? 0 : options.Connections,
             ConnectionFactory = dataConnections,
+            PostCopy = options.PostCopy && dataConnections is not null ? PostCopyPolicy.WhenNotConverging : PostCopyPolicy.Off,
         });
 
         // Tracking starts with the session's first pass; a device fault injected after it meets the first pre-copy round
@@ -61,7 +62,8 @@ internal static class Migrator
     /// <param name="connection">The control connection from the source.</param>
     /// <param name="dataConnections">Accepts the data connections granted (at most <paramref name="maxDataConnections"/>), if any.</param>
     /// <param name="maxDataConnections">The most data connections granted.</param>
-    public static MigrationOutcome Receive(DestinationVm vm, BootGuest? guest, Stream connection, IMigrationConnectionFactory? dataConnections = null, int maxDataConnections = 0)
+    /// <param name="allowPostCopy">Whether post-copy is granted (with data connections).</param>
+    public static MigrationOutcome Receive(DestinationVm vm, BootGuest? guest, Stream connection, IMigrationConnectionFactory? dataConnections = null, int maxDataConnections = 0, bool allowPostCopy = false)
     {
         // The destination's RAM is a fresh mapping: zero pages need no touching where the stream wrote nothing.
         var session = new MigrationDestination(vm.Memory, connection, new DestinationHooks(vm, guest), new MigrationDestinationOptions
@@ -69,6 +71,7 @@ internal static class Migrator
             MemoryStartsZeroed = true,
             ConnectionFactory = dataConnections,
             MaxDataConnections = maxDataConnections,
+            AllowPostCopy = allowPostCopy && dataConnections is not null && maxDataConnections > 0,
         });
         return session.RunAsync(null, CancellationToken.None).GetAwaiter().GetResult();
     }

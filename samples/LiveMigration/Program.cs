@@ -87,14 +87,19 @@ internal static class Program
         bool resumed = destination.ResumedAt != 0;
         TimeSpan downtime = resumed ? Stopwatch.GetElapsedTime(pausedAt, destination.ResumedAt) : outcome.Downtime;
         MigrationReport.Summary(rows, outcome.Decision!, received, downtime, resumed, options);
+        if (received.PostCopy is { } postCopy)
+        {
+            Console.WriteLine(FormattableString.Invariant($"{postCopy}"));
+        }
+
         if (!resumed)
         {
-            // No vCPU to resume (no /dev/kvm): the destination's memory stays as the stream left it.
+            // No vCPU to resume (no /dev/kvm): the destination's memory stays as the stream (and post-copy) left it.
             bool equal = vm.Memory.Slice(0, (int)vm.Memory.Size).SequenceEqual(destination.Memory.Slice(0, (int)vm.Memory.Size));
             Console.WriteLine(equal
                 ? $"verdict: destination memory equals the source's, byte for byte ({vm.Memory.Size:N0} bytes)"
                 : "verdict: MISMATCH: the destination's memory differs from the source's");
-            return (equal && received.MemoryVerified, faults);
+            return (equal && Verified(received), faults);
         }
 
         // The guest runs on the destination: let it make passes there, stop it, and check it.
@@ -102,7 +107,7 @@ internal static class Program
         string? broken = vm.Guest!.CheckInvariant(destination.Memory);
         // The paused source's memory is what the destination resumed from (the digest proves it): progress is the change since.
         ulong progressed = vm.Guest.PagesChangedSince(vm.Guest.FirstBytes(vm.Memory), destination.Memory);
-        bool ok = received.MemoryVerified && broken is null && progressed > 0;
+        bool ok = Verified(received) && broken is null && progressed > 0;
         if (snapshots is not null)
         {
             ok &= await snapshots.FinishAsync(vm, options).ConfigureAwait(false);
@@ -140,7 +145,7 @@ internal static class Program
                 using var stream = new SynchronousStream(new NetworkStream(connection, ownsSocket: false));
                 if (tls is null)
                 {
-                    return Migrator.Receive(destination, guest, stream, data, options.Connections);
+                    return Migrator.Receive(destination, guest, stream, data, options.Connections, options.PostCopy);
                 }
 
                 SslStream secure;
@@ -159,7 +164,7 @@ internal static class Program
 
                 using (secure)
                 {
-                    return Migrator.Receive(destination, guest, secure, data, options.Connections);
+                    return Migrator.Receive(destination, guest, secure, data, options.Connections, options.PostCopy);
                 }
             }
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
@@ -197,17 +202,23 @@ internal static class Program
 
         Console.WriteLine($"destination: complete: {received.Rounds} rounds, {received.Pages:N0} pages with data, {received.ZeroPages:N0} zero pages, every record checksummed"
             + (received.DataConnections > 0 ? $", over {received.DataConnections} data connections" : ""));
+        if (received.PostCopy is { } postCopy)
+        {
+            Console.WriteLine(FormattableString.Invariant($"destination: {postCopy}"));
+        }
         if (destination.ResumedAt == 0 || guest is null)
         {
             Console.WriteLine(received.MemoryVerified
                 ? $"verdict: destination memory matches the source's memory digest (CRC-32C of every page); state received: {string.Join(", ", received.StateSections)}"
-                : $"verdict: the memory was not verified: {received.Error?.Message}");
-            return received.MemoryVerified ? 0 : 1;
+                : received.PostCopy is { Complete: true }
+                    ? $"verdict: every page arrived by post-copy, each record checksummed (no digest: the guest may run here before the last page); state received: {string.Join(", ", received.StateSections)}"
+                    : $"verdict: the memory was not verified: {received.Error?.Message}");
+            return Verified(received) ? 0 : 1;
         }
 
         long passes = destination.RunThenPause(2, TimeSpan.FromSeconds(10));
         string? broken = guest.CheckInvariant(destination.Memory);
-        bool ok = received.MemoryVerified && broken is null && passes > 0;
+        bool ok = Verified(received) && broken is null && passes > 0;
         Console.WriteLine(ok
             ? $"verdict: the guest runs here with its invariant intact ({passes} passes); every page matched the source's digest"
             : $"verdict: FAILED: {broken ?? (received.MemoryVerified ? "the guest completed no pass here" : "the memory digest did not match")}");
@@ -253,6 +264,10 @@ internal static class Program
 
             // The same summary as in one process; the stream's own (pages applied, digest) is the destination's.
             MigrationReport.Summary(rows, outcome.Decision!, null, outcome.Downtime, resumed: false, options);
+            if (outcome.PostCopy is { } postCopy)
+            {
+                Console.WriteLine($"source: post-copy: {postCopy.PagesRequested:N0} pages answered, {postCopy.PagesPushed:N0} pushed in {postCopy.Duration.TotalMilliseconds:F0} ms");
+            }
             Console.WriteLine(outcome.DataConnections > 0
                 ? $"source: the pages went over {outcome.DataConnections} data connections{(tls is null ? "" : ", every one mutual TLS")}; the guest runs on the destination"
                 : $"source: the pages went over the control connection{(tls is null ? "" : " (mutual TLS)")}; the guest runs on the destination");
@@ -293,4 +308,7 @@ internal static class Program
         Console.WriteLine($"boot sector for {options.GuestBytes >> 20} MiB, TSC {tscKhz} kHz, {options.PagesPerSecond} pages/s: {path}");
         return 0;
     }
+
+    /// <summary>Whether the destination's memory was checked whole: by the source's digest, or (post-copy, no digest) every page installed from a checksummed record.</summary>
+    private static bool Verified(MigrationOutcome received) => received.MemoryVerified || received.PostCopy is { Complete: true };
 }

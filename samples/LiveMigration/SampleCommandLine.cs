@@ -19,6 +19,7 @@ internal sealed class SampleCommandLine
 {
     private readonly Option<int> Rate = Number("--rate", "Pages each writer dirties per second (0: the guest unthrottled)", 20_000, min: 0);
     private readonly Option<double> DowntimeMs = new("--downtime-ms") { Description = "The acceptable stop-copy time, in milliseconds", DefaultValueFactory = _ => 300, Recursive = true };
+    private readonly Option<bool> PostCopy = new("--postcopy") { Description = "Post-copy once pre-copy stops converging (needs --connections 1 or more); listen: grant it", Recursive = true };
     private readonly Option<bool> NoKvm = new("--no-kvm") { Description = "Simulated vCPU threads even where /dev/kvm exists", Recursive = true };
     private readonly Option<string?> Chart = new("--chart") { Description = "Draw the rounds (dirty pages, each tracker's harvest latency) as a PNG", Recursive = true };
     private readonly Option<string?> Csv = new("--csv") { Description = "Write the rounds as CSV", Recursive = true };
@@ -64,14 +65,21 @@ internal sealed class SampleCommandLine
     {
         var root = new RootCommand("Live migration of a running guest with DirtyLog: with no command, source and destination in this process over loopback TCP.")
         {
-            Rate, DowntimeMs, NoKvm, Chart, Csv, GuestMib, WorkingSetMib, VcpuOnly, WarmupMs, DirtyRing, ShrinkTo, SnapshotDir, Connections, TlsDir,
+            Rate, DowntimeMs, NoKvm, Chart, Csv, GuestMib, WorkingSetMib, VcpuOnly, WarmupMs, DirtyRing, ShrinkTo, SnapshotDir, Connections, PostCopy, TlsDir,
         };
+        root.Validators.Add(result =>
+        {
+            if (PostCopyProblem(result) is { } problem)
+            {
+                result.AddError(problem);
+            }
+        });
         root.SetAction((result, _) => Program.RunInProcessAsync(OptionsFrom(result)));
 
         var listen = new Command("listen", "Be the destination: wait for a source on --port, resume the guest here and check it") { Port, TlsCert, TlsKey, TlsCa, TlsAllow, Insecure };
         listen.Validators.Add(result =>
         {
-            if (TlsProblem(result, destination: true) is { } problem)
+            if ((TlsProblem(result, destination: true) ?? PostCopyProblem(result)) is { } problem)
             {
                 result.AddError(problem);
             }
@@ -80,7 +88,7 @@ internal sealed class SampleCommandLine
         var send = new Command("send", "Be the source: migrate a running guest to a destination that listens") { Host, Port, TlsCert, TlsKey, TlsCa, TlsServerName };
         send.Validators.Add(result =>
         {
-            if (TlsProblem(result, destination: false) is { } problem)
+            if ((TlsProblem(result, destination: false) ?? PostCopyProblem(result)) is { } problem)
             {
                 result.AddError(problem);
             }
@@ -123,6 +131,7 @@ internal sealed class SampleCommandLine
         PagesPerSecond = result.GetValue(Rate),
         DowntimeLimit = TimeSpan.FromMilliseconds(result.GetValue(DowntimeMs)),
         NoKvm = result.GetValue(NoKvm),
+        PostCopy = result.GetValue(PostCopy),
         ChartPath = result.GetValue(Chart),
         CsvPath = result.GetValue(Csv),
         GuestBytes = (ulong)result.GetValue(GuestMib) << 20,
@@ -141,6 +150,10 @@ internal sealed class SampleCommandLine
         Connections = result.GetValue(Connections),
         TlsDirectory = result.GetValue(TlsDir),
     };
+
+    /// <summary>Post-copy pushes pages on the data connections: it needs some.</summary>
+    private string? PostCopyProblem(CommandResult result) =>
+        result.GetValue(PostCopy) && result.GetValue(Connections) == 0 ? "--postcopy pushes pages on data connections of their own: give it --connections 1 or more" : null;
 
     /// <summary>TLS needs all three files; a destination says whom it allows, or listens in the clear only when told to.</summary>
     private string? TlsProblem(CommandResult result, bool destination)

@@ -50,6 +50,8 @@ public class CommandLineTests
     [TestCase(new[] { "listen", "--port", "5000", "--tls-cert", "/proc/version" }, "TLS needs --tls-cert, --tls-key and --tls-ca together")]
     [TestCase(new[] { "send", "--host", "h", "--port", "5000", "--tls-cert", "/x.pem", "--tls-key", "/x.key", "--tls-ca", "/ca.pem" }, "/x.pem: no such file")]
     [TestCase(new[] { "listen", "--port", "5000", "--tls-cert", "/proc/version", "--tls-key", "/proc/version", "--tls-ca", "/proc/version" }, "--tls-allow names the source subjects")]
+    [TestCase(new[] { "--postcopy" }, "--postcopy pushes pages on data connections of their own")]
+    [TestCase(new[] { "listen", "--insecure", "--port", "5000", "--postcopy" }, "--postcopy pushes pages on data connections of their own")]
     [TestCase(new[] { "--no-such-option" }, "--no-such-option")]
     public async Task BadInputIsAnErrorMessageBeforeAnyWorkStarts(string[] args, string message)
     {

@@ -36,6 +36,46 @@ public class TwoProcessModeTests
         Assert.That((source, await destination.WaitAsync(TimeSpan.FromMinutes(1))), Is.EqualTo((0, 0)));
     }
 
+    /// <summary>
+    /// Writers far faster than the link and a 1 ms limit: pre-copy stalls, both sides switch to post-copy, and the
+    /// destination still verifies every page (the meter shows the destination's post-copy).
+    /// </summary>
+    [Test]
+    public async Task ListenAndSendSwitchToPostCopyWhenPreCopyDoesNotConverge()
+    {
+        DirtyLog.Tests.Migration.PostCopy.PostCopyRig.RequireUserfaultfd();
+        int postCopies = 0;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Name == DirtyLog.Harvesting.DirtyLogTelemetry.PostCopyDuration)
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, _, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                if (tag.Key == "dirtylog.migration.side" && (string?)tag.Value == "destination")
+                {
+                    System.Threading.Interlocked.Increment(ref postCopies);
+                }
+            }
+        });
+        listener.Start();
+
+        int port = FreePort();
+        MigrationOptions options = Small with { Connections = 2, PostCopy = true, Insecure = true, PagesPerSecond = 1_000_000, DowntimeLimit = TimeSpan.FromMilliseconds(1) };
+        Task<int> destination = Program.ListenAsync(port, options);
+        int source = await Program.SendAsync("127.0.0.1", port, options);
+        Assert.Multiple(async () =>
+        {
+            Assert.That((source, await destination.WaitAsync(TimeSpan.FromMinutes(1))), Is.EqualTo((0, 0)));
+            Assert.That(postCopies, Is.GreaterThanOrEqualTo(1), "the destination ran post-copy");
+        });
+    }
+
     [TestCase(0)]
     [TestCase(4)]
     public async Task ListenAndSendMigrateOverMutualTlsWithTheCertsCommandsCertificates(int connections)
