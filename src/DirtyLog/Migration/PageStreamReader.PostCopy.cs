@@ -99,13 +99,7 @@ public sealed partial class PageStreamReader
             throw Fail("a post-copy record, but post-copy was not granted");
         }
 
-        if (_gate is { } ending)
-        {
-            ending.BeginEnd(); // the data connections read their end records now
-            await WaitForDataConnectionsAsync(ending.WaitForEndsAsync(cancellationToken)).ConfigureAwait(false);
-        }
-
-        ReadEnd(count, value, crc, TotalDataPages + TotalZeroPages);
+        await ReadStreamEndAsync(count, value, crc, cancellationToken).ConfigureAwait(false);
         PostCopyDiscards = _discarded.ToArray();
     }
 }

@@ -267,13 +267,7 @@ public sealed partial class PageStreamReader
                     await ReadPostCopyAsync(count, value, crc, cancellationToken).ConfigureAwait(false);
                     return Summary();
                 case End:
-                    if (_gate is { } ending)
-                    {
-                        ending.BeginEnd(); // the data connections read their end records now
-                        await WaitForDataConnectionsAsync(ending.WaitForEndsAsync(cancellationToken)).ConfigureAwait(false);
-                    }
-
-                    ReadEnd(count, value, crc, TotalDataPages + TotalZeroPages);
+                    await ReadStreamEndAsync(count, value, crc, cancellationToken).ConfigureAwait(false);
                     // The page CRCs no longer change: their digest is folded when it is needed, outside the downtime.
                     if (!DeferEndAcknowledgement)
                     {
@@ -706,6 +700,18 @@ public sealed partial class PageStreamReader
         _zeroPages += count;
         Chain(crc);
         Consume(RecordBytes);
+    }
+
+    /// <summary>The stream's end (an end record, or a post-copy record in its place): each data connection's end first, then the totals and chain.</summary>
+    private async ValueTask ReadStreamEndAsync(uint count, ulong value, uint crc, CancellationToken cancellationToken)
+    {
+        if (_gate is { } ending)
+        {
+            ending.BeginEnd(); // the data connections read their end records now
+            await WaitForDataConnectionsAsync(ending.WaitForEndsAsync(cancellationToken)).ConfigureAwait(false);
+        }
+
+        ReadEnd(count, value, crc, TotalDataPages + TotalZeroPages);
     }
 
     /// <summary>An end record: the pages it counts are <paramref name="pages"/>, and its checksum the chain of every record before it.</summary>

@@ -72,12 +72,6 @@ public sealed partial class PageStreamWriter
             _bytesWritten += total;
         }
 
-        Span<byte> last = _output.GetSpan(RecordBytes);
-        WriteRecord(last, PageStreamFormat.PostCopy, 0, DataPages + ZeroPages);
-        WriteCrc(last, _chain);
-        _output.Advance(RecordBytes);
-        _bytesWritten += RecordBytes;
-        _ended = true;
-        await FlushAsync(cancellationToken).ConfigureAwait(false);
+        await WriteStreamEndAsync(PageStreamFormat.PostCopy, cancellationToken).ConfigureAwait(false);
     }
 }

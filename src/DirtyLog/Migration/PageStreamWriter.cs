@@ -330,8 +330,14 @@ public sealed partial class PageStreamWriter
         }
 
         WriteRegionChanges(PlanRegions());
+        await WriteStreamEndAsync(End, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The record that ends the stream (the end, or a post-copy record in its place): the totals and the chain of every record before it.</summary>
+    private async ValueTask WriteStreamEndAsync(byte kind, CancellationToken cancellationToken)
+    {
         Span<byte> span = _output.GetSpan(RecordBytes);
-        WriteRecord(span, End, 0, DataPages + ZeroPages);
+        WriteRecord(span, kind, 0, DataPages + ZeroPages);
         WriteCrc(span, _chain);
         _output.Advance(RecordBytes);
         _bytesWritten += RecordBytes;
