@@ -81,6 +81,9 @@ public static class DirtyLogTelemetry
     /// <summary>Histogram, seconds: a post-copy's duration, from the resume at the destination to the last page (tag <c>dirtylog.migration.side</c>).</summary>
     public const string PostCopyDuration = "dirtylog.migration.postcopy.duration";
 
+    /// <summary>Counter: times post-copy lost a connection and paused, waiting to carry on over new ones (tag <c>dirtylog.migration.side</c>).</summary>
+    public const string PostCopyPauses = "dirtylog.migration.postcopy.pauses";
+
     internal static readonly ActivitySource Source = new(Name);
     internal static readonly Meter Meter = new(Name);
     internal static readonly Histogram<double> ReadDuration = Meter.CreateHistogram<double>(TrackerReadDuration, "s", "Duration of one tracker's read in a harvest round.");

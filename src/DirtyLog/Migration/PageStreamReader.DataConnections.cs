@@ -59,6 +59,9 @@ public sealed partial class PageStreamReader
     /// <summary>How long the granted data connections may take to arrive, all of them. 30 s by default.</summary>
     internal TimeSpan DataConnectionTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>The token the data connections presented (0 when none was granted); post-copy's recovered connections present it too.</summary>
+    internal ulong DataConnectionToken { get; private set; }
+
     /// <summary>How many data connections carry the pages (0: the control connection does).</summary>
     internal int DataConnections => _dataConnections.Length;
 
@@ -102,6 +105,7 @@ public sealed partial class PageStreamReader
             }
         }
 
+        DataConnectionToken = token;
         if (granted > 0)
         {
             await AcceptDataConnectionsAsync(granted, token, cancellationToken).ConfigureAwait(false);

@@ -6,6 +6,7 @@ using System.Buffers.Binary;
 using System.IO.Pipelines;
 using System.Threading;
 using System.Threading.Tasks;
+using DirtyLog.Bitmaps;
 using static DirtyLog.Migration.PageStreamFormat;
 
 namespace DirtyLog.Migration.PostCopy;
@@ -19,6 +20,13 @@ namespace DirtyLog.Migration.PostCopy;
 ///          page 2^64-1: done, every page is valid here (the source ends its answers)
 /// answers (source to destination, on the request connection): data or zero records of the pages asked, then the end
 /// push (source to destination, a connection of its own): data or zero records of every other page not valid there, then the end
+///
+/// recovery, after a cut: the source opens a new control connection, then the push connections, each beginning with
+/// resume (source to destination): "DLRS" | role u16 (0 control, 1 push) | index u16 | attempt u32 | token u64 | push connections u32 | reserved u32
+///          token: the one the destination gave in the header's acceptance; attempt: above every earlier one
+/// missing (destination to source, on the new control connection): "DLMS" | reserved u32 | runs u64 | CRC-32C of the runs u32 | reserved u32,
+///          then each run: first page u64 | pages u64 (sorted, apart, inside the memory): every page not valid there
+/// then requests (those in flight at the cut first, again) and answers on it, the push on the others, as before
 /// </code>
 /// </summary>
 internal static class PostCopyFormat
@@ -26,6 +34,13 @@ internal static class PostCopyFormat
     public const uint RequestMagic = 0x5152_4C44; // "DLRQ"
     public const int RequestBytes = 24;
     public const ulong Done = ulong.MaxValue;
+    public const uint ResumeMagic = 0x5352_4C44;  // "DLRS"
+    public const uint MissingMagic = 0x534D_4C44; // "DLMS"
+    public const int ResumeBytes = 32;
+    public const int MissingHeaderBytes = 24;
+    public const int RunBytes = 16;
+    public const ushort ControlRole = 0;
+    public const ushort PushRole = 1;
 
     public static void WriteRequest(Span<byte> span, ulong page)
     {
@@ -93,5 +108,121 @@ internal static class PostCopyFormat
         WriteRecord(span, End, 0, pages);
         WriteCrc(span, chain);
         output.Advance(RecordBytes);
+    }
+
+    /// <summary>The first bytes of a recovered connection: which one it is, of which attempt, for which session.</summary>
+    public static void WriteResume(Span<byte> span, ushort role, int index, uint attempt, ulong token, int pushConnections)
+    {
+        span[..ResumeBytes].Clear();
+        BinaryPrimitives.WriteUInt32LittleEndian(span, ResumeMagic);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[4..], role);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[6..], (ushort)index);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[8..], attempt);
+        BinaryPrimitives.WriteUInt64LittleEndian(span[12..], token);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[20..], (uint)pushConnections);
+    }
+
+    /// <summary>A recovered connection's first bytes, read; its reserved bytes zero and its magic right, or a message that says what it is not.</summary>
+    public static async ValueTask<(PostCopyResume? Resume, string? Refusal)> ReadResumeAsync(PipeReader input, CancellationToken cancellationToken)
+    {
+        ReadResult result = await input.ReadAtLeastAsync(ResumeBytes, cancellationToken).ConfigureAwait(false);
+        if (result.Buffer.Length < ResumeBytes)
+        {
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+            return (null, $"a connection closed after {result.Buffer.Length} bytes of its resume");
+        }
+
+        Span<byte> h = stackalloc byte[ResumeBytes];
+        result.Buffer.Slice(0, ResumeBytes).CopyTo(h);
+        input.AdvanceTo(result.Buffer.GetPosition(ResumeBytes));
+        ushort role = BinaryPrimitives.ReadUInt16LittleEndian(h[4..]);
+        if (BinaryPrimitives.ReadUInt32LittleEndian(h) != ResumeMagic || BinaryPrimitives.ReadUInt32LittleEndian(h[24..]) != 0 || BinaryPrimitives.ReadUInt32LittleEndian(h[28..]) != 0)
+        {
+            return (null, "a connection that is not a post-copy resume (its magic is not \"DLRS\", or its reserved bytes are not zero)");
+        }
+
+        if (role is not (ControlRole or PushRole))
+        {
+            return (null, $"a post-copy resume of role {role}");
+        }
+
+        return (new PostCopyResume(role == ControlRole, BinaryPrimitives.ReadUInt16LittleEndian(h[6..]), BinaryPrimitives.ReadUInt32LittleEndian(h[8..]),
+            BinaryPrimitives.ReadUInt64LittleEndian(h[12..]), BinaryPrimitives.ReadUInt32LittleEndian(h[20..])), null);
+    }
+
+    /// <summary>The destination's missing pages, as runs, with their CRC.</summary>
+    public static void WriteMissing(PipeWriter output, ReadOnlySpan<DirtyRun> runs)
+    {
+        int bytes = MissingHeaderBytes + runs.Length * RunBytes;
+        Span<byte> span = output.GetSpan(bytes)[..bytes];
+        span.Clear();
+        Span<byte> body = span[MissingHeaderBytes..];
+        for (int i = 0; i < runs.Length; i++)
+        {
+            BinaryPrimitives.WriteUInt64LittleEndian(body[(i * RunBytes)..], runs[i].FirstPage);
+            BinaryPrimitives.WriteUInt64LittleEndian(body[(i * RunBytes + 8)..], runs[i].PageCount);
+        }
+
+        BinaryPrimitives.WriteUInt32LittleEndian(span, MissingMagic);
+        BinaryPrimitives.WriteUInt64LittleEndian(span[8..], (ulong)runs.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[16..], Crc(~0u, body));
+        output.Advance(bytes);
+    }
+
+    /// <summary>The destination's missing pages, read and checked: sorted, apart, inside <paramref name="pages"/>, their CRC right.</summary>
+    /// <exception cref="PageStreamException">Not a missing list, damaged, cut, or a run out of place.</exception>
+    public static async ValueTask<DirtyRun[]> ReadMissingAsync(PipeReader input, ulong pages, CancellationToken cancellationToken)
+    {
+        ReadResult result = await input.ReadAtLeastAsync(MissingHeaderBytes, cancellationToken).ConfigureAwait(false);
+        if (result.Buffer.Length < MissingHeaderBytes)
+        {
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+            throw new PageStreamException($"the destination's missing pages cut after {result.Buffer.Length} bytes", 0);
+        }
+
+        byte[] header = result.Buffer.Slice(0, MissingHeaderBytes).ToArray();
+        ulong count = BinaryPrimitives.ReadUInt64LittleEndian(header.AsSpan(8));
+        if (BinaryPrimitives.ReadUInt32LittleEndian(header) != MissingMagic || BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(4)) != 0 || BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(20)) != 0)
+        {
+            throw new PageStreamException("not the destination's missing pages", 0);
+        }
+
+        if (count > (pages + 1) / 2) // runs apart: never more than every other page
+        {
+            throw new PageStreamException($"{count:N0} runs of missing pages in a memory of {pages:N0} pages", 0);
+        }
+
+        int bytes = MissingHeaderBytes + (int)count * RunBytes;
+        input.AdvanceTo(result.Buffer.Start);
+        result = await input.ReadAtLeastAsync(bytes, cancellationToken).ConfigureAwait(false);
+        if (result.Buffer.Length < bytes)
+        {
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+            throw new PageStreamException($"the destination's missing pages cut after {result.Buffer.Length} of {bytes:N0} bytes", 0);
+        }
+
+        byte[] body = result.Buffer.Slice(MissingHeaderBytes, bytes - MissingHeaderBytes).ToArray();
+        input.AdvanceTo(result.Buffer.GetPosition(bytes));
+        if (Crc(~0u, body) != BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(16)))
+        {
+            throw new PageStreamException("the destination's missing pages: their checksum does not match", 0);
+        }
+
+        var runs = new DirtyRun[count];
+        ulong end = 0;
+        for (int i = 0; i < runs.Length; i++)
+        {
+            ulong first = BinaryPrimitives.ReadUInt64LittleEndian(body.AsSpan(i * RunBytes));
+            ulong length = BinaryPrimitives.ReadUInt64LittleEndian(body.AsSpan(i * RunBytes + 8));
+            if (length == 0 || first < end || (i > 0 && first == end) || first >= pages || length > pages - first)
+            {
+                throw new PageStreamException($"missing run {i} ({first:N0}+{length:N0}) is empty, out of order, touches the one before, or leaves the {pages:N0} pages", 0);
+            }
+
+            runs[i] = new DirtyRun(first, length);
+            end = first + length;
+        }
+
+        return runs;
     }
 }

@@ -21,10 +21,12 @@ namespace DirtyLog.Migration.PostCopy;
 /// then run it.
 /// </summary>
 /// <remarks>
-/// Thread safety: <see cref="IPostCopyPageRequests.Request"/> from the memory's fault thread (it queues);
-/// <see cref="RunAsync"/> once. Its tasks: one writes requests, one reads each connection; installs are the memory's
-/// (thread-safe). A failure of any fails the run; the guest's threads then wait on their missing pages (recovery on a
-/// new connection is not built yet).
+/// <para>Thread safety: <see cref="IPostCopyPageRequests.Request"/> from the memory's fault thread (it queues);
+/// <see cref="RunAsync"/> one run at a time; again only after a run failed. Its tasks: one writes requests, one reads
+/// each connection; installs are the memory's (thread-safe). A failure of any fails the run; the guest's threads then
+/// wait on their missing pages until a run on new connections (a recovery: the source must then send the memory's
+/// <see cref="PostCopyMemory.MissingRuns"/>) asks again for every page in flight at the cut and carries on.
+/// </para>
 /// </remarks>
 [SupportedOSPlatform("linux")]
 public sealed class PostCopyLink : IPostCopyPageRequests
@@ -32,8 +34,9 @@ public sealed class PostCopyLink : IPostCopyPageRequests
     private readonly PostCopyMemory _memory;
     private readonly int _pageSize = Environment.SystemPageSize;
     private readonly Channel<ulong> _requests = Channel.CreateUnbounded<ulong>(); // not single-reader: that one cannot count what is queued
-    private int _ran;
+    private int _state; // 0 ready, 1 running, 2 done (succeeded: no run follows)
     private long _answered, _pushed;
+    private int _runs;
 
     /// <summary>A link for <paramref name="memory"/>, which must be started with this link as its requests.</summary>
     /// <param name="memory">The destination's post-copy memory.</param>
@@ -62,7 +65,7 @@ public sealed class PostCopyLink : IPostCopyPageRequests
     /// <param name="cancellationToken">Stops it (the guest's threads then wait on missing pages).</param>
     /// <returns>A task that completes when post-copy is over.</returns>
     /// <exception cref="PageStreamException">A record is damaged, out of place or outside the memory, or a connection ended early.</exception>
-    /// <exception cref="InvalidOperationException">It ran already.</exception>
+    /// <exception cref="InvalidOperationException">It runs already, or a run succeeded.</exception>
     /// <exception cref="ArgumentException">No push connection, or a null one.</exception>
     public async Task RunAsync(PipeWriter requests, PipeReader answers, IReadOnlyList<PipeReader> push, CancellationToken cancellationToken)
     {
@@ -74,11 +77,25 @@ public sealed class PostCopyLink : IPostCopyPageRequests
             throw new ArgumentException("Post-copy's pages are pushed on at least one connection, none of them null.", nameof(push));
         }
 
-        if (Interlocked.Exchange(ref _ran, 1) != 0)
+        if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
         {
-            throw new InvalidOperationException("A post-copy link runs once.");
+            throw new InvalidOperationException("A post-copy link runs one run at a time, and again only after a run failed.");
         }
 
+        try
+        {
+            await RunOnceAsync(requests, answers, push, cancellationToken).ConfigureAwait(false);
+            Volatile.Write(ref _state, 2);
+        }
+        catch
+        {
+            Volatile.Write(ref _state, 0); // a recovery may run it again
+            throw;
+        }
+    }
+
+    private async Task RunOnceAsync(PipeWriter requests, PipeReader answers, IReadOnlyList<PipeReader> push, CancellationToken cancellationToken)
+    {
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Task asking = Guard(() => SendRequestsAsync(requests, failed.Token), failed);
         Task answered = Guard(() => ReadPagesAsync(answers, "the request connection", pushed: false, failed.Token), failed);
@@ -109,6 +126,23 @@ public sealed class PostCopyLink : IPostCopyPageRequests
     private async Task SendRequestsAsync(PipeWriter output, CancellationToken cancellationToken)
     {
         _ = _memory.WhenComplete.ContinueWith(_ => _requests.Writer.TryComplete(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        if (Interlocked.Increment(ref _runs) > 1)
+        {
+            // After a cut, first what was asked and not installed: a request or its answer may be lost with the old
+            // connection. Those queued are in it; one queued while it is taken is asked twice, and installed once.
+            while (_requests.Reader.TryRead(out _))
+            {
+            }
+
+            foreach (ulong page in _memory.OutstandingRequests())
+            {
+                PostCopyFormat.WriteRequest(output.GetSpan(PostCopyFormat.RequestBytes), page);
+                output.Advance(PostCopyFormat.RequestBytes);
+            }
+
+            await output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+
         await foreach (ulong page in _requests.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
         {
             PostCopyFormat.WriteRequest(output.GetSpan(PostCopyFormat.RequestBytes), page);

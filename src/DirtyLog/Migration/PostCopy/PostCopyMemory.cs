@@ -100,6 +100,47 @@ public sealed class PostCopyMemory : IDisposable
     }
 
     /// <summary>
+    /// The pages not valid here yet, as runs in order: what a source must still send when post-copy resumes on new
+    /// connections after a cut (it sends exactly these, whatever it had sent before).
+    /// </summary>
+    /// <returns>The runs; none once every page is here.</returns>
+    public DirtyRun[] MissingRuns()
+    {
+        var runs = new List<DirtyRun>();
+        lock (_gate)
+        {
+            ulong page = 0;
+            while (page < _pages)
+            {
+                if (Test(_valid, page))
+                {
+                    page++;
+                    continue;
+                }
+
+                ulong first = page;
+                while (page < _pages && !Test(_valid, page))
+                {
+                    page++;
+                }
+
+                runs.Add(new DirtyRun(first, page - first));
+            }
+        }
+
+        return [.. runs];
+    }
+
+    /// <summary>Pages asked of the source and not installed yet: after a cut, asked again on the new connection.</summary>
+    internal ulong[] OutstandingRequests()
+    {
+        lock (_gate)
+        {
+            return [.. _requestedAt.Keys];
+        }
+    }
+
+    /// <summary>
     /// Begins post-copy: registers the memory in missing mode, drops the pages of <paramref name="discarded"/> (the
     /// source wrote them after it sent them: the copies here are stale) and serves faults from now on. Call it before
     /// the guest resumes here.

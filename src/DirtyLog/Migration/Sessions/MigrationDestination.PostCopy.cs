@@ -66,23 +66,56 @@ public sealed partial class MigrationDestination
 
         var clock = Stopwatch.StartNew();
         MigrationException? error = null;
+        using var connections = new PostCopyDestinationConnections(requests, input, reader.DataConnectionInputs);
         try
         {
             await reader.AcknowledgePostCopyAsync(CancellationToken.None).ConfigureAwait(false);
-            ReportPostCopy(memory, summary, progress);
-            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            Task running = link.RunAsync(requests, input, reader.DataConnectionInputs, stop.Token);
-            while (await Task.WhenAny(running, Task.Delay(PostCopyProgressPeriod, CancellationToken.None)).ConfigureAwait(false) != running)
-            {
-                ReportPostCopy(memory, summary, progress);
-            }
-
-            await running.ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            error = new MigrationException(MigrationPhase.PostCopy,
-                $"post-copy was cut ({e.Message}): the guest runs here, and its touches of the {memory.Statistics.MissingPages:N0} pages still at the source wait for them", e);
+            // The source, not told, reports an unknown outcome and stays paused: it will not come back to carry on.
+            error = new MigrationException(MigrationPhase.PostCopy, $"the guest runs here, but the source could not be told (it will report an unknown outcome and stay paused, holding the {memory.Statistics.MissingPages:N0} pages missing here): {e.Message}", e);
+        }
+
+        while (error is null)
+        {
+            try
+            {
+                ReportPostCopy(memory, summary, progress, MigrationPhase.PostCopy);
+                using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                Task running = link.RunAsync(connections.Requests, connections.Answers, connections.Push, stop.Token);
+                while (await Task.WhenAny(running, Task.Delay(PostCopyProgressPeriod, CancellationToken.None)).ConfigureAwait(false) != running)
+                {
+                    ReportPostCopy(memory, summary, progress, MigrationPhase.PostCopy);
+                }
+
+                await running.ConfigureAwait(false);
+                break;
+            }
+            catch (Exception e)
+            {
+                error = new MigrationException(MigrationPhase.PostCopy,
+                    $"post-copy was cut ({e.Message}): the guest runs here, and its touches of the {memory.Statistics.MissingPages:N0} pages still at the source wait for them", e);
+            }
+
+            if (memory.WhenComplete.IsCompleted)
+            {
+                error = null; // every page is here: nothing is left to fetch, whatever the connections did after
+                break;
+            }
+
+            if (cancellationToken.IsCancellationRequested || Options.PostCopyRecoveryTimeout == TimeSpan.Zero)
+            {
+                break;
+            }
+
+            if (await RecoverPostCopyAsync(reader, memory, connections, summary, progress, cancellationToken).ConfigureAwait(false) is { } failed)
+            {
+                error = new MigrationException(MigrationPhase.PostCopy, $"{error.Message}; {failed}", error.InnerException);
+                break;
+            }
+
+            error = null;
         }
 
         PostCopyStatistics statistics = memory.Statistics;
@@ -101,16 +134,17 @@ public sealed partial class MigrationDestination
             BlockedTime = statistics.BlockedTime,
             Duration = clock.Elapsed,
             Complete = error is null,
+            Recoveries = connections.Recoveries,
         };
         MigrationTelemetry.PostCopyEnded(report, "destination");
         return Outcome(MigrationEnd.RunningOnDestination, error, summary, names) with { Downtime = downtime, PostCopy = report };
     }
 
     [SupportedOSPlatform("linux")]
-    private void ReportPostCopy(PostCopyMemory memory, PageStreamSummary summary, IProgress<MigrationProgress>? sink)
+    private void ReportPostCopy(PostCopyMemory memory, PageStreamSummary summary, IProgress<MigrationProgress>? sink, MigrationPhase phase)
     {
         PostCopyStatistics statistics = memory.Statistics;
-        var update = new MigrationProgress(MigrationPhase.PostCopy, (int)summary.Rounds, summary.DataPages, summary.ZeroPages, summary.Bytes, statistics.MissingPages,
+        var update = new MigrationProgress(phase, (int)summary.Rounds, summary.DataPages, summary.ZeroPages, summary.Bytes, statistics.MissingPages,
             0, 0, TimeSpan.Zero, _clock.Elapsed)
         {
             PostCopy = statistics,

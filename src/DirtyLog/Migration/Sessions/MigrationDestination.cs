@@ -41,6 +41,7 @@ public sealed partial class MigrationDestination
     private readonly Stopwatch _clock = new();
     private MigrationProgress _progress;
     private int _ran;
+    private uint _lastRecoveryAttempt; // post-copy's: the newest try of the source's a recovery took
 
     /// <summary>A session that will receive a guest into <paramref name="memory"/>.</summary>
     /// <param name="memory">The destination's guest memory, one region from guest-physical address 0: at least as large as the source's.</param>

@@ -50,9 +50,18 @@ public sealed record MigrationDestinationOptions
     /// </summary>
     public bool AllowPostCopy { get; init; }
 
+    /// <summary>
+    /// How long post-copy, once the guest runs here, waits for the source to come back after a lost connection: the
+    /// guest's touches of missing pages wait meanwhile, and <see cref="ConnectionFactory"/> accepts the source's new
+    /// connections (those not of this session are dropped). Past it the outcome says post-copy was cut and the guest's
+    /// touches of missing pages wait for ever. <see cref="TimeSpan.Zero"/> does not recover. 60 s by default.
+    /// </summary>
+    public TimeSpan PostCopyRecoveryTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Checks every option.</summary>
     /// <exception cref="ArgumentOutOfRangeException">
-    /// The page size is not a power of two from 4 KiB to 2 MiB, the data connections are not 0 to 64, or the timeout is not positive.
+    /// The page size is not a power of two from 4 KiB to 2 MiB, the data connections are not 0 to 64, the data
+    /// connections' timeout is not positive, or post-copy's recovery timeout is negative.
     /// </exception>
     /// <exception cref="ArgumentException">Post-copy is allowed with no data connection.</exception>
     public void Validate()
@@ -61,6 +70,7 @@ public sealed record MigrationDestinationOptions
         ArgumentOutOfRangeException.ThrowIfNegative(MaxDataConnections, nameof(MaxDataConnections));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(MaxDataConnections, PageStreamFormat.MaxDataConnections, nameof(MaxDataConnections));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(DataConnectionTimeout, TimeSpan.Zero, nameof(DataConnectionTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThan(PostCopyRecoveryTimeout, TimeSpan.Zero, nameof(PostCopyRecoveryTimeout));
         if (AllowPostCopy && (ConnectionFactory is null || MaxDataConnections == 0))
         {
             throw new ArgumentException("Post-copy's pages are pushed on data connections: set a ConnectionFactory and MaxDataConnections of at least 1.", nameof(AllowPostCopy));

@@ -40,4 +40,10 @@ public enum MigrationPhase
     /// source, while the source pushes the rest.
     /// </summary>
     PostCopy,
+
+    /// <summary>
+    /// Post-copy lost a connection: the destination's guest waits on its missing pages, the source keeps its memory,
+    /// and both wait for new connections to carry on (<see cref="MigrationSourceOptions.PostCopyRecoveryTimeout"/>).
+    /// </summary>
+    PostCopyPaused,
 }

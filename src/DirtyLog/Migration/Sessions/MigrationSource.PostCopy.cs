@@ -90,25 +90,46 @@ public sealed partial class MigrationSource
             await acknowledgements.ConfigureAwait(false); // it stopped just after the word: the requests follow on its direction
             Report(MigrationPhase.PostCopy);
             var clock = Stopwatch.StartNew();
-            var source = new PostCopySource(memory, discarded, (int)Options.PreCopy.PageSize);
+            var recovery = _postCopyConnections = new PostCopySourceConnections(_fromDestination, _output, _dataOutputs, discarded);
             MigrationException? error = null;
-            try
+            while (true)
             {
-                await source.RunAsync(_fromDestination, _output, _dataOutputs, Token).ConfigureAwait(false);
-            }
-            catch (Exception e)
-            {
-                error = new MigrationException(MigrationPhase.PostCopy,
-                    $"post-copy was cut ({Explain(e).Message}): the guest runs at the destination, waiting on pages only this source holds; keep its memory", e);
+                var source = new PostCopySource(memory, recovery.Pending, (int)Options.PreCopy.PageSize);
+                try
+                {
+                    await source.RunAsync(recovery.Requests, recovery.Answers, recovery.Push, Token).ConfigureAwait(false);
+                    recovery.Count(source);
+                    break;
+                }
+                catch (Exception e)
+                {
+                    recovery.Count(source);
+                    error = new MigrationException(MigrationPhase.PostCopy,
+                        $"post-copy was cut ({Explain(e).Message}): the guest runs at the destination, waiting on pages only this source holds; keep its memory", e);
+                }
+
+                if (Token.IsCancellationRequested || Options.PostCopyRecoveryTimeout == TimeSpan.Zero)
+                {
+                    break;
+                }
+
+                if (await RecoverPostCopyAsync(recovery, error.Message).ConfigureAwait(false) is { } failed)
+                {
+                    error = new MigrationException(MigrationPhase.PostCopy, $"{error.Message}; {failed}", error.InnerException);
+                    break;
+                }
+
+                error = null;
             }
 
             var report = new PostCopyReport
             {
                 DiscardedPages = final.Pages,
-                PagesRequested = (ulong)source.PagesAnswered,
-                PagesPushed = (ulong)source.PagesPushed,
+                PagesRequested = recovery.PagesAnswered,
+                PagesPushed = recovery.PagesPushed,
                 Duration = clock.Elapsed,
                 Complete = error is null,
+                Recoveries = recovery.Recoveries,
             };
             MigrationTelemetry.PostCopyEnded(report, "source");
             _remaining = 0;

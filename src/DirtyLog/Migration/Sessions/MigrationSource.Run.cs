@@ -37,6 +37,7 @@ public sealed partial class MigrationSource
         private PreCopyDecision? _decision;
         private ulong _remaining;
         private IReadOnlyList<string> _sections = [];
+        private PostCopySourceConnections? _postCopyConnections; // post-copy's, once it started: those of a recovery are the session's
 
         public Run(MigrationSource session, IProgress<MigrationProgress>? sink, CancellationToken cancellation)
         {
@@ -243,6 +244,7 @@ public sealed partial class MigrationSource
             _abort.Dispose();
             _wire.Dispose(); // the pacing only: the connection is the VMM's
             DisposeDataConnections(); // those are the session's
+            _postCopyConnections?.Dispose();
         }
 
         private void CancelQuietly()

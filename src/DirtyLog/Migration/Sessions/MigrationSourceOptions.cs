@@ -76,6 +76,15 @@ public sealed record MigrationSourceOptions
     /// </summary>
     public PostCopyPolicy PostCopy { get; init; }
 
+    /// <summary>
+    /// How long post-copy, once the guest runs at the destination, tries to carry on after it lost a connection: the
+    /// source opens a new control connection and new push connections with <see cref="ConnectionFactory"/> (again and
+    /// again, until the destination takes them) and sends the pages the destination says it still lacks, keeping its
+    /// memory meanwhile. Past it the outcome says post-copy was cut. <see cref="TimeSpan.Zero"/> does not recover.
+    /// 60 s by default.
+    /// </summary>
+    public TimeSpan PostCopyRecoveryTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Checks every option.</summary>
     /// <exception cref="ArgumentException">An option is out of range; the message names it.</exception>
     public void Validate()
@@ -115,6 +124,7 @@ public sealed record MigrationSourceOptions
             throw new ArgumentOutOfRangeException(nameof(PostCopy), PostCopy, "Not a post-copy policy.");
         }
 
+        ArgumentOutOfRangeException.ThrowIfLessThan(PostCopyRecoveryTimeout, TimeSpan.Zero, nameof(PostCopyRecoveryTimeout));
         if (PostCopy != PostCopyPolicy.Off && DataConnections == 0)
         {
             throw new ArgumentException("Post-copy pushes pages on data connections of their own: set DataConnections to at least 1.", nameof(PostCopy));

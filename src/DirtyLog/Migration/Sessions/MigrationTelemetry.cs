@@ -27,6 +27,8 @@ internal static class MigrationTelemetry
     private static readonly Histogram<double> PostCopyBlocked = DirtyLogTelemetry.Meter.CreateHistogram<double>(DirtyLogTelemetry.PostCopyBlockedTime, "s", "A post-copy's time its guest's threads waited on missing pages.");
     private static readonly Histogram<double> PostCopySeconds = DirtyLogTelemetry.Meter.CreateHistogram<double>(DirtyLogTelemetry.PostCopyDuration, "s", "A post-copy's duration, resume to last page.");
 
+    private static readonly Counter<long> PostCopyPauseCount = DirtyLogTelemetry.Meter.CreateCounter<long>(DirtyLogTelemetry.PostCopyPauses, "{pause}", "Times post-copy lost a connection and waited to carry on.");
+
     static MigrationTelemetry()
     {
         DirtyLogTelemetry.Meter.CreateObservableGauge(DirtyLogTelemetry.MigrationRemainingPages, () => Observe(p => (long)p.RemainingPages), "{page}", "Pages a running migration still has to send.");
@@ -49,6 +51,8 @@ internal static class MigrationTelemetry
     public static void Downtime(System.TimeSpan downtime) => DowntimeSeconds.Record(downtime.TotalSeconds);
 
     public static void PostCopyRequestInstalled(System.TimeSpan latency) => PostCopyLatency.Record(latency.TotalSeconds);
+
+    public static void PostCopyPaused(string side) => PostCopyPauseCount.Add(1, new KeyValuePair<string, object?>("dirtylog.migration.side", side));
 
     public static void PostCopyEnded(PostCopyReport report, string side)
     {

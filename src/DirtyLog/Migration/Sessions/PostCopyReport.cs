@@ -35,7 +35,10 @@ public sealed record PostCopyReport
     /// </summary>
     public bool Complete { get; init; }
 
+    /// <summary>How many times post-copy lost a connection and carried on over new ones.</summary>
+    public int Recoveries { get; init; }
+
     /// <summary>One line, the sample's and the logs': pages requested and pushed, the request latency and the time blocked.</summary>
     public override string ToString() =>
-        $"post-copy: {PagesRequested:N0} pages requested, {PagesPushed:N0} pushed, request latency median {RequestLatencyMedian.TotalMilliseconds:F2} ms, p99 {RequestLatencyP99.TotalMilliseconds:F2} ms, blocked {BlockedTime.TotalMilliseconds:F0} ms";
+        $"post-copy: {PagesRequested:N0} pages requested, {PagesPushed:N0} pushed, request latency median {RequestLatencyMedian.TotalMilliseconds:F2} ms, p99 {RequestLatencyP99.TotalMilliseconds:F2} ms, blocked {BlockedTime.TotalMilliseconds:F0} ms{(Recoveries == 0 ? "" : $", recovered {Recoveries} {(Recoveries == 1 ? "time" : "times")}")}";
 }

@@ -107,6 +107,47 @@ public class MigrationSessionPostCopyTests
         });
     }
 
+    /// <summary>
+    /// Post-copy's connections cut at seeded points (before the n-th write of the source's on any of them, the
+    /// recovered ones too), one to three times: each time both sides pause and carry on over new connections, and the
+    /// end is judged page by page, with the destination's guest reading and writing throughout.
+    /// </summary>
+    [TestCase(2, 11)]
+    [TestCase(1, 12)]
+    [TestCase(2, 13)]
+    [TestCase(4, 14)]
+    [TestCase(2, 15)]
+    [TestCase(1, 16)]
+    [TestCase(2, 17)]
+    [TestCase(3, 18)]
+    public async Task PostCopyCutAtRandomPointsCarriesOnOverNewConnectionsAndLosesNothing(int connections, int seed)
+    {
+        using var rig = MakeRig(connections, seed, PostCopyPolicy.WhenNotConverging);
+        rig.SourceOptions = rig.SourceOptions with { PostCopyRecoveryTimeout = TimeSpan.FromSeconds(20) };
+        rig.DestinationOptions = rig.DestinationOptions with { PostCopyRecoveryTimeout = TimeSpan.FromSeconds(20) };
+        var cuts = new SeededCuts(seed, () => rig.Source!.Progress.Phase);
+        rig.DataConnectionFactories.CutBeforeWrite = (_, _) => cuts.CutNow();
+        using var guest = new DestinationGuest(rig, seed);
+        (MigrationOutcome source, MigrationOutcome destination) = await rig.RunAsync(cutBeforeWrite: (_, _) => cuts.CutNow());
+        guest.Join();
+
+        TestContext.Out.WriteLine($"{cuts.Made} cuts; destination {destination.PostCopy}; source {source.PostCopy}");
+        string ends = $"after {cuts.Made} cuts: source: {source.End} {source.Error}; destination: {destination.End} {destination.Error}";
+        Assert.Multiple(() =>
+        {
+            Assert.That(cuts.Made, Is.GreaterThan(0), "a cut happened in post-copy");
+            Assert.That(source.End, Is.EqualTo(MigrationEnd.RunningOnDestination), ends);
+            Assert.That(destination.End, Is.EqualTo(MigrationEnd.RunningOnDestination), ends);
+            Assert.That(destination.Error, Is.Null, ends);
+            Assert.That(destination.PostCopy!.Complete, Is.True, ends);
+            Assert.That(destination.PostCopy.Recoveries, Is.GreaterThan(0).And.LessThanOrEqualTo(cuts.Made), ends);
+            Assert.That(rig.Guest.IsRunning, Is.False, "the guest never runs on both hosts");
+            Assert.That(guest.Failure, Is.Null, "every page the destination's guest read was the source's, or its own write");
+            Assert.That(guest.Touches, Is.EqualTo(GuestThreads * DestinationGuest.TouchesPerThread));
+            Assert.That(guest.Judge(), Is.Null);
+        });
+    }
+
     [Test]
     public void PostCopyWithoutADataConnectionIsRefusedAtOnce()
     {
@@ -247,5 +288,50 @@ public class MigrationSessionPostCopyTests
 
         [DllImport("libc", EntryPoint = "memcpy")]
         private static extern nint Memcpy(nint destination, nint source, nuint bytes);
+    }
+
+    /// <summary>
+    /// Where the cuts fall: before the n-th write of the source's in post-copy (its pause included), n drawn from the
+    /// seed, each a few writes after the one before; up to three.
+    /// </summary>
+    private sealed class SeededCuts
+    {
+        private readonly Func<MigrationPhase> _phase;
+        private readonly Queue<int> _at = new();
+        private readonly Lock _gate = new();
+        private int _writes;
+
+        public SeededCuts(int seed, Func<MigrationPhase> phase)
+        {
+            _phase = phase;
+            var random = new Random(seed);
+            int at = random.Next(0, 4);
+            for (int i = 0, cuts = random.Next(1, 4); i < cuts; i++, at += random.Next(1, 12))
+            {
+                _at.Enqueue(at);
+            }
+        }
+
+        public int Made { get; private set; }
+
+        public bool CutNow()
+        {
+            if (_phase() is not (MigrationPhase.PostCopy or MigrationPhase.PostCopyPaused))
+            {
+                return false;
+            }
+
+            lock (_gate)
+            {
+                if (_at.Count == 0 || _writes++ != _at.Peek())
+                {
+                    return false;
+                }
+
+                _at.Dequeue();
+                Made++;
+                return true;
+            }
+        }
     }
 }
