@@ -214,9 +214,15 @@ internal static class PostCopyFormat
         {
             ulong first = BinaryPrimitives.ReadUInt64LittleEndian(body.AsSpan(i * RunBytes));
             ulong length = BinaryPrimitives.ReadUInt64LittleEndian(body.AsSpan(i * RunBytes + 8));
-            if (length == 0 || first < end || (i > 0 && first == end) || first >= pages || length > pages - first)
+            string? wrong =
+                length == 0 ? "is empty"
+                : i > 0 && first < end ? "is out of order or overlaps the one before"
+                : i > 0 && first == end ? "touches the one before (runs are apart)"
+                : first >= pages || length > pages - first ? $"leaves the {pages:N0} pages of memory"
+                : null;
+            if (wrong is not null)
             {
-                throw new PageStreamException($"missing run {i} ({first:N0}+{length:N0}) is empty, out of order, touches the one before, or leaves the {pages:N0} pages", 0);
+                throw new PageStreamException($"missing run {i} ({first:N0}+{length:N0}) {wrong}", 0);
             }
 
             runs[i] = new DirtyRun(first, length);

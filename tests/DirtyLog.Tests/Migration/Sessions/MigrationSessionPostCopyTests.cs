@@ -8,6 +8,7 @@ using System.Threading;
 using System.Threading.Tasks;
 using DirtyLog.Memory;
 using DirtyLog.Migration;
+using DirtyLog.Migration.PostCopy;
 using DirtyLog.Migration.Sessions;
 using DirtyLog.Tests.Migration.PostCopy;
 using NUnit.Framework;
@@ -146,6 +147,94 @@ public class MigrationSessionPostCopyTests
             Assert.That(guest.Touches, Is.EqualTo(GuestThreads * DestinationGuest.TouchesPerThread));
             Assert.That(guest.Judge(), Is.Null);
         });
+    }
+
+    [Test]
+    public async Task ConnectionsThatAreNotTheSourcesWhileRecoveringAreDroppedAndTheSourcesCarryOn()
+    {
+        using var rig = MakeRig(2, 21, PostCopyPolicy.WhenNotConverging);
+        var cuts = new SeededCuts([0], () => rig.Source!.Progress.Phase);
+        rig.DataConnectionFactories.CutBeforeWrite = (_, _) => cuts.CutNow();
+        var strays = new List<System.IO.Stream>();
+        (MigrationOutcome source, MigrationOutcome destination) = await rig.RunAsync(onSourceProgress: p =>
+        {
+            if (p.Phase == MigrationPhase.PostCopyPaused && strays.Count == 0)
+            {
+                // Ahead of the source's new connections: one with another session's token, one that is not post-copy's at all.
+                byte[] resume = new byte[PostCopyFormat.ResumeBytes];
+                PostCopyFormat.WriteResume(resume, PostCopyFormat.ControlRole, 0, 99, 0x0BAD_0BAD, 2);
+                foreach (byte[] first in (byte[][])[resume, [.. Enumerable.Repeat((byte)0x47, 64)]])
+                {
+                    System.IO.Stream stray = rig.DataConnectionFactories.QueueStrayAsync().GetAwaiter().GetResult();
+                    stray.Write(first);
+                    strays.Add(stray);
+                }
+            }
+        });
+
+        int[] closed = [.. strays.Select(stray => ReadsEnd(stray) ? 1 : 0)];
+        Assert.Multiple(() =>
+        {
+            Assert.That(cuts.Made, Is.EqualTo(1));
+            Assert.That(strays, Has.Count.EqualTo(2), "the strays came while post-copy was paused");
+            Assert.That(closed, Is.EqualTo(new[] { 1, 1 }), "the destination dropped both");
+            Assert.That(destination.Error, Is.Null, destination.Error?.ToString());
+            Assert.That(source.Error, Is.Null, source.Error?.ToString());
+            Assert.That(destination.PostCopy!.Complete, Is.True);
+            Assert.That(destination.PostCopy.Recoveries, Is.EqualTo(1));
+            Assert.That(rig.Judge(source, destination), Is.Null);
+        });
+    }
+
+    [Test]
+    public async Task PostCopyWhoseSourceCannotComeBackEndsCutOnBothSidesAfterTheirRecoveryTimeouts()
+    {
+        using var rig = MakeRig(1, 22, PostCopyPolicy.WhenNotConverging);
+        rig.SourceOptions = rig.SourceOptions with { PostCopyRecoveryTimeout = TimeSpan.FromSeconds(1) };
+        rig.DestinationOptions = rig.DestinationOptions with { PostCopyRecoveryTimeout = TimeSpan.FromSeconds(2) };
+        var cuts = new SeededCuts([0], () => rig.Source!.Progress.Phase);
+        rig.DataConnectionFactories.CutBeforeWrite = (_, _) => cuts.CutNow();
+        var paused = new List<MigrationPhase>();
+        (MigrationOutcome source, MigrationOutcome destination) = await rig.RunAsync(onSourceProgress: p =>
+        {
+            if (p.Phase == MigrationPhase.PostCopyPaused)
+            {
+                rig.DataConnectionFactories.Unreachable = true;
+                paused.Add(p.Phase);
+            }
+        });
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(paused, Is.Not.Empty, "the source paused post-copy");
+            Assert.That(source.End, Is.EqualTo(MigrationEnd.RunningOnDestination), "the guest runs there, whatever the cut");
+            Assert.That(source.Error?.Phase, Is.EqualTo(MigrationPhase.PostCopy));
+            Assert.That(source.Error?.Message, Does.Contain("did not carry on within 1 s").And.Contain("unreachable"));
+            Assert.That(source.PostCopy!.Complete, Is.False);
+            Assert.That(destination.End, Is.EqualTo(MigrationEnd.RunningOnDestination));
+            Assert.That(destination.Error?.Message, Does.Contain("the source did not come back within 2 s"));
+            Assert.That(destination.PostCopy!.Complete, Is.False);
+            Assert.That(destination.PostCopy.Recoveries, Is.Zero);
+            Assert.That(rig.Guest.IsRunning, Is.False, "the source never resumes a guest that runs at the destination");
+        });
+    }
+
+    /// <summary>Whether the peer closed the stream (a read ends or fails).</summary>
+    private static bool ReadsEnd(System.IO.Stream stream)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        try
+        {
+            return stream.ReadAsync(new byte[16], timeout.Token).AsTask().GetAwaiter().GetResult() == 0;
+        }
+        catch (System.IO.IOException)
+        {
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false; // still open: the destination kept it
+        }
     }
 
     [Test]
@@ -300,6 +389,16 @@ public class MigrationSessionPostCopyTests
         private readonly Queue<int> _at = new();
         private readonly Lock _gate = new();
         private int _writes;
+
+        /// <summary>Cuts before each of the writes given, counted from the first in post-copy.</summary>
+        public SeededCuts(int[] at, Func<MigrationPhase> phase)
+        {
+            _phase = phase;
+            foreach (int write in at)
+            {
+                _at.Enqueue(write);
+            }
+        }
 
         public SeededCuts(int seed, Func<MigrationPhase> phase)
         {

@@ -32,6 +32,9 @@ internal sealed class PairedConnectionFactories : IDisposable
 
     public IMigrationConnectionFactory Source { get; }
 
+    /// <summary>Whether the source's factory fails from now on (the destination can no longer be reached).</summary>
+    public bool Unreachable { get; set; }
+
     public IMigrationConnectionFactory Destination { get; }
 
     /// <summary>The data connections the source opened, in order.</summary>
@@ -77,6 +80,11 @@ internal sealed class PairedConnectionFactories : IDisposable
 
     private async ValueTask<Stream> ConnectAsync()
     {
+        if (Unreachable)
+        {
+            throw new IOException("connection refused (the test made the destination unreachable)");
+        }
+
         CuttableConnection connection = await CuttableConnection.OpenAsync(destinationOwnsSocket: true).ConfigureAwait(false);
         int index;
         lock (_connections)
