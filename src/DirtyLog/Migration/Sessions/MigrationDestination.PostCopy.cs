@@ -129,6 +129,7 @@ public sealed partial class MigrationDestination
             DiscardedPages = discardedPages,
             PagesRequested = statistics.PagesRequested,
             PagesPushed = (ulong)link.PagesPushed,
+            PagesArrivedTwice = statistics.PagesArrivedTwice,
             RequestLatencyMedian = statistics.RequestLatencyMedian,
             RequestLatencyP99 = statistics.RequestLatencyP99,
             BlockedTime = statistics.BlockedTime,

@@ -17,6 +17,12 @@ public sealed record PostCopyReport
     /// <summary>Pages the source pushed on the data connections (destination: arrived there).</summary>
     public ulong PagesPushed { get; init; }
 
+    /// <summary>
+    /// Destination: pages that arrived when they were installed already (requested while their push was on its way,
+    /// or asked again after a recovery), and were left as they were; zero on the source.
+    /// </summary>
+    public ulong PagesArrivedTwice { get; init; }
+
     /// <summary>Destination: from a request to its page installed, the median; zero on the source and before any request.</summary>
     public TimeSpan RequestLatencyMedian { get; init; }
 

@@ -237,6 +237,35 @@ public class MigrationSessionPostCopyTests
         }
     }
 
+    /// <summary>
+    /// The push held on its way (the destination reads none of it) from the resume until the destination's guest made
+    /// every touch: each page it touched came by request, many of them while their push was in flight, and those
+    /// pushes, arriving after, must leave the guest's own writes in place.
+    /// </summary>
+    [TestCase(2, 31)]
+    [TestCase(1, 32)]
+    public async Task AFaultOnAPageWhosePushIsInFlightIsAnsweredAndThePushArrivingAfterChangesNothing(int connections, int seed)
+    {
+        using var rig = MakeRig(connections, seed, PostCopyPolicy.WhenNotConverging);
+        rig.DestinationHooks.BeforeResume = rig.DataConnectionFactories.HoldDestinationReads;
+        using var guest = new DestinationGuest(rig, seed);
+        _ = guest.Done.ContinueWith(_ => rig.DataConnectionFactories.ReleaseDestinationReads(), TaskScheduler.Default);
+        (MigrationOutcome source, MigrationOutcome destination) = await rig.RunAsync();
+        guest.Join();
+
+        TestContext.Out.WriteLine($"destination {destination.PostCopy}, {destination.PostCopy?.PagesArrivedTwice} arrived twice");
+        Assert.Multiple(() =>
+        {
+            Assert.That(destination.Error, Is.Null, destination.Error?.ToString());
+            Assert.That(source.Error, Is.Null, source.Error?.ToString());
+            Assert.That(destination.PostCopy!.Complete, Is.True);
+            Assert.That(destination.PostCopy.PagesRequested, Is.GreaterThan(0UL), "the guest's touches were requested");
+            Assert.That(destination.PostCopy.PagesArrivedTwice, Is.GreaterThan(0UL), "pages requested while their push was in flight arrived again");
+            Assert.That(guest.Failure, Is.Null);
+            Assert.That(guest.Judge(), Is.Null, "a push that arrived after the guest wrote its page did not overwrite the write");
+        });
+    }
+
     [Test]
     public void PostCopyWithoutADataConnectionIsRefusedAtOnce()
     {
@@ -274,8 +303,10 @@ public class MigrationSessionPostCopyTests
         private readonly int _seed;
         private readonly List<Thread> _threads = [];
         private readonly HashSet<ulong>[] _written = [.. Enumerable.Range(0, GuestThreads).Select(_ => new HashSet<ulong>())];
+        private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private string? _failure;
         private int _touches;
+        private int _running = GuestThreads;
 
         public DestinationGuest(SessionRig rig, int seed)
         {
@@ -287,6 +318,9 @@ public class MigrationSessionPostCopyTests
         public string? Failure => Volatile.Read(ref _failure);
 
         public int Touches => Volatile.Read(ref _touches);
+
+        /// <summary>Completes once every thread of the guest here made all its touches.</summary>
+        public Task Done => _done.Task;
 
         /// <summary>Waits for the guest's threads; after a failed post-copy one may wait on a missing page for ever (it is a background thread).</summary>
         public void Join()
@@ -370,6 +404,10 @@ public class MigrationSessionPostCopyTests
             finally
             {
                 NativeMemory.Free(copy);
+                if (Interlocked.Decrement(ref _running) == 0)
+                {
+                    _done.TrySetResult();
+                }
             }
         }
 

@@ -20,6 +20,7 @@ internal sealed class PairedConnectionFactories : IDisposable
     private readonly Channel<Stream> _accepted = Channel.CreateUnbounded<Stream>();
     private readonly List<CuttableConnection> _connections = [];
     private readonly List<IDisposable> _owned = [];
+    private TaskCompletionSource? _hold;
 
     public PairedConnectionFactories()
     {
@@ -31,6 +32,14 @@ internal sealed class PairedConnectionFactories : IDisposable
     public Func<int, long, bool>? CutBeforeWrite { get; set; }
 
     public IMigrationConnectionFactory Source { get; }
+
+    /// <summary>
+    /// Holds the destination's reads of every data connection from now on, until <see cref="ReleaseDestinationReads"/>
+    /// (a read already waiting takes what arrives; the next waits): what the source pushes stays on its way.
+    /// </summary>
+    public void HoldDestinationReads() => Volatile.Write(ref _hold, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+
+    public void ReleaseDestinationReads() => Volatile.Read(ref _hold)?.TrySetResult();
 
     /// <summary>Whether the source's factory fails from now on (the destination can no longer be reached).</summary>
     public bool Unreachable { get; set; }
@@ -94,7 +103,7 @@ internal sealed class PairedConnectionFactories : IDisposable
         }
 
         connection.Source.CutBeforeWrite = written => CutBeforeWrite?.Invoke(index, written) == true;
-        _accepted.Writer.TryWrite(connection.Destination);
+        _accepted.Writer.TryWrite(new HeldStream(connection.Destination, () => Volatile.Read(ref _hold)?.Task ?? Task.CompletedTask));
         return connection.Source;
     }
 
