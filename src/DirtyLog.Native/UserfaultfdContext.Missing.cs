@@ -92,6 +92,29 @@ public sealed unsafe partial class UserfaultfdContext
     }
 
     /// <summary>
+    /// Empties a range of anonymous private memory in one step, as <see cref="DropPages"/> does, but without freeing its
+    /// pages there and then: <c>mremap</c> with <c>MREMAP_DONTUNMAP</c> moves them, page tables and all, to a new
+    /// mapping the kernel picks, and leaves the range mapped, empty and registered as it was, so that its next touch
+    /// faults (missing). Moving whole page tables costs microseconds where freeing 256 MiB costs about 10 ms: post-copy
+    /// drops its discarded pages inside the downtime, and frees them after the guest resumed.
+    /// </summary>
+    /// <param name="start">The first byte, page-aligned.</param>
+    /// <param name="length">Bytes, a multiple of the page size, inside one mapping.</param>
+    /// <returns>The pages, for the caller to free when it can; <see langword="null"/> when the kernel cannot move them
+    /// (before Linux 5.7, or a range that spans mappings): drop them with <see cref="DropPages"/> then.</returns>
+    public static DetachedPages? DetachPages(nint start, ulong length)
+    {
+        if (length == 0)
+        {
+            return null;
+        }
+
+        long moved = Interop.syscall6(SyscallNumbers.__NR_mremap, start, (long)length, (long)length,
+            MremapConstants.MREMAP_MAYMOVE | MremapConstants.MREMAP_DONTUNMAP, 0, 0);
+        return moved == -1 ? null : new DetachedPages(Internal.MemoryMappingHandle.Adopt((void*)moved, (nuint)length));
+    }
+
+    /// <summary>
     /// Runs an installing ioctl over the range until done: after <c>EEXIST</c> the bytes it did install count, the page
     /// that had memory is stepped over, and the rest goes again; after <c>EAGAIN</c> (the mapping changed under it) the
     /// rest goes again.

@@ -67,6 +67,12 @@ internal sealed unsafe class MemoryMappingHandle : SafeHandle
         return new MemoryMappingHandle(address, length);
     }
 
+    /// <summary>Takes ownership of a range the kernel mapped elsewhere (where <c>mremap</c> moved pages to).</summary>
+    /// <param name="address">The first byte.</param>
+    /// <param name="length">Bytes.</param>
+    /// <returns>The mapping, unmapped on dispose.</returns>
+    public static MemoryMappingHandle Adopt(void* address, nuint length) => new(address, length);
+
     /// <inheritdoc/>
     protected override bool ReleaseHandle() => Interop.munmap((void*)handle, Length) == 0;
 }

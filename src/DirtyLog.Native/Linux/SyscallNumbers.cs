@@ -7,6 +7,7 @@ namespace DirtyLog.Native.Linux;
 internal static class SyscallNumbers
 {
     public const long __NR_rt_sigprocmask = 14;
+    public const long __NR_mremap = 25;
     public const long __NR_rt_sigtimedwait = 128;
     public const long __NR_gettid = 186;
     public const long __NR_tgkill = 234;

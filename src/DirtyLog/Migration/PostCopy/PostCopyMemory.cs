@@ -49,6 +49,10 @@ public sealed class PostCopyMemory : IDisposable
     private readonly Dictionary<ulong, List<long>> _waiting = [];      // page -> when each fault on it was read; under _gate
     private readonly List<long> _latencies = [];                        // ticks from request to install; under _gate
     private readonly TaskCompletionSource _complete = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private const ulong DetachRunPages = 512; // 2 MiB: a run this long is moved away whole rather than freed in the downtime
+    private const int MaxDetachedRuns = 1024;  // each detached run is a mapping of its own: keep well inside vm.max_map_count
+
+    private readonly List<DetachedPages> _detached = []; // the discarded pages' old copies, moved away by Start; under _gate after it
     private UserfaultfdContext? _faults;
     private IPostCopyPageRequests? _requests;
     private Thread? _reader;
@@ -142,7 +146,8 @@ public sealed class PostCopyMemory : IDisposable
 
     /// <summary>
     /// Begins post-copy: registers the memory in missing mode, drops the pages of <paramref name="discarded"/> (the
-    /// source wrote them after it sent them: the copies here are stale) and serves faults from now on. Call it before
+    /// source wrote them after it sent them: the copies here are stale; long runs are moved away whole and freed by
+    /// <see cref="ReleaseDiscardedPages"/>) and serves faults from now on. Call it before
     /// the guest resumes here.
     /// </summary>
     /// <param name="discarded">The pages not valid here, from the source's switch-over.</param>
@@ -188,12 +193,23 @@ public sealed class PostCopyMemory : IDisposable
                     }
                 }
 
-                UserfaultfdContext.DropPages(_memory.Address + (nint)(run.FirstPage * _pageSize), run.PageCount * _pageSize);
+                nint start = _memory.Address + (nint)(run.FirstPage * _pageSize);
+                ulong bytes = run.PageCount * _pageSize;
+                DetachedPages? detached = run.PageCount >= DetachRunPages && _detached.Count < MaxDetachedRuns ? UserfaultfdContext.DetachPages(start, bytes) : null;
+                if (detached is null)
+                {
+                    UserfaultfdContext.DropPages(start, bytes);
+                }
+                else
+                {
+                    _detached.Add(detached); // freed later, off the downtime (ReleaseDiscardedPages)
+                }
             }
         }
         catch
         {
             faults.Dispose();
+            ReleaseDiscardedPages();
             throw;
         }
 
@@ -241,6 +257,26 @@ public sealed class PostCopyMemory : IDisposable
         return installed;
     }
 
+    /// <summary>
+    /// Frees the old copies of the discarded pages: <see cref="Start"/> moves long runs of them out of the way in one
+    /// step (freeing 256 MiB of pages would cost about 10 ms of downtime) and keeps them until this call. Call it once
+    /// the guest runs, from any thread; <see cref="Dispose"/> calls it too. Calling it again does nothing.
+    /// </summary>
+    public void ReleaseDiscardedPages()
+    {
+        DetachedPages[] pages;
+        lock (_gate)
+        {
+            pages = [.. _detached];
+            _detached.Clear();
+        }
+
+        foreach (DetachedPages detached in pages)
+        {
+            detached.Dispose();
+        }
+    }
+
     /// <summary>Stops serving faults and closes the userfaultfd (see the remarks for when); calling it again does nothing.</summary>
     public void Dispose()
     {
@@ -251,6 +287,8 @@ public sealed class PostCopyMemory : IDisposable
             _reader?.Join();
             faults.Dispose();
         }
+
+        ReleaseDiscardedPages();
     }
 
     /// <summary>The fault thread: a fault on a missing page is requested once; one on a valid page that has no memory gets a zero page.</summary>

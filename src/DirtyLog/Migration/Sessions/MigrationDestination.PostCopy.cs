@@ -77,6 +77,7 @@ public sealed partial class MigrationDestination
             error = new MigrationException(MigrationPhase.PostCopy, $"the guest runs here, but the source could not be told (it will report an unknown outcome and stay paused, holding the {memory.Statistics.MissingPages:N0} pages missing here): {e.Message}", e);
         }
 
+        _ = Task.Run(memory.ReleaseDiscardedPages, CancellationToken.None); // the downtime is over: free the stale copies beside the guest
         while (error is null)
         {
             try

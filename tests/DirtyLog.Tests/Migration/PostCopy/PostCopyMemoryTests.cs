@@ -29,13 +29,15 @@ public class PostCopyMemoryTests
     [SetUp]
     public void NeedsUserfaultfd() => PostCopyRig.RequireUserfaultfd();
 
-    [TestCase(1, false)]
-    [TestCase(2, false)]
-    [TestCase(1, true)]
-    [TestCase(2, true)]
-    public async Task GuestThreadsSeeTheSourcesPagesAndKeepTheirOwnWrites(int seed, bool push)
+    [TestCase(1, false, false)]
+    [TestCase(2, false, false)]
+    [TestCase(1, true, false)]
+    [TestCase(2, true, false)]
+    [TestCase(3, false, true)]
+    [TestCase(4, true, true)]
+    public async Task GuestThreadsSeeTheSourcesPagesAndKeepTheirOwnWrites(int seed, bool push, bool longRun)
     {
-        using var rig = new PostCopyRig(seed);
+        using var rig = new PostCopyRig(seed, longRun);
         using var memory = new PostCopyMemory(rig.Destination);
         var requests = new RequestChannel();
         memory.Start(rig.Discarded, requests);

@@ -36,7 +36,9 @@ internal sealed class PostCopyRig : IDisposable
         }
     }
 
-    public PostCopyRig(int seed)
+    /// <param name="seed">The pages' bytes, and the guest's touches.</param>
+    /// <param name="longRun">Whether a run of 1,024 stale pages (4 MiB, long enough to be moved away whole) lies among the single ones.</param>
+    public PostCopyRig(int seed, bool longRun = false)
     {
         _seed = seed;
         Source = new GuestMemoryView(_source.Address, Pages * PageBytes);
@@ -51,11 +53,18 @@ internal sealed class PostCopyRig : IDisposable
                 random.NextBytes(Source.Slice(page * PageBytes, (int)PageBytes));
             }
 
-            bool stale = page % 5 == 0;
+            bool stale = page % 5 == 0 || (longRun && page - Pages / 4 < 1024);
             if (stale)
             {
                 random.NextBytes(Destination.Slice(page * PageBytes, (int)PageBytes)); // what was sent before the source wrote it again
-                discarded.Add(new DirtyRun(page, 1));
+                if (discarded.Count > 0 && discarded[^1].EndPage == page)
+                {
+                    discarded[^1] = new DirtyRun(discarded[^1].FirstPage, discarded[^1].PageCount + 1);
+                }
+                else
+                {
+                    discarded.Add(new DirtyRun(page, 1));
+                }
             }
             else if (!zero)
             {

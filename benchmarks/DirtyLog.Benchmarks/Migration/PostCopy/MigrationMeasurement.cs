@@ -1,0 +1,13 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+
+namespace DirtyLog.Benchmarks.Migration.PostCopy;
+
+/// <summary>What one migration of <see cref="PostCopyBenchmarks"/> measured.</summary>
+/// <param name="Total">Start to every page at the destination.</param>
+/// <param name="Downtime">The source's pause to the destination's word that the guest runs there.</param>
+/// <param name="BytesSent">Bytes the source wrote on every connection.</param>
+/// <param name="Pace">The guest's passes per second over the migration (either host), over its pace alone before.</param>
+/// <param name="Rounds">Pre-copy's rounds.</param>
+internal readonly record struct MigrationMeasurement(TimeSpan Total, TimeSpan Downtime, long BytesSent, double Pace, int Rounds);

@@ -1,0 +1,97 @@
+// Licensed under the MIT License. See LICENSE in the repository root.
+
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using BenchmarkDotNet.Columns;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Reports;
+using BenchmarkDotNet.Running;
+
+namespace DirtyLog.Benchmarks.Migration.PostCopy;
+
+/// <summary>
+/// The columns of <see cref="PostCopyBenchmarks"/> beside its time: the medians of downtime, bytes sent, the guest's
+/// pace and pre-copy's rounds over each case's migrations (its first, the warm-up, left out), and the downtime's
+/// ratio to the baseline's.
+/// </summary>
+internal sealed class PostCopyBenchmarkColumns : ManualConfig
+{
+    private static readonly ConcurrentDictionary<string, List<MigrationMeasurement>> Measured = new();
+
+    public PostCopyBenchmarkColumns()
+    {
+        AddColumn(
+            new MeasurementColumn("Downtime(median)", m => m.Downtime.TotalMilliseconds, "0.0 'ms'"),
+            new MeasurementColumn("Downtime ratio", m => m.Downtime.TotalMilliseconds, "0.000", ratio: true),
+            new MeasurementColumn("Sent(median)", m => m.BytesSent / 1048576.0, "0 'MiB'"),
+            new MeasurementColumn("Guest pace(median)", m => m.Pace, "0.00"),
+            new MeasurementColumn("Rounds(median)", m => m.Rounds, "0"));
+    }
+
+    /// <summary>One migration's measurement, of the case named by its method.</summary>
+    public static void Record(string method, MigrationMeasurement measurement)
+    {
+        List<MigrationMeasurement> list = Measured.GetOrAdd(method, _ => []);
+        lock (list)
+        {
+            list.Add(measurement);
+        }
+    }
+
+    private static double? Median(string method, Func<MigrationMeasurement, double> pick)
+    {
+        if (!Measured.TryGetValue(method, out List<MigrationMeasurement>? list))
+        {
+            return null;
+        }
+
+        double[] values;
+        lock (list)
+        {
+            values = [.. list.Skip(list.Count > 1 ? 1 : 0).Select(pick).Order()];
+        }
+
+        return values.Length == 0 ? null : values.Length % 2 == 1 ? values[values.Length / 2] : (values[values.Length / 2 - 1] + values[values.Length / 2]) / 2;
+    }
+
+    private sealed class MeasurementColumn(string name, Func<MigrationMeasurement, double> pick, string format, bool ratio = false) : IColumn
+    {
+        public string Id => $"{nameof(PostCopyBenchmarkColumns)}.{name}";
+
+        public string ColumnName => name;
+
+        public bool AlwaysShow => true;
+
+        public ColumnCategory Category => ColumnCategory.Custom;
+
+        public int PriorityInCategory => 0;
+
+        public bool IsNumeric => true;
+
+        public UnitType UnitType => UnitType.Dimensionless;
+
+        public string Legend => ratio ? "Median downtime of this case / the baseline's, same run" : $"{name} over the case's migrations, the warm-up left out";
+
+        public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
+
+        public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+        {
+            double? mine = Median(benchmarkCase.Descriptor.WorkloadMethod.Name, pick);
+            if (!ratio)
+            {
+                return mine?.ToString(format, CultureInfo.InvariantCulture) ?? "?";
+            }
+
+            BenchmarkCase? baseline = summary.GetBaseline(summary.GetLogicalGroupKey(benchmarkCase));
+            double? theirs = baseline is null ? null : Median(baseline.Descriptor.WorkloadMethod.Name, pick);
+            return mine is null || theirs is null or 0 ? "?" : (mine.Value / theirs.Value).ToString(format, CultureInfo.InvariantCulture);
+        }
+
+        public bool IsAvailable(Summary summary) => true;
+
+        public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
+    }
+}
