@@ -23,7 +23,8 @@ namespace DirtyLog.Benchmarks.Migration.PostCopy;
 
 /// <summary>
 /// A guest that pre-copy cannot bring under its downtime limit: 256 MiB swept page by page, unthrottled, while it
-/// migrates over loopback (two data connections) between two sessions of this process, its writes logged as the
+/// migrates over loopback (two data connections) between two sessions of this process, guest RAM in transparent huge
+/// pages on both sides (as QEMU maps it), its writes logged as the
 /// sample's simulated vCPUs log theirs (a log entry per write and no trap, as PML or the dirty ring: a write-protect
 /// fault per page would slow this guest to a few percent of its pace, and it would converge). Pre-copy with throttling (auto-converge: 20% more at each stall, up to 99%; the
 /// baseline) against pre-copy then post-copy (the switch at the first stall, the guest resumed at the destination at
@@ -38,7 +39,7 @@ namespace DirtyLog.Benchmarks.Migration.PostCopy;
 [InProcess]
 [InvocationCount(1)]
 [WarmupCount(1)]
-[IterationCount(5)]
+[IterationCount(7)]
 [Config(typeof(PostCopyBenchmarkColumns))]
 public class PostCopyBenchmarks
 {
@@ -58,6 +59,7 @@ public class PostCopyBenchmarks
     public void Setup()
     {
         _source = new AnonymousMapping(Bytes);
+        _source.SetHugePages(true); // guest RAM in transparent huge pages, as QEMU maps it
         var random = new Random(1);
         GuestMemoryView memory = View(_source);
         for (ulong page = 0; page < Bytes / 4096; page += 2)
@@ -87,6 +89,7 @@ public class PostCopyBenchmarks
         _guest.Throttle = 0;
         _guest.Resume();
         _destination = new AnonymousMapping(Bytes);
+        _destination.SetHugePages(true);
         _shared = new SparseDirtyBitmap(40);
         _tracker = new EmulatedTracker("guest", new AddressRange(0, Bytes));
         _harvester = new ParallelHarvester(_shared);
