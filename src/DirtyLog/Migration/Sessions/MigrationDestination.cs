@@ -29,9 +29,10 @@ namespace DirtyLog.Migration.Sessions;
 /// lost). A memory hook (<see cref="IMigrationDestinationMemoryHooks"/>) that throws refuses the migration
 /// too.</para>
 /// <para><b>Thread safety.</b> <see cref="RunAsync"/> once per session; <see cref="Progress"/> and cancellation from
-/// any thread. The connection is the session's while it runs and is not closed by it. A connection whose reads
-/// complete synchronously (a blocking socket) keeps the whole receive on the caller's thread, the way to keep a
-/// thread-pool wake-up out of the downtime.</para>
+/// any thread. The connection is the session's while it runs and is not closed by it (but for a post-copy that lost
+/// a connection: it is then disposed with the others, see <see cref="MigrationDestinationOptions.PostCopyRecoveryTimeout"/>).
+/// A connection whose reads complete synchronously (a blocking socket) keeps the whole receive on the caller's
+/// thread, the way to keep a thread-pool wake-up out of the downtime.</para>
 /// </remarks>
 public sealed partial class MigrationDestination
 {

@@ -43,7 +43,9 @@ namespace DirtyLog.Migration.Sessions;
 /// before its end, and the guest runs on here.</para>
 /// <para><b>Thread safety.</b> <see cref="RunAsync"/> once per session. <see cref="Progress"/>,
 /// <see cref="ContinueSwitchOver"/> and cancellation may be used from any thread while it runs. The connection is
-/// the session's while it runs and is not closed by it.</para>
+/// the session's while it runs and is not closed by it, but for a post-copy that lost a connection: the session then
+/// disposes it with the others, for the destination to see the cut on each, and carries on over new ones (see
+/// <see cref="MigrationSourceOptions.PostCopyRecoveryTimeout"/>).</para>
 /// </remarks>
 public sealed partial class MigrationSource
 {
