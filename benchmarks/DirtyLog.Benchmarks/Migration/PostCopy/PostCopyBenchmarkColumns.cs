@@ -1,9 +1,9 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
-using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Globalization;
+using System.IO;
 using System.Linq;
 using BenchmarkDotNet.Columns;
 using BenchmarkDotNet.Configs;
@@ -15,11 +15,15 @@ namespace DirtyLog.Benchmarks.Migration.PostCopy;
 /// <summary>
 /// The columns of <see cref="PostCopyBenchmarks"/> beside its time: the medians of downtime, bytes sent, the guest's
 /// pace and pre-copy's rounds over each case's migrations (its first, the warm-up, left out), and the downtime's
-/// ratio to the baseline's.
+/// ratio to the baseline's. The benchmark's process writes each measurement to a file the host names
+/// (<see cref="FileVariable"/>, inherited by the benchmark's process), and the columns read it back.
 /// </summary>
 internal sealed class PostCopyBenchmarkColumns : ManualConfig
 {
-    private static readonly ConcurrentDictionary<string, List<MigrationMeasurement>> Measured = new();
+    /// <summary>The environment variable naming the file of measurements, set by the host before it starts the benchmarks.</summary>
+    public const string FileVariable = "DIRTYLOG_BENCHMARK_MEASUREMENTS";
+
+    private static readonly object FileLock = new();
 
     public PostCopyBenchmarkColumns()
     {
@@ -31,30 +35,44 @@ internal sealed class PostCopyBenchmarkColumns : ManualConfig
             new MeasurementColumn("Rounds(median)", m => m.Rounds, "0"));
     }
 
-    /// <summary>One migration's measurement, of the case named by its method.</summary>
-    public static void Record(string method, MigrationMeasurement measurement)
+    /// <summary>One migration's measurement, of the case named by its method: a line of the file.</summary>
+    public static void Record(string method, MigrationMeasurement m)
     {
-        List<MigrationMeasurement> list = Measured.GetOrAdd(method, _ => []);
-        lock (list)
+        if (Environment.GetEnvironmentVariable(FileVariable) is not { Length: > 0 } path)
         {
-            list.Add(measurement);
+            return;
+        }
+
+        string line = string.Join('\t', method, m.Total.TotalMilliseconds.ToString("R", CultureInfo.InvariantCulture),
+            m.Downtime.TotalMilliseconds.ToString("R", CultureInfo.InvariantCulture), m.BytesSent.ToString(CultureInfo.InvariantCulture),
+            m.Pace.ToString("R", CultureInfo.InvariantCulture), m.Rounds.ToString(CultureInfo.InvariantCulture), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+        lock (FileLock)
+        {
+            File.AppendAllText(path, line + "\n");
         }
     }
 
+    /// <summary>The median over a case's migrations, each process's first (its warm-up) left out.</summary>
     private static double? Median(string method, Func<MigrationMeasurement, double> pick)
     {
-        if (!Measured.TryGetValue(method, out List<MigrationMeasurement>? list))
+        if (Environment.GetEnvironmentVariable(FileVariable) is not { Length: > 0 } path || !File.Exists(path))
         {
             return null;
         }
 
-        double[] values;
-        lock (list)
-        {
-            values = [.. list.Skip(list.Count > 1 ? 1 : 0).Select(pick).Order()];
-        }
-
-        return values.Length == 0 ? null : values.Length % 2 == 1 ? values[values.Length / 2] : (values[values.Length / 2 - 1] + values[values.Length / 2]) / 2;
+        double[] values = [.. File.ReadAllLines(path)
+            .Select(line => line.Split('\t'))
+            .Where(f => f.Length == 7 && f[0] == method)
+            .GroupBy(f => f[6])
+            .SelectMany(process => process.Skip(1))
+            .Select(f => pick(new MigrationMeasurement(
+                TimeSpan.FromMilliseconds(double.Parse(f[1], CultureInfo.InvariantCulture)),
+                TimeSpan.FromMilliseconds(double.Parse(f[2], CultureInfo.InvariantCulture)),
+                long.Parse(f[3], CultureInfo.InvariantCulture),
+                double.Parse(f[4], CultureInfo.InvariantCulture),
+                int.Parse(f[5], CultureInfo.InvariantCulture))))
+            .Order()];
+        return values.Length == 0 ? null : values.Length % 2 == 1 ? values[values.Length / 2] : (values[(values.Length / 2) - 1] + values[values.Length / 2]) / 2;
     }
 
     private sealed class MeasurementColumn(string name, Func<MigrationMeasurement, double> pick, string format, bool ratio = false) : IColumn
@@ -73,7 +91,7 @@ internal sealed class PostCopyBenchmarkColumns : ManualConfig
 
         public UnitType UnitType => UnitType.Dimensionless;
 
-        public string Legend => ratio ? "Median downtime of this case / the baseline's, same run" : $"{name} over the case's migrations, the warm-up left out";
+        public string Legend => ratio ? "Median downtime of this case / the baseline's, same run" : $"{name} over the case's migrations, each process's first (the warm-up) left out";
 
         public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, SummaryStyle.Default);
 

@@ -33,10 +33,9 @@ namespace DirtyLog.Benchmarks.Migration.PostCopy;
 /// migration (its passes on either host per second) against its pace before, alone.
 /// </summary>
 /// <remarks>
-/// In process: the columns read what each migration measured. The first migration of each case (the warm-up, with
-/// the JIT) is left out of the columns' medians, as it is of the time's.
+/// The columns read what each migration measured (<see cref="PostCopyBenchmarkColumns"/>). The first migration of
+/// each case (the warm-up, with the JIT) is left out of the columns' medians, as it is of the time's.
 /// </remarks>
-[InProcess]
 [InvocationCount(1)]
 [WarmupCount(1)]
 [IterationCount(7)]
