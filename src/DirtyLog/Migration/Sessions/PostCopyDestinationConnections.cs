@@ -14,7 +14,7 @@ namespace DirtyLog.Migration.Sessions;
 /// <remarks>Thread safety: used by the session's task alone, between runs.</remarks>
 internal sealed class PostCopyDestinationConnections(PipeWriter requests, PipeReader answers, IReadOnlyList<PipeReader> push) : IDisposable
 {
-    private List<Stream> _owned = []; // a recovery's connections: the session's to dispose
+    private readonly RecoveredConnections _owned = new();
 
     /// <summary>The requests go out on this run's control connection.</summary>
     public PipeWriter Requests { get; private set; } = requests;
@@ -37,7 +37,7 @@ internal sealed class PostCopyDestinationConnections(PipeWriter requests, PipeRe
     /// <summary>A recovery's connections, and the pipes over them.</summary>
     public void Adopt(List<Stream> opened, PipeWriter requests, PipeReader answers, IReadOnlyList<PipeReader> push)
     {
-        _owned = opened;
+        _owned.Take(opened);
         Requests = requests;
         Answers = answers;
         Push = push;
@@ -45,20 +45,5 @@ internal sealed class PostCopyDestinationConnections(PipeWriter requests, PipeRe
     }
 
     /// <summary>Disposes a recovery's connections (a blocked read returns).</summary>
-    public void Dispose()
-    {
-        foreach (Stream connection in _owned)
-        {
-            try
-            {
-                connection.Dispose();
-            }
-            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
-            {
-                // Cut already.
-            }
-        }
-
-        _owned = [];
-    }
+    public void Dispose() => _owned.DisposeAll();
 }

@@ -17,7 +17,7 @@ namespace DirtyLog.Migration.Sessions;
 /// <remarks>Thread safety: used by the session's task alone, between runs.</remarks>
 internal sealed class PostCopySourceConnections(PipeReader requests, PipeWriter answers, IReadOnlyList<PipeWriter> push, IReadOnlyList<DirtyRun> pending) : IDisposable
 {
-    private List<Stream> _owned = []; // a recovery's connections: the session's to dispose
+    private readonly RecoveredConnections _owned = new();
     private uint _attempt;
 
     /// <summary>The destination's requests, on the control connection of this run.</summary>
@@ -65,7 +65,7 @@ internal sealed class PostCopySourceConnections(PipeReader requests, PipeWriter 
     /// <summary>The new run's connections, opened by a recovery, and what it sends.</summary>
     public void Adopt(List<Stream> opened, PipeReader requests, PipeWriter answers, IReadOnlyList<PipeWriter> push, IReadOnlyList<DirtyRun> missing)
     {
-        _owned = opened;
+        _owned.Take(opened);
         Requests = requests;
         Answers = answers;
         Push = push;
@@ -73,20 +73,5 @@ internal sealed class PostCopySourceConnections(PipeReader requests, PipeWriter 
         Recoveries++;
     }
 
-    public void Dispose()
-    {
-        foreach (Stream connection in _owned)
-        {
-            try
-            {
-                connection.Dispose();
-            }
-            catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
-            {
-                // Cut already.
-            }
-        }
-
-        _owned = [];
-    }
+    public void Dispose() => _owned.DisposeAll();
 }
