@@ -3,6 +3,7 @@
 using System;
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Collections.Generic;
 using System.IO.Pipelines;
 using System.Threading;
 using System.Threading.Tasks;
@@ -39,6 +40,7 @@ internal static class PostCopyFormat
     public const int ResumeBytes = 32;
     public const int MissingHeaderBytes = 24;
     public const int RunBytes = 16;
+    private const int RunsPerChunk = 4096; // 64 KiB of runs at a time
     public const ushort ControlRole = 0;
     public const ushort PushRole = 1;
 
@@ -150,26 +152,42 @@ internal static class PostCopyFormat
             BinaryPrimitives.ReadUInt64LittleEndian(h[12..]), BinaryPrimitives.ReadUInt32LittleEndian(h[20..])), null);
     }
 
-    /// <summary>The destination's missing pages, as runs, with their CRC.</summary>
+    /// <summary>The destination's missing pages, as runs, with their CRC; written a chunk at a time (a list can run to millions of runs).</summary>
     public static void WriteMissing(PipeWriter output, ReadOnlySpan<DirtyRun> runs)
     {
-        int bytes = MissingHeaderBytes + runs.Length * RunBytes;
-        Span<byte> span = output.GetSpan(bytes)[..bytes];
-        span.Clear();
-        Span<byte> body = span[MissingHeaderBytes..];
-        for (int i = 0; i < runs.Length; i++)
+        uint crc = ~0u;
+        Span<byte> run = stackalloc byte[RunBytes];
+        foreach (DirtyRun r in runs)
         {
-            BinaryPrimitives.WriteUInt64LittleEndian(body[(i * RunBytes)..], runs[i].FirstPage);
-            BinaryPrimitives.WriteUInt64LittleEndian(body[(i * RunBytes + 8)..], runs[i].PageCount);
+            BinaryPrimitives.WriteUInt64LittleEndian(run, r.FirstPage);
+            BinaryPrimitives.WriteUInt64LittleEndian(run[8..], r.PageCount);
+            crc = Crc(crc, run);
         }
 
-        BinaryPrimitives.WriteUInt32LittleEndian(span, MissingMagic);
-        BinaryPrimitives.WriteUInt64LittleEndian(span[8..], (ulong)runs.Length);
-        BinaryPrimitives.WriteUInt32LittleEndian(span[16..], Crc(~0u, body));
-        output.Advance(bytes);
+        Span<byte> header = output.GetSpan(MissingHeaderBytes)[..MissingHeaderBytes];
+        header.Clear();
+        BinaryPrimitives.WriteUInt32LittleEndian(header, MissingMagic);
+        BinaryPrimitives.WriteUInt64LittleEndian(header[8..], (ulong)runs.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[16..], crc);
+        output.Advance(MissingHeaderBytes);
+        for (int first = 0; first < runs.Length; first += RunsPerChunk)
+        {
+            ReadOnlySpan<DirtyRun> chunk = runs.Slice(first, Math.Min(RunsPerChunk, runs.Length - first));
+            Span<byte> body = output.GetSpan(chunk.Length * RunBytes);
+            for (int i = 0; i < chunk.Length; i++)
+            {
+                BinaryPrimitives.WriteUInt64LittleEndian(body[(i * RunBytes)..], chunk[i].FirstPage);
+                BinaryPrimitives.WriteUInt64LittleEndian(body[(i * RunBytes + 8)..], chunk[i].PageCount);
+            }
+
+            output.Advance(chunk.Length * RunBytes);
+        }
     }
 
-    /// <summary>The destination's missing pages, read and checked: sorted, apart, inside <paramref name="pages"/>, their CRC right.</summary>
+    /// <summary>
+    /// The destination's missing pages, read and checked: sorted, apart, inside <paramref name="pages"/>, their CRC
+    /// right. Read a chunk at a time: a peer's count buys it no buffer larger than the bytes it sent.
+    /// </summary>
     /// <exception cref="PageStreamException">Not a missing list, damaged, cut, or a run out of place.</exception>
     public static async ValueTask<DirtyRun[]> ReadMissingAsync(PipeReader input, ulong pages, CancellationToken cancellationToken)
     {
@@ -181,6 +199,7 @@ internal static class PostCopyFormat
         }
 
         byte[] header = result.Buffer.Slice(0, MissingHeaderBytes).ToArray();
+        input.AdvanceTo(result.Buffer.GetPosition(MissingHeaderBytes));
         ulong count = BinaryPrimitives.ReadUInt64LittleEndian(header.AsSpan(8));
         if (BinaryPrimitives.ReadUInt32LittleEndian(header) != MissingMagic || BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(4)) != 0 || BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(20)) != 0)
         {
@@ -192,28 +211,39 @@ internal static class PostCopyFormat
             throw new PageStreamException($"{count:N0} runs of missing pages in a memory of {pages:N0} pages", 0);
         }
 
-        int bytes = MissingHeaderBytes + (int)count * RunBytes;
-        input.AdvanceTo(result.Buffer.Start);
-        result = await input.ReadAtLeastAsync(bytes, cancellationToken).ConfigureAwait(false);
-        if (result.Buffer.Length < bytes)
+        var runs = new List<DirtyRun>((int)Math.Min(count, RunsPerChunk));
+        byte[] chunk = new byte[RunsPerChunk * RunBytes];
+        uint crc = ~0u;
+        while ((ulong)runs.Count < count)
         {
-            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
-            throw new PageStreamException($"the destination's missing pages cut after {result.Buffer.Length} of {bytes:N0} bytes", 0);
+            int take = (int)Math.Min(count - (ulong)runs.Count, RunsPerChunk);
+            int bytes = take * RunBytes;
+            result = await input.ReadAtLeastAsync(bytes, cancellationToken).ConfigureAwait(false);
+            if (result.Buffer.Length < bytes)
+            {
+                input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+                throw new PageStreamException($"the destination's missing pages cut after {MissingHeaderBytes + (long)runs.Count * RunBytes + result.Buffer.Length:N0} of {MissingHeaderBytes + (long)count * RunBytes:N0} bytes", 0);
+            }
+
+            Span<byte> body = chunk.AsSpan(0, bytes);
+            result.Buffer.Slice(0, bytes).CopyTo(body);
+            input.AdvanceTo(result.Buffer.GetPosition(bytes));
+            crc = Crc(crc, body);
+            for (int i = 0; i < take; i++)
+            {
+                runs.Add(new DirtyRun(BinaryPrimitives.ReadUInt64LittleEndian(body[(i * RunBytes)..]), BinaryPrimitives.ReadUInt64LittleEndian(body[(i * RunBytes + 8)..])));
+            }
         }
 
-        byte[] body = result.Buffer.Slice(MissingHeaderBytes, bytes - MissingHeaderBytes).ToArray();
-        input.AdvanceTo(result.Buffer.GetPosition(bytes));
-        if (Crc(~0u, body) != BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(16)))
+        if (crc != BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(16)))
         {
             throw new PageStreamException("the destination's missing pages: their checksum does not match", 0);
         }
 
-        var runs = new DirtyRun[count];
         ulong end = 0;
-        for (int i = 0; i < runs.Length; i++)
+        for (int i = 0; i < runs.Count; i++)
         {
-            ulong first = BinaryPrimitives.ReadUInt64LittleEndian(body.AsSpan(i * RunBytes));
-            ulong length = BinaryPrimitives.ReadUInt64LittleEndian(body.AsSpan(i * RunBytes + 8));
+            (ulong first, ulong length) = (runs[i].FirstPage, runs[i].PageCount);
             string? wrong =
                 length == 0 ? "is empty"
                 : i > 0 && first < end ? "is out of order or overlaps the one before"
@@ -225,10 +255,9 @@ internal static class PostCopyFormat
                 throw new PageStreamException($"missing run {i} ({first:N0}+{length:N0}) {wrong}", 0);
             }
 
-            runs[i] = new DirtyRun(first, length);
             end = first + length;
         }
 
-        return runs;
+        return [.. runs];
     }
 }

@@ -112,24 +112,39 @@ public sealed class PostCopyMemory : IDisposable
     public DirtyRun[] MissingRuns()
     {
         var runs = new List<DirtyRun>();
-        lock (_gate)
+        lock (_gate) // a word at a time: the fault thread waits on this lock, and valid words (most) are skipped whole
         {
-            ulong page = 0;
-            while (page < _pages)
+            ulong first = 0, count = 0;
+            for (int w = 0; w < _valid.Length; w++)
             {
-                if (Test(_valid, page))
+                ulong inMemory = w == _valid.Length - 1 && _pages % 64 != 0 ? (1UL << (int)(_pages % 64)) - 1 : ulong.MaxValue;
+                ulong missing = ~_valid[w] & inMemory;
+                while (missing != 0)
                 {
-                    page++;
-                    continue;
-                }
+                    int bit = System.Numerics.BitOperations.TrailingZeroCount(missing);
+                    int length = System.Numerics.BitOperations.TrailingZeroCount(~(missing >> bit)); // 64 when the rest of the word is missing
+                    ulong page = ((ulong)w * 64) + (ulong)bit;
+                    if (count != 0 && first + count == page)
+                    {
+                        count += (ulong)length;
+                    }
+                    else
+                    {
+                        if (count != 0)
+                        {
+                            runs.Add(new DirtyRun(first, count));
+                        }
 
-                ulong first = page;
-                while (page < _pages && !Test(_valid, page))
-                {
-                    page++;
-                }
+                        (first, count) = (page, (ulong)length);
+                    }
 
-                runs.Add(new DirtyRun(first, page - first));
+                    missing = bit + length >= 64 ? 0 : missing & (ulong.MaxValue << (bit + length));
+                }
+            }
+
+            if (count != 0)
+            {
+                runs.Add(new DirtyRun(first, count));
             }
         }
 

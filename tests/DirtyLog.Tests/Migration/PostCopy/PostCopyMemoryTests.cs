@@ -29,6 +29,37 @@ public class PostCopyMemoryTests
     [SetUp]
     public void NeedsUserfaultfd() => PostCopyRig.RequireUserfaultfd();
 
+    /// <summary>What a recovering source is told to send: exactly the pages not installed, as runs, across word boundaries.</summary>
+    [Test]
+    public void TheMissingRunsAreThePagesNotInstalledYet()
+    {
+        using var rig = new PostCopyRig(5, longRun: true);
+        using var memory = new PostCopyMemory(rig.Destination);
+        memory.Start(rig.Discarded, new RequestChannel());
+        DirtyRun[] before = memory.MissingRuns();
+        DirtyRun longRun = rig.Discarded.Single(r => r.PageCount > 1);
+        rig.Send(memory, longRun.FirstPage + 63); // splits it at a word's last page
+        rig.Send(memory, rig.Discarded[0].FirstPage);
+        DirtyRun[] after = memory.MissingRuns();
+        foreach (DirtyRun run in rig.Discarded)
+        {
+            for (ulong page = run.FirstPage; page < run.EndPage; page++)
+            {
+                rig.Send(memory, page);
+            }
+        }
+
+        var expected = rig.Discarded.Skip(1).SelectMany(r => r == longRun
+            ? new[] { new DirtyRun(r.FirstPage, 63), new DirtyRun(r.FirstPage + 64, r.PageCount - 64) }
+            : new[] { r }).ToArray();
+        Assert.Multiple(() =>
+        {
+            Assert.That(before, Is.EqualTo(rig.Discarded));
+            Assert.That(after, Is.EqualTo(expected));
+            Assert.That(memory.MissingRuns(), Is.Empty);
+        });
+    }
+
     [TestCase(1, false, false)]
     [TestCase(2, false, false)]
     [TestCase(1, true, false)]
