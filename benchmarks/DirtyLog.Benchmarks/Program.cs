@@ -9,12 +9,20 @@ using BenchmarkDotNet.Running;
 
 namespace DirtyLog.Benchmarks;
 
-/// <summary>Entry point: <c>dotnet run -c Release --project benchmarks/DirtyLog.Benchmarks -- --filter '*'</c>.</summary>
+/// <summary>
+/// Entry point: <c>dotnet run -c Release --project benchmarks/DirtyLog.Benchmarks -- --filter '*'</c>; or
+/// <c>-- chart-qemu-comparison IN.json OUT.png</c>, which <c>benchmarks/qemu/compare.py</c> calls to draw its chart.
+/// </summary>
 internal static class Program
 {
     /// <returns>0 when every selected benchmark ran; 1 when one failed to build or run, or none was selected.</returns>
     private static int Main(string[] args)
     {
+        if (args.Length > 0 && args[0] == Charts.QemuComparisonChart.Command)
+        {
+            return Charts.QemuComparisonChart.Run(args[1..]); // compare.py's chart, drawn with the same tools as the benchmarks' own
+        }
+
         Type[] types = typeof(Program).Assembly.GetTypes().Where(t => t.IsPublic && !t.IsAbstract && t.IsClass).ToArray();
         if (!DirtyLog.Testing.KvmSystem.IsAvailable)
         {

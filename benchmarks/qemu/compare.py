@@ -17,11 +17,20 @@ against the sample's --connections 2 and 4; tls, both over mutual TLS 1.3 with x
 as the sample's --tls-dir does); tls-multifd4, both at once. --accel tcg checks the QEMU side on a machine without
 /dev/kvm (with --qemu-only: the sample's guest needs KVM).
 
+--chart FILE.png draws the table (total time and downtime, both systems side by side per row) with the benchmarks'
+chart command (`DirtyLog.Benchmarks chart-qemu-comparison`) and keeps the medians beside it (FILE.json);
+--from-table FILE.md draws the chart of a table this script printed before (the first such table in FILE.md) without
+running anything.
+
 usage: benchmarks/qemu/compare.py [--reps N] [--rates idle,5000,50000,unthrottled] [--modes log,ring]
                                   [--transports plain,multifd2,multifd4,tls,tls-multifd4] [--jit] [--accel kvm|tcg] [--qemu-only]
+                                  [--chart FILE.png [--from-table FILE.md]]
 """
 import argparse
+import datetime
 import json
+import platform
+import re
 import os
 import shutil
 import socket
@@ -210,6 +219,52 @@ def run_sample(sample, rate, ring, connections=0, certs=None):
             "invariant": "ok" if fields["invariant"] == "ok" and fields["digest"] == "ok" else fields["invariant"] + "/" + fields["digest"]}
 
 
+def machine():
+    with open("/proc/cpuinfo") as f:
+        model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), platform.machine())
+    flags = " with AVX-512" if "avx512f" in open("/proc/cpuinfo").read() else ""
+    kvm = "/dev/kvm" if os.path.exists("/dev/kvm") else "no /dev/kvm"
+    return f"{os.cpu_count()}-vCPU {model}{flags}, {kvm}"
+
+
+def rows_from_table(path):
+    """The rows of the first comparison table in a Markdown file, as this script prints them (older prints lack the
+    transport column and the fastest run): medians in seconds and milliseconds."""
+    lines = [l for l in open(path).read().splitlines() if l.startswith("|")]
+    start = next((i for i, l in enumerate(lines) if "QEMU total" in l and "DirtyLog downtime" in l), None)
+    if start is None:
+        raise SystemExit(f"{path}: no comparison table")
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    column = {name: i for i, name in enumerate(header)}
+
+    def find(prefix):
+        return next(i for name, i in column.items() if name.startswith(prefix))
+
+    def number(cell):
+        return float(re.match(r"\s*([0-9.,]+)", cell).group(1).replace(",", ""))
+
+    rows = []
+    for line in lines[start + 2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != len(header):
+            break
+        rows.append({"guest": cells[0], "dirty_log_mode": cells[1],
+                     "transport": cells[column["transport"]] if "transport" in column else "plain",
+                     "qemu_total_ms": number(cells[find("QEMU total")]) * 1000, "dirty_log_total_ms": number(cells[find("DirtyLog total")]) * 1000,
+                     "qemu_downtime_ms": number(cells[find("QEMU downtime")]), "dirty_log_downtime_ms": number(cells[find("DirtyLog downtime")])})
+    return rows
+
+
+def draw_chart(chart, rows, date, where, source):
+    """Keeps the medians beside the chart and draws it with the benchmarks' chart command."""
+    data = os.path.splitext(chart)[0] + ".json"
+    with open(data, "w") as f:
+        json.dump({"date": date, "machine": where, "source": source, "rows": rows}, f, indent=1)
+        f.write("\n")
+    subprocess.run(["dotnet", "run", "-c", "Release", "--project", os.path.join(ROOT, "benchmarks", "DirtyLog.Benchmarks"), "--",
+                    "chart-qemu-comparison", data, chart], check=True)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -225,7 +280,16 @@ def main():
     parser.add_argument("--jit", action="store_true", help="run the sample under the JIT instead of Native AOT")
     parser.add_argument("--accel", default="kvm", choices=["kvm", "tcg"], help="QEMU's accelerator (tcg: to check the QEMU side without /dev/kvm)")
     parser.add_argument("--qemu-only", action="store_true", help="run QEMU alone (the sample's guest needs KVM)")
+    parser.add_argument("--chart", help="draw the table into this PNG (its medians kept beside it as .json)")
+    parser.add_argument("--from-table", help="draw --chart from the first comparison table of this Markdown file; run nothing")
+    parser.add_argument("--date", help="with --from-table: the date the table was measured")
+    parser.add_argument("--machine", help="with --from-table: the machine it was measured on")
     args = parser.parse_args()
+    if args.from_table:
+        if not args.chart or not args.date or not args.machine:
+            parser.error("--from-table needs --chart, --date and --machine (the table's own date and machine)")
+        draw_chart(args.chart, rows_from_table(args.from_table), args.date, args.machine, f"the table in {os.path.relpath(args.from_table, ROOT)}")
+        return 0
     sample = ensure_tools(args.jit)
     rates = [(r, m, t) for t in args.transports.split(",") for m in args.modes.split(",") for r in args.rates.split(",")]
     unknown = [t for _, _, t in rates if t not in TRANSPORTS]
@@ -257,6 +321,7 @@ def main():
     print()
     print("| guest dirtying | dirty log | transport | QEMU total (fastest) | DirtyLog total | ratio (to the fastest) | QEMU downtime | DirtyLog downtime | ratio | invariant (QEMU / DirtyLog) |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    chart_rows = []
     for r in rates:
         q, d = results[(r, "qemu")], results[(r, "dirtylog")]
         qt, dt = statistics.median(x["total_ms"] for x in q), statistics.median(x["total_ms"] for x in d)
@@ -268,6 +333,10 @@ def main():
         label = rate if rate in ("idle", "unthrottled") else f"{int(rate):,} pages/s"
         print(f"| {label} | {'bitmap' if mode == 'log' else 'ring'} | {transport} | {qt / 1000:.2f} s ({qf / 1000:.2f} s) | {dt / 1000:.2f} s | {dt / qt:.2f}x ({dt / qf:.2f}x) |"
               f" {qd:.1f} ms | {dd:.1f} ms | {dd / max(qd, 0.1):.2f}x | {qi} / {di} |")
+        chart_rows.append({"guest": label, "dirty_log_mode": "bitmap" if mode == "log" else "ring", "transport": transport,
+                           "qemu_total_ms": qt, "dirty_log_total_ms": dt, "qemu_downtime_ms": qd, "dirty_log_downtime_ms": dd})
+    if args.chart:
+        draw_chart(args.chart, chart_rows, datetime.date.today().isoformat(), machine(), f"compare.py --reps {args.reps}")
     return 0
 
 

@@ -11,7 +11,7 @@ namespace DirtyLog.Benchmarks.Migration;
 /// <summary>
 /// Each page's CRC-32C, as both ends of the page stream compute it: 80 MiB in 4 KiB pages, the loop over
 /// <see cref="BitOperations.Crc32C(uint, ulong)"/> (eight bytes a step) against System.IO.Hashing's CRC-32C in the same run.
-/// BenchmarkDotNet measures both once optimised; the README says what the first call costs under the JIT and AOT.
+/// BenchmarkDotNet measures both once optimised; the performance guide says what the first call costs under the JIT and AOT.
 /// </summary>
 public class PageCrcBenchmarks
 {

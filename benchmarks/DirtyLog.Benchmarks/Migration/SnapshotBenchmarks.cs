@@ -19,7 +19,7 @@ namespace DirtyLog.Benchmarks.Migration;
 /// of 64 pages): the full snapshot (the baseline), a resident-page snapshot (every resident page, what <c>mincore</c>
 /// offers without dirty tracking) and the diffs of the dirty pages, each written as a page stream to a sink that
 /// discards it (the copy and checksums, not the disk).
-/// Each returns the bytes written (deterministic; the README gives them). Against them, the pause of the other choice:
+/// Each returns the bytes written (deterministic; the performance guide gives them). Against them, the pause of the other choice:
 /// the link's pages write-protected (<see cref="CopyBeforeWriteGuard"/>) and written after resume, for the full
 /// snapshot and the diff (each returns the pages protected); and that write itself, after resume, with nothing writing
 /// meanwhile (the guard's own cost over the plain write: a copy into its shadow and one unprotect per chunk).

@@ -14,7 +14,7 @@ using NUnit.Framework;
 
 namespace DirtyLog.Tests.Samples;
 
-/// <summary>The README's "wiring DirtyLog into a VMM" example, line for line, run against emulated devices.</summary>
+/// <summary>The getting-started guide's "run a harvest" example, line for line, run against emulated devices.</summary>
 [TestFixture]
 public class VmmWiringExampleTests
 {
@@ -32,7 +32,7 @@ public class VmmWiringExampleTests
         var reader = new PageStreamReader(pipe.Reader, copy.AsView());
         Task<PageStreamSummary> destination = reader.ReadToEndAsync(cancellationToken).AsTask();
 
-        // --- README code starts here ---
+        // snippet: wiring
         using var dirty = new SparseDirtyBitmap(addressWidth: 40);         // one shared guest-page bitmap
         var correlator = new Correlator(dirty);                             // IOVA -> guest pages
         IoAddressSpace space = correlator.AddAddressSpace(ioas, new EmulatedIoMapBackend(iommu, ioas));
@@ -45,7 +45,8 @@ public class VmmWiringExampleTests
         harvester.Add(nicTracker, space, TrackerFaultPolicy.MarkCoverageDirty);
         harvester.StartTracking();
 
-        var stream = new PageStreamWriter(pipe.Writer, ram.AsView());       // any PipeWriter: a socket, a file
+        var stream = new PageStreamWriter(pipe.Writer, ram.AsView());       // any PipeWriter: a socket, a file (give it
+                                                                            // segments of PageStreamWriter.RecommendedBufferSize)
         await stream.WriteRoundAsync([new DirtyRun(0, (16UL << 20) / 4096)], cancellationToken); // the first full pass
         var controller = new PreCopyController();
         PreCopyDecision decision;
@@ -70,8 +71,7 @@ public class VmmWiringExampleTests
 
         await stream.WriteEndAsync(cancellationToken);                      // the destination resumes the guest now
         await stream.WriteMemoryDigestAsync(cancellationToken);             // after the switch-over: no downtime
-
-        // --- README code ends here ---
+        // end of snippet
         await pipe.Writer.CompleteAsync();
         await destination;
         PageStreamSummary received = await reader.VerifyMemoryDigestAsync(cancellationToken);

@@ -12,19 +12,20 @@ using DirtyLog.Tests.Infrastructure;
 using DirtyLog.Tracking;
 using NUnit.Framework;
 
-namespace DirtyLog.Tests;
+namespace DirtyLog.Tests.Documentation;
 
-/// <summary>The README's bitmap example, line for line, so that the README cannot show code that does not compile or work.</summary>
+/// <summary>
+/// The examples of the README and the articles, run and checked: each region between <c>// snippet: NAME</c> and
+/// <c>// end of snippet</c> is the page's block line for line (<see cref="CodeBlockTests"/> compares them).
+/// </summary>
 [TestFixture]
 [Category("Unit")]
-public class ReadmeExampleTests
+public class ExampleSnippetTests
 {
     [Test]
     public void TheBitmapExampleRunsAndHarvestsWhatItMarked()
     {
-        var sent = new List<DirtyRun>();
-
-        // --- README code starts here (Console.WriteLine replaced by sent.Add) ---
+        // snippet: bitmap
         // A 1 TiB guest: 40-bit guest-physical addresses in 4 KiB pages (2^28 pages).
         using var dirty = new SparseDirtyBitmap(addressWidth: 40, pageSize: 4096);
 
@@ -36,6 +37,7 @@ public class ReadmeExampleTests
         dirty.MergeBitmap(slotLog, firstPage: 0x40000, pageCount: 4096 * 64);
 
         // Harvest: read and clear, as maximal runs, into a caller's buffer (no allocation per call).
+        List<DirtyRun> toSend = [];
         Span<DirtyRun> runs = stackalloc DirtyRun[256];
         HarvestResult result;
         do
@@ -43,13 +45,13 @@ public class ReadmeExampleTests
             result = dirty.Harvest(runs);
             foreach (DirtyRun run in runs[..(int)result.Runs])
             {
-                sent.Add(run);
+                toSend.Add(run);                 // pages run.FirstPage .. run.EndPage - 1
             }
         }
         while (!result.Completed); // a full buffer leaves the rest dirty for the next call
-        // --- README code ends here ---
+        // end of snippet
 
-        Assert.That(sent, Is.EqualTo(new[]
+        Assert.That(toSend, Is.EqualTo(new[]
         {
             new DirtyRun(0x12345, 1),
             new DirtyRun(0x40000 + (3 * 64), 2),
@@ -59,9 +61,35 @@ public class ReadmeExampleTests
     }
 
     [Test]
+    public void TheFrontPageExampleSendsWhatItMarked()
+    {
+        List<DirtyRun> sent = [];
+        void Send(DirtyRun run) => sent.Add(run);
+
+        // snippet: front-page
+        using var dirty = new SparseDirtyBitmap(addressWidth: 40);   // a 1 TiB guest in 4 KiB pages
+        dirty.Mark(0x12345);                                          // from any thread, lock-free
+        dirty.MarkRange(0x80000, 512);                                // a 2 MiB range
+        Span<DirtyRun> runs = stackalloc DirtyRun[64];
+        HarvestResult taken = dirty.Harvest(runs);                    // read and clear, as maximal runs
+        foreach (DirtyRun run in runs[..(int)taken.Runs])             // (a full buffer leaves the rest for the next call)
+        {
+            Send(run);                                                // pages run.FirstPage .. run.EndPage - 1
+        }
+        // end of snippet
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(taken.Completed, Is.True);
+            Assert.That(sent, Is.EqualTo(new[] { new DirtyRun(0x12345, 1), new DirtyRun(0x80000, 512) }));
+            Assert.That(dirty.Count(), Is.Zero, "the harvest cleared what it returned");
+        });
+    }
+
+    [Test]
     public void TheTrackerExampleRunsAndBothTrackersSeeTheWrite()
     {
-        // --- README code starts here ---
+        // snippet: trackers
         // An emulated IOMMU and a device with its own DMA logger (the real ports take /dev/iommu and a VFIO cdev).
         using var guest = new EmulatedGuestMemory(64UL << 20);
         var iommu = new EmulatedIommu(guest);
@@ -83,7 +111,7 @@ public class ReadmeExampleTests
         using var iovaPages = new SparseDirtyBitmap(addressWidth: 48);
         deviceTracker.ReadDirty(mapped[0], iovaPages, DirtyReadMode.Clear);
         iommuTracker.ReadDirty(mapped[0], iovaPages, DirtyReadMode.NoClear);  // no-clear: what to do before an unmap
-        // --- README code ends here ---
+        // end of snippet
 
         Assert.Multiple(() =>
         {
@@ -96,7 +124,7 @@ public class ReadmeExampleTests
     [Test]
     public void TheCorrelatorExampleReportsEachWriteWhereItLanded()
     {
-        // --- README code starts here ---
+        // snippet: correlator
         using var guest = new EmulatedGuestMemory(64UL << 20);
         var iommu = new EmulatedIommu(guest);
         uint ioas = iommu.AllocateIoas();
@@ -113,8 +141,8 @@ public class ReadmeExampleTests
         space.Remap(0x1_0000_0000, 2UL << 20, newGuestAddress: 0x60_0000); // synced with the old mapping first
         nic.DmaWriteUInt64(0x1_0000_1000, 8);                              // same IOVA, now guest page 0x601
         space.ReadDirty(tracker, DirtyReadMode.Clear);                     // a harvest round
-
-        // --- README code ends here ---
+        // dirty holds pages 0x201 and 0x601: each write where it landed, none where it did not
+        // end of snippet
         var pages = new HashSet<ulong>();
         dirty.HarvestInto(pages);
         Assert.That(pages, Is.EquivalentTo(new ulong[] { 0x201, 0x601 }));
@@ -131,7 +159,7 @@ public class ReadmeExampleTests
         harvester.StartTracking();
         tracker.Write(0x5000);
 
-        // --- README code starts here ---
+        // snippet: consumers
         using var consumers = new DirtyConsumerSet(addressWidth: 40);
         using DirtyConsumer migration = consumers.Register("migration");
         using DirtyConsumer snapshots = consumers.Register("snapshots"); // register before the full base snapshot
@@ -143,7 +171,7 @@ public class ReadmeExampleTests
 
         var sink = new RunListSink(); // any IDirtyRunSink
         snapshots.TakeChanges(ref sink); // what was published since its last take; the migration's pages stay its own
-        // --- README code ends here ---
+        // end of snippet
 
         Assert.Multiple(() =>
         {
@@ -153,7 +181,7 @@ public class ReadmeExampleTests
         });
     }
 
-    /// <summary>The README's sink: keeps the runs.</summary>
+    /// <summary>The consumers example's sink: keeps the runs.</summary>
     private struct RunListSink() : IDirtyRunSink
     {
         public List<DirtyRun> Runs { get; } = [];
