@@ -113,7 +113,7 @@ public class AdoptionTests : KvmFixture
     [Test]
     public void TheDirtyRingOfAVcpuTheVmmOwnsIsHarvestedFromTheVmmsOwnRunLoop()
     {
-        // 65,536 entries: the size that never wedged here (see the README's ring sizing); 80,000 pages a round fill it.
+        // 65,536 entries: the size that never wedged here (see the getting-started guide's ring sizing); 80,000 pages a round fill it.
         const uint entries = 65536;
         const ulong pages = 96 * 1024;
         using var vmm = new SampleVmm(pages * 4096, ringEntries: entries);
