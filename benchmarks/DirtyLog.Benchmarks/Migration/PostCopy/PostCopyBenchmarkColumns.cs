@@ -32,7 +32,9 @@ internal sealed class PostCopyBenchmarkColumns : ManualConfig
             new MeasurementColumn("Downtime ratio", m => m.Downtime.TotalMilliseconds, "0.000", ratio: true),
             new MeasurementColumn("Sent(median)", m => m.BytesSent / 1048576.0, "0 'MiB'"),
             new MeasurementColumn("Guest pace(median)", m => m.Pace, "0.00"),
-            new MeasurementColumn("Rounds(median)", m => m.Rounds, "0"));
+            new MeasurementColumn("Rounds(median)", m => m.Rounds, "0"),
+            new MeasurementColumn("Pace before switch(median)", m => m.PaceBeforeSwitch, "0.00"),
+            new MeasurementColumn("Pace after switch(median)", m => m.PaceAfterSwitch, "0.000"));
     }
 
     /// <summary>One migration's measurement, of the case named by its method: a line of the file.</summary>
@@ -45,7 +47,9 @@ internal sealed class PostCopyBenchmarkColumns : ManualConfig
 
         string line = string.Join('\t', method, m.Total.TotalMilliseconds.ToString("R", CultureInfo.InvariantCulture),
             m.Downtime.TotalMilliseconds.ToString("R", CultureInfo.InvariantCulture), m.BytesSent.ToString(CultureInfo.InvariantCulture),
-            m.Pace.ToString("R", CultureInfo.InvariantCulture), m.Rounds.ToString(CultureInfo.InvariantCulture), Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+            m.Pace.ToString("R", CultureInfo.InvariantCulture), m.Rounds.ToString(CultureInfo.InvariantCulture),
+            m.PaceBeforeSwitch.ToString("R", CultureInfo.InvariantCulture), m.PaceAfterSwitch.ToString("R", CultureInfo.InvariantCulture),
+            Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
         lock (FileLock)
         {
             File.AppendAllText(path, line + "\n");
@@ -62,15 +66,17 @@ internal sealed class PostCopyBenchmarkColumns : ManualConfig
 
         double[] values = [.. File.ReadAllLines(path)
             .Select(line => line.Split('\t'))
-            .Where(f => f.Length == 7 && f[0] == method)
-            .GroupBy(f => f[6])
+            .Where(f => f.Length == 9 && f[0] == method)
+            .GroupBy(f => f[8])
             .SelectMany(process => process.Skip(1))
             .Select(f => pick(new MigrationMeasurement(
                 TimeSpan.FromMilliseconds(double.Parse(f[1], CultureInfo.InvariantCulture)),
                 TimeSpan.FromMilliseconds(double.Parse(f[2], CultureInfo.InvariantCulture)),
                 long.Parse(f[3], CultureInfo.InvariantCulture),
                 double.Parse(f[4], CultureInfo.InvariantCulture),
-                int.Parse(f[5], CultureInfo.InvariantCulture))))
+                int.Parse(f[5], CultureInfo.InvariantCulture),
+                double.Parse(f[6], CultureInfo.InvariantCulture),
+                double.Parse(f[7], CultureInfo.InvariantCulture))))
             .Order()];
         return values.Length == 0 ? null : values.Length % 2 == 1 ? values[values.Length / 2] : (values[(values.Length / 2) - 1] + values[values.Length / 2]) / 2;
     }

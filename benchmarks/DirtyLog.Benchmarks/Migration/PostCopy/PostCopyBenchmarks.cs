@@ -30,7 +30,8 @@ namespace DirtyLog.Benchmarks.Migration.PostCopy;
 /// baseline) against pre-copy then post-copy (the switch at the first stall, the guest resumed at the destination at
 /// once, its touches of missing pages fetched). The time is the migration's, start to every page at the
 /// destination; beside it, the downtime, the bytes sent on every connection, and the guest's pace over the whole
-/// migration (its passes on either host per second) against its pace before, alone.
+/// migration (its passes on either host per second) against its pace before, alone, and that pace on each side of
+/// the switch (on the source until its pause, on the destination after it).
 /// </summary>
 /// <remarks>
 /// The columns read what each migration measured (<see cref="PostCopyBenchmarkColumns"/>). The first migration of
@@ -150,7 +151,8 @@ public class PostCopyBenchmarks
             AllowPostCopy = postCopy,
         };
 
-        var source = new MigrationSource(_harvester!, View(_source), control, new GuestHooks(_guest, null), sourceOptions);
+        var sourceHooks = new GuestHooks(_guest, null);
+        var source = new MigrationSource(_harvester!, View(_source), control, sourceHooks, sourceOptions);
         var destination = new MigrationDestination(destinationMemory, destinationControl, destinationHooks, destinationOptions);
         Task<MigrationOutcome> receiving = Task.Run(() => destination.RunAsync());
         MigrationOutcome sent = await source.RunAsync().ConfigureAwait(false);
@@ -166,7 +168,12 @@ public class PostCopyBenchmarks
             throw new InvalidOperationException($"{name}: the migration did not end as it should: {sent.End} {sent.Error?.Message} / {received.Error?.Message} ({sent.Decision?.Reason})");
         }
 
-        PostCopyBenchmarkColumns.Record(name, new MigrationMeasurement(total, sent.Downtime, connector.BytesWritten, passes / total.TotalSeconds / _paceBefore, sent.Rounds));
+        // The guest's pace on each side of the switch: on the source until its pause, on the destination after it.
+        TimeSpan before = Stopwatch.GetElapsedTime(started, sourceHooks.PausedAt);
+        double paceBeforeSwitch = (_guest.Passes - passesBefore) / before.TotalSeconds / _paceBefore;
+        double paceAfterSwitch = destinationHooks.PassesHere / (total - before).TotalSeconds / _paceBefore;
+        PostCopyBenchmarkColumns.Record(name, new MigrationMeasurement(total, sent.Downtime, connector.BytesWritten, passes / total.TotalSeconds / _paceBefore, sent.Rounds,
+            paceBeforeSwitch, paceAfterSwitch));
     }
 
     private static GuestMemoryView View(AnonymousMapping mapping) => new(mapping.Address, Bytes);
@@ -182,8 +189,12 @@ public class PostCopyBenchmarks
 
         public double PassesHere => _here is null ? 0 : _here.Passes - _startedAt;
 
+        /// <summary>When the source paused its guest (a <see cref="Stopwatch"/> timestamp).</summary>
+        public long PausedAt { get; private set; }
+
         public ValueTask PauseAsync(CancellationToken cancellationToken)
         {
+            PausedAt = Stopwatch.GetTimestamp();
             guest.Pause();
             return ValueTask.CompletedTask;
         }
