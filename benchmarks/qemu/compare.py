@@ -221,8 +221,9 @@ def run_sample(sample, rate, ring, connections=0, certs=None):
 
 def machine():
     with open("/proc/cpuinfo") as f:
-        model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), platform.machine())
-    flags = " with AVX-512" if "avx512f" in open("/proc/cpuinfo").read() else ""
+        cpuinfo = f.read()
+    model = next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name")), platform.machine())
+    flags = " with AVX-512" if "avx512f" in cpuinfo else ""
     kvm = "/dev/kvm" if os.path.exists("/dev/kvm") else "no /dev/kvm"
     return f"{os.cpu_count()}-vCPU {model}{flags}, {kvm}"
 

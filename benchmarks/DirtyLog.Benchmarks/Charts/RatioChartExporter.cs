@@ -35,7 +35,7 @@ internal sealed class RatioChartExporter : IExporter
         // Grouped by class (a joined run interleaves them), each class's cases in the order the run took them.
         foreach (BenchmarkCase benchmark in summary.BenchmarksCases.Select((b, i) => (b, i)).OrderBy(x => x.b.Descriptor.Type.Name, StringComparer.Ordinal).ThenBy(x => x.i).Select(x => x.b))
         {
-            if (benchmark.Descriptor.Baseline || summary.IsBaseline(benchmark))
+            if (summary.IsBaseline(benchmark))
             {
                 continue;
             }

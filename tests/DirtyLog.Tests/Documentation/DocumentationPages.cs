@@ -44,10 +44,14 @@ internal static partial class DocumentationPages
         }
     }
 
-    /// <summary>Every snippet region in the tests' sources: its name, its lines and the file it is in.</summary>
-    public static IReadOnlyDictionary<string, (string File, string Code)> TestSnippets()
+    private static readonly Lazy<IReadOnlyDictionary<string, (string File, string Code)>> Snippets = new(() => ReadTestSnippets());
+
+    /// <summary>Every snippet region in the tests' sources: its name, its lines and the file it is in (read once per run).</summary>
+    public static IReadOnlyDictionary<string, (string File, string Code)> TestSnippets() => Snippets.Value;
+
+    private static Dictionary<string, (string File, string Code)> ReadTestSnippets()
     {
-        var snippets = new Dictionary<string, (string, string)>(StringComparer.Ordinal);
+        var snippets = new Dictionary<string, (string File, string Code)>(StringComparer.Ordinal);
         foreach (string file in Directory.EnumerateFiles(Path.Combine(Repository.Root, "tests"), "*.cs", SearchOption.AllDirectories))
         {
             if (file.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal)
@@ -62,7 +66,7 @@ internal static partial class DocumentationPages
                 string name = m.Groups["name"].Value;
                 if (!snippets.TryAdd(name, (Path.GetRelativePath(Repository.Root, file), m.Groups["code"].Value)))
                 {
-                    throw new InvalidOperationException($"the snippet \"{name}\" is in the tests twice ({snippets[name].Item1} and {file})");
+                    throw new InvalidOperationException($"the snippet \"{name}\" is in the tests twice ({snippets[name].File} and {file})");
                 }
             }
         }

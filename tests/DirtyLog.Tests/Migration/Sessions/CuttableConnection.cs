@@ -6,6 +6,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading;
 using System.Threading.Tasks;
+using DirtyLog.Migration.Sessions;
 
 namespace DirtyLog.Tests.Migration.Sessions;
 
@@ -75,7 +76,7 @@ internal sealed class CuttableConnection : IDisposable
     }
 
     /// <summary>The source's stream: every write may first cut the connection, as the test decides.</summary>
-    internal sealed class CuttingStream(CuttableConnection connection, NetworkStream inner) : Stream
+    internal sealed class CuttingStream(CuttableConnection connection, NetworkStream inner) : PassThroughStream(inner)
     {
         private long _written;
 
@@ -85,39 +86,26 @@ internal sealed class CuttableConnection : IDisposable
         /// <summary>Asked before each write with the bytes written so far; true cuts the connection there.</summary>
         public Func<long, bool>? CutBeforeWrite { get; set; }
 
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override void Flush() => inner.Flush();
-
-        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
-
-        public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => WriteAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            CutIfAsked(buffer.Length);
+            Inner.Write(buffer);
+        }
 
         public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            CutIfAsked(buffer.Length);
+            return Inner.WriteAsync(buffer, cancellationToken);
+        }
+
+        private void CutIfAsked(int bytes)
         {
             if (CutBeforeWrite?.Invoke(Interlocked.Read(ref _written)) == true)
             {
                 connection.Cut();
             }
 
-            Interlocked.Add(ref _written, buffer.Length);
-            return inner.WriteAsync(buffer, cancellationToken);
+            Interlocked.Add(ref _written, bytes);
         }
     }
 
