@@ -2,7 +2,6 @@
 
 using System;
 using System.Buffers.Binary;
-using System.IO.Hashing;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -181,35 +180,11 @@ internal static class PageStreamFormat
 
     public static uint ReadCrc(ReadOnlySpan<byte> record) => BinaryPrimitives.ReadUInt32LittleEndian(record[16..]);
 
-    /// <summary>
-    /// Where a page's CRC comes from System.IO.Hashing: compiled ahead of time (Native AOT), where its folding CRC is
-    /// 1.32x the speed of <see cref="Crc"/> from the first call. Under the JIT its code runs unoptimised for the first
-    /// ~240 MiB (7x slower), longer than a migration's first round takes to need it, and only then 1.4x faster; the
-    /// loop, optimised from its first call, wins the first GiB there. Both give the same value (benchmarks: PageCrcBenchmarks).
-    /// </summary>
-    private static readonly bool s_hashingLibrary = !RuntimeFeature.IsDynamicCodeCompiled;
-
     /// <summary>A whole page's CRC-32C from the initial state, as the format defines it (the raw register, not inverted).</summary>
-    public static uint PageCrc(ReadOnlySpan<byte> page) =>
-        s_hashingLibrary ? ~Crc32.HashToUInt32(Crc32ParameterSet.Crc32C, page) : Crc(~0u, page);
+    public static uint PageCrc(ReadOnlySpan<byte> page) => Crc32C.Append(~0u, page);
 
-    /// <summary>CRC-32C (hardware where there is some), eight bytes a step.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // a first round ends before tiering would promote it
-    public static uint Crc(uint crc, ReadOnlySpan<byte> data)
-    {
-        ReadOnlySpan<ulong> words = MemoryMarshal.Cast<byte, ulong>(data);
-        foreach (ulong w in words)
-        {
-            crc = BitOperations.Crc32C(crc, w);
-        }
-
-        foreach (byte b in data[(words.Length * 8)..])
-        {
-            crc = BitOperations.Crc32C(crc, b);
-        }
-
-        return crc;
-    }
+    /// <summary>The CRC-32C register <paramref name="crc"/> run over <paramref name="data"/>.</summary>
+    public static uint Crc(uint crc, ReadOnlySpan<byte> data) => Crc32C.Append(crc, data);
 
     /// <summary>The CRC of a record header with its CRC field taken as zero.</summary>
     public static uint HeaderCrc(ReadOnlySpan<byte> record)

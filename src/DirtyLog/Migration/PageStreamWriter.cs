@@ -538,11 +538,15 @@ public sealed partial class PageStreamWriter
         Span<byte> span = _output.GetSpan(RecordBytes + dataBytes);
         WriteRecord(span, Data, count, page);
         Span<byte> data = span.Slice(RecordBytes, dataBytes);
-        memory.Pages(page, dataBytes).CopyTo(data);
+        ReadOnlySpan<byte> pages = memory.Pages(page, dataBytes);
         uint crc = HeaderCrc(span);
         for (int offset = 0; offset < dataBytes; offset += _pageSize)
         {
-            crc = System.Numerics.BitOperations.Crc32C(crc, PageCrc(data.Slice(offset, _pageSize))); // each page's own CRC, as the digest needs
+            // Page by page, the CRC of the copy (the guest may be writing its page meanwhile), read while the copy is in
+            // the cache; each page's own CRC, as the digest needs.
+            Span<byte> copy = data.Slice(offset, _pageSize);
+            pages.Slice(offset, _pageSize).CopyTo(copy);
+            crc = System.Numerics.BitOperations.Crc32C(crc, PageCrc(copy));
         }
 
         WriteCrc(span, crc);

@@ -63,7 +63,7 @@ public static class MigrationTls
                 $"the peer sent 0x{first[0]:x2}{(first[0] == (byte)'D' ? " (the first byte of a plain page stream)" : "")} where a TLS handshake (0x16) was expected: plain TCP at a TLS endpoint");
         }
 
-        var ssl = new SslStream(new ReplayStream(connection, first[0]), leaveInnerStreamOpen: true);
+        var ssl = new SslStream(new ReadAheadStream(connection, alreadyRead: first), leaveInnerStreamOpen: true);
         PeerCheck? verdict = null;
         var sslOptions = new SslServerAuthenticationOptions
         {
@@ -94,7 +94,7 @@ public static class MigrationTls
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.HandshakeTimeout);
-        var ssl = new SslStream(connection, leaveInnerStreamOpen: true);
+        var ssl = new SslStream(new ReadAheadStream(connection), leaveInnerStreamOpen: true);
         PeerCheck? verdict = null;
         var sslOptions = new SslClientAuthenticationOptions
         {
