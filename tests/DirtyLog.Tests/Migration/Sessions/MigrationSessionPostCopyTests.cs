@@ -10,6 +10,7 @@ using DirtyLog.Memory;
 using DirtyLog.Migration;
 using DirtyLog.Migration.PostCopy;
 using DirtyLog.Migration.Sessions;
+using DirtyLog.Migration.Transport;
 using DirtyLog.Tests.Migration.PostCopy;
 using NUnit.Framework;
 
@@ -145,6 +146,70 @@ public class MigrationSessionPostCopyTests
             Assert.That(rig.Guest.IsRunning, Is.False, "the guest never runs on both hosts");
             Assert.That(guest.Failure, Is.Null, "every page the destination's guest read was the source's, or its own write");
             Assert.That(guest.Touches, Is.EqualTo(GuestThreads * DestinationGuest.TouchesPerThread));
+            Assert.That(guest.Judge(), Is.Null);
+        });
+    }
+
+    /// <summary>
+    /// Post-copy through the library's TCP factories (<see cref="TcpMigrationConnector"/> and
+    /// <see cref="TcpMigrationListener"/>, every connection theirs, the control connection too), in the clear and over
+    /// mutual TLS, across a link that breaks once in post-copy: both sides pause, the source connects again (TLS
+    /// authenticated again), and the end is judged page by page with the destination's guest running throughout.
+    /// </summary>
+    [TestCase(false, 41)]
+    [TestCase(true, 42)]
+    [TestCase(true, 43)]
+    public async Task PostCopyOverTcpAcrossALinkThatBreaksRecoversThroughTheTcpFactories(bool tls, int seed)
+    {
+        using var rig = MakeRig(2, seed, PostCopyPolicy.WhenNotConverging);
+        using var pki = new DirtyLog.Tests.Migration.Transport.TestPki();
+        using var listening = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        listening.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        listening.Listen(16);
+        using var link = new DirtyLog.Tests.Migration.Transport.CuttingProxy((System.Net.IPEndPoint)listening.LocalEndPoint!);
+        var listener = new TcpMigrationListener(listening, tls ? new MigrationTlsOptions { Certificate = pki.Destination, TrustedIssuers = [pki.Ca], AllowedSubjects = ["CN=source-1"] } : null);
+        var connector = new TcpMigrationConnector("127.0.0.1", link.Port, tls ? new MigrationTlsOptions { Certificate = pki.Source, TrustedIssuers = [pki.Ca], ServerName = "destination.test" } : null);
+        var refused = new List<string>();
+        listener.Refused += (_, e) => refused.Add(e.Message);
+
+        // One cut, at a seeded chunk of the source's in post-copy.
+        MigrationSource? sourceSession = null;
+        int cutAt = new Random(seed).Next(0, 12), chunks = 0;
+        link.CutBeforeForward = () => sourceSession?.Progress.Phase == MigrationPhase.PostCopy && link.Cuts == 0 && Interlocked.Increment(ref chunks) > cutAt;
+
+        using var guest = new DestinationGuest(rig, seed);
+        Task<System.IO.Stream> accepted = listener.OpenAsync(CancellationToken.None).AsTask();
+        await using System.IO.Stream sourceControl = await connector.OpenAsync(CancellationToken.None);
+        await using System.IO.Stream destinationControl = await accepted;
+        var destination = new MigrationDestination(rig.DestinationMemory, destinationControl, rig.DestinationHooks, rig.DestinationOptions with
+        {
+            ConnectionFactory = listener,
+            PostCopyRecoveryTimeout = TimeSpan.FromSeconds(20),
+        });
+        sourceSession = new MigrationSource(rig.Harvester, rig.SourceMemory, sourceControl, rig.SourceHooks, rig.SourceOptions with
+        {
+            DataConnections = 2,
+            ConnectionFactory = connector,
+            PostCopyRecoveryTimeout = TimeSpan.FromSeconds(20),
+        });
+        rig.Guest.Resume();
+        Task<MigrationOutcome> received = Task.Run(() => destination.RunAsync(null, CancellationToken.None));
+        Task<MigrationOutcome> sent = Task.Run(() => sourceSession.RunAsync(null, CancellationToken.None));
+        await Task.WhenAll(sent, received).WaitAsync(TimeSpan.FromSeconds(90));
+        (MigrationOutcome source, MigrationOutcome destinationOutcome) = (await sent, await received);
+        guest.Join();
+
+        string ends = $"after {link.Cuts} cuts: source: {source.End} {source.Error}; destination: {destinationOutcome.End} {destinationOutcome.Error}";
+        Assert.Multiple(() =>
+        {
+            Assert.That(link.Cuts, Is.EqualTo(1), "the link broke in post-copy");
+            Assert.That(refused, Is.Empty, "every connection of the source's was authenticated, the recovered ones too");
+            Assert.That(source.End, Is.EqualTo(MigrationEnd.RunningOnDestination), ends);
+            Assert.That(destinationOutcome.End, Is.EqualTo(MigrationEnd.RunningOnDestination), ends);
+            Assert.That(destinationOutcome.PostCopy!.Complete, Is.True, ends);
+            Assert.That(destinationOutcome.PostCopy.Recoveries, Is.EqualTo(1), ends);
+            Assert.That(rig.Guest.IsRunning, Is.False, "the guest never runs on both hosts");
+            Assert.That(guest.Failure, Is.Null, "every page the destination's guest read was the source's, or its own write");
             Assert.That(guest.Judge(), Is.Null);
         });
     }
