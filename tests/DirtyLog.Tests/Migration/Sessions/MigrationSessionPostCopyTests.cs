@@ -174,8 +174,11 @@ public class MigrationSessionPostCopyTests
 
         // One cut, at a seeded chunk of the source's in post-copy.
         MigrationSource? sourceSession = null;
-        int cutAt = new Random(seed).Next(0, 12), chunks = 0;
-        link.CutBeforeForward = () => sourceSession?.Progress.Phase == MigrationPhase.PostCopy && link.Cuts == 0 && Interlocked.Increment(ref chunks) > cutAt;
+        // Each connection's relay asks on its own thread: the one cut is claimed once, by whichever asks first past the chunk.
+        int cutAt = new Random(seed).Next(0, 12), chunks = 0, claimed = 0;
+        link.CutBeforeForward = () => sourceSession?.Progress.Phase == MigrationPhase.PostCopy
+            && Interlocked.Increment(ref chunks) > cutAt
+            && Interlocked.CompareExchange(ref claimed, 1, 0) == 0;
 
         using var guest = new DestinationGuest(rig, seed);
         Task<System.IO.Stream> accepted = listener.OpenAsync(CancellationToken.None).AsTask();
