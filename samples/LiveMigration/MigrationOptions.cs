@@ -99,6 +99,12 @@ internal sealed record MigrationOptions
     /// </summary>
     public bool PostCopy { get; init; }
 
+    /// <summary>
+    /// Source: slow the KVM guest's vCPU when pre-copy stalls (auto-converge, as QEMU's cpu-throttle: 20%, then 10
+    /// points more at each stall, to 99%) instead of switching over anyway.
+    /// </summary>
+    public bool Throttle { get; init; }
+
     /// <summary>In one process: the directory of the certificates <c>certs</c> wrote, for mutual TLS on every connection; <see langword="null"/> for plain TCP.</summary>
     public string? TlsDirectory { get; init; }
 

@@ -37,7 +37,12 @@ internal static class Migrator
         var session = new MigrationSource(vm.Harvester, vm.Memory, connection, hooks, new MigrationSourceOptions
         {
             // Past the first fit, rounds go on while each halves the dirty set (QEMU switches at the first fit).
-            PreCopy = new PreCopyOptions { DowntimeLimit = options.DowntimeLimit, KeepCopyingWhileShrinkingTo = options.KeepCopyingWhileShrinkingTo },
+            PreCopy = new PreCopyOptions
+            {
+                DowntimeLimit = options.DowntimeLimit,
+                KeepCopyingWhileShrinkingTo = options.KeepCopyingWhileShrinkingTo,
+                StallPolicy = options.Throttle ? StallPolicy.Throttle : StallPolicy.ForceStopCopy,
+            },
             Consumers = consumers,
             DataConnections = dataConnections is null ? 0 : options.Connections,
             ConnectionFactory = dataConnections,

@@ -56,7 +56,12 @@ internal static class Program
         }
 
         vm.Start();
-        await Task.Delay(options.Warmup).ConfigureAwait(false); // the scenario's pacing: the guest settles before the migration starts
+        // The scenario's pacing: the guest settles before the migration starts. Its pace alone is measured over the
+        // second half (the first faults its memory in), to judge its progress during the migration against.
+        await Task.Delay(options.Warmup / 2).ConfigureAwait(false);
+        (long passes, long at) paceFrom = (vm.Passes, Stopwatch.GetTimestamp());
+        await Task.Delay(options.Warmup - (options.Warmup / 2)).ConfigureAwait(false);
+        double paceBefore = options.Warmup > TimeSpan.Zero ? (vm.Passes - paceFrom.passes) / Stopwatch.GetElapsedTime(paceFrom.at).TotalSeconds : 0;
         using MigrationSnapshotChain? snapshots = options.SnapshotDirectory is { } dir && vm.UsesKvm
             ? await MigrationSnapshotChain.BeginAsync(vm, dir).ConfigureAwait(false)
             : null;
@@ -66,6 +71,7 @@ internal static class Program
         }
 
         long startedAt = Stopwatch.GetTimestamp();
+        long passesAtStart = vm.Passes;
         (MigrationOutcome outcome, List<RoundRow> rows, long pausedAt) = await Migrator.SendAsync(vm, connection, options, MigrationReport.Progress, CancellationToken.None, snapshots?.Consumers,
             options.Connections > 0 ? new TcpMigrationConnector("127.0.0.1", port, tls?.Source) : null).ConfigureAwait(false);
         if (connection is SslStream secure)
@@ -75,6 +81,10 @@ internal static class Program
 
         client.Close(); // the session is over: the destination reads the end of the connection
         MigrationOutcome received = await receive.ConfigureAwait(false);
+        // The migration's window, start to every page at the destination (after post-copy, later than the resume),
+        // and the guest's passes in it on either host: the source's to its pause, the destination's since its resume.
+        TimeSpan window = Stopwatch.GetElapsedTime(startedAt);
+        long passesInWindow = vm.Passes - passesAtStart + destination.Passes;
         int faults = rows.Sum(r => r.Faults);
         if (outcome.End != MigrationEnd.RunningOnDestination)
         {
@@ -114,11 +124,11 @@ internal static class Program
         }
 
         Console.WriteLine(FormattableString.Invariant(
-            $"result: total_ms={Stopwatch.GetElapsedTime(startedAt, destination.ResumedAt).TotalMilliseconds:F1} downtime_ms={downtime.TotalMilliseconds:F1} mb={received.Bytes / 1e6:F1} rounds={received.Rounds} connections={received.DataConnections} invariant={(broken is null ? "ok" : "broken")} digest={(received.MemoryVerified ? "ok" : "mismatch")}{(vm.RingStatus is { } ring ? $" ring_overflows={ring.Overflows} ring_resyncs={ring.Resynchronizations} ring_wedged={(ring.Wedged ? "yes" : "no")}" : "")}"));
+            $"result: total_ms={Stopwatch.GetElapsedTime(startedAt, destination.ResumedAt).TotalMilliseconds:F1} complete_ms={window.TotalMilliseconds:F1} downtime_ms={downtime.TotalMilliseconds:F1} mb={received.Bytes / 1e6:F1} rounds={received.Rounds} connections={received.DataConnections} pace_before={paceBefore:F1} pace={(paceBefore > 0 ? passesInWindow / window.TotalSeconds / paceBefore : 0):F2} throttle={vm.Throttle:F2} invariant={(broken is null ? "ok" : "broken")} digest={(received.MemoryVerified ? "ok" : received.PostCopy is { Complete: true } ? "postcopy" : "mismatch")}{(vm.RingStatus is { } ring ? $" ring_overflows={ring.Overflows} ring_resyncs={ring.Resynchronizations} ring_wedged={(ring.Wedged ? "yes" : "no")}" : "")}"));
         Console.WriteLine($"destination: the guest resumed and ran {passes} passes, {progressed:N0} of its {vm.Guest.Pages:N0} pages changed");
         Console.WriteLine(ok
-            ? $"verdict: the guest runs on the destination with its invariant intact; every page matched the source's digest ({vm.Memory.Size:N0} bytes)"
-            : $"verdict: FAILED: {broken ?? (received.MemoryVerified ? "the guest made no progress on the destination" : "the memory digest did not match")}");
+            ? $"verdict: the guest runs on the destination with its invariant intact; {MemoryCheck(received)} ({vm.Memory.Size:N0} bytes)"
+            : $"verdict: FAILED: {broken ?? (Verified(received) ? "the guest made no progress on the destination" : NotVerified(received))}");
         return (ok, faults);
     }
 
@@ -220,8 +230,8 @@ internal static class Program
         string? broken = guest.CheckInvariant(destination.Memory);
         bool ok = Verified(received) && broken is null && passes > 0;
         Console.WriteLine(ok
-            ? $"verdict: the guest runs here with its invariant intact ({passes} passes); every page matched the source's digest"
-            : $"verdict: FAILED: {broken ?? (received.MemoryVerified ? "the guest completed no pass here" : "the memory digest did not match")}");
+            ? $"verdict: the guest runs here with its invariant intact ({passes} passes); {MemoryCheck(received)}"
+            : $"verdict: FAILED: {broken ?? (Verified(received) ? "the guest completed no pass here" : NotVerified(received))}");
         return ok ? 0 : 1;
     }
 
@@ -311,4 +321,13 @@ internal static class Program
 
     /// <summary>Whether the destination's memory was checked whole: by the source's digest, or (post-copy, no digest) every page installed from a checksummed record.</summary>
     private static bool Verified(MigrationOutcome received) => received.MemoryVerified || received.PostCopy is { Complete: true };
+
+    /// <summary>What vouches for the destination's memory: the digest after pre-copy; after post-copy (no digest: the guest ran before the last page) every page installed.</summary>
+    private static string MemoryCheck(MigrationOutcome received) => received.MemoryVerified
+        ? "every page matched the source's digest"
+        : "every page arrived by post-copy, each record checksummed (no digest: the guest ran here before the last page)";
+
+    private static string NotVerified(MigrationOutcome received) => received.PostCopy is { } postCopy
+        ? $"post-copy did not complete: {postCopy}"
+        : "the memory digest did not match";
 }

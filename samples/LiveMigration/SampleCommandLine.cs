@@ -20,6 +20,7 @@ internal sealed class SampleCommandLine
     private readonly Option<int> Rate = Number("--rate", "Pages each writer dirties per second (0: the guest unthrottled)", 20_000, min: 0);
     private readonly Option<double> DowntimeMs = new("--downtime-ms") { Description = "The acceptable stop-copy time, in milliseconds", DefaultValueFactory = _ => 300, Recursive = true };
     private readonly Option<bool> PostCopy = new("--postcopy") { Description = "Post-copy once pre-copy stops converging (needs --connections 1 or more); listen: grant it", Recursive = true };
+    private readonly Option<bool> Throttle = new("--throttle") { Description = "Slow the KVM guest's vCPU when pre-copy stalls (auto-converge: 20%, then 10 points more at each stall, to 99%)", Recursive = true };
     private readonly Option<bool> NoKvm = new("--no-kvm") { Description = "Simulated vCPU threads even where /dev/kvm exists", Recursive = true };
     private readonly Option<string?> Chart = new("--chart") { Description = "Draw the rounds (dirty pages, each tracker's harvest latency) as a PNG", Recursive = true };
     private readonly Option<string?> Csv = new("--csv") { Description = "Write the rounds as CSV", Recursive = true };
@@ -65,7 +66,7 @@ internal sealed class SampleCommandLine
     {
         var root = new RootCommand("Live migration of a running guest with DirtyLog: with no command, source and destination in this process over loopback TCP.")
         {
-            Rate, DowntimeMs, NoKvm, Chart, Csv, GuestMib, WorkingSetMib, VcpuOnly, WarmupMs, DirtyRing, ShrinkTo, SnapshotDir, Connections, PostCopy, TlsDir,
+            Rate, DowntimeMs, NoKvm, Chart, Csv, GuestMib, WorkingSetMib, VcpuOnly, WarmupMs, DirtyRing, ShrinkTo, SnapshotDir, Connections, PostCopy, Throttle, TlsDir,
         };
         root.Validators.Add(result =>
         {
@@ -132,6 +133,7 @@ internal sealed class SampleCommandLine
         DowntimeLimit = TimeSpan.FromMilliseconds(result.GetValue(DowntimeMs)),
         NoKvm = result.GetValue(NoKvm),
         PostCopy = result.GetValue(PostCopy),
+        Throttle = result.GetValue(Throttle),
         ChartPath = result.GetValue(Chart),
         CsvPath = result.GetValue(Csv),
         GuestBytes = (ulong)result.GetValue(GuestMib) << 20,

@@ -1,6 +1,7 @@
 // Licensed under the MIT License. See LICENSE in the repository root.
 
 using System;
+using System.Diagnostics;
 using System.IO;
 using System.Runtime.InteropServices;
 using System.Threading;
@@ -176,6 +177,22 @@ internal sealed unsafe partial class SampleVmm : IDisposable
     private long _serialBytes;
 
     /// <summary>
+    /// The fraction of time the vCPU is kept out of the guest (0 to 0.99), as QEMU's cpu-throttle: every
+    /// <see cref="ThrottleTimeslice"/> a timer kicks the vCPU out and it sleeps <c>throttle / (1 - throttle)</c>
+    /// times what it ran since its last sleep before it enters again. Any thread may set it; the vCPU reads it at each kick.
+    /// </summary>
+    public double Throttle
+    {
+        get => Volatile.Read(ref _throttle);
+        set => Volatile.Write(ref _throttle, Math.Clamp(value, 0, 0.99));
+    }
+
+    private double _throttle;
+
+    /// <summary>How long the vCPU runs between two throttle sleeps: 10 ms, as QEMU's.</summary>
+    public static readonly TimeSpan ThrottleTimeslice = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>
     /// The run loop of a guest that never halts: runs the vCPU on the calling thread, handling its port writes (the
     /// serial port is counted), until <paramref name="pause"/> is cancelled. The cancellation kicks the vCPU out of the
     /// guest at once, as QEMU does: <c>immediate_exit</c>, then a signal that this thread blocks and KVM unblocks only
@@ -197,6 +214,22 @@ internal sealed unsafe partial class SampleVmm : IDisposable
             Volatile.Write(ref *(_run + 1), (byte)1); // immediate_exit: a vCPU about to enter does not
             syscall(SysTgkill, Environment.ProcessId, tid, KickSignal, 0); // one inside the guest leaves it
         });
+        // The throttle's timer kicks this thread only while the loop runs: the lock and the flag make sure no signal is
+        // sent once the loop has ended (the thread's id could be another thread's by then, and SIGUSR2 kills a process
+        // that does not block it), and the drain below consumes the last one sent.
+        object throttleGate = new();
+        bool looping = true;
+        using var throttleTimer = new Timer(_ =>
+        {
+            lock (throttleGate)
+            {
+                if (looping && Throttle > 0)
+                {
+                    syscall(SysTgkill, Environment.ProcessId, tid, KickSignal, 0);
+                }
+            }
+        }, null, ThrottleTimeslice, ThrottleTimeslice);
+        long ranSince = Stopwatch.GetTimestamp();
         try
         {
             while (!pause.IsCancellationRequested)
@@ -206,7 +239,9 @@ internal sealed unsafe partial class SampleVmm : IDisposable
                     int errno = Marshal.GetLastPInvokeError();
                     if (errno == 4)
                     {
-                        continue; // EINTR: the kick (the loop condition says)
+                        // EINTR: the pause (the loop condition says) or the throttle's kick.
+                        ranSince = ThrottleSleep(kick, ranSince, pause);
+                        continue;
                     }
 
                     throw new IOException($"KVM_RUN failed: errno {errno}");
@@ -238,10 +273,17 @@ internal sealed unsafe partial class SampleVmm : IDisposable
                 {
                     throw new InvalidOperationException($"the guest exited with reason {reason}");
                 }
+
+                ranSince = ThrottleSleep(kick, ranSince, pause);
             }
         }
         finally
         {
+            lock (throttleGate)
+            {
+                looping = false;
+            }
+
             // The kick may still be on its way: the loop can end (an exit seen after the cancellation) before the
             // registration's callback set immediate_exit. Wait for the callback to finish, so that its flag and signal
             // are cleared below and do not make the next run's KVM_RUN return EINTR for good.
@@ -255,6 +297,47 @@ internal sealed unsafe partial class SampleVmm : IDisposable
         }
 
         Volatile.Write(ref *(_run + 1), (byte)0);
+    }
+
+    /// <summary>
+    /// After a kick: consumes it (it stays pending, blocked, once the vCPU left the guest, and would make every
+    /// <c>KVM_RUN</c> return at once) and, when throttled and the vCPU ran a timeslice since it last slept, sleeps
+    /// its share. A pause ends the sleep at once.
+    /// </summary>
+    /// <returns>When the vCPU last woke from a throttle sleep.</returns>
+    private long ThrottleSleep(ulong kick, long ranSince, CancellationToken pause)
+    {
+        if (pause.IsCancellationRequested)
+        {
+            return ranSince; // the loop ends; its drain consumes the kick
+        }
+
+        long* timeout = stackalloc long[2] { 0, 0 };
+        while (syscall(SysRtSigtimedwait, (long)&kick, 0, (long)timeout, 8) > 0)
+        {
+        }
+
+        // The sleep is the time run since the last one times throttle / (1 - throttle): the kicks come every
+        // timeslice of wall time, sleeps included, so a fixed sleep a kick would keep the vCPU out less than asked.
+        // Unthrottled, the time counts from now: a throttle set later must not charge the time run before it.
+        double throttle = Throttle;
+        if (throttle <= 0)
+        {
+            return Stopwatch.GetTimestamp();
+        }
+
+        TimeSpan ran = Stopwatch.GetElapsedTime(ranSince);
+        if (ran < ThrottleTimeslice / 2)
+        {
+            return ranSince;
+        }
+
+        pause.WaitHandle.WaitOne(TimeSpan.FromTicks(Math.Min(ran.Ticks, 2 * ThrottleTimeslice.Ticks)) * (throttle / (1 - throttle)));
+        while (syscall(SysRtSigtimedwait, (long)&kick, 0, (long)timeout, 8) > 0)
+        {
+        }
+
+        return Stopwatch.GetTimestamp();
     }
 
 

@@ -152,6 +152,19 @@ internal sealed class SourceVm : IDisposable
     /// <summary>Pages in guest memory.</summary>
     public ulong Pages => Memory.Size / 4096;
 
+    /// <summary>The fraction of time the KVM guest's vCPU is kept out of the guest (<see cref="SampleVmm.Throttle"/>); 0 without KVM.</summary>
+    public double Throttle
+    {
+        get => _vmm?.Throttle ?? 0;
+        set
+        {
+            if (_vmm is not null)
+            {
+                _vmm.Throttle = value;
+            }
+        }
+    }
+
     /// <summary>Passes the guest finished (its serial port writes); 0 without KVM.</summary>
     public long Passes => _vmm?.SerialBytes ?? 0;
 

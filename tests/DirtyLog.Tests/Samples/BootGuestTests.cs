@@ -52,6 +52,67 @@ public class BootGuestTests : KvmFixture
     }
 
     [Test]
+    public void AThrottledVcpuRunsItsShareOfTheTimeAndAPauseEndsItsSleepAtOnce()
+    {
+        var guest = new BootGuest(firstPage: 256, pages: 256, paceCycles: 0);
+        using var vmm = new SampleVmm(4 * MiB);
+        vmm.SetSlot(0, 0, 4 * MiB, false);
+        vmm.Boot(guest.Sector());
+        using var pause = new CancellationTokenSource();
+        Exception? failure = null;
+        var vcpu = new Thread(() =>
+        {
+            try
+            {
+                vmm.RunUntilPaused(pause.Token);
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        });
+        vcpu.Start();
+        Assert.That(SpinWait.SpinUntil(() => vmm.SerialBytes >= 3, TimeSpan.FromSeconds(60)), Is.True, "the guest runs");
+
+        // Unthrottled and kept out three quarters of the time, in turn (the machine's load changes less between
+        // neighbours): passes follow the time in the guest.
+        long free = 0, throttled = 0;
+        for (int turn = 0; turn < 3; turn++)
+        {
+            vmm.Throttle = 0;
+            free += PassesIn(vmm, TimeSpan.FromMilliseconds(300));
+            vmm.Throttle = 0.75;
+            throttled += PassesIn(vmm, TimeSpan.FromMilliseconds(300));
+        }
+
+        // At 99% the vCPU sleeps about 99 times what it ran (half a second or more): a pause must not wait for it.
+        vmm.Throttle = 0.99;
+        Thread.Sleep(200);
+        long asleep = vmm.SerialBytes;
+        Thread.Sleep(100);
+        long pausedAt = Stopwatch.GetTimestamp();
+        pause.Cancel();
+        Assert.That(vcpu.Join(TimeSpan.FromSeconds(30)), Is.True);
+        TimeSpan stopped = Stopwatch.GetElapsedTime(pausedAt);
+        Assert.Multiple(() =>
+        {
+            Assert.That(failure, Is.Null);
+            Assert.That(free, Is.GreaterThan(30), "enough passes to judge by");
+            Assert.That((double)throttled / free, Is.InRange(0.05, 0.5), $"{throttled} passes throttled to 75% against {free} free");
+            Assert.That(vmm.SerialBytes - asleep, Is.LessThanOrEqualTo(1), "at 99% the vCPU made (almost) no pass in 100 ms");
+            Assert.That(stopped, Is.LessThan(TimeSpan.FromMilliseconds(400)), "the pause woke the throttled vCPU");
+            Assert.That(guest.CheckInvariant(new GuestMemoryView(vmm.Memory, 4 * MiB)), Is.Null);
+        });
+    }
+
+    private static long PassesIn(SampleVmm vmm, TimeSpan time)
+    {
+        long before = vmm.SerialBytes;
+        Thread.Sleep(time);
+        return vmm.SerialBytes - before;
+    }
+
+    [Test]
     public void TheInvariantCatchesALostPage()
     {
         var guest = new BootGuest(firstPage: 256, pages: 64, paceCycles: 0);
