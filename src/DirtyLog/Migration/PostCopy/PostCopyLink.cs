@@ -98,13 +98,14 @@ public sealed class PostCopyLink : IPostCopyPageRequests
     {
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Task asking = Guard(() => SendRequestsAsync(requests, failed.Token), failed);
-        Task answered = Guard(() => ReadPagesAsync(answers, "the request connection", pushed: false, failed.Token), failed);
+        // The installing loops on threads of their own, the requests on the pool (see PostCopyThreads).
+        Task answered = PostCopyThreads.Run(() => ReadPages(answers, "the request connection", pushed: false, failed.Token), "DirtyLog post-copy answers", failed);
         var tasks = new List<Task> { asking, answered };
         for (int i = 0; i < push.Count; i++)
         {
             PipeReader connection = push[i];
             string name = push.Count == 1 ? "the push connection" : $"push connection {i}";
-            tasks.Add(Guard(() => ReadPagesAsync(connection, name, pushed: true, failed.Token), failed));
+            tasks.Add(PostCopyThreads.Run(() => ReadPages(connection, name, pushed: true, failed.Token), $"DirtyLog post-copy {name}", failed));
         }
 
         await Task.WhenAll(tasks).ConfigureAwait(false);
@@ -159,7 +160,7 @@ public sealed class PostCopyLink : IPostCopyPageRequests
     }
 
     /// <summary>Data and zero-page records, each checked before it is installed, up to the connection's end.</summary>
-    private async Task ReadPagesAsync(PipeReader input, string connection, bool pushed, CancellationToken cancellationToken)
+    private void ReadPages(PipeReader input, string connection, bool pushed, CancellationToken cancellationToken)
     {
         uint chain = ~0u;
         ulong pages = 0;
@@ -167,7 +168,7 @@ public sealed class PostCopyLink : IPostCopyPageRequests
         byte[] record = new byte[RecordBytes];
         while (true)
         {
-            ReadResult result = await input.ReadAtLeastAsync(RecordBytes, cancellationToken).ConfigureAwait(false);
+            ReadResult result = PostCopyThreads.ReadAtLeast(input, RecordBytes, cancellationToken);
             if (result.Buffer.Length < RecordBytes)
             {
                 input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
@@ -215,7 +216,7 @@ public sealed class PostCopyLink : IPostCopyPageRequests
             {
                 int bytes = (int)count * _pageSize;
                 input.AdvanceTo(result.Buffer.Start); // the record again, with its pages
-                result = await input.ReadAtLeastAsync(RecordBytes + bytes, cancellationToken).ConfigureAwait(false);
+                result = PostCopyThreads.ReadAtLeast(input, RecordBytes + bytes, cancellationToken);
                 if (result.Buffer.Length < RecordBytes + bytes)
                 {
                     input.AdvanceTo(result.Buffer.Start, result.Buffer.End);

@@ -107,9 +107,10 @@ public sealed class PostCopySource
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         Task answering = Task.Run(() => AnswerAsync(requests, answers, failed), CancellationToken.None);
         var tasks = new List<Task> { answering };
-        foreach (PipeWriter connection in push)
+        for (int i = 0; i < push.Count; i++)
         {
-            tasks.Add(Task.Run(() => PushAsync(connection, failed), CancellationToken.None));
+            PipeWriter connection = push[i];
+            tasks.Add(PostCopyThreads.Run(() => Push(connection, failed), $"DirtyLog post-copy push {i}", failed)); // a thread each: see PostCopyThreads
         }
 
         await Task.WhenAll(tasks).ConfigureAwait(false);
@@ -162,7 +163,7 @@ public sealed class PostCopySource
         }
     }
 
-    private async Task PushAsync(PipeWriter push, CancellationTokenSource failed)
+    private void Push(PipeWriter push, CancellationTokenSource failed)
     {
         try
         {
@@ -175,12 +176,12 @@ public sealed class PostCopySource
                 Interlocked.Add(ref _pushed, count);
                 if (push.UnflushedBytes >= 1 << 20)
                 {
-                    await FlushAsync(push, failed.Token).ConfigureAwait(false);
+                    Flush(push, failed.Token);
                 }
             }
 
             PostCopyFormat.WriteEnd(push, sent, chain);
-            await FlushAsync(push, failed.Token).ConfigureAwait(false);
+            Flush(push, failed.Token);
         }
         catch
         {
@@ -232,6 +233,15 @@ public sealed class PostCopySource
         bool was = (_unsent[page >> 6] & mask) != 0;
         _unsent[page >> 6] &= ~mask;
         return was;
+    }
+
+    private static void Flush(PipeWriter output, CancellationToken cancellationToken)
+    {
+        FlushResult result = PostCopyThreads.Flush(output, cancellationToken);
+        if (result.IsCanceled || result.IsCompleted)
+        {
+            throw new OperationCanceledException("The post-copy destination went away.");
+        }
     }
 
     private static async ValueTask FlushAsync(PipeWriter output, CancellationToken cancellationToken)
