@@ -59,19 +59,7 @@ public class BootGuestTests : KvmFixture
         vmm.SetSlot(0, 0, 4 * MiB, false);
         vmm.Boot(guest.Sector());
         using var pause = new CancellationTokenSource();
-        Exception? failure = null;
-        var vcpu = new Thread(() =>
-        {
-            try
-            {
-                vmm.RunUntilPaused(pause.Token);
-            }
-            catch (Exception e)
-            {
-                failure = e;
-            }
-        });
-        vcpu.Start();
+        (Thread vcpu, Func<Exception?> failure) = StartVcpu(vmm, pause.Token);
         Assert.That(SpinWait.SpinUntil(() => vmm.SerialBytes >= 3, TimeSpan.FromSeconds(60)), Is.True, "the guest runs");
 
         // Unthrottled and kept out three quarters of the time, in turn (the machine's load changes less between
@@ -96,7 +84,7 @@ public class BootGuestTests : KvmFixture
         TimeSpan stopped = Stopwatch.GetElapsedTime(pausedAt);
         Assert.Multiple(() =>
         {
-            Assert.That(failure, Is.Null);
+            Assert.That(failure(), Is.Null);
             Assert.That(free, Is.GreaterThan(30), "enough passes to judge by");
             Assert.That((double)throttled / free, Is.InRange(0.05, 0.5), $"{throttled} passes throttled to 75% against {free} free");
             Assert.That(vmm.SerialBytes - asleep, Is.LessThanOrEqualTo(1), "at 99% the vCPU made (almost) no pass in 100 ms");
@@ -161,12 +149,22 @@ public class BootGuestTests : KvmFixture
     {
         long target = vmm.SerialBytes + passes;
         using var pause = new CancellationTokenSource();
+        (Thread vcpu, Func<Exception?> failure) = StartVcpu(vmm, pause.Token);
+        Assert.That(SpinWait.SpinUntil(() => vmm.SerialBytes >= target || !vcpu.IsAlive, TimeSpan.FromSeconds(60)), Is.True, "the guest writes its passes");
+        pause.Cancel();
+        Assert.That(vcpu.Join(TimeSpan.FromSeconds(30)), Is.True, "the run loop stops at the guest's next exit");
+        Assert.That(failure(), Is.Null);
+    }
+
+    /// <summary>Runs the guest on a thread of its own until <paramref name="pause"/>; the second item says how its run loop failed, if it did.</summary>
+    private static (Thread Vcpu, Func<Exception?> Failure) StartVcpu(SampleVmm vmm, CancellationToken pause)
+    {
         Exception? failure = null;
         var vcpu = new Thread(() =>
         {
             try
             {
-                vmm.RunUntilPaused(pause.Token);
+                vmm.RunUntilPaused(pause);
             }
             catch (Exception e)
             {
@@ -174,9 +172,6 @@ public class BootGuestTests : KvmFixture
             }
         });
         vcpu.Start();
-        Assert.That(SpinWait.SpinUntil(() => vmm.SerialBytes >= target || !vcpu.IsAlive, TimeSpan.FromSeconds(60)), Is.True, "the guest writes its passes");
-        pause.Cancel();
-        Assert.That(vcpu.Join(TimeSpan.FromSeconds(30)), Is.True, "the run loop stops at the guest's next exit");
-        Assert.That(failure, Is.Null);
+        return (vcpu, () => failure);
     }
 }
