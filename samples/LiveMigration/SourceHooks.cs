@@ -52,9 +52,5 @@ internal sealed class SourceHooks(SourceVm vm) : IMigrationSourceHooks
     public void Throttle(ThrottleRequest request)
     {
         vm.Throttle = vm.Throttle == 0 ? 0.2 : Math.Min(0.99, vm.Throttle + 0.1);
-        Throttled = vm.Throttle;
     }
-
-    /// <summary>The throttle the vCPU was last set to (0: never throttled).</summary>
-    public double Throttled { get; private set; }
 }

@@ -110,7 +110,7 @@ public sealed class PostCopySource
         for (int i = 0; i < push.Count; i++)
         {
             PipeWriter connection = push[i];
-            tasks.Add(PostCopyThreads.Run(() => Push(connection, failed), $"DirtyLog post-copy push {i}", failed)); // a thread each: see PostCopyThreads
+            tasks.Add(PostCopyThreads.Run(() => Push(connection, failed.Token), $"DirtyLog post-copy push {i}", failed)); // a thread each: see PostCopyThreads
         }
 
         await Task.WhenAll(tasks).ConfigureAwait(false);
@@ -163,31 +163,24 @@ public sealed class PostCopySource
         }
     }
 
-    private void Push(PipeWriter push, CancellationTokenSource failed)
+    /// <summary>One push connection's loop; its failure cancels the others through <see cref="PostCopyThreads.Run"/>.</summary>
+    private void Push(PipeWriter push, CancellationToken cancellationToken)
     {
-        try
+        uint chain = ~0u;
+        ulong sent = 0;
+        while (NextRun(out ulong first, out int count))
         {
-            uint chain = ~0u;
-            ulong sent = 0;
-            while (NextRun(out ulong first, out int count))
+            chain = System.Numerics.BitOperations.Crc32C(chain, PostCopyFormat.WritePages(push, Page(first, count), first, count, _pageSize));
+            sent += (ulong)count;
+            Interlocked.Add(ref _pushed, count);
+            if (push.UnflushedBytes >= 1 << 20)
             {
-                chain = System.Numerics.BitOperations.Crc32C(chain, PostCopyFormat.WritePages(push, Page(first, count), first, count, _pageSize));
-                sent += (ulong)count;
-                Interlocked.Add(ref _pushed, count);
-                if (push.UnflushedBytes >= 1 << 20)
-                {
-                    Flush(push, failed.Token);
-                }
+                ThrowIfGone(PostCopyThreads.Flush(push, cancellationToken));
             }
+        }
 
-            PostCopyFormat.WriteEnd(push, sent, chain);
-            Flush(push, failed.Token);
-        }
-        catch
-        {
-            failed.Cancel();
-            throw;
-        }
+        PostCopyFormat.WriteEnd(push, sent, chain);
+        ThrowIfGone(PostCopyThreads.Flush(push, cancellationToken));
     }
 
     /// <summary>The next run of unsent pages from the cursor (wrapping once), at most <see cref="PushPages"/>, taken.</summary>
@@ -235,18 +228,11 @@ public sealed class PostCopySource
         return was;
     }
 
-    private static void Flush(PipeWriter output, CancellationToken cancellationToken)
-    {
-        FlushResult result = PostCopyThreads.Flush(output, cancellationToken);
-        if (result.IsCanceled || result.IsCompleted)
-        {
-            throw new OperationCanceledException("The post-copy destination went away.");
-        }
-    }
+    private static async ValueTask FlushAsync(PipeWriter output, CancellationToken cancellationToken) =>
+        ThrowIfGone(await output.FlushAsync(cancellationToken).ConfigureAwait(false));
 
-    private static async ValueTask FlushAsync(PipeWriter output, CancellationToken cancellationToken)
+    private static void ThrowIfGone(FlushResult result)
     {
-        FlushResult result = await output.FlushAsync(cancellationToken).ConfigureAwait(false);
         if (result.IsCanceled || result.IsCompleted)
         {
             throw new OperationCanceledException("The post-copy destination went away.");
